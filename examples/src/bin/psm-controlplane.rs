@@ -1,0 +1,254 @@
+//! `psm-controlplane`: the reference `secureaccessgateway` service. Argument parsing and
+//! assembly only: the service is `psm_server`, the data-directory layout `psm_server::node`.
+//!
+//! ```text
+//! psm-controlplane --listen 127.0.0.1:8080 --data /var/lib/psm
+//! psm-controlplane --listen 0.0.0.0:8443 --data /var/lib/psm --database postgres://psm@db/psm \
+//!     --tls-cert server.pem --tls-key server.key
+//! ```
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use psm_core::vault::{PamSettings, RecipientKey, Secret};
+use psm_server::node::{MasterKeySource, NodeOptions};
+use psm_server::{Principal, Role, Server, ServerConfig, TlsSettings};
+
+#[derive(Parser)]
+#[command(
+    name = "psm-controlplane",
+    version,
+    about = "PSM's secureaccessgateway control plane"
+)]
+struct Args {
+    /// Address to listen on. Anything but loopback needs TLS (or --insecure-http).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Data directory: SQLite database, vault key, API keys (DIR/keys/ROLE.key), artifacts.
+    #[arg(long, default_value = "./psm-data", env = "PSM_DATA")]
+    data: PathBuf,
+    /// PostgreSQL URL (postgres://...) instead of SQLite in the data directory.
+    #[arg(long, env = "PSM_DATABASE")]
+    database: Option<String>,
+    /// PostgreSQL schema to use (created if missing).
+    #[arg(long)]
+    schema: Option<String>,
+    /// Vault master key file (default DIR/vault.key, generated on first start).
+    #[arg(long)]
+    master_key_file: Option<PathBuf>,
+    /// Vault master key as text (64 hex digits); takes precedence over the file.
+    #[arg(long, env = "PSM_MASTER_KEY", hide_env_values = true)]
+    master_key: Option<String>,
+    /// A previous master key file (repeatable): credentials sealed under it are re-sealed
+    /// under the current key at start.
+    #[arg(long)]
+    previous_master_key_file: Vec<PathBuf>,
+    /// Server certificate chain (PEM); with --tls-key, serves HTTPS.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// Server private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// CA of accepted client certificates (mTLS).
+    #[arg(long, requires = "tls_cert")]
+    client_ca: Option<PathBuf>,
+    /// A client certificate and its role, ROLE=CERT.pem (repeatable; needs --client-ca).
+    #[arg(long, requires = "client_ca")]
+    client_cert: Vec<String>,
+    /// Serve plain HTTP on a non-loopback address (behind a TLS-terminating proxy only).
+    #[arg(long)]
+    insecure_http: bool,
+    /// Seconds between watchdog / checkout-expiry sweeps.
+    #[arg(long, default_value_t = 10)]
+    sweep_interval: u64,
+    /// Largest request body in bytes (larger: 413).
+    #[arg(long, default_value_t = 8 * 1024 * 1024)]
+    body_limit: usize,
+    /// A reverse proxy whose X-Forwarded-For GetIP trusts (repeatable).
+    #[arg(long)]
+    trusted_proxy: Vec<IpAddr>,
+    /// Seconds without Polling before the watchdog ends a Connected session.
+    #[arg(long, default_value_t = 90)]
+    connected_stale_after: u64,
+    /// Seconds a worker's lease lasts without Polling.
+    #[arg(long, default_value_t = 60)]
+    lease_ttl: u64,
+    /// PSMStorageMode: UNC, AWS or Azure.
+    #[arg(long, default_value = "UNC")]
+    storage_mode: String,
+    /// PSMStorageLocation (extension): where uploaders store recordings for the mode, e.g.
+    /// s3://bucket/prefix, az://account/container/prefix or a path (credentials stay with
+    /// the uploaders).
+    #[arg(long)]
+    storage_location: Option<String>,
+    /// PSMEncodingEnabled.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    encoding_enabled: bool,
+    /// PSMEncryptionKey: the recordings' recipient PUBLIC key, x25519:BASE64.
+    #[arg(long)]
+    encryption_key: Option<String>,
+    /// PSMRecordKeyStrokes.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    record_keystrokes: bool,
+    /// Clipboard capture.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    capture_clipboard: bool,
+    /// Export formats encoders produce (repeatable).
+    #[arg(long = "export-format")]
+    export_formats: Vec<String>,
+    /// SIEM streaming of the audit log (syslog/CEF, webhooks).
+    #[command(flatten)]
+    siem: siem::SiemArgs,
+}
+
+#[path = "psm/siem.rs"]
+mod siem;
+
+fn read(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    if args.tls_cert.is_none() && !args.listen.ip().is_loopback() && !args.insecure_http {
+        bail!(
+            "{} is not a loopback address: serve TLS (--tls-cert/--tls-key) or pass \
+             --insecure-http behind a TLS-terminating proxy",
+            args.listen
+        );
+    }
+    let mut settings = PamSettings {
+        storage_mode: args.storage_mode.parse()?,
+        storage_location: args.storage_location.clone(),
+        encoding_enabled: args.encoding_enabled,
+        encryption_key: args
+            .encryption_key
+            .as_deref()
+            .map(RecipientKey::parse)
+            .transpose()?,
+        record_keystrokes: args.record_keystrokes,
+        capture_clipboard: args.capture_clipboard,
+        ..PamSettings::default()
+    };
+    if !args.export_formats.is_empty() {
+        settings.export_formats = args.export_formats.clone();
+    }
+    let mut options = NodeOptions::new(&args.data);
+    options.database = args.database.clone();
+    options.schema = args.schema.clone();
+    options.master_key = match (&args.master_key, &args.master_key_file) {
+        (Some(text), _) => Some(MasterKeySource::Text(Secret::new(text.clone()))),
+        (None, Some(path)) => Some(MasterKeySource::File(path.clone())),
+        (None, None) => None,
+    };
+    options.previous_master_keys = args
+        .previous_master_key_file
+        .iter()
+        .cloned()
+        .map(MasterKeySource::File)
+        .collect();
+    options.engine.connected_stale_after = Duration::from_secs(args.connected_stale_after.max(1));
+    options.engine.lease_ttl = Duration::from_secs(args.lease_ttl.max(1));
+    options.settings = settings;
+    let mut node = psm_server::node::open(options).await?;
+    for path in &node.generated_keys {
+        println!("generated API key {}", path.display());
+    }
+    if node.resealed > 0 {
+        println!(
+            "re-sealed {} credentials under the current master key",
+            node.resealed
+        );
+    }
+
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let mut client_principals = std::collections::HashMap::new();
+            for spec in &args.client_cert {
+                let (role, path) = spec
+                    .split_once('=')
+                    .context("--client-cert takes ROLE=CERT.pem")?;
+                let role: Role = role.parse()?;
+                for fp in psm_server::tls::pem_fingerprints(&read(&PathBuf::from(path))?)? {
+                    client_principals.insert(
+                        fp,
+                        Principal {
+                            name: format!("{role}-cert"),
+                            role,
+                        },
+                    );
+                }
+            }
+            Some(TlsSettings {
+                cert_chain_pem: read(cert)?,
+                key_pem: Secret::new(read(key)?),
+                client_ca_pem: args.client_ca.as_ref().map(read).transpose()?,
+                client_principals,
+            })
+        }
+        _ => None,
+    };
+    let config = ServerConfig {
+        body_limit: args.body_limit,
+        sweep_interval: Duration::from_secs(args.sweep_interval.max(1)),
+        trusted_proxies: args.trusted_proxy.clone(),
+        ..ServerConfig::default()
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let server = Server::new(
+        node.control_plane.clone(),
+        std::mem::take(&mut node.keys),
+        node.artifacts.clone(),
+        config,
+    )
+    .with_directory(node.directory.clone())
+    .start(listener, tls.as_ref())?;
+    println!("psm-controlplane listening on {}", server.url());
+    println!("  database: {}", node.database);
+    println!("  API keys: {}/keys/ROLE.key", args.data.display());
+    let siem = args
+        .siem
+        .start(node.control_plane.engine().store().clone(), &args.data)?;
+    if let Some((_, describe)) = &siem {
+        println!("  SIEM: {describe}");
+    }
+
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => { r.context("waiting for Ctrl-C")?; }
+        _ = terminate() => {}
+    }
+    println!("stopping");
+    if let Some((handle, _)) = siem {
+        handle.shutdown().await;
+    }
+    server.stop().await;
+    node.close().await;
+    Ok(())
+}
+
+#[cfg(unix)]
+async fn terminate() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut s) => {
+            s.recv().await;
+        }
+        Err(_) => std::future::pending().await,
+    }
+}
+
+#[cfg(not(unix))]
+async fn terminate() {
+    std::future::pending().await
+}

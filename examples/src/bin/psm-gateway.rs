@@ -1,0 +1,174 @@
+//! `psm-gateway`: one SSH gateway process. Users run `ssh USER+TARGET@gateway`; the gateway
+//! authenticates them against the user directory, logs in to the target with the vaulted
+//! credential, records every channel, and reports the session to the control plane (in this
+//! process over the node's database, or remote over HTTP). See docs/ssh-gateway.md.
+//!
+//! ```text
+//! psm-gateway --config /etc/psm/gateway.toml
+//! psm-gateway --data ./psm-data --listen 0.0.0.0:2222
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use psm_core::ControlPlane;
+use psm_core::directory::UserDirectory;
+use psm_core::store::{PostgresOptions, PostgresStore, SqliteStore};
+
+#[path = "psm/gateway.rs"]
+mod gateway;
+
+#[derive(Parser)]
+#[command(name = "psm-gateway", version, about = "PSM SSH gateway")]
+struct Args {
+    /// A TOML configuration file (see docs/ssh-gateway.md); flags override it.
+    #[arg(long, env = "PSM_GATEWAY_CONFIG")]
+    config: Option<PathBuf>,
+    /// The node's data directory (host key, recordings, local control plane).
+    #[arg(long, env = "PSM_DATA")]
+    data: Option<PathBuf>,
+    /// Where users connect.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// This gateway's process instance name.
+    #[arg(long)]
+    process_instance: Option<String>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct FileConfig {
+    data: Option<PathBuf>,
+    control_plane: ControlPlaneConfig,
+    directory: DirectoryConfig,
+    gateway: gateway::GatewayOptions,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct ControlPlaneConfig {
+    /// A remote control plane (`https://...`); unset: the node in the data directory.
+    url: Option<String>,
+    /// The gateway-role API key file for the remote control plane.
+    api_key_file: Option<PathBuf>,
+    /// Allow `http://` (tests, loopback).
+    allow_plain_http: bool,
+    /// For the local node: a PostgreSQL URL instead of DATA/psm.db.
+    database: Option<String>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct DirectoryConfig {
+    /// `sqlite:PATH` or `postgres://...`; default DATA/psm.db.
+    database: Option<String>,
+    /// PostgreSQL schema.
+    schema: Option<String>,
+}
+
+async fn open_directory(
+    cfg: &DirectoryConfig,
+    data: &Path,
+) -> anyhow::Result<Arc<dyn UserDirectory>> {
+    let url = cfg
+        .database
+        .clone()
+        .unwrap_or_else(|| format!("sqlite:{}", data.join("psm.db").display()));
+    if let Some(path) = url.strip_prefix("sqlite:") {
+        return Ok(Arc::new(
+            SqliteStore::open(path)
+                .await
+                .with_context(|| format!("opening the user directory {path}"))?,
+        ));
+    }
+    let mut options = PostgresOptions::new(url);
+    options.schema = cfg.schema.clone();
+    Ok(Arc::new(
+        PostgresStore::connect(&options)
+            .await
+            .context("connecting to the user directory")?,
+    ))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let mut file: FileConfig = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+        }
+        None => FileConfig::default(),
+    };
+    if let Some(l) = args.listen {
+        file.gateway.listen = l;
+    }
+    if let Some(p) = args.process_instance {
+        file.gateway.process_instance = p;
+    }
+    let data = args
+        .data
+        .or(file.data.clone())
+        .unwrap_or_else(|| PathBuf::from("./psm-data"));
+    std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
+
+    let mut node = None;
+    let (control_plane, vault): (Arc<dyn ControlPlane>, _) = match &file.control_plane.url {
+        Some(url) => {
+            let mut config = psm_client::ClientConfig::new(url.clone());
+            config.allow_plain_http = file.control_plane.allow_plain_http;
+            if let Some(path) = &file.control_plane.api_key_file {
+                let key = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                config = config.with_api_key(key.trim());
+            }
+            let client = psm_client::Client::new(config)?;
+            (Arc::new(psm_client::HttpControlPlane::new(client)), None)
+        }
+        None => {
+            let mut options = psm_server::node::NodeOptions::new(&data);
+            options.database = file.control_plane.database.clone();
+            let n = psm_server::node::open(options)
+                .await
+                .with_context(|| format!("opening the node in {}", data.display()))?;
+            let cp = n.control_plane.clone();
+            let vault = cp.vault().clone();
+            node = Some(n);
+            (Arc::new(cp), Some(vault))
+        }
+    };
+    let directory = open_directory(&file.directory, &data).await?;
+    if let Some(password) = gateway::ensure_first_admin(directory.as_ref()).await? {
+        println!("First start: created user admin with password {password} (shown once).");
+    }
+    let running = gateway::start(&file.gateway, &data, control_plane, directory, vault).await?;
+    println!(
+        "PSM SSH gateway on {} (host key {}{})",
+        running.addr,
+        running.fingerprint,
+        if running.host_key_created {
+            ", new"
+        } else {
+            ""
+        }
+    );
+    println!("Connect with: {}", gateway::ssh_line(running.addr, "USER"));
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    running.stop().await?;
+    if let Some(n) = node {
+        n.close().await;
+    }
+    Ok(())
+}

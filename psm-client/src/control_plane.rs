@@ -1,0 +1,390 @@
+//! [`HttpControlPlane`]: psm-core's [`ControlPlane`] over the HTTP contract, so a gateway,
+//! encoder or uploader runs the same against a remote control plane as in-process.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use psm_core::vault::{
+    Checkin, Checkout, CheckoutRequest, CheckoutStatus, Credential, PamSettings, Target,
+};
+use psm_core::{
+    CheckoutId, Completion, ControlPlane, CoreError, FencingToken, HeartbeatReply, Lease,
+    NewSession, PrivSession, ProcessInstance, RecordingStatus, RecordingStatusUpdate, SessionId,
+    Stage, Timestamp,
+};
+
+use crate::client::Client;
+use crate::error::ClientError;
+use crate::wire;
+
+/// A [`ControlPlane`] that speaks HTTP.
+///
+/// Against a PAM product that knows only the seed's endpoints, the seed's calls work and
+/// PSM's extensions answer [`CoreError::Unsupported`]; claims without PSM's `Leases` get
+/// leases with fencing token 0 (meaning "none": it is not sent back), and the lease expiry
+/// is assumed to be [`assumed_lease`](Self::with_assumed_lease) from the claim.
+#[derive(Clone, Debug)]
+pub struct HttpControlPlane {
+    client: Client,
+    assumed_lease: Duration,
+}
+
+fn core(e: ClientError) -> CoreError {
+    e.into_core()
+}
+
+fn token_on_wire(t: FencingToken) -> Option<u64> {
+    (t.0 != 0).then_some(t.0)
+}
+
+impl HttpControlPlane {
+    /// Over a configured [`Client`].
+    pub fn new(client: Client) -> Self {
+        Self {
+            client,
+            assumed_lease: Duration::from_secs(60),
+        }
+    }
+
+    /// The lease length assumed when the server does not say (a seed-only product).
+    pub fn with_assumed_lease(mut self, d: Duration) -> Self {
+        self.assumed_lease = d;
+        self
+    }
+
+    /// The typed client underneath (for the endpoints that are not lifecycle calls).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    fn leases(&self, resp: wire::ClaimResponse, by: &ProcessInstance, stage: Stage) -> Vec<Lease> {
+        if !resp.leases.is_empty() {
+            return resp.leases.into_iter().map(Lease::from).collect();
+        }
+        let expires = Timestamp::now_utc().add(self.assumed_lease);
+        resp.session_ids
+            .into_iter()
+            .map(|session| Lease {
+                session,
+                stage,
+                owner: by.clone(),
+                token: FencingToken(0),
+                expires,
+                attempt: 1,
+            })
+            .collect()
+    }
+}
+
+fn checkout_from(
+    dto: Option<wire::CheckoutDto>,
+    id: &CheckoutId,
+    remaining: Duration,
+) -> Result<Checkout, CoreError> {
+    match dto {
+        Some(d) => Checkout::try_from(d),
+        None => {
+            // A seed-only answer: only the id and the time left are known.
+            let now = Timestamp::now_utc();
+            Ok(Checkout {
+                id: id.clone(),
+                user: String::new(),
+                target: String::new(),
+                created: now,
+                expires: now.add(remaining),
+                ended: None,
+                end_reason: None,
+                created_by: String::new(),
+            })
+        }
+    }
+}
+
+#[async_trait]
+impl ControlPlane for HttpControlPlane {
+    async fn open_session(&self, new: NewSession) -> Result<PrivSession, CoreError> {
+        let req = wire::OpenSessionRequest {
+            session: new.id,
+            process_instance: new.process_instance,
+            user_name: new.user,
+            target: new.target,
+            protocol: new.protocol,
+            checkout_id: new.checkout_id,
+        };
+        let resp = self.client.open_session(&req).await.map_err(core)?;
+        Ok(resp.session.into())
+    }
+
+    async fn heartbeat(
+        &self,
+        session: SessionId,
+        by: &ProcessInstance,
+    ) -> Result<HeartbeatReply, CoreError> {
+        let resp = self
+            .client
+            .polling(&wire::PollingRequest {
+                session,
+                process_instance: by.clone(),
+                fencing_token: None,
+            })
+            .await
+            .map_err(core)?;
+        Ok(HeartbeatReply {
+            terminate: resp.terminate_session,
+            reason: resp.terminate_reason,
+        })
+    }
+
+    async fn update_session(&self, session: SessionId) -> Result<(), CoreError> {
+        self.client
+            .update_session(session)
+            .await
+            .map(drop)
+            .map_err(core)
+    }
+
+    async fn end_session(&self, session: SessionId, by: &ProcessInstance) -> Result<(), CoreError> {
+        self.client
+            .end_session(session, by)
+            .await
+            .map(drop)
+            .map_err(core)
+    }
+
+    async fn claim_for_encoding(
+        &self,
+        by: &ProcessInstance,
+        limit: u32,
+    ) -> Result<Vec<Lease>, CoreError> {
+        let resp = self
+            .client
+            .encoder_claim(by, Some(limit))
+            .await
+            .map_err(core)?;
+        Ok(self.leases(resp, by, Stage::Encoding))
+    }
+
+    async fn claim_for_upload(
+        &self,
+        by: &ProcessInstance,
+        limit: u32,
+    ) -> Result<Vec<Lease>, CoreError> {
+        let resp = self
+            .client
+            .uploder_claim(by, Some(limit))
+            .await
+            .map_err(core)?;
+        Ok(self.leases(resp, by, Stage::Uploading))
+    }
+
+    async fn renew(&self, lease: &Lease) -> Result<Lease, CoreError> {
+        let resp = self
+            .client
+            .polling(&wire::PollingRequest {
+                session: lease.session,
+                process_instance: lease.owner.clone(),
+                fencing_token: token_on_wire(lease.token),
+            })
+            .await
+            .map_err(core)?;
+        Ok(match resp.lease {
+            Some(l) => l.into(),
+            None => Lease {
+                expires: Timestamp::now_utc().add(self.assumed_lease),
+                ..lease.clone()
+            },
+        })
+    }
+
+    async fn complete(&self, lease: &Lease, completion: Completion) -> Result<(), CoreError> {
+        let done = lease.stage.done_stage().ok_or(CoreError::WrongStage {
+            session: lease.session,
+            operation: "complete",
+            expected: "Encoding or Uploading".into(),
+            actual: lease.stage,
+        })?;
+        self.client
+            .update_recording_process_status(&wire::UpdateRecordingStatusRequest {
+                priv_session_id: lease.session,
+                process_instance: lease.owner.clone(),
+                recording_status: done,
+                ssh_logs_uploaded: completion.ssh_logs_uploaded,
+                recording_format: completion.recording_format,
+                fencing_token: token_on_wire(lease.token),
+                note: completion.note,
+            })
+            .await
+            .map(drop)
+            .map_err(core)
+    }
+
+    async fn fail(&self, lease: &Lease, reason: &str) -> Result<(), CoreError> {
+        self.client
+            .fail_recording_process(&wire::FailRecordingRequest {
+                priv_session_id: lease.session,
+                process_instance: lease.owner.clone(),
+                fencing_token: lease.token.0,
+                reason: reason.to_owned(),
+            })
+            .await
+            .map(drop)
+            .map_err(core)
+    }
+
+    async fn recording_status(
+        &self,
+        sessions: &[SessionId],
+    ) -> Result<Vec<RecordingStatus>, CoreError> {
+        let entries = self
+            .client
+            .get_recording_process_status(sessions)
+            .await
+            .map_err(core)?;
+        Ok(entries
+            .into_iter()
+            .map(|e| RecordingStatus {
+                session: e.session,
+                stage: e.status,
+                failure_reason: e.failure_reason,
+            })
+            .collect())
+    }
+
+    async fn update_recording_status(
+        &self,
+        update: RecordingStatusUpdate,
+    ) -> Result<(), CoreError> {
+        self.client
+            .update_recording_process_status(&wire::UpdateRecordingStatusRequest {
+                priv_session_id: update.session,
+                process_instance: update.process_instance,
+                recording_status: update.status,
+                ssh_logs_uploaded: update.ssh_logs_uploaded,
+                recording_format: update.recording_format,
+                fencing_token: update.token.map(|t| t.0),
+                note: update.note,
+            })
+            .await
+            .map(drop)
+            .map_err(core)
+    }
+
+    async fn request_termination(
+        &self,
+        session: SessionId,
+        _actor: &str,
+        reason: &str,
+    ) -> Result<(), CoreError> {
+        // The server records the authenticated caller as the actor.
+        self.client
+            .terminate_session(&wire::TerminateSessionRequest {
+                session,
+                reason: reason.to_owned(),
+            })
+            .await
+            .map(drop)
+            .map_err(core)
+    }
+
+    async fn target(&self, name: &str) -> Result<Target, CoreError> {
+        Ok(self.client.get_target(name).await.map_err(core)?.into())
+    }
+
+    async fn get_credential(
+        &self,
+        session: SessionId,
+        by: &ProcessInstance,
+    ) -> Result<Credential, CoreError> {
+        self.client
+            .get_credential(session, by)
+            .await
+            .map_err(core)?
+            .into_credential()
+    }
+
+    async fn checkout(
+        &self,
+        request: CheckoutRequest,
+        _actor: &str,
+    ) -> Result<Checkout, CoreError> {
+        let minutes = u32::try_from(request.duration.as_secs().div_ceil(60)).unwrap_or(u32::MAX);
+        let resp = self
+            .client
+            .checkout(&wire::CheckoutRequestDto {
+                user_name: request.user,
+                target: request.target,
+                duration_minutes: minutes,
+            })
+            .await
+            .map_err(core)?;
+        Checkout::try_from(resp.checkout)
+    }
+
+    async fn checkout_status(&self, checkout: &CheckoutId) -> Result<CheckoutStatus, CoreError> {
+        let resp = self
+            .client
+            .get_remaining_minutes_for_checkout(checkout)
+            .await
+            .map_err(core)?;
+        let remaining = if resp.remaining_seconds > 0 || resp.checkout.is_some() {
+            Duration::from_secs(resp.remaining_seconds)
+        } else {
+            Duration::from_secs(resp.remaining_minutes.saturating_mul(60))
+        };
+        let active = if resp.checkout.is_some() {
+            resp.active
+        } else {
+            resp.remaining_minutes > 0
+        };
+        Ok(CheckoutStatus {
+            checkout: checkout_from(resp.checkout, checkout, remaining)?,
+            remaining,
+            remaining_minutes: resp.remaining_minutes,
+            active,
+        })
+    }
+
+    async fn checkin(&self, checkout: &CheckoutId, _actor: &str) -> Result<Checkin, CoreError> {
+        let resp = self.client.checkin(checkout).await.map_err(core)?;
+        Ok(Checkin {
+            checkout: checkout_from(resp.checkout, checkout, Duration::ZERO)?,
+            already_ended: resp.already_checked_in,
+            sessions_terminated: resp.sessions_terminated,
+        })
+    }
+
+    async fn pam_settings(&self) -> Result<PamSettings, CoreError> {
+        PamSettings::try_from(self.client.get_pam_settings().await.map_err(core)?)
+    }
+
+    async fn redeem_live_ticket(
+        &self,
+        ticket: &psm_core::live::LiveTicket,
+        by: &ProcessInstance,
+    ) -> Result<psm_core::live::TicketGrant, CoreError> {
+        crate::live::redeem(&self.client, ticket, by)
+            .await
+            .map_err(core)
+    }
+
+    async fn live_commands(
+        &self,
+        by: &ProcessInstance,
+        wait: std::time::Duration,
+        live_url: Option<&str>,
+    ) -> Result<Vec<psm_core::live::LiveCommand>, CoreError> {
+        crate::live::commands(&self.client, by, wait, live_url)
+            .await
+            .map_err(core)
+    }
+
+    async fn live_report(
+        &self,
+        by: &ProcessInstance,
+        reports: &[psm_core::live::LiveReport],
+    ) -> Result<(), CoreError> {
+        crate::live::report(&self.client, by, reports)
+            .await
+            .map_err(core)
+    }
+}

@@ -1,0 +1,408 @@
+//! The user directory: who may log in to a gateway, how they prove it, and which targets
+//! their roles let them reach.
+//!
+//! A [`DirectoryUser`] has a name, optional argon2id [`PasswordHash`], SSH public keys
+//! ([`AuthorizedKey`], compared by algorithm and key blob, never by comment), an optional TOTP
+//! second factor ([`TotpSecret`]) and roles. A role grants targets by name, or every target
+//! with `*`. The [`UserDirectory`] trait stores them; [`MemoryDirectory`] is for tests and
+//! embedding, and [`SqliteStore`](crate::store::SqliteStore) and
+//! [`PostgresStore`](crate::store::PostgresStore) implement it over the same database as
+//! their sessions (migration `0003_directory`).
+//!
+//! ```
+//! # async fn demo() -> Result<(), psm_core::CoreError> {
+//! use psm_core::directory::{MemoryDirectory, UserDirectory, NewUser, PasswordHash};
+//!
+//! let dir = MemoryDirectory::new();
+//! dir.create_user(&NewUser {
+//!     name: "alice".parse()?,
+//!     password: Some(PasswordHash::hash("correct horse")?),
+//!     roles: vec!["ops".into()],
+//!     ..NewUser::default()
+//! }).await?;
+//! dir.grant("ops", "web-01").await?;
+//!
+//! let alice = dir.user("alice").await?.expect("alice exists");
+//! assert!(alice.verify_password("correct horse"));
+//! assert!(!alice.verify_password("wrong"));
+//! assert!(dir.may_reach(&alice, "web-01").await?);
+//! assert!(!dir.may_reach(&alice, "db-01").await?);
+//! # Ok(()) }
+//! # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+//! ```
+
+use std::fmt;
+use std::str::FromStr;
+
+use async_trait::async_trait;
+
+use crate::error::CoreError;
+use crate::id::truncate_for_error;
+
+mod memory;
+mod password;
+mod postgres;
+mod sql;
+mod sqlite;
+mod totp;
+
+pub use memory::MemoryDirectory;
+pub use password::PasswordHash;
+pub use totp::TotpSecret;
+
+/// Longest user, role or target name, in bytes.
+pub const MAX_NAME_LEN: usize = 64;
+/// Most keys one user may hold.
+pub const MAX_KEYS_PER_USER: usize = 64;
+/// Longest authorized-key line, in bytes (an RSA 16384-bit key fits).
+pub const MAX_KEY_LEN: usize = 8192;
+/// The role name that grants every target.
+pub const ALL_TARGETS: &str = "*";
+
+/// A user name: 1 to 64 bytes of ASCII letters, digits, `.`, `_` and `-`, not starting with
+/// `-`. It never holds `+`, `:`, `#`, `@` or whitespace, so `user+target` and
+/// `user:target` logins split unambiguously.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserName(String);
+
+impl UserName {
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for UserName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Whether `s` is a valid directory name (user, role or target): 1 to [`MAX_NAME_LEN`] bytes
+/// of ASCII letters, digits, `.`, `_`, `-`, not starting with `-`.
+pub fn is_valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_NAME_LEN
+        && !s.starts_with('-')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+pub(crate) fn check_name(field: &'static str, s: &str) -> Result<(), CoreError> {
+    if is_valid_name(s) {
+        Ok(())
+    } else {
+        Err(CoreError::InvalidInput {
+            field,
+            reason: format!(
+                "{:?} must be 1 to {MAX_NAME_LEN} ASCII letters, digits, '.', '_' or '-', not \
+                 starting with '-'",
+                truncate_for_error(s)
+            ),
+        })
+    }
+}
+
+impl FromStr for UserName {
+    type Err = CoreError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        check_name("user", s)?;
+        Ok(Self(s.to_owned()))
+    }
+}
+
+/// An SSH public key a user may log in with, as `ALGORITHM BASE64` (the comment is kept
+/// apart and never used for matching).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AuthorizedKey {
+    algorithm: String,
+    blob: String,
+    comment: String,
+}
+
+impl AuthorizedKey {
+    /// Parses one `authorized_keys`-style line: `ALGORITHM BASE64 [COMMENT]` (options before
+    /// the algorithm are not supported and refused).
+    pub fn parse(line: &str) -> Result<Self, CoreError> {
+        let bad = |reason: &str| CoreError::InvalidInput {
+            field: "key",
+            reason: format!("{:?}: {reason}", truncate_for_error(line)),
+        };
+        if line.len() > MAX_KEY_LEN {
+            return Err(bad("longer than 8192 bytes"));
+        }
+        let mut parts = line.split_whitespace();
+        let algorithm = parts.next().ok_or_else(|| bad("empty"))?;
+        let blob = parts
+            .next()
+            .ok_or_else(|| bad("no base64 key after the algorithm"))?;
+        let comment = parts.collect::<Vec<_>>().join(" ");
+        let known = algorithm.starts_with("ssh-")
+            || algorithm.starts_with("ecdsa-sha2-")
+            || algorithm.starts_with("sk-");
+        if !known || !algorithm.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(bad(
+                "not an SSH key algorithm (ssh-ed25519, ssh-rsa, ecdsa-sha2-...)",
+            ));
+        }
+        if !blob
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
+        {
+            return Err(bad("the key is not base64"));
+        }
+        Ok(Self {
+            algorithm: algorithm.to_owned(),
+            blob: blob.to_owned(),
+            comment: comment.chars().filter(|c| !c.is_control()).collect(),
+        })
+    }
+
+    /// The key algorithm, e.g. `ssh-ed25519`.
+    pub fn algorithm(&self) -> &str {
+        &self.algorithm
+    }
+
+    /// The base64 key blob.
+    pub fn blob(&self) -> &str {
+        &self.blob
+    }
+
+    /// The comment (informational).
+    pub fn comment(&self) -> &str {
+        &self.comment
+    }
+
+    /// `ALGORITHM BASE64`, the form used for matching and storage.
+    pub fn key(&self) -> String {
+        format!("{} {}", self.algorithm, self.blob)
+    }
+
+    /// Whether `openssh` (`ALGORITHM BASE64 [COMMENT]`) is this key.
+    pub fn matches(&self, openssh: &str) -> bool {
+        let mut parts = openssh.split_whitespace();
+        parts.next() == Some(self.algorithm.as_str()) && parts.next() == Some(self.blob.as_str())
+    }
+}
+
+impl fmt::Display for AuthorizedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.comment.is_empty() {
+            write!(f, "{} {}", self.algorithm, self.blob)
+        } else {
+            write!(f, "{} {} {}", self.algorithm, self.blob, self.comment)
+        }
+    }
+}
+
+/// A user of the directory, as read back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirectoryUser {
+    /// The login name.
+    pub name: UserName,
+    /// The password hash, if the user may log in by password.
+    pub password: Option<PasswordHash>,
+    /// The SSH keys the user may log in with.
+    pub keys: Vec<AuthorizedKey>,
+    /// The TOTP secret, if a second factor is required.
+    pub totp: Option<TotpSecret>,
+    /// The user's roles.
+    pub roles: Vec<String>,
+    /// A disabled user cannot log in.
+    pub disabled: bool,
+}
+
+impl DirectoryUser {
+    /// Whether `password` is this user's password (false without one, or when disabled).
+    pub fn verify_password(&self, password: &str) -> bool {
+        !self.disabled && self.password.as_ref().is_some_and(|h| h.verify(password))
+    }
+
+    /// Whether `openssh` (`ALGORITHM BASE64 [COMMENT]`) is one of this user's keys.
+    pub fn has_key(&self, openssh: &str) -> bool {
+        !self.disabled && self.keys.iter().any(|k| k.matches(openssh))
+    }
+
+    /// Whether a second factor is required.
+    pub fn needs_totp(&self) -> bool {
+        self.totp.is_some()
+    }
+
+    /// Whether `code` is the user's current TOTP code at `unix_seconds` (one step of skew
+    /// either way). True when no second factor is configured.
+    pub fn verify_totp(&self, code: &str, unix_seconds: u64) -> bool {
+        match &self.totp {
+            None => true,
+            Some(secret) => !self.disabled && secret.verify(code, unix_seconds),
+        }
+    }
+}
+
+/// A user to create.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NewUser {
+    /// The login name.
+    pub name: UserName,
+    /// Password hash.
+    pub password: Option<PasswordHash>,
+    /// SSH keys.
+    pub keys: Vec<AuthorizedKey>,
+    /// TOTP secret.
+    pub totp: Option<TotpSecret>,
+    /// Roles.
+    pub roles: Vec<String>,
+}
+
+impl Default for UserName {
+    fn default() -> Self {
+        Self("user".to_owned())
+    }
+}
+
+impl NewUser {
+    pub(crate) fn validate(&self) -> Result<(), CoreError> {
+        for role in &self.roles {
+            check_name("role", role)?;
+        }
+        if self.keys.len() > MAX_KEYS_PER_USER {
+            return Err(CoreError::InvalidInput {
+                field: "key",
+                reason: format!("{} keys, the limit is {MAX_KEYS_PER_USER}", self.keys.len()),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A change to an existing user; `None` leaves a field alone.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UserUpdate {
+    /// New password hash (`Some(None)` removes password login).
+    pub password: Option<Option<PasswordHash>>,
+    /// New TOTP secret (`Some(None)` removes the second factor).
+    pub totp: Option<Option<TotpSecret>>,
+    /// New role list.
+    pub roles: Option<Vec<String>>,
+    /// Enable or disable.
+    pub disabled: Option<bool>,
+}
+
+impl UserUpdate {
+    pub(crate) fn validate(&self) -> Result<(), CoreError> {
+        for role in self.roles.iter().flatten() {
+            check_name("role", role)?;
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn check_target(target: &str) -> Result<(), CoreError> {
+    if target == ALL_TARGETS {
+        return Ok(());
+    }
+    check_name("target", target)
+}
+
+/// Where users, their credentials and roles live.
+///
+/// Implementations: [`MemoryDirectory`], [`SqliteStore`](crate::store::SqliteStore),
+/// [`PostgresStore`](crate::store::PostgresStore); all pass the same conformance tests.
+///
+/// ```
+/// # async fn demo(dir: &dyn psm_core::directory::UserDirectory) -> Result<(), psm_core::CoreError> {
+/// if let Some(user) = dir.user("alice").await? {
+///     let targets = dir.allowed_targets(&user).await?;
+///     println!("alice may reach {targets:?}");
+/// }
+/// # Ok(()) }
+/// ```
+#[async_trait]
+pub trait UserDirectory: Send + Sync {
+    /// One user by name; `None` if there is none (or the name is not a valid user name).
+    async fn user(&self, name: &str) -> Result<Option<DirectoryUser>, CoreError>;
+
+    /// Every user, by name.
+    async fn users(&self) -> Result<Vec<DirectoryUser>, CoreError>;
+
+    /// Creates a user; an existing name is [`CoreError::UserExists`].
+    async fn create_user(&self, user: &NewUser) -> Result<(), CoreError>;
+
+    /// Changes a user; an unknown name is [`CoreError::UnknownUser`].
+    async fn update_user(&self, name: &str, update: &UserUpdate) -> Result<(), CoreError>;
+
+    /// Deletes a user with its keys and roles; returns whether one existed.
+    async fn delete_user(&self, name: &str) -> Result<bool, CoreError>;
+
+    /// Adds a key to a user (adding a key the user already has changes nothing).
+    async fn add_key(&self, name: &str, key: &AuthorizedKey) -> Result<(), CoreError>;
+
+    /// Removes a key (by algorithm and blob); returns whether the user had it.
+    async fn remove_key(&self, name: &str, key: &AuthorizedKey) -> Result<bool, CoreError>;
+
+    /// Lets `role` reach `target` (a target name, or `*` for every target).
+    async fn grant(&self, role: &str, target: &str) -> Result<(), CoreError>;
+
+    /// Takes the grant back; returns whether it existed.
+    async fn revoke(&self, role: &str, target: &str) -> Result<bool, CoreError>;
+
+    /// The targets (names, or `*`) granted to any of `roles`, sorted, without duplicates.
+    async fn targets_of_roles(&self, roles: &[String]) -> Result<Vec<String>, CoreError>;
+
+    /// The targets `user` may reach (names, or `*`), sorted.
+    async fn allowed_targets(&self, user: &DirectoryUser) -> Result<Vec<String>, CoreError> {
+        if user.disabled {
+            return Ok(Vec::new());
+        }
+        self.targets_of_roles(&user.roles).await
+    }
+
+    /// Whether `user` may reach `target`.
+    async fn may_reach(&self, user: &DirectoryUser, target: &str) -> Result<bool, CoreError> {
+        let allowed = self.allowed_targets(user).await?;
+        Ok(allowed.iter().any(|t| t == ALL_TARGETS || t == target))
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod conformance;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_exclude_login_separators() {
+        for ok in ["alice", "a.b", "svc_01", "x-y", "A9"] {
+            assert!(is_valid_name(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "-x",
+            "a+b",
+            "a:b",
+            "a#b",
+            "a@b",
+            "a b",
+            "é",
+            "a/b",
+            &"x".repeat(65),
+        ] {
+            assert!(!is_valid_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn keys_parse_and_match_without_comment() {
+        let k = AuthorizedKey::parse("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB alice@laptop")
+            .expect("valid");
+        assert_eq!(k.algorithm(), "ssh-ed25519");
+        assert!(k.matches("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB"));
+        assert!(k.matches("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB other"));
+        assert!(!k.matches("ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAIB"));
+        assert!(AuthorizedKey::parse("").is_err());
+        assert!(AuthorizedKey::parse("ssh-ed25519").is_err());
+        assert!(AuthorizedKey::parse("command=\"x\" ssh-ed25519 AAAA").is_err());
+        assert!(AuthorizedKey::parse("ssh-ed25519 AA$A").is_err());
+        assert!(AuthorizedKey::parse(&format!("ssh-ed25519 {}", "A".repeat(9000))).is_err());
+    }
+}

@@ -1,0 +1,537 @@
+//! A compiled [`Policy`], the per-session [`SessionPolicy`], and rule order.
+//!
+//! ## Order and precedence
+//!
+//! Rules are evaluated in file order against every form of the event (for commands, see
+//! [`command_forms`](super::command_forms)). Every matching rule that applies to the
+//! session (its `targets` and `roles`) is collected, until the first matching `allow` rule,
+//! which ends the evaluation: an `allow` rule is an exception for the rules *after* it.
+//! The result is the most severe action collected
+//! (`terminate > lock > pause > require-approval > alert > allow`). A command or transfer
+//! that matched nothing gets the policy's `default_action`; output that matched nothing
+//! yields no decision.
+
+use std::sync::Arc;
+
+use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+
+use super::action::{Action, Decision, LineSource, PolicyEvent, RuleMatch, TransferDirection};
+use super::config::{PolicyConfig, RuleConfig, Subject, invalid};
+use super::pattern::glob_to_regex;
+use super::shell::command_forms;
+use super::tracker::{CommandTracker, TrackerConfig};
+use crate::CoreError;
+
+/// Bytes one compiled pattern may take.
+const REGEX_SIZE_LIMIT: usize = 8 << 20;
+/// Bytes the compiled set of one subject may take.
+const SET_SIZE_LIMIT: usize = 64 << 20;
+
+#[derive(Debug)]
+struct Rule {
+    name: Arc<str>,
+    action: Action,
+    message: Option<Arc<str>>,
+    targets: Vec<Regex>,
+    roles: Vec<String>,
+    direction: Option<TransferDirection>,
+}
+
+#[derive(Debug)]
+struct SubjectSet {
+    set: RegexSet,
+    /// Set pattern index → rule index.
+    rules: Vec<usize>,
+}
+
+impl SubjectSet {
+    fn build(cfg: &PolicyConfig, subject: Subject) -> Result<Self, CoreError> {
+        let mut patterns = Vec::new();
+        let mut rules = Vec::new();
+        for (i, r) in cfg
+            .rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.on == subject)
+        {
+            let p = pattern_of(r);
+            // Compiled alone first, so that an error names its rule.
+            RegexBuilder::new(&p)
+                .size_limit(REGEX_SIZE_LIMIT)
+                .build()
+                .map_err(|e| {
+                    invalid(format!(
+                        "rule {} ({:?}): bad pattern: {e}",
+                        i + 1,
+                        crate::id::truncate_for_error(&r.name)
+                    ))
+                })?;
+            patterns.push(p);
+            rules.push(i);
+        }
+        let set = RegexSetBuilder::new(&patterns)
+            .size_limit(SET_SIZE_LIMIT)
+            .build()
+            .map_err(|e| invalid(format!("the {subject:?} rules together: {e}")))?;
+        Ok(Self { set, rules })
+    }
+
+    /// Marks in `hits` the rules whose pattern matches `text`.
+    fn mark(&self, text: &str, hits: &mut [bool]) {
+        if self.rules.is_empty() || !self.set.is_match(text) {
+            return;
+        }
+        for k in self.set.matches(text).iter() {
+            if let Some(&rule) = self.rules.get(k) {
+                hits[rule] = true;
+            }
+        }
+    }
+}
+
+fn pattern_of(r: &RuleConfig) -> String {
+    let core = match (&r.regex, &r.glob) {
+        (Some(re), _) => re.clone(),
+        (None, Some(g)) => glob_to_regex(g),
+        (None, None) => String::from("[^\\s\\S]"),
+    };
+    if r.case_insensitive {
+        format!("(?i:{core})")
+    } else {
+        core
+    }
+}
+
+/// A compiled policy: share it (`Arc`) between every session of a gateway.
+///
+/// ```
+/// use psm_core::policy::{Action, Policy, SessionScope};
+/// let policy = Policy::from_toml(r#"
+///     [[rule]]
+///     name = "no-root-wipe"
+///     glob = "rm -rf /"
+///     action = "terminate"
+/// "#).unwrap();
+/// let session = policy.for_session(&SessionScope::new("web-01", ["ops"]));
+/// let d = session.judge_command("sudo  '/bin/rm' -rf /");
+/// assert_eq!(d.action, Action::Terminate);
+/// assert_eq!(d.matched[0].name.as_ref(), "no-root-wipe");
+/// ```
+#[derive(Debug)]
+pub struct Policy {
+    rules: Vec<Rule>,
+    command: SubjectSet,
+    output: SubjectSet,
+    transfer: SubjectSet,
+    default_action: Action,
+    unechoed_input: Action,
+}
+
+impl Policy {
+    /// Compiles a policy. Errors name the rule at fault.
+    pub fn new(cfg: &PolicyConfig) -> Result<Arc<Self>, CoreError> {
+        cfg.validate()?;
+        let mut rules = Vec::with_capacity(cfg.rules.len());
+        for (i, r) in cfg.rules.iter().enumerate() {
+            let targets = r
+                .targets
+                .iter()
+                .map(|t| {
+                    RegexBuilder::new(&glob_to_regex(t))
+                        .size_limit(REGEX_SIZE_LIMIT)
+                        .build()
+                        .map_err(|e| invalid(format!("rule {}: bad target glob: {e}", i + 1)))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            rules.push(Rule {
+                name: Arc::from(r.name.as_str()),
+                action: r.action,
+                message: r.message.as_deref().map(Arc::from),
+                targets,
+                roles: r.roles.clone(),
+                direction: r.direction,
+            });
+        }
+        Ok(Arc::new(Self {
+            rules,
+            command: SubjectSet::build(cfg, Subject::Command)?,
+            output: SubjectSet::build(cfg, Subject::Output)?,
+            transfer: SubjectSet::build(cfg, Subject::Transfer)?,
+            default_action: cfg.default_action,
+            unechoed_input: cfg.unechoed_input,
+        }))
+    }
+
+    /// Parses and compiles the TOML form (see [`PolicyConfig`]).
+    pub fn from_toml(text: &str) -> Result<Arc<Self>, CoreError> {
+        Self::new(&PolicyConfig::from_toml(text)?)
+    }
+
+    /// A policy with no rules: every command is allowed and reported.
+    pub fn allow_all() -> Arc<Self> {
+        let empty = || SubjectSet {
+            set: RegexSet::empty(),
+            rules: Vec::new(),
+        };
+        Arc::new(Self {
+            rules: Vec::new(),
+            command: empty(),
+            output: empty(),
+            transfer: empty(),
+            default_action: Action::Allow,
+            unechoed_input: Action::Allow,
+        })
+    }
+
+    /// How many rules the policy holds.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Whether the policy holds no rule.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// The rules that apply to one session: call once per session, then judge with the
+    /// result (or give it to each channel's [`CommandTracker`]).
+    pub fn for_session(self: &Arc<Self>, scope: &SessionScope) -> SessionPolicy {
+        let applies: Vec<bool> = self
+            .rules
+            .iter()
+            .map(|r| {
+                (r.targets.is_empty() || r.targets.iter().any(|t| t.is_match(&scope.target)))
+                    && (r.roles.is_empty() || r.roles.iter().any(|x| scope.roles.contains(x)))
+            })
+            .collect();
+        let any_output = self.output.rules.iter().any(|&i| applies[i]);
+        SessionPolicy {
+            policy: Arc::clone(self),
+            applies: applies.into(),
+            any_output,
+        }
+    }
+}
+
+/// Who is in a session, as far as rule scopes go.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SessionScope {
+    /// The target's name (matched by the rules' `targets` globs).
+    pub target: String,
+    /// The user's roles (matched by the rules' `roles`).
+    pub roles: Vec<String>,
+}
+
+impl SessionScope {
+    /// A scope from a target name and roles.
+    pub fn new<R: Into<String>>(
+        target: impl Into<String>,
+        roles: impl IntoIterator<Item = R>,
+    ) -> Self {
+        Self {
+            target: target.into(),
+            roles: roles.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+/// A policy narrowed to one session: cheap to clone (an `Arc` and a bit list), `Send`
+/// and `Sync`, so every channel of the session can hold one.
+#[derive(Clone, Debug)]
+pub struct SessionPolicy {
+    policy: Arc<Policy>,
+    applies: Arc<[bool]>,
+    any_output: bool,
+}
+
+impl SessionPolicy {
+    /// A tracker for one terminal channel of the session.
+    pub fn tracker(&self, config: TrackerConfig) -> CommandTracker {
+        CommandTracker::new(self.clone(), config)
+    }
+
+    /// Judges a command line that did not come from a terminal (an SSH `exec` request).
+    pub fn judge_command(&self, line: &str) -> Decision {
+        self.judge_line(line, LineSource::Exec, false, false)
+    }
+
+    /// Judges a file transfer.
+    pub fn judge_transfer(&self, path: &str, direction: TransferDirection) -> Decision {
+        let mut hits = vec![false; self.policy.rules.len()];
+        self.policy.transfer.mark(path, &mut hits);
+        for (i, hit) in hits.iter_mut().enumerate() {
+            if self.policy.rules[i]
+                .direction
+                .is_some_and(|d| d != direction)
+            {
+                *hit = false;
+            }
+        }
+        let event = PolicyEvent::Transfer {
+            path: path.to_owned(),
+            direction,
+        };
+        self.decide(event.clone(), &hits, Some(self.policy.default_action))
+            .unwrap_or(Decision {
+                event,
+                action: self.policy.default_action,
+                matched: Vec::new(),
+            })
+    }
+
+    /// Whether any output rule applies to this session (if not, output needs no
+    /// line splitting at all).
+    pub fn watches_output(&self) -> bool {
+        self.any_output
+    }
+
+    /// Judges one line of output text; `None` when no rule matched.
+    pub fn judge_output_line(&self, line: &str) -> Option<Decision> {
+        if !self.any_output || !self.policy.output.set.is_match(line) {
+            return None;
+        }
+        let mut hits = vec![false; self.policy.rules.len()];
+        self.policy.output.mark(line, &mut hits);
+        let d = self.decide(PolicyEvent::Output, &hits, None)?;
+        (!d.matched.is_empty()).then_some(d)
+    }
+
+    pub(crate) fn judge_line(
+        &self,
+        line: &str,
+        source: LineSource,
+        late: bool,
+        truncated: bool,
+    ) -> Decision {
+        self.judge_lines(&[line], line, source, late, truncated)
+    }
+
+    /// Judges a submission seen in several readings (keystrokes and screen): a rule
+    /// matches if it matches any form of any reading. `shown` is the line reported.
+    pub(crate) fn judge_lines(
+        &self,
+        readings: &[&str],
+        shown: &str,
+        source: LineSource,
+        late: bool,
+        truncated: bool,
+    ) -> Decision {
+        let mut hits = vec![false; self.policy.rules.len()];
+        if !self.policy.command.rules.is_empty() {
+            for reading in readings {
+                for form in command_forms(reading) {
+                    self.policy.command.mark(&form, &mut hits);
+                }
+            }
+        }
+        let event = PolicyEvent::Command {
+            line: shown.to_owned(),
+            source,
+            late,
+            truncated,
+        };
+        // `decide` with a default always answers.
+        self.decide(event.clone(), &hits, Some(self.policy.default_action))
+            .unwrap_or(Decision {
+                event,
+                action: self.policy.default_action,
+                matched: Vec::new(),
+            })
+    }
+
+    pub(crate) fn unechoed(&self, chars: usize) -> Decision {
+        Decision {
+            event: PolicyEvent::UnechoedInput { chars },
+            action: self.policy.unechoed_input,
+            matched: Vec::new(),
+        }
+    }
+
+    /// Applies scope, order and precedence to the raw pattern hits.
+    fn decide(
+        &self,
+        event: PolicyEvent,
+        hits: &[bool],
+        default: Option<Action>,
+    ) -> Option<Decision> {
+        let mut matched = Vec::new();
+        for (i, rule) in self.policy.rules.iter().enumerate() {
+            if !hits[i] || !self.applies[i] {
+                continue;
+            }
+            matched.push(RuleMatch {
+                index: i,
+                name: Arc::clone(&rule.name),
+                action: rule.action,
+                message: rule.message.clone(),
+            });
+            if rule.action == Action::Allow {
+                break;
+            }
+        }
+        let action = match matched.iter().map(|m| m.action).max() {
+            Some(a) => a,
+            None => default?,
+        };
+        Some(Decision {
+            event,
+            action,
+            matched,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const POLICY: &str = r#"
+        default_action = "allow"
+
+        [[rule]]
+        name = "watch-sudo"
+        regex = '^sudo\b'
+        action = "alert"
+
+        [[rule]]
+        name = "tmp-ok"
+        glob = "rm -rf /tmp/*"
+        action = "allow"
+
+        [[rule]]
+        name = "rm-rf"
+        regex = '^rm\s+-\w*[rR]'
+        action = "require-approval"
+
+        [[rule]]
+        name = "prod-shutdown"
+        glob = "shutdown*"
+        action = "terminate"
+        targets = ["prod-*"]
+        message = "No shutdowns on production"
+
+        [[rule]]
+        name = "contractor-psql"
+        glob = "psql*"
+        action = "pause"
+        roles = ["contractor"]
+
+        [[rule]]
+        name = "secrets-out"
+        on = "output"
+        regex = 'BEGIN [A-Z ]*PRIVATE KEY'
+        action = "lock"
+
+        [[rule]]
+        name = "no-shadow-download"
+        on = "transfer"
+        glob = "*/shadow"
+        direction = "download"
+        action = "terminate"
+
+        [[rule]]
+        name = "case"
+        glob = "DROP TABLE*"
+        case_insensitive = true
+        action = "alert"
+    "#;
+
+    fn session(target: &str, roles: &[&str]) -> SessionPolicy {
+        Policy::from_toml(POLICY)
+            .unwrap()
+            .for_session(&SessionScope::new(target, roles.iter().copied()))
+    }
+
+    #[test]
+    fn order_precedence_and_scope() {
+        let s = session("prod-db", &["ops"]);
+        let d = s.judge_command("ls -l");
+        assert_eq!((d.action, d.matched.len()), (Action::Allow, 0));
+
+        let d = s.judge_command("rm -rf /var");
+        assert_eq!(d.action, Action::RequireApproval);
+
+        // The allow rule is an exception for the rules after it...
+        let d = s.judge_command("rm -rf /tmp/build");
+        assert_eq!(d.action, Action::Allow);
+        assert_eq!(d.matched[0].name.as_ref(), "tmp-ok");
+        // ...but not for the ones before it.
+        let d = s.judge_command("sudo rm -rf /tmp/build");
+        assert_eq!(d.action, Action::Alert);
+
+        let d = s.judge_command("shutdown -h now");
+        assert_eq!(d.action, Action::Terminate);
+        assert_eq!(
+            d.deciding_rule().unwrap().message.as_deref(),
+            Some("No shutdowns on production")
+        );
+        // Not on a target outside the rule's scope.
+        assert_eq!(
+            session("dev-1", &["ops"])
+                .judge_command("shutdown -h now")
+                .action,
+            Action::Allow
+        );
+
+        assert_eq!(s.judge_command("psql -U app").action, Action::Allow);
+        assert_eq!(
+            session("x", &["contractor"])
+                .judge_command("psql -U app")
+                .action,
+            Action::Pause
+        );
+
+        assert_eq!(s.judge_command("drop table users;").action, Action::Alert);
+    }
+
+    #[test]
+    fn output_and_transfers() {
+        let s = session("x", &[]);
+        assert!(s.watches_output());
+        assert!(s.judge_output_line("hello").is_none());
+        let d = s
+            .judge_output_line("-----BEGIN OPENSSH PRIVATE KEY-----")
+            .unwrap();
+        assert_eq!((d.event, d.action), (PolicyEvent::Output, Action::Lock));
+
+        assert_eq!(
+            s.judge_transfer("/etc/shadow", TransferDirection::Download)
+                .action,
+            Action::Terminate
+        );
+        assert_eq!(
+            s.judge_transfer("/etc/shadow", TransferDirection::Upload)
+                .action,
+            Action::Allow
+        );
+    }
+
+    #[test]
+    fn errors_name_the_rule() {
+        let e = Policy::from_toml("[[rule]]\nname = \"bad\"\nregex = \"(\"\naction = \"alert\"")
+            .unwrap_err();
+        assert!(e.to_string().contains("rule 1 (\"bad\")"), "{e}");
+        let e = Policy::from_toml("[[rule]]\nname = \"x\"\nglob = \"a\"\naction = \"explode\"")
+            .unwrap_err();
+        assert!(e.to_string().contains("explode"), "{e}");
+        let e = Policy::from_toml("[[rule]]\nname = \"x\"\naction = \"alert\"").unwrap_err();
+        assert!(e.to_string().contains("regex or a glob"), "{e}");
+        let e = Policy::from_toml(
+            "[[rule]]\nname = \"x\"\nglob = \"a\"\nregex = \"a\"\naction = \"alert\"",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("not both"), "{e}");
+        let e = Policy::from_toml("bogus = 1").unwrap_err();
+        assert!(e.to_string().contains("bogus"), "{e}");
+        let e = Policy::from_toml("[[rule]]\nname = \"x\"\nglob = \"a\"\naction = \"alert\"\n[[rule]]\nname = \"x\"\nglob = \"b\"\naction = \"alert\"").unwrap_err();
+        assert!(e.to_string().contains("twice"), "{e}");
+    }
+
+    #[test]
+    fn toml_round_trip() {
+        let cfg = PolicyConfig::from_toml(POLICY).unwrap();
+        let back = PolicyConfig::from_toml(&cfg.to_toml().unwrap()).unwrap();
+        assert_eq!(cfg, back);
+    }
+}

@@ -1,0 +1,853 @@
+//! [`CommandTracker`]: the per-channel state machine that turns a terminal's two byte
+//! streams into policy decisions.
+//!
+//! ## How a line is read
+//!
+//! Two readings of every line are kept:
+//!
+//! - the **keystroke model**: the user's bytes replayed through an emacs-mode line editor
+//!   (backspace, `C-h`, `C-u`, `C-w`, `C-k`, left/right and insert, Home/End, Delete,
+//!   word motions, bracketed paste, `C-v`). It is *certain* while every key had a known
+//!   effect; history recall, completion, undo, yank and unknown keys make it uncertain;
+//! - the **screen**: the target's output run through a terminal emulator; the prompt is
+//!   what stood left of the cursor when the user began the line, and the line is the
+//!   logical (soft-wrapped) row at the cursor, minus that prompt.
+//!
+//! When Enter arrives the line is judged at once if the screen confirms it: the screen
+//! equals the certain model, or (for an uncertain model) the screen was updated after the
+//! last key. Otherwise the echo is not there yet (keys typed faster than the round trip,
+//! a script piping keys, a prompt that does not echo): with
+//! [`TrackerConfig::wait_for_echo`] the tracker answers [`Feed::WaitForEcho`] so the
+//! caller can hold the Enter until [`CommandTracker::echo_ready`] (or a deadline, then
+//! [`CommandTracker::echo_timeout`]); without it, the line is judged *late*, from the
+//! screen, when the output moves past it. Either way, when the output moves past a judged
+//! line the final screen text is read again and, if it matches rules the first reading
+//! did not, judged again (late). A line typed but never shown on the screen yields an
+//! [`UnechoedInput`](super::PolicyEvent::UnechoedInput) decision that does not carry its
+//! text.
+//!
+//! A line that ends in `\`, leaves a quote open or ends in `|`/`&&`/`||` is joined with the
+//! next one and judged once, whole.
+
+use super::action::{Decision, LineSource};
+use super::compiled::SessionPolicy;
+use super::editor::{Effect, LineModel};
+use super::keys::{Key, KeyDecoder};
+use super::output::{LineEvent, OutputLines, Utf8};
+use super::screen::{Screen, strip_prompt, trim};
+use super::shell::continues;
+
+/// The default longest line (characters).
+pub const DEFAULT_MAX_LINE: usize = 4096;
+/// The most lines joined by continuation.
+const MAX_CONTINUATION: usize = 64;
+/// The longest prompt kept.
+const MAX_PROMPT: usize = 512;
+
+/// How a tracker is set up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrackerConfig {
+    /// Terminal width (from the pty request; clamped to 1..=500).
+    pub cols: u16,
+    /// Terminal height (clamped to 1..=200).
+    pub rows: u16,
+    /// The longest line judged, in characters (clamped to 64..=65536); longer lines are cut
+    /// and reported as truncated.
+    pub max_line: usize,
+    /// Answer [`Feed::WaitForEcho`] instead of judging late when Enter arrives before the
+    /// echo. Only for callers that hold the Enter (see the module docs).
+    pub wait_for_echo: bool,
+}
+
+impl Default for TrackerConfig {
+    fn default() -> Self {
+        Self {
+            cols: 80,
+            rows: 24,
+            max_line: DEFAULT_MAX_LINE,
+            wait_for_echo: false,
+        }
+    }
+}
+
+/// What [`CommandTracker::input`] did with the bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use = "WaitForEcho means the bytes from `consumed` on were not read"]
+pub enum Feed {
+    /// Every byte was read.
+    All,
+    /// The byte at `consumed` is an Enter whose line is not on the screen yet. Forward the
+    /// bytes before it, feed output until [`CommandTracker::echo_ready`] (or call
+    /// [`CommandTracker::echo_timeout`] at your deadline), then feed `bytes[consumed..]`
+    /// again.
+    WaitForEcho {
+        /// How many bytes were read.
+        consumed: usize,
+    },
+}
+
+/// What was submitted, waiting for the output to move past it.
+#[derive(Debug)]
+struct AfterSubmit {
+    /// The prompt of the line.
+    prompt: Vec<char>,
+    /// The text judged at Enter, if it was, and the rules it matched.
+    judged: Option<(String, Vec<usize>)>,
+    /// Characters typed (for an unechoed line).
+    typed: usize,
+    /// The certain keystroke model of a line not confirmed by the screen: judged, never
+    /// reported, if the line turns out to be unechoed.
+    unconfirmed: Option<String>,
+    /// The line was typed at a prompt the caller knows hides input.
+    hidden: bool,
+}
+
+/// Turns one terminal channel's input and output into [`Decision`]s. Feed it every byte in
+/// the order the proxy forwards them; it never blocks and allocates only when a line is
+/// judged (`docs/policy.md`, "How the command line is reconstructed", says how lines are read).
+///
+/// ```
+/// use psm_core::policy::{Action, Feed, Policy, SessionScope, TrackerConfig};
+/// let policy = Policy::from_toml(r#"
+///     [[rule]]
+///     name = "wipe"
+///     glob = "rm -rf /*"
+///     action = "terminate"
+/// "#).unwrap();
+/// let session = policy.for_session(&SessionScope::new("web-01", ["ops"]));
+/// let mut tracker = session.tracker(TrackerConfig::default());
+/// let mut decisions = Vec::new();
+///
+/// tracker.output(b"alice@web-01:~$ ", &mut decisions);
+/// // The user types `r`, DEL, `rm -rf /`; the shell echoes each key.
+/// for (key, echo) in [(&b"r"[..], &b"r"[..]), (b"\x7f", b"\x08\x1b[K"), (b"rm -rf /", b"rm -rf /")] {
+///     assert_eq!(tracker.input(key, false, &mut decisions), Feed::All);
+///     tracker.output(echo, &mut decisions);
+/// }
+/// assert!(decisions.is_empty());
+/// // Enter: judged before the Enter is forwarded.
+/// assert_eq!(tracker.input(b"\r", false, &mut decisions), Feed::All);
+/// assert_eq!(decisions[0].command_line(), Some("rm -rf /"));
+/// assert_eq!(decisions[0].action, Action::Terminate);
+/// ```
+#[derive(Debug)]
+pub struct CommandTracker {
+    policy: SessionPolicy,
+    max_line: usize,
+    wait_for_echo: bool,
+    keys: KeyDecoder,
+    model: LineModel,
+    screen: Screen,
+    out_utf8: Utf8,
+    out_lines: Option<OutputLines>,
+
+    line_open: bool,
+    prompt: Vec<char>,
+    hidden_line: bool,
+    output_since_input: bool,
+    echo_wait_over: bool,
+    prefill_next: bool,
+
+    pending: String,
+    pending_lines: usize,
+    pending_truncated: bool,
+
+    after: Option<AfterSubmit>,
+
+    scratch: Vec<char>,
+}
+
+impl CommandTracker {
+    /// A tracker for one channel (usually through [`SessionPolicy::tracker`]).
+    pub fn new(policy: SessionPolicy, config: TrackerConfig) -> Self {
+        let max_line = config.max_line.clamp(64, 65_536);
+        let out_lines = policy.watches_output().then(|| OutputLines::new(max_line));
+        Self {
+            policy,
+            max_line,
+            wait_for_echo: config.wait_for_echo,
+            keys: KeyDecoder::default(),
+            model: LineModel::new(max_line),
+            screen: Screen::new(config.cols, config.rows),
+            out_utf8: Utf8::default(),
+            out_lines,
+            line_open: false,
+            prompt: Vec::with_capacity(MAX_PROMPT),
+            hidden_line: false,
+            output_since_input: false,
+            echo_wait_over: false,
+            prefill_next: false,
+            pending: String::new(),
+            pending_lines: 0,
+            pending_truncated: false,
+            after: None,
+            scratch: Vec::with_capacity(max_line),
+        }
+    }
+
+    /// The terminal was resized (SSH `window-change`).
+    pub fn resize(&mut self, cols: u16, rows: u16) {
+        self.screen.resize(cols, rows);
+    }
+
+    /// Judges an SSH `exec` command of this channel.
+    pub fn exec(&self, command: &str) -> Decision {
+        self.policy.judge_command(command)
+    }
+
+    /// Feeds bytes the user sent toward the target. `hidden` says the caller knows these
+    /// bytes answer a prompt that does not echo (a password): they are never reconstructed
+    /// and their line yields no decision. Decisions are appended to `out`.
+    pub fn input(&mut self, bytes: &[u8], hidden: bool, out: &mut Vec<Decision>) -> Feed {
+        for (i, &b) in bytes.iter().enumerate() {
+            let Some(key) = self.keys.feed(b) else {
+                continue;
+            };
+            if self.keys.take_dropped() {
+                self.model.set_uncertain();
+            }
+            if self.after.is_some() {
+                // The user moved on before the output did: read the submitted line now.
+                self.settle(out);
+            }
+            if !self.line_open {
+                self.open_line();
+            }
+            if hidden {
+                self.hidden_line = true;
+            }
+            let fresh = self.output_since_input;
+            self.output_since_input = false;
+
+            if self.screen.alternate() {
+                if key == Key::Enter {
+                    self.vi_command(out);
+                }
+                self.model.clear();
+                self.line_open = false;
+                continue;
+            }
+            let effect = if self.hidden_line && !self.model.quoting() {
+                match key {
+                    Key::Enter | Key::AcceptAndNext => Effect::Submit,
+                    Key::Abort => Effect::Abort,
+                    _ => Effect::Edit,
+                }
+            } else {
+                self.model.apply(key)
+            };
+            match effect {
+                Effect::Edit => {}
+                Effect::Abort => {
+                    self.model.clear();
+                    self.line_open = false;
+                    self.hidden_line = false;
+                    self.pending.clear();
+                    self.pending_lines = 0;
+                    self.pending_truncated = false;
+                }
+                Effect::Submit => {
+                    if !self.submit(fresh, out) {
+                        // Not read: the same byte comes again.
+                        self.output_since_input = fresh;
+                        return Feed::WaitForEcho { consumed: i };
+                    }
+                    if key == Key::AcceptAndNext {
+                        self.prefill_next = true;
+                    }
+                }
+            }
+        }
+        Feed::All
+    }
+
+    /// Feeds bytes the target sent toward the user. Decisions (output rules, late
+    /// judgements) are appended to `out`.
+    pub fn output(&mut self, bytes: &[u8], out: &mut Vec<Decision>) {
+        if bytes.is_empty() {
+            return;
+        }
+        for &b in bytes {
+            let mut chars = ['\0'; 2];
+            let mut n = 0;
+            self.out_utf8.feed(b, |c| {
+                chars[n] = c;
+                n += 1;
+            });
+            for &c in &chars[..n] {
+                if c == '\n' && self.after.is_some() {
+                    self.settle(out);
+                }
+                if self.line_open || self.after.is_some() {
+                    self.screen.feed(c);
+                } else {
+                    self.screen.defer(c);
+                }
+                if let Some(lines) = &mut self.out_lines
+                    && lines.feed(c) == LineEvent::Complete
+                {
+                    if let Some(d) = self.policy.judge_output_line(lines.line()) {
+                        out.push(d);
+                    }
+                    lines.clear();
+                }
+            }
+        }
+        self.output_since_input = true;
+    }
+
+    /// Whether the line waiting after [`Feed::WaitForEcho`] is now on the screen.
+    pub fn echo_ready(&mut self) -> bool {
+        self.reading(self.output_since_input).is_some()
+    }
+
+    /// The caller's deadline for the echo passed: the waiting Enter will be read without
+    /// it (the line is then judged late, from the screen, or reported as unechoed).
+    pub fn echo_timeout(&mut self) {
+        self.echo_wait_over = true;
+    }
+
+    /// The channel closed: judges what is still waiting for the output.
+    pub fn finish(&mut self, out: &mut Vec<Decision>) {
+        if self.after.is_some() {
+            self.settle(out);
+        }
+    }
+
+    fn open_line(&mut self) {
+        self.line_open = true;
+        self.hidden_line = false;
+        self.screen.before_cursor(&mut self.prompt, MAX_PROMPT);
+        if std::mem::take(&mut self.prefill_next) {
+            self.model.set_uncertain();
+        }
+    }
+
+    /// Reads the line at Enter: `Some((readings, source))` when the screen confirms it.
+    /// An empty line reads as `Some(([], _))`.
+    fn reading(&mut self, fresh: bool) -> Option<(Vec<String>, LineSource)> {
+        self.screen.line_at_cursor(&mut self.scratch, self.max_line);
+        let screen = strip_prompt(&self.scratch, &self.prompt);
+        let model = trim(self.model.chars());
+        let certain = !self.model.uncertain();
+        let text = |s: &[char]| s.iter().collect::<String>();
+        if certain && model == screen {
+            let r = if model.is_empty() {
+                vec![]
+            } else {
+                vec![text(model)]
+            };
+            return Some((r, LineSource::Keystrokes));
+        }
+        if !fresh || (certain && model.starts_with(screen)) {
+            // Stale, or the echo has not caught up with the keys yet.
+            return None;
+        }
+        match (certain, screen.is_empty()) {
+            // Both readings: the screen shows something else (a custom key binding, a
+            // right-hand prompt, an autosuggestion); judge both, report the keystrokes.
+            (true, false) if model.is_empty() => Some((vec![text(screen)], LineSource::Screen)),
+            (true, false) => Some((vec![text(model), text(screen)], LineSource::Keystrokes)),
+            (false, false) => Some((vec![text(screen)], LineSource::Screen)),
+            // Uncertain and the screen is empty: history recall found nothing.
+            (false, true) => Some((vec![], LineSource::Screen)),
+            // Typed but not shown (handled above: the empty screen is a prefix).
+            (true, true) => None,
+        }
+    }
+
+    /// Handles Enter; false when the caller must wait for the echo.
+    fn submit(&mut self, fresh: bool, out: &mut Vec<Decision>) -> bool {
+        let prompt = std::mem::take(&mut self.prompt);
+        let typed = self.model.typed();
+        let truncated = self.model.truncated();
+        if self.hidden_line {
+            self.after = Some(AfterSubmit {
+                prompt,
+                judged: None,
+                typed,
+                unconfirmed: None,
+                hidden: true,
+            });
+        } else {
+            self.prompt = prompt;
+            match self.reading(fresh) {
+                Some((readings, source)) => {
+                    let prompt = std::mem::take(&mut self.prompt);
+                    let judged = if readings.is_empty() {
+                        Some((String::new(), Vec::new()))
+                    } else {
+                        let refs: Vec<&str> = readings.iter().map(String::as_str).collect();
+                        self.judge(&refs, source, false, truncated, out)
+                    };
+                    self.after = Some(AfterSubmit {
+                        prompt,
+                        judged,
+                        typed,
+                        unconfirmed: None,
+                        hidden: false,
+                    });
+                }
+                None if self.wait_for_echo && !self.echo_wait_over => return false,
+                None => {
+                    let prompt = std::mem::take(&mut self.prompt);
+                    let unconfirmed = (!self.model.uncertain())
+                        .then(|| trim(self.model.chars()).iter().collect());
+                    self.after = Some(AfterSubmit {
+                        prompt,
+                        judged: None,
+                        typed,
+                        unconfirmed,
+                        hidden: false,
+                    });
+                }
+            }
+        }
+        self.echo_wait_over = false;
+        self.model.clear();
+        self.line_open = false;
+        self.hidden_line = false;
+        true
+    }
+
+    /// Judges a submitted line (joining continuations). Returns the text judged and the
+    /// rules it matched, or `None` if the line continues on the next one.
+    fn judge(
+        &mut self,
+        readings: &[&str],
+        source: LineSource,
+        late: bool,
+        truncated: bool,
+        out: &mut Vec<Decision>,
+    ) -> Option<(String, Vec<usize>)> {
+        let shown = readings.first().copied().unwrap_or_default();
+        let full = format!("{}{}", self.pending, shown);
+        let truncated = truncated || self.pending_truncated;
+        if continues(&full) && self.pending_lines < MAX_CONTINUATION {
+            self.pending.clear();
+            match full.strip_suffix('\\') {
+                Some(joined) => self.pending.push_str(joined),
+                None => {
+                    self.pending.push_str(&full);
+                    self.pending.push('\n');
+                }
+            }
+            self.pending_truncated = truncated;
+            if self.pending.chars().count() > self.max_line {
+                let cut: String = self.pending.chars().take(self.max_line).collect();
+                self.pending = cut;
+                self.pending_truncated = true;
+            }
+            self.pending_lines += 1;
+            return Some((shown.to_owned(), Vec::new()));
+        }
+        let joined: Vec<String> = readings
+            .iter()
+            .map(|r| format!("{}{}", self.pending, r))
+            .collect();
+        let refs: Vec<&str> = joined.iter().map(String::as_str).collect();
+        let d = self
+            .policy
+            .judge_lines(&refs, &full, source, late, truncated);
+        let rules = d.matched.iter().map(|m| m.index).collect();
+        out.push(d);
+        self.pending.clear();
+        self.pending_lines = 0;
+        self.pending_truncated = false;
+        Some((shown.to_owned(), rules))
+    }
+
+    /// The output moved past a submitted line (or the user moved on): read it once more.
+    fn settle(&mut self, out: &mut Vec<Decision>) {
+        let Some(after) = self.after.take() else {
+            return;
+        };
+        if after.hidden {
+            return;
+        }
+        self.screen.line_at_cursor(&mut self.scratch, self.max_line);
+        let text: String = strip_prompt(&self.scratch, &after.prompt).iter().collect();
+        match after.judged {
+            Some((judged, rules)) => {
+                if text.is_empty() || text == judged {
+                    return;
+                }
+                // Judged once already: report again only what is new.
+                let d = self
+                    .policy
+                    .judge_line(&text, LineSource::Screen, true, false);
+                if d.matched.iter().any(|m| !rules.contains(&m.index)) {
+                    out.push(d);
+                }
+            }
+            None if !text.is_empty() => {
+                self.judge(&[&text], LineSource::Screen, true, false, out);
+            }
+            None if after.typed > 0 => {
+                // Typed, never shown: rules still judge the keystrokes, but the decision
+                // carries no text (it may be a password).
+                let mut d = self.policy.unechoed(after.typed);
+                if let Some(model) = after.unconfirmed.filter(|m| !m.is_empty()) {
+                    let judged =
+                        self.policy
+                            .judge_line(&model, LineSource::Keystrokes, true, false);
+                    d.matched = judged.matched;
+                    if let Some(max) = d.matched.iter().map(|m| m.action).max() {
+                        d.action = d.action.max(max);
+                    }
+                }
+                out.push(d);
+            }
+            None => {}
+        }
+    }
+
+    /// Enter on the alternate screen: a vi `:` command line with a `!` runs a command.
+    fn vi_command(&mut self, out: &mut Vec<Decision>) {
+        if !self.screen.cursor_on_bottom_row() {
+            return;
+        }
+        self.screen.bottom_row(&mut self.scratch, self.max_line);
+        if self.scratch.first() != Some(&':') {
+            return;
+        }
+        let Some(bang) = self.scratch.iter().position(|&c| c == '!') else {
+            return;
+        };
+        let cmd: String = trim(&self.scratch[bang + 1..]).iter().collect();
+        if !cmd.is_empty() {
+            out.push(
+                self.policy
+                    .judge_line(&cmd, LineSource::ViCommand, false, false),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::policy::{Action, Policy, PolicyEvent, SessionScope};
+    use proptest::prelude::*;
+
+    const RULES: &str = r#"
+        unechoed_input = "alert"
+
+        [[rule]]
+        name = "wipe"
+        glob = "rm -rf /*"
+        action = "terminate"
+
+        [[rule]]
+        name = "leak"
+        on = "output"
+        regex = "PRIVATE KEY"
+        action = "lock"
+    "#;
+
+    fn tracker(wait: bool) -> CommandTracker {
+        Policy::from_toml(RULES)
+            .unwrap()
+            .for_session(&SessionScope::new("t", ["r"]))
+            .tracker(TrackerConfig {
+                wait_for_echo: wait,
+                ..TrackerConfig::default()
+            })
+    }
+
+    /// Types each key and echoes it the way readline does for plain characters.
+    fn typed(t: &mut CommandTracker, text: &str, out: &mut Vec<Decision>) {
+        for c in text.chars() {
+            let mut b = [0; 4];
+            let s = c.encode_utf8(&mut b);
+            assert_eq!(t.input(s.as_bytes(), false, out), Feed::All);
+            t.output(s.as_bytes(), out);
+        }
+    }
+
+    fn line_of(d: &Decision) -> &str {
+        line(d).0
+    }
+
+    fn line(d: &Decision) -> (&str, bool, LineSource) {
+        match &d.event {
+            PolicyEvent::Command {
+                line, late, source, ..
+            } => (line, *late, *source),
+            other => panic!("not a command: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn judged_at_enter_before_forwarding() {
+        let mut t = tracker(false);
+        let mut out = Vec::new();
+        t.output(b"$ ", &mut out);
+        typed(&mut t, "rm -rf /", &mut out);
+        assert!(out.is_empty());
+        assert_eq!(t.input(b"\r", false, &mut out), Feed::All);
+        assert_eq!(line(&out[0]), ("rm -rf /", false, LineSource::Keystrokes));
+        assert_eq!(out[0].action, Action::Terminate);
+        t.output(b"\r\n", &mut out);
+        assert_eq!(
+            out.len(),
+            1,
+            "no second judgement of the same line: {out:?}"
+        );
+    }
+
+    #[test]
+    fn burst_is_judged_late_or_waits() {
+        // Lenient: judged when the echo passes by.
+        let mut t = tracker(false);
+        let mut out = Vec::new();
+        t.output(b"$ ", &mut out);
+        assert_eq!(t.input(b"rm -rf /\r", false, &mut out), Feed::All);
+        assert!(out.is_empty());
+        t.output(b"rm -rf /\r\n", &mut out);
+        assert_eq!(line(&out[0]), ("rm -rf /", true, LineSource::Screen));
+        assert_eq!(out[0].action, Action::Terminate);
+
+        // Strict: the Enter waits for the echo.
+        let mut t = tracker(true);
+        let mut out = Vec::new();
+        t.output(b"$ ", &mut out);
+        let bytes = b"rm -rf /\rls\r";
+        let Feed::WaitForEcho { consumed } = t.input(bytes, false, &mut out) else {
+            panic!("should wait");
+        };
+        assert_eq!(consumed, 8);
+        assert!(!t.echo_ready());
+        t.output(b"rm -rf", &mut out);
+        assert!(!t.echo_ready());
+        t.output(b" /", &mut out);
+        assert!(t.echo_ready());
+        let Feed::WaitForEcho { consumed: c2 } = t.input(&bytes[consumed..], false, &mut out)
+        else {
+            panic!("ls waits for its echo too");
+        };
+        assert_eq!(line(&out[0]), ("rm -rf /", false, LineSource::Keystrokes));
+        assert_eq!(c2, 3);
+    }
+
+    #[test]
+    fn password_prompt_never_reports_text() {
+        let mut t = tracker(true);
+        let mut out = Vec::new();
+        t.output(b"Password: ", &mut out);
+        assert!(matches!(
+            t.input(b"hunter2\r", false, &mut out),
+            Feed::WaitForEcho { .. }
+        ));
+        t.echo_timeout();
+        assert_eq!(t.input(b"\r", false, &mut out), Feed::All);
+        t.output(b"\r\n$ ", &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].event, PolicyEvent::UnechoedInput { chars: 7 });
+        assert_eq!(out[0].action, Action::Alert);
+        assert!(!format!("{out:?}").contains("hunter2"));
+
+        // Known hidden input: not even the unechoed report.
+        let mut out = Vec::new();
+        t.output(b"[sudo] password for a: ", &mut out);
+        assert_eq!(t.input(b"hunter2\r", true, &mut out), Feed::All);
+        t.output(b"\r\n", &mut out);
+        assert!(out.is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn stty_echo_off_commands_are_still_judged_without_text() {
+        let mut t = tracker(false);
+        let mut out = Vec::new();
+        t.output(b"$ ", &mut out);
+        assert_eq!(t.input(b"rm -rf /\r", false, &mut out), Feed::All);
+        t.output(b"\r\n", &mut out);
+        assert_eq!(out[0].event, PolicyEvent::UnechoedInput { chars: 8 });
+        assert_eq!(out[0].action, Action::Terminate);
+        assert_eq!(out[0].matched[0].name.as_ref(), "wipe");
+    }
+
+    #[test]
+    fn output_rules() {
+        let mut t = tracker(false);
+        let mut out = Vec::new();
+        t.output(
+            b"x\r\n-----BEGIN RSA \x1b[1mPRIVATE\x1b[0m KEY-----\r\nMIIE\r\n",
+            &mut out,
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            (&out[0].event, out[0].action),
+            (&PolicyEvent::Output, Action::Lock)
+        );
+    }
+
+    #[test]
+    fn vi_bang_command() {
+        let mut t = tracker(false);
+        let mut out = Vec::new();
+        t.output(b"$ ", &mut out);
+        typed(&mut t, "vi", &mut out);
+        let _ = t.input(b"\r", false, &mut out);
+        t.output(b"\r\n\x1b[?1049h\x1b[H\x1b[2J~\r\n~\x1b[24;1H", &mut out);
+        typed(&mut t, ":!rm -rf /", &mut out);
+        let _ = t.input(b"\r", false, &mut out);
+        let d = out.last().unwrap();
+        assert_eq!(line(d), ("rm -rf /", false, LineSource::ViCommand));
+        assert_eq!(d.action, Action::Terminate);
+    }
+
+    #[test]
+    fn continuation_joins_lines() {
+        let mut t = tracker(false);
+        let mut out = Vec::new();
+        t.output(b"$ ", &mut out);
+        typed(&mut t, "rm \\", &mut out);
+        let _ = t.input(b"\r", false, &mut out);
+        t.output(b"\r\n> ", &mut out);
+        typed(&mut t, "-rf /", &mut out);
+        let _ = t.input(b"\r", false, &mut out);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(line(&out[0]).0, "rm -rf /");
+        assert_eq!(out[0].action, Action::Terminate);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        #[test]
+        fn arbitrary_streams_stay_bounded(
+            chunks in proptest::collection::vec((any::<bool>(), any::<bool>(), proptest::collection::vec(any::<u8>(), 0..300)), 0..40),
+            wait in any::<bool>(),
+        ) {
+            let mut t = tracker(wait);
+            let mut out = Vec::new();
+            for (is_input, hidden, bytes) in chunks {
+                if is_input {
+                    let mut rest = &bytes[..];
+                    loop {
+                        match t.input(rest, hidden, &mut out) {
+                            Feed::All => break,
+                            Feed::WaitForEcho { consumed } => {
+                                prop_assert!(consumed < rest.len());
+                                t.echo_timeout();
+                                rest = &rest[consumed..];
+                            }
+                        }
+                    }
+                } else {
+                    t.output(&bytes, &mut out);
+                }
+                prop_assert!(t.pending.chars().count() <= t.max_line + 1);
+                prop_assert!(t.model.chars().len() <= t.max_line);
+                prop_assert!(t.prompt.len() <= MAX_PROMPT);
+                prop_assert!(t.scratch.capacity() <= 2 * t.max_line.max(64));
+            }
+            t.finish(&mut out);
+            for d in &out {
+                if let PolicyEvent::Command { line, .. } = &d.event {
+                    prop_assert!(line.chars().count() <= 2 * t.max_line + 1);
+                }
+            }
+        }
+
+        /// A fake readline that redraws the whole line after every key (as readline does
+        /// for history recall): whatever the keys, the tracker reads back the line the
+        /// "shell" holds at Enter, from the keystrokes or from the screen.
+        #[test]
+        fn edited_lines_read_back(ops in proptest::collection::vec(0u8..12, 0..60), text in "[a-z /-]{60}") {
+            const PROMPT: &str = "user@host:~$ ";
+            const HISTORY: [&str; 2] = ["rm -rf /", "ls -l /etc"];
+            let mut t = tracker(false);
+            let mut out = Vec::new();
+            t.output(PROMPT.as_bytes(), &mut out);
+            let mut line: Vec<char> = Vec::new();
+            let mut cur = 0usize;
+            let mut chars = text.chars().cycle();
+            for op in ops {
+                let key: Vec<u8> = match op {
+                    0..=4 => {
+                        if line.len() < 50 {
+                            let c = chars.next().unwrap_or('x');
+                            line.insert(cur, c);
+                            cur += 1;
+                            c.to_string().into_bytes()
+                        } else {
+                            continue;
+                        }
+                    }
+                    5 => {
+                        if cur > 0 {
+                            cur -= 1;
+                            line.remove(cur);
+                        }
+                        b"\x7f".to_vec()
+                    }
+                    6 => {
+                        cur = cur.saturating_sub(1);
+                        b"\x1b[D".to_vec()
+                    }
+                    7 => {
+                        cur = (cur + 1).min(line.len());
+                        b"\x1b[C".to_vec()
+                    }
+                    8 => {
+                        cur = 0;
+                        b"\x01".to_vec()
+                    }
+                    9 => {
+                        line.drain(..cur);
+                        cur = 0;
+                        b"\x15".to_vec()
+                    }
+                    10 => {
+                        if cur < line.len() {
+                            line.remove(cur);
+                        }
+                        b"\x1b[3~".to_vec()
+                    }
+                    _ => {
+                        let h = HISTORY[line.len() % 2];
+                        line = h.chars().collect();
+                        cur = line.len();
+                        b"\x1b[A".to_vec()
+                    }
+                };
+                prop_assert_eq!(t.input(&key, false, &mut out), Feed::All);
+                let text: String = line.iter().collect();
+                let back = line.len() - cur;
+                let mut echo = format!("\r{PROMPT}{text}\x1b[K");
+                if back > 0 {
+                    echo.push_str(&format!("\x1b[{back}D"));
+                }
+                t.output(echo.as_bytes(), &mut out);
+            }
+            let _ = t.input(b"\r", false, &mut out);
+            t.output(b"\r\n", &mut out);
+            let want: String = line.iter().collect::<String>().trim().to_owned();
+            if want.is_empty() {
+                prop_assert!(out.is_empty(), "{:?}", out);
+            } else {
+                prop_assert_eq!(out.len(), 1, "{:?}", out);
+                prop_assert_eq!(line_of(&out[0]), want.as_str());
+            }
+        }
+
+        #[test]
+        fn plain_typing_is_reconstructed(cmd in "[a-z][a-z0-9 ./_-]{0,60}") {
+            let mut t = tracker(false);
+            let mut out = Vec::new();
+            t.output(b"user@host:~$ ", &mut out);
+            typed(&mut t, &cmd, &mut out);
+            let _ = t.input(b"\r", false, &mut out);
+            t.output(b"\r\n", &mut out);
+            let want = cmd.trim();
+            if want.is_empty() {
+                prop_assert!(out.is_empty());
+            } else {
+                prop_assert_eq!(out.len(), 1);
+                prop_assert_eq!(line(&out[0]).0, want);
+            }
+        }
+    }
+}

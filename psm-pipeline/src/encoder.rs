@@ -1,0 +1,599 @@
+//! The encoder: claims Ended sessions, verifies the raw `.psmr`, writes the configured exports
+//! and the manifest, and commits Done-Encoded with its fencing token.
+//!
+//! Outputs are idempotent: the exporters are deterministic and every file is written through
+//! a hidden temporary and a rename, the manifest last, so an encoder that retakes a session
+//! after a crash produces byte-identical files. A damaged or truncated recording is encoded as
+//! far as it is intact, the gaps are listed in the manifest (and marked in the exports), and
+//! the raw file is kept as it was and uploaded with the rest.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use psm_core::{Completion, ControlPlane, CoreError, Lease, SessionId};
+use psm_recording::export::{self, AsciicastOptions, ExportSummary};
+use psm_recording::{
+    Protocol, ReadOptions, Reader, RecipientPublic, RecipientSecret, RecordingError, VerifyingKey,
+};
+use psm_storage::Checksum;
+use tokio::sync::watch;
+
+use crate::error::PipelineError;
+use crate::events::{EventSink, NoEvents, PipelineEvent, Step};
+use crate::graphics::{SheetOptions, VideoOptions, export_contact_sheet, export_video};
+use crate::layout::{LocalLayout, MANIFEST_FILE, RAW_OBJECT_NAME};
+use crate::manifest::{Gap, Integrity, Manifest, ManifestFile, sync_dir};
+use crate::worker::{RunSummary, StepWorker, WorkerConfig, run_loop};
+
+/// An export the encoder can write. Each applies to terminal sessions (SSH), graphical
+/// sessions (RDP) or both; the encoder writes those of the configured kinds that apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum ExportKind {
+    /// asciicast v2 (`session.cast`), playable by asciinema. Terminal sessions.
+    Asciicast,
+    /// Plain text transcript with timestamps (`transcript.txt`). Any session.
+    Transcript,
+    /// Command index as JSON (`commands.json`): what was typed and run, for search. Any
+    /// session.
+    Commands,
+    /// H.264 MP4 video of the screen (`session.mp4`), through ffmpeg. Graphical sessions.
+    Video,
+    /// A grid of thumbnails at even times (`contact-sheet.png`). Graphical sessions.
+    ContactSheet,
+}
+
+impl ExportKind {
+    /// Every kind, in the order they are written.
+    pub const ALL: [ExportKind; 5] = [
+        ExportKind::Asciicast,
+        ExportKind::Transcript,
+        ExportKind::Commands,
+        ExportKind::Video,
+        ExportKind::ContactSheet,
+    ];
+
+    /// The file name in the set.
+    pub const fn file_name(self) -> &'static str {
+        match self {
+            ExportKind::Asciicast => "session.cast",
+            ExportKind::Transcript => "transcript.txt",
+            ExportKind::Commands => "commands.json",
+            ExportKind::Video => "session.mp4",
+            ExportKind::ContactSheet => "contact-sheet.png",
+        }
+    }
+
+    /// The manifest's `kind`, and the name in settings and on the command line.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ExportKind::Asciicast => "asciicast",
+            ExportKind::Transcript => "transcript",
+            ExportKind::Commands => "commands",
+            ExportKind::Video => "video",
+            ExportKind::ContactSheet => "contact-sheet",
+        }
+    }
+
+    /// Parses a name as GetPAMSettings' `PSMExportFormats` or `--exports` give it: the
+    /// [`as_str`](Self::as_str) names, and `text` (transcript), `mp4` (video), `thumbnails`
+    /// (contact sheet), in any case.
+    ///
+    /// ```
+    /// use psm_pipeline::ExportKind;
+    /// assert_eq!(ExportKind::from_name("text"), Some(ExportKind::Transcript));
+    /// assert_eq!(ExportKind::from_name("MP4"), Some(ExportKind::Video));
+    /// assert_eq!(ExportKind::from_name("pdf"), None);
+    /// ```
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "asciicast" | "cast" => Some(ExportKind::Asciicast),
+            "transcript" | "text" | "txt" => Some(ExportKind::Transcript),
+            "commands" | "command-index" => Some(ExportKind::Commands),
+            "video" | "mp4" => Some(ExportKind::Video),
+            "contact-sheet" | "contactsheet" | "contact_sheet" | "thumbnails" => {
+                Some(ExportKind::ContactSheet)
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether this export means anything for a recording of `protocol`.
+    pub fn applies_to(self, protocol: &Protocol) -> bool {
+        let graphical = match protocol {
+            Protocol::Rdp => true,
+            Protocol::Other(name) => name == "vnc",
+            _ => false,
+        };
+        match self {
+            ExportKind::Asciicast => !graphical,
+            ExportKind::Transcript | ExportKind::Commands => true,
+            ExportKind::Video | ExportKind::ContactSheet => graphical,
+        }
+    }
+}
+
+/// What the encoder produces: the control plane's `PSMEncodingEnabled`, export list and
+/// recipient key (see [`crate::settings`]), plus what it needs to read recordings and drive
+/// ffmpeg.
+#[derive(Clone, Debug)]
+pub struct EncoderSettings {
+    /// The exports to write, where they apply. Empty (encoding disabled): the raw recording
+    /// is only verified and described in the manifest.
+    pub exports: BTreeSet<ExportKind>,
+    /// The recipient secret that decrypts encrypted recordings. Without it, an encrypted
+    /// recording gets no exports (they would be plaintext) and is stored as it is.
+    pub identity: Option<RecipientSecret>,
+    /// Signers whose recordings are trusted; empty accepts any signer.
+    pub trusted_signers: Vec<VerifyingKey>,
+    /// The deployment's recipient key (`PSMEncryptionKey`): a recording that is not encrypted
+    /// for it is still encoded and stored, with a note on the session saying so.
+    pub expected_recipient: Option<RecipientPublic>,
+    /// How videos are encoded.
+    pub video: VideoOptions,
+    /// How contact sheets are laid out.
+    pub sheet: SheetOptions,
+}
+
+impl Default for EncoderSettings {
+    /// Every export, no decryption key, any signer, no expected recipient.
+    fn default() -> Self {
+        Self {
+            exports: ExportKind::ALL.into_iter().collect(),
+            identity: None,
+            trusted_signers: Vec::new(),
+            expected_recipient: None,
+            video: VideoOptions::default(),
+            sheet: SheetOptions::default(),
+        }
+    }
+}
+
+/// The encoder worker.
+pub struct Encoder {
+    cp: Arc<dyn ControlPlane>,
+    layout: LocalLayout,
+    settings: EncoderSettings,
+    config: WorkerConfig,
+    sink: Arc<dyn EventSink>,
+}
+
+impl std::fmt::Debug for Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Encoder")
+            .field("layout", &self.layout)
+            .field("exports", &self.settings.exports)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Output of one encoding, before the manifest is written.
+struct Encoded {
+    manifest: Manifest,
+    exports: Vec<PathBuf>,
+}
+
+impl Encoder {
+    /// An encoder over a control plane and the node's local layout.
+    pub fn new(
+        cp: Arc<dyn ControlPlane>,
+        layout: LocalLayout,
+        settings: EncoderSettings,
+        config: WorkerConfig,
+    ) -> Self {
+        Self {
+            cp,
+            layout,
+            settings,
+            config,
+            sink: Arc::new(NoEvents),
+        }
+    }
+
+    /// Sends events to `sink` too (progress bars).
+    pub fn with_events(mut self, sink: Arc<dyn EventSink>) -> Self {
+        self.sink = sink;
+        self
+    }
+
+    /// Serves until `stop` turns true, then finishes the sessions in hand.
+    pub async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) -> RunSummary {
+        run_loop(self, stop, false).await
+    }
+
+    /// Encodes every session that can be claimed now, then returns (the `psm encode` command).
+    pub async fn run_until_idle(self: Arc<Self>) -> RunSummary {
+        let (_tx, rx) = watch::channel(false);
+        run_loop(self, rx, true).await
+    }
+
+    /// Encodes one session into its exports directory and writes its manifest. Does not
+    /// commit.
+    pub async fn encode(&self, session: SessionId) -> Result<Completion, PipelineError> {
+        let raw = self.layout.raw_recording(session);
+        let size = match tokio::fs::metadata(&raw).await {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(PipelineError::RawMissing { session, path: raw });
+            }
+            Err(e) => return Err(PipelineError::local(&raw)(e)),
+        };
+        let dir = self.layout.exports_dir(session);
+        let passes = self.settings.exports.len().max(1) as u64;
+        self.sink.event(&PipelineEvent::Started {
+            step: Step::Encode,
+            session,
+            total_bytes: size.saturating_mul(passes + 1),
+        });
+        let (checksum, hashed) = Checksum::of_file(&raw).await?;
+        self.sink.event(&PipelineEvent::Progress {
+            step: Step::Encode,
+            session,
+            bytes: hashed,
+        });
+        let settings = self.settings.clone();
+        let sink = self.sink.clone();
+        let (raw2, dir2) = (raw.clone(), dir.clone());
+        let encoded = tokio::task::spawn_blocking(move || {
+            encode_blocking(
+                session,
+                &raw2,
+                &dir2,
+                hashed,
+                checksum,
+                &settings,
+                sink.as_ref(),
+            )
+        })
+        .await
+        .map_err(|e| PipelineError::Recording {
+            session,
+            path: raw.clone(),
+            reason: format!("encoding task failed: {e}"),
+        })??;
+        // Anything in the directory that this encoding did not write is a leftover.
+        let keep: BTreeSet<PathBuf> = encoded.exports.iter().cloned().collect();
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.is_file() && !keep.contains(&path) {
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+        encoded.manifest.write(&dir)?;
+        let m = &encoded.manifest;
+        let note = m.note();
+        if m.integrity.complete {
+            tracing::info!(session_id = %session, exports = m.exports.len(), raw_bytes = size,
+                "recording verified and encoded");
+        } else {
+            tracing::error!(session_id = %session, gaps = m.integrity.gaps.len(),
+                first_gap = %m.integrity.gaps.first().map_or("", |g| g.reason.as_str()),
+                raw = %raw.display(),
+                "recording damaged or truncated: encoded what is intact, gaps marked, raw file kept");
+        }
+        for w in &m.warnings {
+            tracing::warn!(session_id = %session, warning = %w, "encoded with a warning");
+        }
+        Ok(Completion {
+            recording_format: Some(".psmr".into()),
+            ssh_logs_uploaded: None,
+            note,
+        })
+    }
+}
+
+fn recording_err(session: SessionId, path: &Path) -> impl Fn(RecordingError) -> PipelineError + '_ {
+    move |e| PipelineError::Recording {
+        session,
+        path: path.to_owned(),
+        reason: e.to_string(),
+    }
+}
+
+fn gaps_of(summary: &ExportSummary) -> Vec<Gap> {
+    summary
+        .gaps
+        .iter()
+        .map(|g| Gap {
+            from_micros: g.from.0,
+            to_micros: g.to.map(|t| t.0),
+            reason: g.reason.clone(),
+        })
+        .collect()
+}
+
+/// Writes one export through `.<name>.tmp`, fsync and a rename; returns its manifest entry,
+/// or `None` when the export had nothing to write (a graphical session without a screen).
+fn write_export(
+    dir: &Path,
+    kind: ExportKind,
+    run: impl FnOnce(&Path) -> Result<Option<ExportSummary>, PipelineError>,
+) -> Result<Option<(ManifestFile, ExportSummary, PathBuf)>, PipelineError> {
+    let path = dir.join(kind.file_name());
+    let temp = dir.join(format!(".{}.tmp", kind.file_name()));
+    let result = (|| {
+        let Some(summary) = run(&temp)? else {
+            return Ok(None);
+        };
+        let file = std::fs::File::open(&temp).map_err(PipelineError::local(&temp))?;
+        file.sync_all().map_err(PipelineError::local(&temp))?;
+        drop(file);
+        std::fs::rename(&temp, &path).map_err(PipelineError::local(&path))?;
+        Ok(Some(summary))
+    })();
+    let summary = match result {
+        Ok(Some(s)) => s,
+        other => {
+            let _ = std::fs::remove_file(&temp);
+            return other.map(|_| None);
+        }
+    };
+    let mut hasher = blake3::Hasher::new();
+    let mut file = std::fs::File::open(&path).map_err(PipelineError::local(&path))?;
+    let size = std::io::copy(&mut file, &mut hasher).map_err(PipelineError::local(&path))?;
+    let entry = ManifestFile {
+        name: kind.file_name().into(),
+        kind: kind.as_str().into(),
+        size,
+        blake3: Checksum::from_bytes(*hasher.finalize().as_bytes()),
+    };
+    Ok(Some((entry, summary, path)))
+}
+
+/// Runs a text exporter into a new file at `temp`.
+fn text_export(
+    temp: &Path,
+    session: SessionId,
+    raw: &Path,
+    run: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> Result<ExportSummary, RecordingError>,
+) -> Result<Option<ExportSummary>, PipelineError> {
+    let file = std::fs::File::create(temp).map_err(PipelineError::local(temp))?;
+    let mut out = std::io::BufWriter::new(file);
+    let summary = run(&mut out).map_err(|e| match e {
+        RecordingError::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull => {
+            PipelineError::local(temp)(source)
+        }
+        other => recording_err(session, raw)(other),
+    })?;
+    out.flush().map_err(PipelineError::local(temp))?;
+    Ok(Some(summary))
+}
+
+/// Adds `more` to `gaps`, each gap once.
+fn merge_gaps(gaps: &mut Vec<Gap>, more: Vec<Gap>) {
+    for g in more {
+        if !gaps.contains(&g) {
+            gaps.push(g);
+        }
+    }
+}
+
+fn encode_blocking(
+    session: SessionId,
+    raw: &Path,
+    dir: &Path,
+    size: u64,
+    checksum: Checksum,
+    settings: &EncoderSettings,
+    sink: &dyn EventSink,
+) -> Result<Encoded, PipelineError> {
+    std::fs::create_dir_all(dir).map_err(PipelineError::local(dir))?;
+    // The directory is not closed while it is rewritten.
+    match std::fs::remove_file(dir.join(MANIFEST_FILE)) {
+        Ok(()) => sync_dir(dir)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(PipelineError::local(dir)(e)),
+    }
+    let raw_entry = ManifestFile {
+        name: RAW_OBJECT_NAME.into(),
+        kind: "raw".into(),
+        size,
+        blake3: checksum,
+    };
+    let mut manifest = Manifest::new(session, raw_entry);
+    let options = ReadOptions {
+        identity: settings.identity.clone(),
+        trusted_signers: settings.trusted_signers.clone(),
+        full_scan: true,
+    };
+    let mut reader = match Reader::open(raw, options.clone()) {
+        Ok(r) => r,
+        Err(RecordingError::Io { source, context })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            return Err(PipelineError::RawMissing {
+                session,
+                path: raw.to_owned(),
+            })
+            .inspect_err(|_| tracing::debug!(context, "raw recording vanished"));
+        }
+        Err(e) => {
+            // Nothing is readable (no valid header): keep and upload the raw file as it is.
+            manifest.integrity = Integrity {
+                complete: false,
+                gaps: vec![Gap {
+                    from_micros: 0,
+                    to_micros: None,
+                    reason: format!("unreadable recording: {e}"),
+                }],
+            };
+            return Ok(Encoded {
+                manifest,
+                exports: Vec::new(),
+            });
+        }
+    };
+    let header = reader.header().clone();
+    if header.session_id != session {
+        return Err(PipelineError::Recording {
+            session,
+            path: raw.to_owned(),
+            reason: format!(
+                "the file records session {}, not this one",
+                header.session_id
+            ),
+        });
+    }
+    manifest.target = Some(header.target.clone());
+    manifest.user = Some(header.user.clone());
+    manifest.protocol = Some(header.protocol.as_str().to_owned());
+    let recipients = reader.recipients();
+    if let Some(expected) = &settings.expected_recipient
+        && !recipients.contains(expected)
+    {
+        manifest.warnings.push(format!(
+            "the recording is not encrypted for the deployment's recipient key \
+             (PSMEncryptionKey {expected}); stored as recorded"
+        ));
+    }
+    let readable = !reader.is_encrypted()
+        || settings
+            .identity
+            .as_ref()
+            .is_some_and(|id| recipients.contains(&id.public()));
+    if !readable {
+        // Sealed for someone else: no exports (they would be plaintext); the signatures and
+        // the chain were checked when it was opened.
+        tracing::info!(session_id = %session, recipients = recipients.len(),
+            "recording is encrypted and this encoder holds no key for it: stored without exports");
+        let mut gaps: Vec<Gap> = reader
+            .damaged_chunks()
+            .iter()
+            .map(|(seq, why)| Gap {
+                from_micros: 0,
+                to_micros: None,
+                reason: format!("chunk {seq} damaged: {why}"),
+            })
+            .collect();
+        if !reader.integrity().is_intact() {
+            gaps.push(Gap {
+                from_micros: reader.duration().0,
+                to_micros: None,
+                reason: reader.integrity().to_string(),
+            });
+        }
+        manifest.integrity = Integrity {
+            complete: gaps.is_empty(),
+            gaps,
+        };
+        return Ok(Encoded {
+            manifest,
+            exports: Vec::new(),
+        });
+    }
+    let progress = |_done: usize, total: usize| {
+        if total > 0 {
+            // One event per chunk: bytes of raw recording this chunk stands for.
+            sink.event(&PipelineEvent::Progress {
+                step: Step::Encode,
+                session,
+                bytes: size / total as u64,
+            });
+        }
+    };
+    let mut gaps: Option<Vec<Gap>> = None;
+    let mut exports = Vec::new();
+    let kinds = settings
+        .exports
+        .iter()
+        .filter(|k| k.applies_to(&header.protocol));
+    for kind in kinds {
+        // Each export reads from the start: reopen so no exporter sees another's position.
+        // The open above checked every frame; chunks are checked again as they are read.
+        let lazy = ReadOptions {
+            full_scan: false,
+            ..options.clone()
+        };
+        let mut r = Reader::open(raw, lazy).map_err(recording_err(session, raw))?;
+        let written = write_export(dir, *kind, |temp| match kind {
+            ExportKind::Asciicast => text_export(temp, session, raw, |f| {
+                export::export_asciicast(&mut r, f, &AsciicastOptions::default(), progress)
+            }),
+            ExportKind::Transcript => text_export(temp, session, raw, |f| {
+                export::export_text(&mut r, f, progress)
+            }),
+            ExportKind::Commands => text_export(temp, session, raw, |f| {
+                export::export_commands(&mut r, f, progress)
+            }),
+            ExportKind::Video => Ok(export_video(&mut r, temp, &settings.video, progress)?.map(
+                |(summary, info)| {
+                    tracing::debug!(session_id = %session, frames = info.frames,
+                        width = info.width, height = info.height, "video written");
+                    summary
+                },
+            )),
+            ExportKind::ContactSheet => {
+                let file = std::fs::File::create(temp).map_err(PipelineError::local(temp))?;
+                let mut out = std::io::BufWriter::new(file);
+                let sheet = export_contact_sheet(&mut r, &mut out, &settings.sheet, progress)?;
+                out.flush().map_err(PipelineError::local(temp))?;
+                Ok(sheet.map(|(summary, _)| summary))
+            }
+        })?;
+        let Some((entry, summary, path)) = written else {
+            tracing::info!(session_id = %session, export = kind.as_str(),
+                "nothing to export (no screen in the recording)");
+            continue;
+        };
+        merge_gaps(gaps.get_or_insert_with(Vec::new), gaps_of(&summary));
+        manifest.exports.push(entry);
+        exports.push(path);
+    }
+    let gaps = match gaps {
+        Some(g) => g,
+        // No exports: still read every chunk, to verify the recording and find its gaps.
+        None => gaps_of(
+            &export::walk(&mut reader, |_| Ok(()), progress)
+                .map_err(recording_err(session, raw))?,
+        ),
+    };
+    manifest.integrity = Integrity {
+        complete: reader.integrity().is_intact() && gaps.is_empty(),
+        gaps,
+    };
+    if !reader.integrity().is_intact() && manifest.integrity.gaps.is_empty() {
+        manifest.integrity.gaps.push(Gap {
+            from_micros: 0,
+            to_micros: None,
+            reason: reader.integrity().to_string(),
+        });
+    }
+    Ok(Encoded { manifest, exports })
+}
+
+#[async_trait]
+impl StepWorker for Encoder {
+    fn step(&self) -> Step {
+        Step::Encode
+    }
+    fn control_plane(&self) -> &Arc<dyn ControlPlane> {
+        &self.cp
+    }
+    fn config(&self) -> &WorkerConfig {
+        &self.config
+    }
+    fn sink(&self) -> &Arc<dyn EventSink> {
+        &self.sink
+    }
+    async fn claim(&self, limit: u32) -> Result<Vec<Lease>, CoreError> {
+        self.cp
+            .claim_for_encoding(&self.config.instance, limit)
+            .await
+    }
+    async fn process(&self, lease: &Lease) -> Result<Completion, PipelineError> {
+        self.encode(lease.session).await
+    }
+    async fn after_commit(&self, session: SessionId) {
+        self.sink.event(&PipelineEvent::Finished {
+            step: Step::Encode,
+            session,
+            bytes: 0,
+        });
+    }
+}

@@ -1,0 +1,281 @@
+//! RDP proxy benchmark against real xrdp, side by side: the same ironrdp-based measuring
+//! client connects (a) straight to xrdp and (b) through the PSM gateway, and measures
+//!
+//! - keystroke latency: a key press to the first screen update that follows (xterm echo);
+//! - screen updates per second while `yes` floods the xterm (the client drains as fast as
+//!   it decodes; the gateway merges changes for a slow client, so this is what a user sees);
+//! - the gateway's CPU per session (its connection thread's user+system time) during that
+//!   flood and during an "active desktop" minute;
+//! - recording size per minute of active desktop (a command every 2 s that rewrites the
+//!   screen), the anchor being 50–250 KB/min for a commercial product.
+//!
+//! Run: `cargo bench --bench rdp_proxy` (add `-- --quick` for a 20 s active phase). Needs
+//! the same peers as the tests (xrdp, xorgxrdp).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use psm_proxy_rdp::access::{Authorization, TargetLogin};
+use psm_proxy_rdp::input::{InputEvent, keys_for_char};
+use psm_proxy_rdp::screen::{Screen, ScreenWatch};
+use psm_proxy_rdp::tls::TargetCertCheck;
+use psm_proxy_rdp::upstream;
+use tokio::sync::{mpsc, oneshot};
+
+struct Client {
+    screen: Screen,
+    watch: ScreenWatch,
+    input: mpsc::Sender<InputEvent>,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<upstream::TargetEnd>,
+}
+
+async fn connect(port: u16, user: &str, password: &str) -> Client {
+    let auth = Authorization {
+        target: "bench".into(),
+        host: "127.0.0.1".into(),
+        port,
+        cert_check: TargetCertCheck::AcceptAny,
+        account: String::new(),
+        checkout: None,
+    };
+    let login = TargetLogin::new(user, password);
+    let s = upstream::connect(
+        &auth,
+        &login,
+        1024,
+        768,
+        psm_proxy_rdp::TargetSecurity::NlaOrTls,
+        Duration::from_secs(60),
+    )
+    .await
+    .expect("connect");
+    let screen = Screen::new(s.width, s.height);
+    let watch = screen.watch();
+    let (tx, rx) = mpsc::channel(4096);
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(s.run(screen.clone(), rx, async {
+        let _ = stop_rx.await;
+    }));
+    Client {
+        screen,
+        watch,
+        input: tx,
+        stop: Some(stop_tx),
+        task,
+    }
+}
+
+impl Client {
+    async fn settle(&self) {
+        let mut last = u64::MAX;
+        let mut stable = 0;
+        let start = Instant::now();
+        while stable < 15 && start.elapsed() < Duration::from_secs(60) {
+            let g = self.screen.generation();
+            stable = if g == last && g > 0 { stable + 1 } else { 0 };
+            last = g;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn type_text(&self, text: &str) {
+        for c in text.chars() {
+            for e in keys_for_char(c).expect("typable") {
+                self.input.send(e).await.unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    async fn ctrl(&self, code: u8) {
+        for (c, d) in [(0x1d, true), (code, true), (code, false), (0x1d, false)] {
+            self.input
+                .send(InputEvent::Key {
+                    code: c,
+                    extended: false,
+                    down: d,
+                })
+                .await
+                .unwrap();
+        }
+    }
+
+    /// Key press → first screen update, `n` times; returns sorted latencies.
+    async fn latencies(&self, n: usize) -> Vec<Duration> {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            let _ = self.watch.take();
+            let t0 = Instant::now();
+            for e in keys_for_char('x').unwrap() {
+                self.input.send(e).await.unwrap();
+            }
+            if tokio::time::timeout(Duration::from_secs(5), self.watch.changed())
+                .await
+                .is_ok()
+            {
+                out.push(t0.elapsed());
+            }
+        }
+        self.ctrl(0x16).await; // Ctrl-U: clear the line
+        out.sort();
+        out
+    }
+
+    /// Screen updates seen per second during `secs` of `yes` flooding the terminal.
+    async fn flood_fps(&self, secs: u64, cpu: &dyn Fn() -> f64) -> (f64, f64) {
+        self.type_text("yes\n").await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let _ = self.watch.take();
+        let c0 = cpu();
+        let t0 = Instant::now();
+        let mut n = 0u64;
+        while t0.elapsed() < Duration::from_secs(secs) {
+            if tokio::time::timeout(Duration::from_millis(500), self.watch.changed())
+                .await
+                .is_ok()
+            {
+                let _ = self.watch.take();
+                n += 1;
+            }
+        }
+        let el = t0.elapsed().as_secs_f64();
+        let cpu_used = cpu() - c0;
+        self.ctrl(0x2e).await; // Ctrl-C
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        self.type_text("clear\n").await;
+        self.settle().await;
+        (n as f64 / el, cpu_used / el * 100.0)
+    }
+
+    async fn close(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
+    }
+}
+
+/// CPU seconds (user + system) used by this process's threads whose name starts with
+/// `rdp-` (the gateway's connection threads).
+fn gateway_cpu() -> f64 {
+    let tick = 100.0; // USER_HZ on Linux
+    let mut total = 0.0;
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        for t in tasks.flatten() {
+            let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+            if !comm.starts_with("rdp-") {
+                continue;
+            }
+            let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+            if let Some(rest) = stat.rsplit(')').next() {
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                let ut: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+                let st: f64 = f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+                total += (ut + st) / tick;
+            }
+        }
+    }
+    total
+}
+
+fn pct(v: &[Duration], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i].as_secs_f64() * 1000.0
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        require_all();
+        let _lock = MachineLock::take();
+        let dir = tempfile::tempdir().unwrap();
+        let target_password = target_account();
+        let xrdp = Xrdp::start(dir.path());
+        let plane = plane(xrdp.port, &target_password).await;
+        let gw = gateway(&plane, dir.path(), |_| {}).await;
+        let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+            .unwrap_or_default();
+        println!("machine: {} cores, {cpu_model}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+
+        let fps_secs = if quick { 5 } else { 10 };
+        let zero = || 0.0;
+
+        // (a) direct
+        let direct = connect(xrdp.port, TARGET_USER, &target_password).await;
+        direct.settle().await;
+        let lat_direct = direct.latencies(30).await;
+        let (fps_direct, _) = direct.flood_fps(fps_secs, &zero).await;
+        direct.close().await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+
+        // (b) through the gateway
+        let proxied = connect(gw.addr.port(), &format!("{PSM_USER}+desk-01"), PSM_PASSWORD).await;
+        proxied.settle().await;
+        let lat_proxy = proxied.latencies(30).await;
+        let (fps_proxy, cpu_flood) = proxied.flood_fps(fps_secs, &gateway_cpu).await;
+
+        // Active desktop, two workloads, each its own session and recording:
+        // "scrolling": a command every 2 s that rewrites the whole terminal;
+        // "typing": a short command every 2 s that adds two lines.
+        let active = if quick { 20 } else { 60 };
+        proxied.close().await;
+        let mut sizes = Vec::new();
+        for (name, command) in [("scrolling", "ls -l /usr/bin | shuf -n 30\n"), ("typing", "echo step $RANDOM\n")] {
+            while !gw.registry.is_empty() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let c = connect(gw.addr.port(), &format!("{PSM_USER}+desk-01"), PSM_PASSWORD).await;
+            c.settle().await;
+            if name == "typing" {
+                c.type_text("clear\n").await;
+            }
+            let c0 = gateway_cpu();
+            let t0 = Instant::now();
+            while t0.elapsed() < Duration::from_secs(active) {
+                c.type_text(command).await;
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            let active_secs = t0.elapsed().as_secs_f64();
+            let cpu_active = (gateway_cpu() - c0) / active_secs * 100.0;
+            let id = gw.registry.list().first().map(|i| i.id).expect("a live session");
+            c.close().await;
+            let start = Instant::now();
+            while !gw.registry.is_empty() && start.elapsed() < Duration::from_secs(20) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let rec = gw.recordings.join(format!("{id}.psmr"));
+            let bytes = std::fs::metadata(&rec).map(|m| m.len()).unwrap_or(0);
+            let session_secs = psm_recording::Reader::open(&rec, Default::default())
+                .map(|r| r.duration().0 as f64 / 1e6)
+                .unwrap_or(f64::NAN);
+            sizes.push((name, bytes, session_secs, active_secs, cpu_active));
+        }
+
+        println!("keystroke latency (ms)      direct p50 {:.1} p95 {:.1} | via gateway p50 {:.1} p95 {:.1} | added p50 {:.1}",
+            pct(&lat_direct, 0.5), pct(&lat_direct, 0.95), pct(&lat_proxy, 0.5), pct(&lat_proxy, 0.95),
+            pct(&lat_proxy, 0.5) - pct(&lat_direct, 0.5));
+        println!("screen updates/s under flood direct {fps_direct:.1} | via gateway {fps_proxy:.1} | ratio {:.2}", fps_proxy / fps_direct);
+        println!("gateway CPU per session     flood {cpu_flood:.1}% of one core");
+        for (name, bytes, session_secs, active_secs, cpu_active) in sizes {
+            println!("active desktop ({name:9}) recording {bytes} bytes over a {session_secs:.0} s session ({active_secs:.0} s active) = {:.0} KB/min; gateway CPU {cpu_active:.1}% of one core",
+                bytes as f64 / 1024.0 / (session_secs / 60.0));
+        }
+        drop(xrdp);
+    });
+}

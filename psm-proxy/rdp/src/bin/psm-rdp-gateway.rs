@@ -1,0 +1,149 @@
+//! `psm-rdp-gateway`: the RDP gateway process. Users run
+//! `xfreerdp /v:gateway:3390 /u:USER+TARGET /p:PSM-PASSWORD /sec:tls`; the gateway checks
+//! them against the node's user directory, logs in to the target with the vaulted
+//! credential, records the session into DATA/recordings, and reports it to the node's
+//! control plane (DATA/psm.db, DATA/vault.key: the same layout as `psm-gateway`).
+//!
+//! ```text
+//! psm-rdp-gateway --data ./psm-data --listen 0.0.0.0:3390 \
+//!     --cert gw.crt --key gw.key [--web-listen 127.0.0.1:8390]
+//! ```
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use psm_core::clock::SystemClock;
+use psm_core::store::SqliteStore;
+use psm_core::vault::{DirectoryPolicy, Keyring, MasterKey, PamSettings, Vault, VaultConfig};
+use psm_core::{ControlPlane, Engine, EngineConfig, LocalControlPlane, ProcessInstance};
+use psm_proxy_rdp::access::VaultTargets;
+use psm_proxy_rdp::recorder::{DirRecordings, writer_config};
+use psm_proxy_rdp::tls::ServerIdentity;
+use psm_proxy_rdp::{GatewayDeps, RdpGateway, RdpGatewayConfig, Registry};
+
+#[derive(Parser)]
+#[command(name = "psm-rdp-gateway", version, about = "PSM RDP gateway")]
+struct Args {
+    /// The node's data directory (psm.db, vault.key, recordings, keys).
+    #[arg(long, env = "PSM_DATA", default_value = "./psm-data")]
+    data: PathBuf,
+    /// Where native RDP clients connect.
+    #[arg(long, default_value = "127.0.0.1:3390")]
+    listen: SocketAddr,
+    /// Where browsers connect (websocket); unset: no browser access.
+    #[arg(long)]
+    web_listen: Option<SocketAddr>,
+    /// The gateway's TLS certificate (PEM).
+    #[arg(long)]
+    cert: PathBuf,
+    /// Its private key (PEM).
+    #[arg(long)]
+    key: PathBuf,
+    /// This gateway's process instance name.
+    #[arg(long, default_value = "rdp-gateway-1")]
+    process_instance: String,
+    /// Accept a target certificate when the vault has no pin for it.
+    #[arg(long)]
+    allow_unpinned_targets: bool,
+    /// How long each session's credential checkout lasts, in minutes.
+    #[arg(long, default_value_t = 480)]
+    checkout_minutes: u64,
+    /// Between heartbeats, in seconds.
+    #[arg(long, default_value_t = 10)]
+    heartbeat_seconds: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    // ironrdp logs PDUs at debug/trace level; keep it at info so nothing sensitive is printed
+    // unless an operator asks for it explicitly.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,ironrdp=warn,ironrdp_server=warn,sspi=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    std::fs::create_dir_all(&args.data)
+        .with_context(|| format!("creating {}", args.data.display()))?;
+
+    let store = SqliteStore::open(args.data.join("psm.db"))
+        .await
+        .context("opening DATA/psm.db")?;
+    let key_text = std::fs::read_to_string(args.data.join("vault.key")).context(
+        "reading DATA/vault.key (start the control plane once, or `psm up`, to create it)",
+    )?;
+    let master = MasterKey::parse(key_text.trim()).context("DATA/vault.key")?;
+    let engine = Engine::new(
+        Arc::new(store.clone()),
+        Arc::new(SystemClock),
+        EngineConfig::default(),
+    );
+    let directory: Arc<dyn psm_core::directory::UserDirectory> = Arc::new(store.clone());
+    let vault = Vault::new(
+        Arc::new(store.clone()),
+        Keyring::new(master),
+        engine.clone(),
+        VaultConfig::default(),
+    )
+    .with_policy(Arc::new(DirectoryPolicy::new(directory.clone())));
+    let cp: Arc<dyn ControlPlane> = Arc::new(LocalControlPlane::new(
+        engine,
+        vault,
+        PamSettings::default(),
+    ));
+
+    let pi = ProcessInstance::new(args.process_instance)?;
+    let mut config = RdpGatewayConfig::new(args.listen, pi.clone());
+    config.heartbeat_interval = Duration::from_secs(args.heartbeat_seconds.max(1));
+    let signing_path = args.data.join("keys").join("recording-signing.key");
+    let signing = match std::fs::read_to_string(&signing_path) {
+        Ok(t) => psm_recording::SigningKey::from_text(t.trim())?,
+        Err(_) => {
+            let k = psm_recording::SigningKey::generate()?;
+            if let Some(d) = signing_path.parent() {
+                std::fs::create_dir_all(d)?;
+            }
+            std::fs::write(&signing_path, k.to_text())?;
+            k
+        }
+    };
+    let recordings = DirRecordings::new(
+        args.data.join("recordings"),
+        signing,
+        writer_config(&config.recording),
+    );
+    let deps = GatewayDeps {
+        control_plane: cp.clone(),
+        directory,
+        targets: Arc::new(VaultTargets::new(
+            cp,
+            pi,
+            Duration::from_secs(args.checkout_minutes.max(1) * 60),
+            args.allow_unpinned_targets,
+        )),
+        recordings: Arc::new(recordings),
+        registry: Registry::new(),
+        launch: psm_proxy_rdp::launch::LaunchTokens::new(),
+    };
+    let identity = ServerIdentity::from_pem_files(&args.cert, &args.key)?;
+    println!("certificate sha256 {}", identity.fingerprint);
+    if let Some(web) = args.web_listen {
+        let web = psm_proxy_rdp::web::WebGateway::bind(web, config.clone(), deps.clone()).await?;
+        println!("browser access on http://{}/", web.local_addr());
+        tokio::spawn(web.run(std::future::pending()));
+    }
+    let gateway = RdpGateway::bind(config, identity, deps).await?;
+    println!("PSM RDP gateway on {}", gateway.local_addr());
+    gateway
+        .run(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}

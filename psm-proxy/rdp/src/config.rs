@@ -1,0 +1,163 @@
+//! How the RDP gateway is configured: typed values only (the binary reads files and flags).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use psm_core::ProcessInstance;
+
+/// Which RDP side channels a session may use. Anything not allowed is never offered to the
+/// client nor opened toward the target, so its bytes cannot pass at all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChannelPolicy {
+    /// Clipboard (`cliprdr`) between the user's client and the target.
+    pub clipboard: bool,
+    /// Drive redirection (`rdpdr` file system devices).
+    pub drives: bool,
+    /// Printer redirection (`rdpdr` printer devices).
+    pub printers: bool,
+}
+
+impl ChannelPolicy {
+    /// Nothing but screen, keyboard and mouse.
+    pub const DENY_ALL: ChannelPolicy = ChannelPolicy {
+        clipboard: false,
+        drives: false,
+        printers: false,
+    };
+}
+
+impl Default for ChannelPolicy {
+    /// Everything denied: a privileged session gets side channels only when policy says so.
+    fn default() -> Self {
+        Self::DENY_ALL
+    }
+}
+
+/// Which security the gateway accepts from targets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TargetSecurity {
+    /// NLA (CredSSP) when the target offers it, else TLS with the credential in the Client
+    /// Info PDU (xrdp offers TLS only).
+    #[default]
+    NlaOrTls,
+    /// NLA only: a target that refuses NLA is not logged in to.
+    NlaOnly,
+}
+
+/// What the recorder keeps, and how much it may spend.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordingPolicy {
+    /// At most one changed-region frame event per this interval (changes in between are
+    /// merged): bounds CPU and size on a busy desktop. Default 1 s: the recording is
+    /// evidence, not a video stream (live viewers get every change).
+    pub frame_interval: Duration,
+    /// A full screenshot (keyframe) at least this often, so a player can seek and the
+    /// `savescreenshot` contract has its periodic picture. Default 30 s.
+    pub keyframe_interval: Duration,
+    /// A changed region larger than this share of the screen (in percent) is stored as a
+    /// whole-screen keyframe instead. Default 60.
+    pub keyframe_area_percent: u8,
+    /// Record clipboard text (the seed's `saveclipboard`). Default true.
+    pub capture_clipboard: bool,
+    /// Record keystrokes as text on the keyboard channel. Default true.
+    pub capture_keystrokes: bool,
+    /// Pointer moves are recorded at most this often (clicks always). Default 100 ms.
+    pub pointer_interval: Duration,
+}
+
+impl Default for RecordingPolicy {
+    fn default() -> Self {
+        Self {
+            frame_interval: Duration::from_secs(1),
+            keyframe_interval: Duration::from_secs(30),
+            keyframe_area_percent: 60,
+            capture_clipboard: true,
+            capture_keystrokes: true,
+            pointer_interval: Duration::from_millis(100),
+        }
+    }
+}
+
+/// Limits that keep one bad client from hurting the gateway.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Most concurrent sessions.
+    pub max_sessions: usize,
+    /// Most connections still in the handshake.
+    pub max_handshakes: usize,
+    /// The whole connection sequence with a client (TLS, credentials, capabilities) must
+    /// finish within this time.
+    pub handshake_timeout: Duration,
+    /// Connecting and logging in to the target must finish within this time.
+    pub target_connect_timeout: Duration,
+    /// Widest desktop a client may ask for (pixels).
+    pub max_width: u16,
+    /// Tallest desktop a client may ask for (pixels).
+    pub max_height: u16,
+    /// Largest clipboard content passed or recorded, in bytes; larger pastes are refused
+    /// (the clipboard-bomb defence).
+    pub max_clipboard_bytes: usize,
+    /// Most argon2 password checks at once (each takes ~19 MiB).
+    pub max_concurrent_hashing: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_sessions: 256,
+            max_handshakes: 64,
+            handshake_timeout: Duration::from_secs(30),
+            target_connect_timeout: Duration::from_secs(20),
+            max_width: 3840,
+            max_height: 2160,
+            max_clipboard_bytes: 1 << 20,
+            max_concurrent_hashing: 4,
+        }
+    }
+}
+
+/// Everything the RDP gateway is configured with. Build with [`RdpGatewayConfig::new`] and
+/// adjust fields.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct RdpGatewayConfig {
+    /// Where native RDP clients connect.
+    pub listen: SocketAddr,
+    /// This gateway's name in the control plane (owner of its sessions).
+    pub process_instance: ProcessInstance,
+    /// Between heartbeats (Polling); a terminate request takes effect within one interval.
+    pub heartbeat_interval: Duration,
+    /// The desktop size used when a client does not say (and for browser sessions that
+    /// ask for none).
+    pub default_width: u16,
+    /// See `default_width`.
+    pub default_height: u16,
+    /// Side channels.
+    pub channels: ChannelPolicy,
+    /// The recorder.
+    pub recording: RecordingPolicy,
+    /// Limits.
+    pub limits: Limits,
+    /// Which security targets must offer.
+    pub target_security: TargetSecurity,
+    /// The target used when a login names none (`alice` instead of `alice+web-01`).
+    pub default_target: Option<String>,
+}
+
+impl RdpGatewayConfig {
+    /// Defaults: 10 s heartbeats, 1024x768 default desktop, every side channel denied.
+    pub fn new(listen: SocketAddr, process_instance: ProcessInstance) -> Self {
+        Self {
+            listen,
+            process_instance,
+            heartbeat_interval: Duration::from_secs(10),
+            default_width: 1024,
+            default_height: 768,
+            channels: ChannelPolicy::default(),
+            recording: RecordingPolicy::default(),
+            limits: Limits::default(),
+            target_security: TargetSecurity::default(),
+            default_target: None,
+        }
+    }
+}

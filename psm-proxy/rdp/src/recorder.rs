@@ -1,0 +1,367 @@
+//! Recording an RDP session into `.psmr` (psm-recording's container).
+//!
+//! What is recorded, on which channel:
+//!
+//! - the screen as [`EventKind::Frame`] PNG events: a whole-screen keyframe at the start,
+//!   then the changed region at most once per [`RecordingPolicy::frame_interval`] (changes
+//!   in between are merged), and a whole-screen keyframe again at least every
+//!   [`RecordingPolicy::keyframe_interval`] while the screen changes, or when a change
+//!   covers most of the screen. The keyframes are also the session's periodic screenshots.
+//! - keystrokes as text ([`KeyText`]) in `Input` events on channel 1 (`rdp-keyboard`);
+//! - pointer moves (throttled) and clicks as text lines in `Input` events on channel 2
+//!   (`rdp-pointer`);
+//! - clipboard text as `Clipboard` events when capture is on;
+//! - markers for what the gateway did (pause, terminate, dropped input).
+//!
+//! Memory is bounded: the recorder holds one damage rectangle (merged), one frame being
+//! encoded, and a bounded command queue; input that finds the queue full is counted and a
+//! marker says how much was dropped. PNG encoding runs on a blocking thread, one at a time.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use psm_recording::{
+    ChannelId, ChannelKind, ClipboardDirection, EventKind, FinishedRecording, Header, InputPolicy,
+    RecordingWriter, SigningKey, WriterConfig,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::RecordingPolicy;
+use crate::error::RdpError;
+use crate::input::{InputEvent, KeyText, pointer_text};
+use crate::screen::{Rect, Region, Screen};
+
+/// The keyboard channel of an RDP recording.
+pub const KEYBOARD_CHANNEL: ChannelId = ChannelId(1);
+/// The pointer channel of an RDP recording.
+pub const POINTER_CHANNEL: ChannelId = ChannelId(2);
+
+/// Creates the recording of each new session. An error refuses the session: PSM never
+/// proxies a session it cannot record.
+#[async_trait]
+pub trait RecordingFactory: Send + Sync {
+    /// A writer for the session `header` describes.
+    async fn create(&self, header: Header) -> Result<RecordingWriter, RdpError>;
+}
+
+/// Writes `<dir>/<session id>.psmr`, signed with one key.
+#[derive(Clone)]
+pub struct DirRecordings {
+    dir: PathBuf,
+    key: SigningKey,
+    config: WriterConfig,
+}
+
+impl std::fmt::Debug for DirRecordings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirRecordings")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DirRecordings {
+    /// Recordings in `dir` (created if missing), signed with `key`.
+    pub fn new(dir: impl Into<PathBuf>, key: SigningKey, config: WriterConfig) -> Self {
+        Self {
+            dir: dir.into(),
+            key,
+            config,
+        }
+    }
+
+    /// Where a session's recording goes.
+    pub fn path_of(&self, session: psm_core::SessionId) -> PathBuf {
+        self.dir.join(format!("{session}.psmr"))
+    }
+}
+
+#[async_trait]
+impl RecordingFactory for DirRecordings {
+    async fn create(&self, header: Header) -> Result<RecordingWriter, RdpError> {
+        tokio::fs::create_dir_all(&self.dir)
+            .await
+            .map_err(|e| RdpError::io(format!("creating {}", self.dir.display()), e))?;
+        let path = self.path_of(header.session_id);
+        Ok(RecordingWriter::create(path, header, self.key.clone(), self.config.clone()).await?)
+    }
+}
+
+enum Command {
+    Input(InputEvent),
+    Clipboard(ClipboardDirection, String),
+    Marker(String),
+    Finish(String, oneshot::Sender<Result<FinishedRecording, RdpError>>),
+}
+
+/// The recorder of one session. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Recorder {
+    tx: mpsc::Sender<Command>,
+    dropped: Arc<AtomicU64>,
+}
+
+/// Commands queued before input is dropped (and counted).
+const QUEUE: usize = 4096;
+
+impl Recorder {
+    /// Starts recording `screen` into `writer`.
+    pub async fn start(
+        writer: RecordingWriter,
+        screen: Screen,
+        policy: RecordingPolicy,
+    ) -> Result<Self, RdpError> {
+        writer
+            .record(EventKind::ChannelOpen {
+                channel: KEYBOARD_CHANNEL,
+                kind: ChannelKind::Other {
+                    name: "rdp-keyboard".into(),
+                },
+            })
+            .await?;
+        writer
+            .record(EventKind::ChannelOpen {
+                channel: POINTER_CHANNEL,
+                kind: ChannelKind::Other {
+                    name: "rdp-pointer".into(),
+                },
+            })
+            .await?;
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let task = Task {
+            writer,
+            watch: screen.watch(),
+            screen,
+            policy,
+            keys: KeyText::new(),
+            last_pointer: None,
+            last_keyframe: None,
+            dropped: dropped.clone(),
+            reported_drops: 0,
+            failed: None,
+        };
+        tokio::spawn(task.run(rx));
+        Ok(Self { tx, dropped })
+    }
+
+    /// Records an input event (never waits; a full queue drops and counts it).
+    pub fn input(&self, event: InputEvent) {
+        if self.tx.try_send(Command::Input(event)).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Records clipboard text.
+    pub async fn clipboard(&self, direction: ClipboardDirection, text: String) {
+        let _ = self.tx.send(Command::Clipboard(direction, text)).await;
+    }
+
+    /// Records a marker.
+    pub async fn marker(&self, label: impl Into<String>) {
+        let _ = self.tx.send(Command::Marker(label.into())).await;
+    }
+
+    /// Records the last frame, the end and `reason`, and seals the file.
+    pub async fn finish(&self, reason: &str) -> Result<FinishedRecording, RdpError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Finish(reason.to_owned(), reply))
+            .await
+            .map_err(|_| RdpError::Session("the recorder already stopped".into()))?;
+        rx.await
+            .map_err(|_| RdpError::Session("the recorder stopped before finishing".into()))?
+    }
+}
+
+struct Task {
+    writer: RecordingWriter,
+    screen: Screen,
+    watch: crate::screen::ScreenWatch,
+    policy: RecordingPolicy,
+    keys: KeyText,
+    last_pointer: Option<Instant>,
+    last_keyframe: Option<Instant>,
+    dropped: Arc<AtomicU64>,
+    reported_drops: u64,
+    failed: Option<String>,
+}
+
+impl Task {
+    async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        let mut tick =
+            tokio::time::interval(self.policy.frame_interval.max(Duration::from_millis(10)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                cmd = rx.recv() => {
+                    let Some(cmd) = cmd else {
+                        // Every handle dropped without finish: seal what we have.
+                        let _ = self.frame(true).await;
+                        let _ = self.writer.clone().finish("recorder dropped").await;
+                        return;
+                    };
+                    match cmd {
+                        Command::Finish(reason, reply) => {
+                            let _ = self.frame(false).await;
+                            self.report_drops().await;
+                            let r = self.writer.clone().finish(&reason).await.map_err(RdpError::from);
+                            let r = match (&self.failed, r) {
+                                (Some(f), Ok(_)) => Err(RdpError::Session(format!("recording was incomplete: {f}"))),
+                                (_, r) => r,
+                            };
+                            let _ = reply.send(r);
+                            return;
+                        }
+                        other => self.command(other).await,
+                    }
+                }
+                _ = tick.tick() => {
+                    self.report_drops().await;
+                    if let Err(e) = self.frame(false).await {
+                        self.fail(e);
+                    }
+                }
+            }
+        }
+    }
+
+    fn fail(&mut self, e: RdpError) {
+        tracing::error!(error = %e, "RDP recording failed");
+        if self.failed.is_none() {
+            self.failed = Some(e.to_string());
+        }
+    }
+
+    async fn report_drops(&mut self) {
+        let d = self.dropped.load(Ordering::Relaxed);
+        if d > self.reported_drops {
+            let n = d - self.reported_drops;
+            self.reported_drops = d;
+            let _ = self
+                .writer
+                .record(EventKind::Marker {
+                    label: format!("{n} input events were not recorded (recorder queue full)"),
+                })
+                .await;
+        }
+    }
+
+    async fn command(&mut self, cmd: Command) {
+        let r = match cmd {
+            Command::Input(ev) => {
+                if let Some(text) = self.keys.feed(ev) {
+                    self.writer
+                        .input(KEYBOARD_CHANNEL, text.as_bytes(), false)
+                        .await
+                } else if let Some(line) = pointer_text(ev) {
+                    let is_move = matches!(ev, InputEvent::Move { .. });
+                    let due = self
+                        .last_pointer
+                        .is_none_or(|t| t.elapsed() >= self.policy.pointer_interval);
+                    if !is_move || due {
+                        self.last_pointer = Some(Instant::now());
+                        self.writer
+                            .input(POINTER_CHANNEL, line.as_bytes(), false)
+                            .await
+                    } else {
+                        Ok(())
+                    }
+                } else {
+                    Ok(())
+                }
+            }
+            Command::Clipboard(direction, text) => {
+                if self.policy.capture_clipboard {
+                    self.writer
+                        .record(EventKind::Clipboard {
+                            direction,
+                            mime: "text/plain;charset=utf-8".into(),
+                            data: text.into_bytes(),
+                        })
+                        .await
+                } else {
+                    Ok(())
+                }
+            }
+            Command::Marker(label) => self.writer.record(EventKind::Marker { label }).await,
+            Command::Finish(..) => Ok(()),
+        };
+        if let Err(e) = r {
+            self.fail(e.into());
+        }
+    }
+
+    /// Records the damage since the last frame (or a keyframe when due); `force_key`
+    /// records a whole-screen keyframe whatever changed.
+    async fn frame(&mut self, force_key: bool) -> Result<(), RdpError> {
+        let damage = self.watch.take_rects();
+        let (w, h) = self.screen.size();
+        let full = Rect {
+            x: 0,
+            y: 0,
+            width: w,
+            height: h,
+        };
+        if damage.is_empty() && !force_key {
+            return Ok(());
+        }
+        let key_due = self
+            .last_keyframe
+            .is_none_or(|t| t.elapsed() >= self.policy.keyframe_interval);
+        let area: u64 = damage.iter().map(|r| r.area()).sum();
+        let big = area * 100 >= full.area() * u64::from(self.policy.keyframe_area_percent.min(100));
+        let regions: Vec<Region> = if force_key || key_due || big {
+            self.last_keyframe = Some(Instant::now());
+            vec![self.screen.snapshot()]
+        } else {
+            damage
+                .into_iter()
+                .filter_map(|r| self.screen.region(r))
+                .collect()
+        };
+        if regions.is_empty() {
+            return Ok(());
+        }
+        let pngs = tokio::task::spawn_blocking(move || {
+            regions
+                .into_iter()
+                .map(|region| region.to_png().map(|png| (region.rect, png)))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        .map_err(|e| RdpError::Session(format!("PNG encoder thread: {e}")))?
+        .map_err(|e| RdpError::Session(format!("PNG encoding: {e}")))?;
+        for (rect, png) in pngs {
+            self.writer
+                .record(EventKind::Frame {
+                    x: u32::from(rect.x),
+                    y: u32::from(rect.y),
+                    width: u32::from(rect.width),
+                    height: u32::from(rect.height),
+                    png,
+                })
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// The writer configuration a gateway should use for RDP: `capture_keystrokes = false`
+/// records only that keys were typed.
+pub fn writer_config(policy: &RecordingPolicy) -> WriterConfig {
+    WriterConfig {
+        input_policy: if policy.capture_keystrokes {
+            InputPolicy::RecordAll
+        } else {
+            InputPolicy::RedactAll
+        },
+        // PNG frames are already compressed; big chunks keep the index small.
+        chunk_bytes: 1 << 20,
+        compression_level: 1,
+        ..WriterConfig::default()
+    }
+}

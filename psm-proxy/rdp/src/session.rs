@@ -1,0 +1,356 @@
+//! One proxied RDP session, whoever the client is (a native RDP client or a browser):
+//! open the PrivSession, fetch the credential, log in to the target, record, heartbeat,
+//! obey terminate, and end everything in order however it ends.
+//!
+//! Order of the end, always: the target connection is closed, the recording is sealed,
+//! the PrivSession is ended (EndSession), the checkout is checked in, the session leaves the
+//! registry. A failure at any step is logged and the next steps still run, so no session
+//! stays Connected.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use psm_core::directory::UserDirectory;
+use psm_core::{ControlPlane, NewSession, ProcessInstance, Protocol, SessionId, Timestamp};
+use psm_recording::Header;
+use tokio::sync::{mpsc, watch};
+
+use crate::access::{Authenticator, Authorization, Identity, TargetAccess};
+use crate::config::RdpGatewayConfig;
+use crate::control::{LiveSession, Registry, SessionControl, SessionInfo};
+use crate::error::RdpError;
+use crate::input::InputEvent;
+use crate::recorder::{Recorder, RecordingFactory};
+use crate::screen::Screen;
+use crate::upstream::{self, TargetEnd};
+
+/// What the gateway works with, chosen at assembly time.
+#[derive(Clone)]
+pub struct GatewayDeps {
+    /// Sessions' lifecycle (in-process engine or HTTP client).
+    pub control_plane: Arc<dyn ControlPlane>,
+    /// Users, passwords, roles.
+    pub directory: Arc<dyn UserDirectory>,
+    /// Targets, checkouts, credentials.
+    pub targets: Arc<dyn TargetAccess>,
+    /// Where recordings go.
+    pub recordings: Arc<dyn RecordingFactory>,
+    /// Live sessions.
+    pub registry: Registry,
+    /// One-time launch credentials (NLA toward the gateway; issued by the browser gateway's
+    /// `POST /launch` or by an integrator).
+    pub launch: crate::launch::LaunchTokens,
+}
+
+impl std::fmt::Debug for GatewayDeps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayDeps").finish_non_exhaustive()
+    }
+}
+
+/// Configuration and dependencies shared by every session of a gateway.
+pub(crate) struct Shared {
+    pub(crate) config: RdpGatewayConfig,
+    pub(crate) deps: GatewayDeps,
+    pub(crate) auth: Authenticator,
+}
+
+impl Shared {
+    pub(crate) fn new(config: RdpGatewayConfig, deps: GatewayDeps) -> Arc<Self> {
+        let auth = Authenticator::new(
+            deps.directory.clone(),
+            config.default_target.clone(),
+            config.limits.max_concurrent_hashing,
+        );
+        Arc::new(Self { config, deps, auth })
+    }
+}
+
+/// A running session's handle, held by the client side (native or browser).
+#[derive(Debug)]
+pub struct ActiveSession {
+    /// Who and what.
+    pub info: SessionInfo,
+    /// The screen (decoded from the target).
+    pub screen: Screen,
+    /// Pause, resume, terminate.
+    pub control: Arc<SessionControl>,
+    input: mpsc::Sender<InputEvent>,
+    recorder: Recorder,
+    ended: watch::Receiver<Option<String>>,
+    dropped_input: std::sync::atomic::AtomicU64,
+}
+
+impl ActiveSession {
+    /// Sends the user's input to the target and the recorder (dropped while paused, and
+    /// when the target is not keeping up: input is never queued without bound).
+    pub fn input(&self, event: InputEvent) {
+        if self.control.is_paused() || self.control.termination().is_some() {
+            return;
+        }
+        self.recorder.input(event);
+        if self.input.try_send(event).is_err() {
+            self.dropped_input
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// The recorder (clipboard, markers).
+    pub fn recorder(&self) -> &Recorder {
+        &self.recorder
+    }
+
+    /// Waits until the session has fully ended (recording sealed, PrivSession ended);
+    /// returns why it ended.
+    pub async fn ended(&self) -> String {
+        let mut rx = self.ended.clone();
+        loop {
+            if let Some(r) = rx.borrow_and_update().clone() {
+                return r;
+            }
+            if rx.changed().await.is_err() {
+                return "session task gone".into();
+            }
+        }
+    }
+
+    /// Whether the session has ended.
+    pub fn is_ended(&self) -> bool {
+        self.ended.borrow().is_some()
+    }
+
+    /// Ends the session because the client left (or was refused), and waits for the end.
+    pub async fn close(&self, reason: &str) -> String {
+        self.control.terminate(reason);
+        self.ended().await
+    }
+}
+
+/// Which kind of client drives the session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientKind {
+    /// An RDP client (mstsc, FreeRDP).
+    Native,
+    /// A browser over websocket.
+    Browser,
+}
+
+impl ClientKind {
+    fn name(self) -> &'static str {
+        match self {
+            ClientKind::Native => "native",
+            ClientKind::Browser => "browser",
+        }
+    }
+}
+
+/// Clamps a requested desktop size into 200x200..=policy maximum (RDP's own floor).
+pub(crate) fn clamp_size(config: &RdpGatewayConfig, width: u32, height: u32) -> (u16, u16) {
+    let w = width.clamp(200, u32::from(config.limits.max_width.max(200)));
+    let h = height.clamp(200, u32::from(config.limits.max_height.max(200)));
+    (
+        u16::try_from(w).unwrap_or(u16::MAX),
+        u16::try_from(h).unwrap_or(u16::MAX),
+    )
+}
+
+/// Opens the session of an authenticated user: authorize, open the PrivSession, get the
+/// credential, log in to the target, start recording, and spawn the session's task.
+pub(crate) async fn start(
+    shared: &Arc<Shared>,
+    identity: &Identity,
+    peer: Option<SocketAddr>,
+    width: u16,
+    height: u16,
+    kind: ClientKind,
+) -> Result<Arc<ActiveSession>, RdpError> {
+    let deps = &shared.deps;
+    let pi = &shared.config.process_instance;
+    let auth = deps
+        .targets
+        .authorize(&identity.user, &identity.target)
+        .await?;
+    let id = SessionId::new();
+    deps.control_plane
+        .open_session(NewSession {
+            id,
+            user: identity.user.clone(),
+            target: identity.target.clone(),
+            protocol: Protocol::Rdp,
+            checkout_id: auth.checkout.clone(),
+            process_instance: pi.clone(),
+        })
+        .await
+        .inspect_err(|_| {
+            let (t, a) = (deps.targets.clone(), auth.clone());
+            tokio::spawn(async move { t.release(id, &a).await });
+        })?;
+    tracing::info!(session_id = %id, user = %identity.user, target = %identity.target,
+        client = kind.name(), "RDP session opened");
+    match connect_and_record(shared, identity, &auth, id, peer, width, height, kind).await {
+        Ok(s) => Ok(s),
+        Err(e) => {
+            tracing::warn!(session_id = %id, error = %e, "RDP session could not start");
+            end_in_control_plane(shared, id, pi, &auth).await;
+            Err(e)
+        }
+    }
+}
+
+async fn end_in_control_plane(
+    shared: &Shared,
+    id: SessionId,
+    pi: &ProcessInstance,
+    auth: &Authorization,
+) {
+    for attempt in 0..3u32 {
+        match shared.deps.control_plane.end_session(id, pi).await {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::error!(session_id = %id, attempt, error = %e, "EndSession failed");
+                tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+            }
+        }
+    }
+    shared.deps.targets.release(id, auth).await;
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn connect_and_record(
+    shared: &Arc<Shared>,
+    identity: &Identity,
+    auth: &Authorization,
+    id: SessionId,
+    peer: Option<SocketAddr>,
+    width: u16,
+    height: u16,
+    kind: ClientKind,
+) -> Result<Arc<ActiveSession>, RdpError> {
+    let deps = &shared.deps;
+    let login = deps.targets.credential(id, auth).await?;
+    let target = upstream::connect(
+        auth,
+        &login,
+        width,
+        height,
+        shared.config.target_security,
+        shared.config.limits.target_connect_timeout,
+    )
+    .await?;
+    drop(login);
+    let screen = Screen::new(target.width, target.height);
+    let account = if auth.account.is_empty() {
+        String::new()
+    } else {
+        auth.account.clone()
+    };
+    let mut header = Header::new(
+        id,
+        psm_recording::Protocol::Rdp,
+        identity.user.clone(),
+        format!("{} ({}:{})", identity.target, auth.host, auth.port),
+        format!(
+            "psm-rdp-gateway/{} {}",
+            env!("CARGO_PKG_VERSION"),
+            shared.config.process_instance
+        ),
+    );
+    header.metadata.insert(
+        "desktop".into(),
+        format!("{}x{}", target.width, target.height),
+    );
+    header.metadata.insert("client".into(), kind.name().into());
+    if let Some(p) = peer {
+        header
+            .metadata
+            .insert("client_address".into(), p.to_string());
+    }
+    let writer = deps.recordings.create(header).await?;
+    let recorder = Recorder::start(writer, screen.clone(), shared.config.recording.clone()).await?;
+    let control = Arc::new(SessionControl::new());
+    let info = SessionInfo {
+        id,
+        user: identity.user.clone(),
+        target: identity.target.clone(),
+        target_account: account,
+        peer,
+        started: Timestamp::now_utc(),
+        client: kind.name(),
+    };
+    let (input_tx, input_rx) = mpsc::channel(1024);
+    let (ended_tx, ended_rx) = watch::channel(None);
+    let session = Arc::new(ActiveSession {
+        info: info.clone(),
+        screen: screen.clone(),
+        control: control.clone(),
+        input: input_tx,
+        recorder: recorder.clone(),
+        ended: ended_rx,
+        dropped_input: std::sync::atomic::AtomicU64::new(0),
+    });
+    let registration = deps.registry.register(LiveSession {
+        info,
+        control: control.clone(),
+        screen: screen.clone(),
+    });
+    let shared = shared.clone();
+    let auth = auth.clone();
+    tokio::spawn(async move {
+        let heartbeat = heartbeats(&shared, id, control.clone());
+        let stop = async {
+            tokio::select! {
+                _ = control.terminated() => {},
+                () = heartbeat => {},
+            }
+        };
+        let end = target.run(screen, input_rx, stop).await;
+        let reason = match (&end, control.termination()) {
+            (TargetEnd::Stopped, Some(r)) => r,
+            (TargetEnd::Stopped, None) => "stopped".to_owned(),
+            (TargetEnd::Closed(r), _) => format!("target closed the session: {r}"),
+            (TargetEnd::Failed(r), _) => format!("error: {r}"),
+        };
+        // The client side watches `ended`; make sure it hears a terminate too.
+        control.terminate(&reason);
+        tracing::info!(session_id = %id, reason = %reason, "RDP session ending");
+        if let Err(e) = recorder.finish(&reason).await {
+            tracing::error!(session_id = %id, error = %e, "sealing the RDP recording failed");
+        }
+        end_in_control_plane(&shared, id, &shared.config.process_instance, &auth).await;
+        drop(registration);
+        let _ = ended_tx.send(Some(reason));
+    });
+    Ok(session)
+}
+
+/// Heartbeats until the control plane asks to terminate (then returns after asking the
+/// session to end) or the session ends.
+async fn heartbeats(shared: &Shared, id: SessionId, control: Arc<SessionControl>) {
+    let pi = &shared.config.process_instance;
+    let mut tick = tokio::time::interval(shared.config.heartbeat_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    let mut failures = 0u32;
+    loop {
+        tick.tick().await;
+        match shared.deps.control_plane.heartbeat(id, pi).await {
+            Ok(reply) if reply.terminate => {
+                let reason = reply
+                    .reason
+                    .unwrap_or_else(|| "terminated by the control plane".into());
+                control.terminate(&format!("terminated: {reason}"));
+                return;
+            }
+            Ok(_) => failures = 0,
+            Err(e) => {
+                failures += 1;
+                tracing::warn!(session_id = %id, error = %e, failures, "heartbeat failed");
+                if matches!(e, psm_core::CoreError::UnknownSession(_)) {
+                    control.terminate("the control plane no longer knows this session");
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! TLS on both sides: the gateway's own certificate toward users, and a verifier toward
+//! targets that pins the target's certificate by SHA-256 fingerprint (RDP servers nearly
+//! always present self-signed certificates, so a CA check would mean nothing).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use sha2::Digest as _;
+
+use crate::error::RdpError;
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// The gateway's certificate and key, loaded once.
+#[derive(Clone)]
+pub struct ServerIdentity {
+    /// The TLS acceptor users connect to.
+    pub acceptor: tokio_rustls::TlsAcceptor,
+    /// The certificate's SubjectPublicKey bytes (CredSSP binds to them).
+    pub public_key: Vec<u8>,
+    /// SHA-256 of the certificate, hex (what users pin, e.g. FreeRDP's `/cert:` prompt).
+    pub fingerprint: String,
+}
+
+impl std::fmt::Debug for ServerIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerIdentity")
+            .field("fingerprint", &self.fingerprint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerIdentity {
+    /// Loads a PEM certificate chain and its PEM private key.
+    pub fn from_pem_files(cert: &Path, key: &Path) -> Result<Self, RdpError> {
+        let cert_pem = std::fs::read(cert)
+            .map_err(|e| RdpError::io(format!("reading {}", cert.display()), e))?;
+        let key_pem = std::fs::read(key)
+            .map_err(|e| RdpError::io(format!("reading {}", key.display()), e))?;
+        Self::from_pem(&cert_pem, &key_pem)
+    }
+
+    /// From PEM text.
+    pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<Self, RdpError> {
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
+            .collect::<Result<_, _>>()
+            .map_err(|e| RdpError::Config(format!("certificate PEM: {e}")))?;
+        let first = chain
+            .first()
+            .ok_or_else(|| RdpError::Config("the certificate file holds no certificate".into()))?;
+        let public_key = subject_public_key(first)?;
+        let fingerprint = hex::encode(sha2::Sha256::digest(first.as_ref()));
+        let key = PrivateKeyDer::from_pem_slice(key_pem)
+            .map_err(|e| RdpError::Config(format!("private key PEM: {e}")))?;
+        let mut config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| RdpError::Config(format!("TLS versions: {e}")))?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(|e| RdpError::Config(format!("certificate and key: {e}")))?;
+        // CredSSP binds to the TLS channel; resumption would skip the certificate.
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        config.send_tls13_tickets = 0;
+        Ok(Self {
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+            public_key,
+            fingerprint,
+        })
+    }
+}
+
+/// The SubjectPublicKey BIT STRING's bytes of a DER certificate (what CredSSP signs).
+pub fn subject_public_key(cert: &[u8]) -> Result<Vec<u8>, RdpError> {
+    use x509_cert::der::Decode as _;
+    let cert = x509_cert::Certificate::from_der(cert)
+        .map_err(|e| RdpError::Config(format!("certificate DER: {e}")))?;
+    cert.tbs_certificate
+        .subject_public_key_info
+        .subject_public_key
+        .as_bytes()
+        .map(<[u8]>::to_vec)
+        .ok_or_else(|| RdpError::Config("the certificate's public key is not byte-aligned".into()))
+}
+
+/// How the gateway checks a target's certificate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TargetCertCheck {
+    /// The certificate's SHA-256 (hex, `:` and case ignored) must be one of these.
+    Pinned(Vec<String>),
+    /// Any certificate (a lab, or a target reached over a trusted network). Logged.
+    AcceptAny,
+}
+
+impl TargetCertCheck {
+    /// From a vault target's `host_key` field: `sha256:HEX` / `HEX` pins, `None` accepts
+    /// any certificate only when `allow_unpinned` is set.
+    pub fn from_pin(pin: Option<&str>, allow_unpinned: bool) -> Result<Self, RdpError> {
+        match pin {
+            Some(p) => {
+                let pins = p
+                    .split([',', ' '])
+                    .filter(|s| !s.is_empty())
+                    .map(normalize_fingerprint)
+                    .collect::<Vec<_>>();
+                if pins.is_empty() || pins.iter().any(|p| p.len() != 64) {
+                    return Err(RdpError::Config(
+                        "a target certificate pin must be a SHA-256 fingerprint (64 hex digits)"
+                            .into(),
+                    ));
+                }
+                Ok(TargetCertCheck::Pinned(pins))
+            }
+            None if allow_unpinned => Ok(TargetCertCheck::AcceptAny),
+            None => Err(RdpError::Config(
+                "the target has no certificate pin and unpinned targets are not allowed".into(),
+            )),
+        }
+    }
+}
+
+/// Lower-case hex without separators or a `sha256:` prefix.
+pub fn normalize_fingerprint(s: &str) -> String {
+    let s = s.trim();
+    let s = s
+        .strip_prefix("sha256:")
+        .or_else(|| s.strip_prefix("SHA256:"))
+        .unwrap_or(s);
+    s.chars()
+        .filter(|c| *c != ':')
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+#[derive(Debug)]
+struct PinVerifier {
+    check: TargetCertCheck,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for PinVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match &self.check {
+            TargetCertCheck::AcceptAny => Ok(ServerCertVerified::assertion()),
+            TargetCertCheck::Pinned(pins) => {
+                let got = hex::encode(sha2::Sha256::digest(end_entity.as_ref()));
+                if pins.contains(&got) {
+                    Ok(ServerCertVerified::assertion())
+                } else {
+                    Err(rustls::Error::General(format!(
+                        "the target's certificate (sha256 {got}) matches no pin"
+                    )))
+                }
+            }
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// A TLS connector toward a target that checks its certificate with `check`.
+pub fn target_connector(check: TargetCertCheck) -> Result<tokio_rustls::TlsConnector, RdpError> {
+    let provider = provider();
+    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| RdpError::Config(format!("TLS versions: {e}")))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PinVerifier { check, provider }))
+        .with_no_client_auth();
+    config.resumption = rustls::client::Resumption::disabled();
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_normalize() {
+        assert_eq!(normalize_fingerprint("SHA256:AB:cd"), "abcd");
+        assert!(TargetCertCheck::from_pin(Some("abc"), false).is_err());
+        assert!(TargetCertCheck::from_pin(None, false).is_err());
+        assert_eq!(
+            TargetCertCheck::from_pin(None, true).expect("allowed"),
+            TargetCertCheck::AcceptAny
+        );
+        let pin = "a".repeat(64);
+        assert_eq!(
+            TargetCertCheck::from_pin(Some(&pin), false).expect("pin"),
+            TargetCertCheck::Pinned(vec![pin])
+        );
+    }
+}

@@ -1,0 +1,349 @@
+//! The target side: the gateway is an RDP client (ironrdp connector + session) that logs in
+//! with the vaulted credential, decodes the target's graphics into the session's
+//! [`Screen`], and sends the user's input on.
+//!
+//! Only TLS and NLA (CredSSP) are offered to the target; standard RDP security (RC4) never.
+//! The credential goes in CredSSP when the target speaks NLA, else in the Client Info PDU
+//! with the auto-logon flag (xrdp, which offers TLS only).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ironrdp::connector::{self, ClientConnector, ConnectionResult, ConnectorError};
+use ironrdp::pdu::gcc::KeyboardType;
+use ironrdp::pdu::rdp::capability_sets::MajorPlatformType;
+use ironrdp::pdu::rdp::client_info::{PerformanceFlags, TimezoneInfo};
+use ironrdp::session::{ActiveStage, ActiveStageBuilder, ActiveStageOutput};
+use ironrdp_async::{FramedWrite as _, NetworkClient};
+use ironrdp_tokio::TokioFramed;
+use tokio::io::AsyncWriteExt as _;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_rustls::client::TlsStream;
+
+use crate::access::{Authorization, TargetLogin};
+use crate::config::TargetSecurity;
+use crate::error::RdpError;
+use crate::input::InputEvent;
+use crate::screen::{Rect, Screen};
+use crate::tls;
+
+type TargetStream = TlsStream<TcpStream>;
+
+/// Kerberos is not offered toward targets: CredSSP uses NTLM, so no KDC is ever contacted.
+struct NoKdc;
+
+impl NetworkClient for NoKdc {
+    async fn send(
+        &mut self,
+        _request: &ironrdp::connector::sspi::NetworkRequest,
+    ) -> connector::ConnectorResult<Vec<u8>> {
+        Err(connector::general_err!(
+            "the RDP gateway does not reach Kerberos KDCs (NTLM only toward targets)"
+        ))
+    }
+}
+
+/// A logged-in connection to a target, ready to [`run`](TargetSession::run).
+pub struct TargetSession {
+    framed: TokioFramed<TargetStream>,
+    stage: ActiveStage,
+    /// The desktop size the target chose.
+    pub width: u16,
+    /// See `width`.
+    pub height: u16,
+}
+
+impl std::fmt::Debug for TargetSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TargetSession")
+            .field("width", &self.width)
+            .field("height", &self.height)
+            .finish_non_exhaustive()
+    }
+}
+
+fn connector_config(
+    login: &TargetLogin,
+    width: u16,
+    height: u16,
+    security: TargetSecurity,
+) -> connector::Config {
+    connector::Config {
+        credentials: connector::Credentials::UsernamePassword {
+            username: login.username.clone(),
+            password: login.password.expose_secret().clone(),
+        },
+        domain: login.domain.clone(),
+        enable_tls: security == TargetSecurity::NlaOrTls,
+        enable_credssp: true,
+        keyboard_type: KeyboardType::IbmEnhanced,
+        keyboard_subtype: 0,
+        keyboard_layout: 0x0409,
+        keyboard_functional_keys_count: 12,
+        ime_file_name: String::new(),
+        dig_product_id: String::new(),
+        desktop_size: connector::DesktopSize { width, height },
+        // Lossless bitmaps only: without RemoteFX (lossy, and the default of ironrdp's
+        // connector) the target sends exact pixels, so the recording is evidence of what was
+        // on screen, text stays sharp for the user, and few-colour desktops compress to a
+        // fraction of their size (see the recorder).
+        bitmap: Some(connector::BitmapConfig {
+            lossy_compression: false,
+            color_depth: 32,
+            codecs: ironrdp::pdu::rdp::capability_sets::BitmapCodecs(Vec::new()),
+        }),
+        client_build: 0,
+        client_name: "psm-gateway".to_owned(),
+        client_dir: String::new(),
+        platform: MajorPlatformType::UNIX,
+        enable_server_pointer: false,
+        request_data: None,
+        autologon: true,
+        enable_audio_playback: false,
+        compression_type: None,
+        pointer_software_rendering: false,
+        multitransport_flags: None,
+        performance_flags: PerformanceFlags::default(),
+        desktop_scale_factor: 0,
+        hardware_id: None,
+        license_cache: None,
+        timezone_info: TimezoneInfo::default(),
+        alternate_shell: String::new(),
+        work_dir: String::new(),
+    }
+}
+
+fn connect_err(auth: &Authorization, reason: impl std::fmt::Display) -> RdpError {
+    RdpError::TargetConnect {
+        target: auth.target.clone(),
+        addr: format!("{}:{}", auth.host, auth.port),
+        reason: reason.to_string(),
+    }
+}
+
+fn describe(e: &ConnectorError) -> String {
+    // The connector's errors carry no credential; keep the chain short and readable.
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    let mut n = 0;
+    while let Some(cause) = src {
+        if n >= 3 {
+            break;
+        }
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        src = cause.source();
+        n += 1;
+    }
+    s
+}
+
+/// Connects and logs in to the target of `auth` with `login`, asking for a
+/// `width` x `height` desktop, within `timeout`.
+pub async fn connect(
+    auth: &Authorization,
+    login: &TargetLogin,
+    width: u16,
+    height: u16,
+    security: TargetSecurity,
+    timeout: Duration,
+) -> Result<TargetSession, RdpError> {
+    tokio::time::timeout(timeout, connect_inner(auth, login, width, height, security))
+        .await
+        .map_err(|_| connect_err(auth, format!("no answer within {timeout:?}")))?
+}
+
+async fn connect_inner(
+    auth: &Authorization,
+    login: &TargetLogin,
+    width: u16,
+    height: u16,
+    security: TargetSecurity,
+) -> Result<TargetSession, RdpError> {
+    let tcp = TcpStream::connect((auth.host.as_str(), auth.port))
+        .await
+        .map_err(|e| connect_err(auth, format!("TCP: {e}")))?;
+    let _ = tcp.set_nodelay(true);
+    let client_addr: SocketAddr = tcp
+        .local_addr()
+        .map_err(|e| connect_err(auth, format!("local address: {e}")))?;
+    let mut framed = TokioFramed::new(tcp);
+    let mut connector = ClientConnector::new(
+        connector_config(login, width, height, security),
+        client_addr,
+    );
+    let should_upgrade = ironrdp_async::connect_begin(&mut framed, &mut connector)
+        .await
+        .map_err(|e| connect_err(auth, format!("negotiation: {}", describe(&e))))?;
+    let tcp = framed.into_inner_no_leftover();
+    let tls_connector = tls::target_connector(auth.cert_check.clone())?;
+    let server_name = rustls::pki_types::ServerName::try_from(auth.host.clone())
+        .map_err(|e| connect_err(auth, format!("server name: {e}")))?;
+    let stream = tls_connector
+        .connect(server_name, tcp)
+        .await
+        .map_err(|e| RdpError::Tls {
+            side: "target",
+            reason: e.to_string(),
+        })?;
+    let public_key = {
+        let (_, conn) = stream.get_ref();
+        let cert = conn
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .ok_or_else(|| connect_err(auth, "the target sent no TLS certificate"))?;
+        tls::subject_public_key(cert.as_ref())?
+    };
+    let upgraded = ironrdp_async::mark_as_upgraded(should_upgrade, &mut connector);
+    let mut framed = TokioFramed::new(stream);
+    let result: ConnectionResult = ironrdp_async::connect_finalize(
+        upgraded,
+        connector,
+        &mut framed,
+        &mut NoKdc,
+        connector::ServerName::new(auth.host.clone()),
+        public_key,
+        None,
+    )
+    .await
+    .map_err(|e| connect_err(auth, format!("login: {}", describe(&e))))?;
+    let width = result.desktop_size.width;
+    let height = result.desktop_size.height;
+    let stage = ActiveStageBuilder {
+        static_channels: result.static_channels,
+        user_channel_id: result.user_channel_id,
+        io_channel_id: result.io_channel_id,
+        message_channel_id: result.message_channel_id,
+        share_id: result.share_id,
+        compression_type: result.compression_type,
+        enable_server_pointer: result.enable_server_pointer,
+        pointer_software_rendering: result.pointer_software_rendering,
+    }
+    .build();
+    Ok(TargetSession {
+        framed,
+        stage,
+        width,
+        height,
+    })
+}
+
+/// How the target side ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TargetEnd {
+    /// The target closed the session (logoff, disconnect).
+    Closed(String),
+    /// The gateway stopped it (terminate, user gone).
+    Stopped,
+    /// The stream broke or could not be decoded.
+    Failed(String),
+}
+
+impl TargetSession {
+    /// Decodes the target's screen into `screen` and sends `input` to the target until
+    /// the target ends, `stop` resolves, or the input sender is dropped (the user left).
+    pub async fn run(
+        mut self,
+        screen: Screen,
+        mut input: mpsc::Receiver<InputEvent>,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> TargetEnd {
+        tokio::pin!(stop);
+        let (mut reader, mut writer) = ironrdp_tokio::split_tokio_framed(self.framed);
+        let stage = &mut self.stage;
+        let mut batch: Vec<InputEvent> = Vec::with_capacity(32);
+        let end = loop {
+            tokio::select! {
+                () = &mut stop => break TargetEnd::Stopped,
+                pdu = reader.read_pdu() => {
+                    let (action, payload) = match pdu {
+                        Ok(p) => p,
+                        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                            break TargetEnd::Closed("the target closed the connection".into())
+                        }
+                        Err(e) => break TargetEnd::Failed(format!("reading from the target: {e}")),
+                    };
+                    let outputs = screen.update(|image| {
+                        match stage.process(image, action, &payload) {
+                            Ok(outs) => {
+                                let rects = outs.iter().filter_map(|o| match o {
+                                    ActiveStageOutput::GraphicsUpdate(r) => Some(Rect {
+                                        x: r.left,
+                                        y: r.top,
+                                        width: r.right.saturating_sub(r.left).saturating_add(1),
+                                        height: r.bottom.saturating_sub(r.top).saturating_add(1),
+                                    }),
+                                    _ => None,
+                                }).collect();
+                                (Ok(outs), rects)
+                            }
+                            Err(e) => (Err(e), Vec::new()),
+                        }
+                    });
+                    let outputs = match outputs {
+                        Ok(o) => o,
+                        Err(e) => break TargetEnd::Failed(format!("decoding the target's stream: {e}")),
+                    };
+                    let mut closed = None;
+                    for out in outputs {
+                        match out {
+                            ActiveStageOutput::ResponseFrame(frame) => {
+                                if let Err(e) = writer.write_all(&frame).await {
+                                    closed = Some(TargetEnd::Failed(format!("writing to the target: {e}")));
+                                    break;
+                                }
+                            }
+                            ActiveStageOutput::Terminate(reason) => {
+                                closed = Some(TargetEnd::Closed(reason.to_string()));
+                                break;
+                            }
+                            ActiveStageOutput::DeactivateAll => {
+                                closed = Some(TargetEnd::Failed(
+                                    "the target asked for a deactivation-reactivation, which the gateway does not support yet".into(),
+                                ));
+                                break;
+                            }
+                            _ => {}
+                        }
+                    }
+                    if let Some(c) = closed {
+                        break c;
+                    }
+                }
+                n = input.recv_many(&mut batch, 64) => {
+                    if n == 0 {
+                        break TargetEnd::Stopped;
+                    }
+                    let events: Vec<_> = batch.drain(..).map(InputEvent::to_fast_path).collect();
+                    let outs = screen.update(|image| (stage.process_fastpath_input(image, &events), Vec::new()));
+                    match outs {
+                        Ok(outs) => {
+                            for o in outs {
+                                if let ActiveStageOutput::ResponseFrame(frame) = o
+                                    && let Err(e) = writer.write_all(&frame).await
+                                {
+                                    return TargetEnd::Failed(format!("writing to the target: {e}"));
+                                }
+                            }
+                        }
+                        Err(e) => break TargetEnd::Failed(format!("encoding input: {e}")),
+                    }
+                }
+            }
+        };
+        if end == TargetEnd::Stopped
+            && let Ok(outs) = stage.graceful_shutdown()
+        {
+            for o in outs {
+                if let ActiveStageOutput::ResponseFrame(frame) = o {
+                    let _ = writer.write_all(&frame).await;
+                }
+            }
+        }
+        let mut stream =
+            ironrdp_tokio::unsplit_tokio_framed(reader, writer).into_inner_no_leftover();
+        let _ = tokio::time::timeout(Duration::from_secs(2), stream.shutdown()).await;
+        end
+    }
+}

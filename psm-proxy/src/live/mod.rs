@@ -1,0 +1,42 @@
+//! Live sessions: viewers who watch (and, with control, type into) a session as it happens,
+//! the websocket listener that serves them and the browser terminal, and the link that
+//! carries admin commands from the control plane and reports back to it. The protocol and
+//! the design are in `docs/live.md`.
+//!
+//! - [`fanout`]: each session's screens (psm-recording's emulator) and viewer queues; a
+//!   slow viewer skips ahead to a fresh screen, a dead one is cut off, the user never waits;
+//! - [`server`]: [`LiveServer`], the gateway's websocket listener (`/live/SESSION`,
+//!   `/terminal`), tickets redeemed through the `ControlPlane`;
+//! - [`protocol`]: the messages, parsed with bounds;
+//! - [`link`]: [`LiveLink`], the long poll for admin commands and the report queue;
+//! - [`notice`]: what the user is told.
+//!
+//! ```no_run
+//! # async fn demo(gateway: psm_proxy::ssh::SshGateway,
+//! #     control_plane: std::sync::Arc<dyn psm_core::ControlPlane>) -> Result<(), psm_proxy::ProxyError> {
+//! use psm_proxy::live::{LiveDeps, LiveLink, LiveServer, LiveServerConfig};
+//! let me = psm_core::ProcessInstance::new("gateway-1")?;
+//! let mut config = LiveServerConfig::new("127.0.0.1:2223".parse().unwrap(), me.clone());
+//! config.allowed_origins.push("https://psm.example.com".into());
+//! let live = LiveServer::bind(config, LiveDeps {
+//!     control_plane: control_plane.clone(),
+//!     registry: gateway.registry(),
+//!     terminals: Some(gateway.connector()),
+//! }).await?;
+//! let link = LiveLink::start(control_plane, gateway.registry(), me, Some(live.url()));
+//! tokio::spawn(live.run(std::future::pending()));
+//! gateway.run(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! link.stop().await;
+//! # Ok(()) }
+//! ```
+
+pub mod fanout;
+pub mod link;
+pub mod notice;
+pub mod protocol;
+pub mod server;
+mod terminal;
+
+pub use fanout::{FanoutConfig, JoinRefused, Screen};
+pub use link::LiveLink;
+pub use server::{LiveDeps, LiveServer, LiveServerConfig};

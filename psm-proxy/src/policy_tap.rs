@@ -1,0 +1,592 @@
+//! The command policy, enforced in the session: a [`Tap`] that feeds psm-core's
+//! [`CommandTracker`] with every byte of each terminal channel, judges `exec` requests,
+//! shells without a terminal line by line, output lines and file transfers, and acts on the
+//! [`Decision`]s (`docs/policy.md`, "Enforcement"):
+//!
+//! | action | at the Enter of a command (held until decided) | after the fact (output, transfers, late judgements) |
+//! |---|---|---|
+//! | `allow` | forwarded | — |
+//! | `alert` | forwarded; audit + SIEM event, recording event | the same |
+//! | `require-approval` | the Enter waits (and the user's further input behind it) until an admin approves (forwarded) or denies (dropped, ^C sent to clear the line), or the approval times out (denied) | as `pause` |
+//! | `pause` | the session is paused; the Enter is forwarded when an admin resumes (dropped if the session is terminated instead) | the session is paused |
+//! | `lock` | dropped, ^C sent, the session locked (input refused until an admin unlocks) | the session is locked |
+//! | `terminate` | dropped; the session ends with the rule's message | the session ends |
+//!
+//! Put it **before** the recorder in the session's taps ([`TapFactories`](crate::TapFactories)),
+//! so what it holds or drops is recorded as it reached the target.
+//!
+//! ```no_run
+//! # fn demo(directory: std::sync::Arc<dyn psm_core::directory::UserDirectory>,
+//! #         recorder: std::sync::Arc<dyn psm_proxy::TapFactory>) -> Result<(), psm_core::CoreError> {
+//! use std::sync::Arc;
+//! use psm_core::policy::Policy;
+//! use psm_proxy::TapFactories;
+//! use psm_proxy::policy_tap::{Enforcement, PolicyTapFactory};
+//!
+//! let policy = Policy::from_toml(r#"
+//!     [[rule]]
+//!     name = "no-wipe"
+//!     regex = '^rm\s+-\w*r\w*\s+/\S*$'
+//!     action = "terminate"
+//!     message = "Recursive deletes from / are not allowed"
+//! "#)?;
+//! let taps = TapFactories::new(vec![
+//!     Arc::new(PolicyTapFactory::new(policy, directory, Enforcement::default())),
+//!     recorder,
+//! ]);
+//! // GatewayDeps { taps: Arc::new(taps), .. }
+//! # Ok(()) }
+//! ```
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use psm_core::directory::UserDirectory;
+use psm_core::live::LiveReportKind;
+use psm_core::policy::{
+    Action, CommandTracker, Decision, Feed, Policy, PolicyEvent, SessionPolicy, SessionScope,
+    TrackerConfig, TransferDirection,
+};
+use tokio::sync::Notify;
+
+use crate::error::ProxyError;
+use crate::session::{ControlNote, SessionControl, SessionInfo};
+use crate::tap::{
+    ChannelInfo, ChannelRequest, DataEvent, DataVerdict, Direction, FileTransfer, RequestVerdict,
+    Tap, TapFactory, TapSet,
+};
+
+/// ^C: what the gateway sends to discard a line whose Enter it dropped.
+const INTERRUPT: &[u8] = b"\x03";
+/// The longest line of a shell without a terminal kept while it is typed.
+const MAX_PLAIN_LINE: usize = 64 * 1024;
+
+/// How the policy is enforced.
+#[derive(Clone, Copy, Debug)]
+pub struct Enforcement {
+    /// How long an Enter waits for the echo of its line before the line is judged without
+    /// it (from the keystrokes; then late, from the screen).
+    pub echo_timeout: Duration,
+    /// How long a command waits for an approval before it is denied (`None`: forever).
+    pub approval_timeout: Option<Duration>,
+    /// The longest command line judged (characters).
+    pub max_line: usize,
+}
+
+impl Default for Enforcement {
+    fn default() -> Self {
+        Self {
+            echo_timeout: Duration::from_secs(2),
+            approval_timeout: Some(Duration::from_secs(600)),
+            max_line: psm_core::policy::DEFAULT_MAX_LINE,
+        }
+    }
+}
+
+/// Makes a [`PolicyTap`] for each session, narrowed to its target and its user's roles (read
+/// from the directory).
+pub struct PolicyTapFactory {
+    policy: Arc<Policy>,
+    directory: Arc<dyn UserDirectory>,
+    enforcement: Enforcement,
+}
+
+impl std::fmt::Debug for PolicyTapFactory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyTapFactory")
+            .field("rules", &self.policy.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PolicyTapFactory {
+    /// A factory enforcing `policy`.
+    pub fn new(
+        policy: Arc<Policy>,
+        directory: Arc<dyn UserDirectory>,
+        enforcement: Enforcement,
+    ) -> Self {
+        Self {
+            policy,
+            directory,
+            enforcement,
+        }
+    }
+}
+
+#[async_trait]
+impl TapFactory for PolicyTapFactory {
+    async fn taps(&self, info: &SessionInfo) -> Result<TapSet, ProxyError> {
+        let roles = self
+            .directory
+            .user(&info.user)
+            .await?
+            .map(|u| u.roles)
+            .unwrap_or_default();
+        let scope = SessionScope::new(info.target.clone(), roles);
+        let mut set = TapSet::new();
+        set.push(Arc::new(PolicyTap::new(
+            self.policy.for_session(&scope),
+            self.enforcement,
+        )));
+        Ok(set)
+    }
+}
+
+#[derive(Default)]
+struct Chan {
+    pty: Mutex<Option<(u16, u16)>>,
+    tracker: Mutex<Option<CommandTracker>>,
+    /// A shell without a terminal: its input is a script, judged line by line.
+    plain: Mutex<Option<Vec<u8>>>,
+    echo: Notify,
+    /// The last command line this channel blocked (its late re-reading is not acted on
+    /// twice).
+    blocked: Mutex<Option<String>>,
+}
+
+/// The policy of one session (see the module docs).
+pub struct PolicyTap {
+    policy: SessionPolicy,
+    enforcement: Enforcement,
+    control: OnceLock<Arc<SessionControl>>,
+    channels: Mutex<HashMap<u32, Arc<Chan>>>,
+}
+
+impl std::fmt::Debug for PolicyTap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyTap").finish_non_exhaustive()
+    }
+}
+
+/// What to do with the bytes or request a decision was about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    Forward,
+    Block,
+}
+
+impl PolicyTap {
+    /// The policy of one session.
+    pub fn new(policy: SessionPolicy, enforcement: Enforcement) -> Self {
+        Self {
+            policy,
+            enforcement,
+            control: OnceLock::new(),
+            channels: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn chan(&self, id: u32) -> Arc<Chan> {
+        self.channels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(id)
+            .or_default()
+            .clone()
+    }
+
+    fn tracker_config(&self, size: Option<(u16, u16)>) -> TrackerConfig {
+        let (cols, rows) = size.unwrap_or((80, 24));
+        TrackerConfig {
+            cols,
+            rows,
+            max_line: self.enforcement.max_line,
+            wait_for_echo: true,
+        }
+    }
+
+    fn report(&self, kind: LiveReportKind) {
+        if let Some(c) = self.control.get() {
+            c.note(ControlNote::Report {
+                actor: "policy".into(),
+                kind,
+            });
+        }
+    }
+
+    /// Acts on a decision. `held`: the bytes or request it is about have not reached the
+    /// target yet (the Enter of a command, an exec request), so blocking means something.
+    async fn enforce(&self, channel: u32, d: &Decision, held: bool) -> Outcome {
+        let Some(control) = self.control.get().cloned() else {
+            return Outcome::Forward;
+        };
+        if d.action == Action::Allow {
+            return Outcome::Forward;
+        }
+        let chan = self
+            .channels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&channel)
+            .cloned()
+            .unwrap_or_default();
+        let line = d.command_line().map(str::to_owned);
+        let late = matches!(d.event, PolicyEvent::Command { late: true, .. });
+        if late && line.is_some() && *chan.blocked.lock().unwrap_or_else(|p| p.into_inner()) == line
+        {
+            // The screen's second reading of a line already blocked at its Enter.
+            return Outcome::Forward;
+        }
+        let (rule, message) = match d.deciding_rule() {
+            Some(m) => (m.name.to_string(), m.message.as_deref().map(str::to_owned)),
+            None => ("default".to_owned(), None),
+        };
+        let subject = match &d.event {
+            PolicyEvent::Command { line, .. } => format!("command {line:?}"),
+            PolicyEvent::Output => "output".to_owned(),
+            PolicyEvent::Transfer { path, direction } => format!(
+                "{} {path:?}",
+                match direction {
+                    TransferDirection::Upload => "upload",
+                    TransferDirection::Download => "download",
+                }
+            ),
+            PolicyEvent::UnechoedInput { chars } => {
+                format!("input typed without echo ({chars} characters)")
+            }
+            _ => "an event".to_owned(),
+        };
+        let why = message
+            .clone()
+            .unwrap_or_else(|| format!("blocked by policy rule {rule}"));
+        let policy = |outcome: &str| LiveReportKind::Policy {
+            rule: rule.clone(),
+            action: d.action,
+            subject: subject.clone(),
+            outcome: outcome.to_owned(),
+        };
+        let is_command = line.is_some() || matches!(d.event, PolicyEvent::Command { .. });
+        let remember_block = |chan: &Chan| {
+            *chan.blocked.lock().unwrap_or_else(|p| p.into_inner()) = line.clone();
+        };
+        match d.action {
+            Action::Allow => Outcome::Forward,
+            Action::Alert => {
+                self.report(policy("alerted"));
+                Outcome::Forward
+            }
+            Action::RequireApproval if held && is_command => {
+                let command = line.clone().unwrap_or_default();
+                let (id, decision) = control.request_approval(&command, &rule, message.as_deref());
+                let timeout = async {
+                    match self.enforcement.approval_timeout {
+                        Some(t) => tokio::time::sleep(t).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::pin!(decision);
+                let decided = tokio::select! {
+                    d = &mut decision => d.ok(),
+                    _ = control.terminated() => None,
+                    _ = timeout => {
+                        control.decide(id, false, "policy", "no decision in time");
+                        (&mut decision).await.ok()
+                    }
+                };
+                match decided {
+                    Some(d) if d.approved => Outcome::Forward,
+                    Some(_) => {
+                        remember_block(&chan);
+                        control.inject_to(Direction::ToTarget, Some(channel), INTERRUPT);
+                        Outcome::Block
+                    }
+                    None => Outcome::Block,
+                }
+            }
+            Action::RequireApproval | Action::Pause => {
+                self.report(policy("session paused"));
+                control.pause_by("policy", &format!("rule {rule}: {why}"));
+                control.wait_unpaused().await;
+                if control.termination().is_some() {
+                    Outcome::Block
+                } else {
+                    Outcome::Forward
+                }
+            }
+            Action::Lock => {
+                self.report(policy(if held {
+                    "blocked; session locked"
+                } else {
+                    "session locked"
+                }));
+                control.lock_by("policy", &format!("rule {rule}: {why}"));
+                if held {
+                    if is_command {
+                        remember_block(&chan);
+                        control.inject_to(Direction::ToTarget, Some(channel), INTERRUPT);
+                    }
+                    Outcome::Block
+                } else {
+                    Outcome::Forward
+                }
+            }
+            Action::Terminate => {
+                self.report(policy("session terminated"));
+                remember_block(&chan);
+                control.terminate_by("policy", &why);
+                Outcome::Block
+            }
+        }
+    }
+
+    async fn enforce_all(&self, channel: u32, decisions: &[Decision], held: bool) -> Outcome {
+        let mut outcome = Outcome::Forward;
+        for d in decisions {
+            if self.enforce(channel, d, held).await == Outcome::Block {
+                outcome = Outcome::Block;
+            }
+        }
+        outcome
+    }
+
+    /// Terminal input: through the tracker, holding an Enter until its echo is on screen.
+    async fn terminal_input(
+        &self,
+        channel: u32,
+        chan: &Chan,
+        bytes: &[u8],
+        hidden: bool,
+    ) -> Outcome {
+        let mut rest = bytes;
+        let mut outcome = Outcome::Forward;
+        loop {
+            let mut decisions = Vec::new();
+            let feed = {
+                let mut t = chan.tracker.lock().unwrap_or_else(|p| p.into_inner());
+                match t.as_mut() {
+                    Some(t) => t.input(rest, hidden, &mut decisions),
+                    None => return Outcome::Forward,
+                }
+            };
+            if self.enforce_all(channel, &decisions, true).await == Outcome::Block {
+                outcome = Outcome::Block;
+            }
+            let consumed = match feed {
+                Feed::All => return outcome,
+                Feed::WaitForEcho { consumed } => consumed,
+            };
+            if consumed == 0 {
+                self.wait_for_echo(chan).await;
+            } else {
+                // Keys before the Enter arrived with it in one chunk (the bridge splits
+                // terminal input at submit keys, so only odd keys get here): their echo
+                // cannot come before they are forwarded, so judge without it.
+                if let Some(t) = chan
+                    .tracker
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .as_mut()
+                {
+                    t.echo_timeout();
+                }
+            }
+            rest = &rest[consumed..];
+        }
+    }
+
+    async fn wait_for_echo(&self, chan: &Chan) {
+        let deadline = tokio::time::sleep(self.enforcement.echo_timeout);
+        tokio::pin!(deadline);
+        loop {
+            let notified = chan.echo.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut t = chan.tracker.lock().unwrap_or_else(|p| p.into_inner());
+                match t.as_mut() {
+                    Some(t) => {
+                        if t.echo_ready() {
+                            return;
+                        }
+                    }
+                    None => return,
+                }
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = &mut deadline => {
+                    if let Some(t) = chan.tracker.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+                        t.echo_timeout();
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A shell without a terminal (`ssh host < script`, `ssh -T host`): each complete line
+    /// is a command, judged before the bytes that finish it go on.
+    async fn script_input(&self, channel: u32, chan: &Chan, bytes: &[u8]) -> Option<Outcome> {
+        let lines: Vec<String> = {
+            let mut plain = chan.plain.lock().unwrap_or_else(|p| p.into_inner());
+            let buf = plain.as_mut()?;
+            let mut lines = Vec::new();
+            for &b in bytes {
+                if b == b'\n' || b == b'\r' {
+                    if !buf.is_empty() {
+                        lines.push(String::from_utf8_lossy(buf).trim().to_owned());
+                        buf.clear();
+                    }
+                } else if buf.len() < MAX_PLAIN_LINE {
+                    buf.push(b);
+                }
+            }
+            lines
+        };
+        let decisions: Vec<Decision> = lines
+            .iter()
+            .filter(|l| !l.is_empty())
+            .map(|l| self.policy.judge_command(l))
+            .collect();
+        Some(self.enforce_all(channel, &decisions, true).await)
+    }
+}
+
+fn verdict(outcome: Outcome) -> DataVerdict {
+    match outcome {
+        Outcome::Forward => DataVerdict::Forward,
+        Outcome::Block => DataVerdict::Drop,
+    }
+}
+
+#[async_trait]
+impl Tap for PolicyTap {
+    async fn session_started(&self, _info: &SessionInfo, control: &Arc<SessionControl>) {
+        let _ = self.control.set(control.clone());
+    }
+
+    async fn request(&self, channel: &ChannelInfo, request: &ChannelRequest) {
+        let chan = self.chan(channel.id);
+        match request {
+            ChannelRequest::Pty { size, .. } => {
+                *chan.pty.lock().unwrap_or_else(|p| p.into_inner()) = Some((size.cols, size.rows));
+            }
+            ChannelRequest::Shell | ChannelRequest::Exec(_) => {
+                let pty = *chan.pty.lock().unwrap_or_else(|p| p.into_inner());
+                let mut tracker = chan.tracker.lock().unwrap_or_else(|p| p.into_inner());
+                if pty.is_some() || self.policy.watches_output() {
+                    // With a terminal: keystrokes and screen. Without: output lines only.
+                    *tracker = Some(self.policy.tracker(self.tracker_config(pty)));
+                }
+                if pty.is_none() && matches!(request, ChannelRequest::Shell) {
+                    *chan.plain.lock().unwrap_or_else(|p| p.into_inner()) = Some(Vec::new());
+                }
+            }
+            ChannelRequest::WindowChange(size) => {
+                if let Some(t) = chan
+                    .tracker
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .as_mut()
+                {
+                    t.resize(size.cols, size.rows);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    async fn check(&self, channel: &ChannelInfo, request: &ChannelRequest) -> RequestVerdict {
+        let ChannelRequest::Exec(command) = request else {
+            return RequestVerdict::Allow;
+        };
+        let mut decisions = vec![self.policy.judge_command(command)];
+        if let Some((direction, path)) = crate::ssh::transfer::scp_target(command) {
+            let direction = match direction {
+                Direction::ToTarget => TransferDirection::Upload,
+                Direction::ToUser => TransferDirection::Download,
+            };
+            decisions.push(self.policy.judge_transfer(&path, direction));
+        }
+        // The most severe first: a terminate is not held for an approval.
+        decisions.sort_by_key(|d| std::cmp::Reverse(d.action));
+        for d in &decisions {
+            if self.enforce(channel.id, d, true).await == Outcome::Block {
+                let rule = d
+                    .deciding_rule()
+                    .map_or_else(|| "default".to_owned(), |m| m.name.to_string());
+                let why = d
+                    .deciding_rule()
+                    .and_then(|m| m.message.as_deref().map(str::to_owned))
+                    .unwrap_or_else(|| "refused".into());
+                return RequestVerdict::Refuse(format!(
+                    "command refused by policy rule {rule}: {why}"
+                ));
+            }
+        }
+        RequestVerdict::Allow
+    }
+
+    async fn data(&self, channel: &ChannelInfo, event: &DataEvent<'_>) -> DataVerdict {
+        let Some(chan) = self
+            .channels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&channel.id)
+            .cloned()
+        else {
+            return DataVerdict::Forward;
+        };
+        match event.direction {
+            Direction::ToTarget => {
+                if let Some(outcome) = self.script_input(channel.id, &chan, event.bytes).await {
+                    return verdict(outcome);
+                }
+                let terminal = chan.pty.lock().unwrap_or_else(|p| p.into_inner()).is_some();
+                if !terminal {
+                    return DataVerdict::Forward;
+                }
+                verdict(
+                    self.terminal_input(channel.id, &chan, event.bytes, event.hidden)
+                        .await,
+                )
+            }
+            Direction::ToUser => {
+                let mut decisions = Vec::new();
+                {
+                    let mut t = chan.tracker.lock().unwrap_or_else(|p| p.into_inner());
+                    let Some(t) = t.as_mut() else {
+                        return DataVerdict::Forward;
+                    };
+                    t.output(event.bytes, &mut decisions);
+                }
+                chan.echo.notify_waiters();
+                // Output is never held for an approval (nothing waits on it): a decision
+                // about it pauses, locks or ends the session.
+                verdict(self.enforce_all(channel.id, &decisions, false).await)
+            }
+        }
+    }
+
+    async fn file_transfer(&self, channel: &ChannelInfo, transfer: &FileTransfer) {
+        let direction = match transfer.direction {
+            Direction::ToTarget => TransferDirection::Upload,
+            Direction::ToUser => TransferDirection::Download,
+        };
+        let d = self.policy.judge_transfer(&transfer.path, direction);
+        self.enforce(channel.id, &d, false).await;
+    }
+
+    async fn channel_closed(&self, channel: &ChannelInfo) {
+        let chan = self
+            .channels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&channel.id);
+        if let Some(chan) = chan {
+            let mut decisions = Vec::new();
+            if let Some(t) = chan
+                .tracker
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_mut()
+            {
+                t.finish(&mut decisions);
+            }
+            self.enforce_all(channel.id, &decisions, false).await;
+        }
+    }
+}

@@ -1,0 +1,512 @@
+//! The recorder: a [`Tap`] that writes every session into a `.psmr` recording through
+//! psm-recording's async writer (chunked, signed, durable chunk by chunk).
+//!
+//! What is recorded, per channel: its opening (shell, exec with the command, subsystem, port
+//! forward), terminal output (stdout and stderr), what the user typed (input typed at a
+//! secret prompt as a redacted-input event, see [`crate::redact`]), resizes, signals, the exit
+//! status, and file transfers (SFTP and scp) as file-transfer events with path, direction and
+//! size. The bytes of file transfers and port forwards are not kept (only the events), unless
+//! [`RecorderConfig::transfer_content`] says so.
+//!
+//! A recording that cannot be written ends the session (PSM does not proxy what it cannot
+//! record): the writer's error terminates it with a message to the user.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use psm_proxy::record::{RecorderConfig, RecorderFactory};
+//! let factory = RecorderFactory::new(RecorderConfig::new(
+//!     "psm-data/recordings",
+//!     psm_recording::SigningKey::generate()?,
+//!     "psm-gateway/0.1.0 gw-1",
+//! ));
+//! // GatewayDeps { taps: std::sync::Arc::new(factory), .. }
+//! # Ok(()) }
+//! ```
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use async_trait::async_trait;
+use psm_recording::{
+    ChannelId, EventKind, ForwardDirection, Header, Protocol, Pty, RecordingError, RecordingWriter,
+    SigningKey, Stream, TransferDirection, WriterConfig,
+};
+
+use crate::error::ProxyError;
+use crate::session::{SessionControl, SessionInfo};
+use crate::tap::{
+    ChannelInfo, ChannelKind, ChannelRequest, DataEvent, DataVerdict, Direction, EndReason,
+    ExitReport, FileTransfer, StreamKind, Tap, TapFactory, TapSet,
+};
+
+/// Where and how recordings are written.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct RecorderConfig {
+    /// The directory of raw recordings (`DATA/recordings`); files are `<session-id>.psmr`.
+    pub dir: PathBuf,
+    /// The key recordings are signed with.
+    pub key: SigningKey,
+    /// The writer's settings (chunking, fsync, redaction, encryption).
+    pub writer: WriterConfig,
+    /// Who writes, for the header (`psm-gateway/0.1.0 gw-1`).
+    pub writer_name: String,
+    /// Keep the bytes of file transfers and port forwards too (default: events only).
+    pub transfer_content: bool,
+}
+
+impl std::fmt::Debug for RecorderConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecorderConfig")
+            .field("dir", &self.dir)
+            .field("writer_name", &self.writer_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RecorderConfig {
+    /// Recordings in `dir`, signed with `key`, default writer settings.
+    pub fn new(dir: impl Into<PathBuf>, key: SigningKey, writer_name: impl Into<String>) -> Self {
+        Self {
+            dir: dir.into(),
+            key,
+            writer: WriterConfig::default(),
+            writer_name: writer_name.into(),
+            transfer_content: false,
+        }
+    }
+}
+
+/// Loads the recording signing key at `path`, or creates one there (mode 0600) with its
+/// public half beside it (`PATH.pub`, for whoever verifies recordings). Returns the key and
+/// whether it was created.
+pub fn load_or_create_signing_key(
+    path: &std::path::Path,
+) -> Result<(SigningKey, bool), ProxyError> {
+    let io = |what: String| move |source| ProxyError::Io { what, source };
+    match std::fs::read_to_string(path) {
+        Ok(text) => SigningKey::from_text(text.trim())
+            .map(|k| (k, false))
+            .map_err(|e| {
+                ProxyError::Config(format!("{} is not a signing key: {e}", path.display()))
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = SigningKey::generate()
+                .map_err(|e| ProxyError::Config(format!("cannot generate a signing key: {e}")))?;
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+            }
+            crate::ssh::write_private(path, format!("{}\n", key.to_text()).as_bytes())?;
+            let public = path.with_extension("pub");
+            std::fs::write(&public, format!("{}\n", key.verifying_key()))
+                .map_err(io(format!("writing {}", public.display())))?;
+            Ok((key, true))
+        }
+        Err(e) => Err(ProxyError::Io {
+            what: format!("reading {}", path.display()),
+            source: e,
+        }),
+    }
+}
+
+/// Makes a [`Recorder`] for every session.
+#[derive(Clone, Debug)]
+pub struct RecorderFactory {
+    config: Arc<RecorderConfig>,
+}
+
+impl RecorderFactory {
+    /// A factory writing with `config`.
+    pub fn new(config: RecorderConfig) -> Self {
+        Self {
+            config: Arc::new(config),
+        }
+    }
+
+    /// The path of a session's raw recording.
+    pub fn path_of(&self, session: psm_core::SessionId) -> PathBuf {
+        self.config.dir.join(format!("{session}.psmr"))
+    }
+}
+
+#[async_trait]
+impl TapFactory for RecorderFactory {
+    async fn taps(&self, info: &SessionInfo) -> Result<TapSet, ProxyError> {
+        let recorder = Recorder::create(&self.config, info).await?;
+        let mut set = TapSet::new();
+        set.push(Arc::new(recorder));
+        Ok(set)
+    }
+}
+
+#[derive(Default)]
+struct Chan {
+    pty: Option<Pty>,
+    opened: bool,
+    /// SFTP/scp or a port forward: events only.
+    transfer: bool,
+    exit_status: Option<u32>,
+    exit_signal: Option<String>,
+}
+
+/// The recorder of one session.
+pub struct Recorder {
+    writer: RecordingWriter,
+    channels: Mutex<HashMap<u32, Chan>>,
+    control: OnceLock<Arc<SessionControl>>,
+    transfer_content: bool,
+    failed: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder").finish_non_exhaustive()
+    }
+}
+
+fn kind_to_protocol(p: psm_core::Protocol) -> Protocol {
+    match p {
+        psm_core::Protocol::Ssh => Protocol::Ssh,
+        psm_core::Protocol::Rdp => Protocol::Rdp,
+    }
+}
+
+impl Recorder {
+    /// Creates the session's recording file.
+    pub async fn create(config: &RecorderConfig, info: &SessionInfo) -> Result<Self, ProxyError> {
+        tokio::fs::create_dir_all(&config.dir)
+            .await
+            .map_err(|source| ProxyError::Io {
+                what: format!("creating the recordings directory {}", config.dir.display()),
+                source,
+            })?;
+        let mut header = Header::new(
+            info.id,
+            kind_to_protocol(info.protocol),
+            info.user.clone(),
+            info.target.clone(),
+            config.writer_name.clone(),
+        );
+        header
+            .metadata
+            .insert("target_account".into(), info.target_account.clone());
+        if let Some(peer) = info.peer {
+            header.metadata.insert("client".into(), peer.to_string());
+        }
+        let path = config.dir.join(format!("{}.psmr", info.id));
+        let writer =
+            RecordingWriter::create(&path, header, config.key.clone(), config.writer.clone())
+                .await
+                .map_err(|e| ProxyError::Io {
+                    what: format!("starting the recording {}", path.display()),
+                    source: std::io::Error::other(e.to_string()),
+                })?;
+        Ok(Self {
+            writer,
+            channels: Mutex::new(HashMap::new()),
+            control: OnceLock::new(),
+            transfer_content: config.transfer_content,
+            failed: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    fn chans(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Chan>> {
+        self.channels.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A failed write ends the session: no unrecorded privileged session.
+    fn check(&self, r: Result<(), RecordingError>) {
+        if let Err(e) = r
+            && !self.failed.swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            tracing::error!(error = %e, "recording failed; terminating the session");
+            if let Some(c) = self.control.get() {
+                c.terminate("the session recording failed; PSM does not allow unrecorded sessions");
+            }
+        }
+    }
+
+    async fn open(&self, id: u32, kind: psm_recording::ChannelKind) {
+        let r = self
+            .writer
+            .record(EventKind::ChannelOpen {
+                channel: ChannelId(id),
+                kind,
+            })
+            .await;
+        self.check(r);
+    }
+}
+
+fn port16(p: u32) -> u16 {
+    u16::try_from(p).unwrap_or(0)
+}
+
+#[async_trait]
+impl Tap for Recorder {
+    async fn session_started(&self, _info: &SessionInfo, control: &Arc<SessionControl>) {
+        let _ = self.control.set(control.clone());
+    }
+
+    async fn channel_opened(&self, channel: &ChannelInfo) {
+        let forward = match &channel.kind {
+            ChannelKind::Session => None,
+            ChannelKind::DirectTcpip { host, port } => {
+                Some((ForwardDirection::Local, host.clone(), *port))
+            }
+            ChannelKind::ForwardedTcpip { host, port } => {
+                Some((ForwardDirection::Remote, host.clone(), *port))
+            }
+        };
+        let transfer = forward.is_some();
+        self.chans().insert(
+            channel.id,
+            Chan {
+                transfer,
+                opened: transfer,
+                ..Chan::default()
+            },
+        );
+        if let Some((direction, host, port)) = forward {
+            self.open(
+                channel.id,
+                psm_recording::ChannelKind::PortForward {
+                    direction,
+                    host,
+                    port: port16(port),
+                    originator: String::new(),
+                },
+            )
+            .await;
+        }
+    }
+
+    async fn request(&self, channel: &ChannelInfo, request: &ChannelRequest) {
+        let id = channel.id;
+        let open = {
+            let mut chans = self.chans();
+            let c = chans.entry(id).or_default();
+            match request {
+                ChannelRequest::Pty { term, size } => {
+                    c.pty = Some(Pty {
+                        term: term.clone(),
+                        size: psm_recording::TermSize::new(size.cols, size.rows),
+                    });
+                    None
+                }
+                ChannelRequest::Shell if !c.opened => {
+                    c.opened = true;
+                    Some(psm_recording::ChannelKind::Shell { pty: c.pty.clone() })
+                }
+                ChannelRequest::Exec(command) if !c.opened => {
+                    c.opened = true;
+                    c.transfer = crate::ssh::transfer::TransferWatch::for_exec(command).is_some();
+                    Some(psm_recording::ChannelKind::Exec {
+                        command: command.clone(),
+                        pty: c.pty.clone(),
+                    })
+                }
+                ChannelRequest::Subsystem(name) if !c.opened => {
+                    c.opened = true;
+                    c.transfer = name == "sftp";
+                    Some(psm_recording::ChannelKind::Subsystem { name: name.clone() })
+                }
+                _ => None,
+            }
+        };
+        if let Some(kind) = open {
+            self.open(id, kind).await;
+            return;
+        }
+        let event = match request {
+            ChannelRequest::WindowChange(size) => Some(EventKind::Resize {
+                channel: ChannelId(id),
+                size: psm_recording::TermSize::new(size.cols, size.rows),
+            }),
+            ChannelRequest::Signal(sig) => Some(EventKind::Marker {
+                label: format!("signal {sig} on channel {id}"),
+            }),
+            ChannelRequest::Env { name } => Some(EventKind::Marker {
+                label: format!("env {name} on channel {id}"),
+            }),
+            _ => None,
+        };
+        if let Some(e) = event {
+            let r = self.writer.record(e).await;
+            self.check(r);
+        }
+    }
+
+    async fn data(&self, channel: &ChannelInfo, event: &DataEvent<'_>) -> DataVerdict {
+        let transfer = self.chans().get(&channel.id).is_some_and(|c| c.transfer);
+        if transfer && !self.transfer_content {
+            return DataVerdict::Forward;
+        }
+        let id = ChannelId(channel.id);
+        let r = match event.direction {
+            Direction::ToUser => {
+                let stream = match event.stream {
+                    StreamKind::Stdout => Stream::Stdout,
+                    StreamKind::Stderr => Stream::Stderr,
+                };
+                self.writer.output_stream(id, stream, event.bytes).await
+            }
+            Direction::ToTarget => self.writer.input(id, event.bytes, event.hidden).await,
+        };
+        self.check(r);
+        DataVerdict::Forward
+    }
+
+    async fn file_transfer(&self, channel: &ChannelInfo, transfer: &FileTransfer) {
+        let r = self
+            .writer
+            .record(EventKind::FileTransfer(psm_recording::FileTransfer {
+                channel: ChannelId(channel.id),
+                direction: match transfer.direction {
+                    Direction::ToTarget => TransferDirection::Upload,
+                    Direction::ToUser => TransferDirection::Download,
+                },
+                protocol: if transfer.complete {
+                    transfer.protocol.to_owned()
+                } else {
+                    format!("{} (cut)", transfer.protocol)
+                },
+                path: transfer.path.clone(),
+                size: Some(transfer.bytes),
+                blake3: None,
+            }))
+            .await;
+        self.check(r);
+    }
+
+    async fn exit(&self, channel: &ChannelInfo, exit: &ExitReport) {
+        let mut chans = self.chans();
+        let c = chans.entry(channel.id).or_default();
+        match exit {
+            ExitReport::Status(s) => c.exit_status = Some(*s),
+            ExitReport::Signal { signal, .. } => c.exit_signal = Some(signal.clone()),
+        }
+    }
+
+    async fn channel_closed(&self, channel: &ChannelInfo) {
+        let c = self.chans().remove(&channel.id).unwrap_or_default();
+        let r = self
+            .writer
+            .record(EventKind::ChannelClose {
+                channel: ChannelId(channel.id),
+                exit_status: c.exit_status,
+                exit_signal: c.exit_signal,
+            })
+            .await;
+        self.check(r);
+    }
+
+    async fn live(&self, actor: &str, event: &psm_core::live::LiveReportKind) {
+        if let Some(kind) = live_event(actor, event) {
+            let r = self.writer.record(kind).await;
+            self.check(r);
+        }
+    }
+
+    async fn session_ended(&self, _info: &SessionInfo, reason: &EndReason) {
+        let text = match reason {
+            EndReason::UserDisconnected => "user disconnected".to_owned(),
+            EndReason::TargetDisconnected => "target disconnected".to_owned(),
+            EndReason::Terminated(r) => format!("terminated: {r}"),
+            EndReason::CheckoutExpired => "checkout expired".to_owned(),
+            EndReason::GatewayShutdown => "gateway shutdown".to_owned(),
+            EndReason::Error(e) => format!("error: {e}"),
+        };
+        if let Err(e) = self.writer.clone().finish(&text).await {
+            tracing::error!(error = %e, "sealing the recording failed; its chunks written so far remain readable");
+        }
+    }
+}
+
+/// The recording event of a live action or policy hit (`None` for bookkeeping reports).
+pub fn live_event(actor: &str, event: &psm_core::live::LiveReportKind) -> Option<EventKind> {
+    use psm_core::live::{LiveMode, LiveReportKind as K};
+    use psm_core::policy::Action;
+    use psm_recording::{PolicyAction, ViewerMode};
+    let with_reason = |what: &str, reason: &str| {
+        if reason.is_empty() {
+            format!("{what} by {actor}")
+        } else {
+            format!("{what} by {actor}: {reason}")
+        }
+    };
+    Some(match event {
+        K::Paused { reason } => EventKind::Policy {
+            action: PolicyAction::Paused,
+            rule: "live".into(),
+            detail: with_reason("paused", reason),
+        },
+        K::Resumed => EventKind::Policy {
+            action: PolicyAction::Resumed,
+            rule: "live".into(),
+            detail: with_reason("resumed", ""),
+        },
+        K::Locked { reason } => EventKind::Marker {
+            label: with_reason("locked", reason),
+        },
+        K::Unlocked => EventKind::Marker {
+            label: with_reason("unlocked", ""),
+        },
+        K::Terminated { reason } => EventKind::Policy {
+            action: PolicyAction::Terminated,
+            rule: "live".into(),
+            detail: with_reason("terminated", reason),
+        },
+        K::ViewerJoined { mode } => EventKind::ViewerJoined {
+            viewer: actor.to_owned(),
+            mode: match mode {
+                LiveMode::View => ViewerMode::Watch,
+                LiveMode::Control => ViewerMode::Control,
+            },
+        },
+        K::ViewerLeft => EventKind::ViewerLeft {
+            viewer: actor.to_owned(),
+        },
+        K::Policy {
+            rule,
+            action,
+            subject,
+            outcome,
+        } => EventKind::Policy {
+            action: match action {
+                Action::Allow | Action::Alert => PolicyAction::Alert,
+                Action::RequireApproval | Action::Lock => PolicyAction::Blocked,
+                Action::Pause => PolicyAction::Paused,
+                Action::Terminate => PolicyAction::Terminated,
+            },
+            rule: rule.clone(),
+            detail: format!("{action} on {subject}: {outcome}"),
+        },
+        K::ApprovalRequested(a) => EventKind::Policy {
+            action: PolicyAction::Blocked,
+            rule: a.rule.clone(),
+            detail: format!("held for approval {}: {}", a.id, a.command),
+        },
+        K::ApprovalResolved {
+            id,
+            approved,
+            reason,
+        } => EventKind::Policy {
+            action: if *approved {
+                PolicyAction::Resumed
+            } else {
+                PolicyAction::Blocked
+            },
+            rule: "approval".into(),
+            detail: with_reason(
+                &format!(
+                    "approval {id} {}",
+                    if *approved { "approved" } else { "denied" }
+                ),
+                reason,
+            ),
+        },
+        _ => return None,
+    })
+}

@@ -1,0 +1,584 @@
+//! One user connection: the session it becomes once a target is chosen, its heartbeat and
+//! checkout timer, and its clean end (EndSession, taps sealed, checkout released) whatever
+//! way it ends.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use psm_core::directory::DirectoryUser;
+use psm_core::{NewSession, Protocol, SessionId, Timestamp};
+use russh::{ChannelId, client, server};
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::Shared;
+use super::bridge;
+use super::upstream::{self, Upstream};
+use crate::error::ProxyError;
+use crate::live::notice::notice_for;
+use crate::registry::Registration;
+use crate::session::{ControlNote, LiveEvent, ProxySession, SessionControl, SessionInfo};
+use crate::tap::Direction;
+use crate::tap::{ChannelInfo, ChannelKind, EndReason, TapSet};
+use crate::target::Authorization;
+
+/// An established session: logged in to the target, recorded, registered.
+pub(crate) struct Live {
+    pub(crate) info: SessionInfo,
+    pub(crate) auth: Authorization,
+    pub(crate) upstream: Upstream,
+    pub(crate) taps: TapSet,
+    registration: Mutex<Option<Registration>>,
+    notes_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+struct View {
+    info: SessionInfo,
+    control: Arc<SessionControl>,
+    channels: Arc<Mutex<HashSet<ChannelId>>>,
+}
+
+impl ProxySession for View {
+    fn info(&self) -> &SessionInfo {
+        &self.info
+    }
+    fn control(&self) -> &Arc<SessionControl> {
+        &self.control
+    }
+    fn channels(&self) -> Vec<u32> {
+        let mut v: Vec<u32> = self
+            .channels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|c| u32::from(*c))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+}
+
+/// The state of one user connection shared by its russh handler, its channel pumps and the
+/// task that runs it.
+pub(crate) struct Conn {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) peer: Option<SocketAddr>,
+    pub(crate) server: OnceLock<server::Handle>,
+    pub(crate) control: Arc<SessionControl>,
+    pub(crate) live: OnceLock<Arc<Live>>,
+    establishing: tokio::sync::Mutex<()>,
+    pub(crate) authenticated: AtomicBool,
+    finished: AtomicBool,
+    pub(crate) unauth_permit: Mutex<Option<OwnedSemaphorePermit>>,
+    pub(crate) session_permit: Mutex<Option<OwnedSemaphorePermit>>,
+    /// Open user-side session channels (where notices go).
+    pub(crate) session_channels: Arc<Mutex<HashSet<ChannelId>>>,
+    closed: tokio::sync::watch::Sender<bool>,
+    /// Bridged channels whose last events are not recorded yet.
+    pub(crate) bridges: tokio::sync::watch::Sender<usize>,
+    /// Bridged session channels by user-side id (where injected input goes).
+    pub(crate) bridged: Mutex<HashMap<u32, Arc<bridge::ChannelState>>>,
+    /// A connection made inside the gateway (the browser terminal), not from the network.
+    pub(crate) internal: bool,
+}
+
+impl Conn {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        peer: Option<SocketAddr>,
+        unauth: OwnedSemaphorePermit,
+        internal: bool,
+    ) -> Self {
+        Self {
+            shared,
+            peer,
+            server: OnceLock::new(),
+            control: Arc::new(SessionControl::new()),
+            live: OnceLock::new(),
+            establishing: tokio::sync::Mutex::new(()),
+            authenticated: AtomicBool::new(false),
+            finished: AtomicBool::new(false),
+            unauth_permit: Mutex::new(Some(unauth)),
+            session_permit: Mutex::new(None),
+            session_channels: Arc::new(Mutex::new(HashSet::new())),
+            closed: tokio::sync::watch::Sender::new(false),
+            bridges: tokio::sync::watch::Sender::new(0),
+            bridged: Mutex::new(HashMap::new()),
+            internal,
+        }
+    }
+
+    pub(crate) fn peer_text(&self) -> String {
+        self.peer
+            .map_or_else(|| "unknown".into(), |p| p.to_string())
+    }
+
+    /// Opens the session for `user` on `target`: access check, authorization (checkout),
+    /// PrivSession opened Connected, taps made, credential fetched, target logged in. Any
+    /// failure after the PrivSession was opened ends it again, so none is left Connected.
+    pub(crate) async fn establish(
+        self: &Arc<Self>,
+        user: &DirectoryUser,
+        target: &str,
+    ) -> Result<Arc<Live>, ProxyError> {
+        let _guard = self.establishing.lock().await;
+        if let Some(live) = self.live.get() {
+            return Ok(live.clone());
+        }
+        let deps = &self.shared.deps;
+        let user_name = user.name.to_string();
+        if !deps.directory.may_reach(user, target).await? {
+            return Err(ProxyError::NotAllowed {
+                user: user_name,
+                target: target.to_owned(),
+            });
+        }
+        let auth = deps.targets.authorize(&user_name, target).await?;
+        let id = SessionId::new();
+        if let Err(e) = deps
+            .control_plane
+            .open_session(NewSession {
+                id,
+                user: user_name.clone(),
+                target: target.to_owned(),
+                protocol: Protocol::Ssh,
+                checkout_id: auth.checkout.clone(),
+                process_instance: self.shared.config.process_instance.clone(),
+            })
+            .await
+        {
+            deps.targets.release(id, &auth).await;
+            return Err(e.into());
+        }
+        tracing::info!(session_id = %id, user = %user_name, target_name = %target,
+            peer = %self.peer_text(), "session opened");
+        let mut info = SessionInfo {
+            id,
+            user: user_name.clone(),
+            target: target.to_owned(),
+            target_account: auth.account.clone(),
+            protocol: Protocol::Ssh,
+            peer: self.peer,
+            started: Timestamp::now_utc(),
+        };
+        let cred = match deps.targets.credential(id, &auth).await {
+            Ok(c) => c,
+            Err(e) => {
+                self.abort_opened(&info, &auth, None, &e).await;
+                return Err(e);
+            }
+        };
+        info.target_account = cred.account.clone();
+        let taps = match deps.taps.taps(&info).await {
+            Ok(t) => t,
+            Err(e) => {
+                self.abort_opened(&info, &auth, None, &e).await;
+                return Err(e);
+            }
+        };
+        let connected = upstream::connect(
+            &auth,
+            &cred,
+            self.shared.config.target_connect_timeout,
+            Arc::downgrade(self),
+            self.shared.client_config.clone(),
+        )
+        .await;
+        drop(cred);
+        let upstream = match connected {
+            Ok(u) => u,
+            Err(e) => {
+                self.abort_opened(&info, &auth, Some(&taps), &e).await;
+                return Err(e);
+            }
+        };
+        self.control.set_user(&info.user);
+        taps.session_started(&info, &self.control).await;
+        let registration = deps.registry.register(Arc::new(View {
+            info: info.clone(),
+            control: self.control.clone(),
+            channels: self.session_channels.clone(),
+        }));
+        deps.registry.report(psm_core::live::LiveReport {
+            session: info.id,
+            actor: self.shared.config.process_instance.to_string(),
+            kind: psm_core::live::LiveReportKind::Started,
+        });
+        let live = Arc::new(Live {
+            info,
+            auth,
+            upstream,
+            taps,
+            registration: Mutex::new(Some(registration)),
+            notes_task: Mutex::new(None),
+        });
+        let _ = self.live.set(live.clone());
+        if let Some(notes) = self.control.take_notes() {
+            let task = tokio::spawn(run_notes(self.clone(), live.clone(), notes));
+            *live.notes_task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
+        }
+        if let Some(injections) = self.control.take_injections() {
+            tokio::spawn(run_injections(self.clone(), injections));
+        }
+        tokio::spawn(heartbeat(self.clone(), live.clone()));
+        Ok(live)
+    }
+
+    async fn abort_opened(
+        &self,
+        info: &SessionInfo,
+        auth: &Authorization,
+        taps: Option<&TapSet>,
+        error: &ProxyError,
+    ) {
+        tracing::warn!(session_id = %info.id, target_name = %info.target, error = %error,
+            "session could not start");
+        if let Some(taps) = taps {
+            taps.session_ended(info, &EndReason::Error(error.to_string()))
+                .await;
+        }
+        self.end_in_control_plane(info.id).await;
+        self.shared.deps.targets.release(info.id, auth).await;
+    }
+
+    async fn end_in_control_plane(&self, id: SessionId) {
+        let cp = &self.shared.deps.control_plane;
+        let me = &self.shared.config.process_instance;
+        for attempt in 0..3u32 {
+            match cp.end_session(id, me).await {
+                Ok(()) => return,
+                Err(e) if e.is_transient() && attempt < 2 => {
+                    tracing::warn!(session_id = %id, error = %e, "EndSession failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
+                }
+                Err(e) => {
+                    tracing::error!(session_id = %id, error = %e,
+                        "EndSession failed; the control plane's watchdog will end the session \
+                         once its heartbeats stop");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Writes raw bytes on a session channel's terminal (every one when `channel` is
+    /// `None`), beside the bridge (a paused session's held output does not hold these).
+    pub(crate) async fn write_user(&self, channel: Option<u32>, bytes: bytes::Bytes) {
+        let Some(handle) = self.server.get() else {
+            return;
+        };
+        let channels: Vec<ChannelId> = self
+            .session_channels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .copied()
+            .filter(|c| channel.is_none_or(|want| u32::from(*c) == want))
+            .collect();
+        for ch in channels {
+            let _ =
+                tokio::time::timeout(Duration::from_secs(2), handle.data(ch, bytes.clone())).await;
+        }
+    }
+
+    /// Writes a notice on every open session channel's terminal.
+    pub(crate) async fn notice(&self, text: &str) {
+        let Some(handle) = self.server.get() else {
+            return;
+        };
+        let channels: Vec<ChannelId> = self
+            .session_channels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .copied()
+            .collect();
+        let msg = format!("\r\n[PSM] {text}\r\n");
+        for ch in channels {
+            let _ = tokio::time::timeout(
+                Duration::from_secs(2),
+                handle.extended_data(ch, 1, bytes::Bytes::from(msg.clone().into_bytes())),
+            )
+            .await;
+        }
+    }
+
+    /// Ends everything once: taps sealed, EndSession, checkout released, target closed.
+    pub(crate) async fn finish(&self, reason: EndReason) {
+        if self.finished.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let _ = self.closed.send(true);
+        self.control.terminate(match &reason {
+            EndReason::Terminated(r) => r,
+            _ => "session ended",
+        });
+        if let Some(live) = self.live.get() {
+            // Let the channels' pumps record their exit status and close before the recording
+            // is sealed (bounded: a stuck target must not hold the session open).
+            let mut bridges = self.bridges.subscribe();
+            let _ =
+                tokio::time::timeout(Duration::from_secs(3), bridges.wait_for(|n| *n == 0)).await;
+            tracing::info!(session_id = %live.info.id, reason = ?reason, "session ending");
+            // Control notes still queued (a terminate's audit and recording event) go into
+            // the recording before it is sealed.
+            let notes = live
+                .notes_task
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            if let Some(task) = notes {
+                let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
+            }
+            live.taps.session_ended(&live.info, &reason).await;
+            self.end_in_control_plane(live.info.id).await;
+            self.shared
+                .deps
+                .targets
+                .release(live.info.id, &live.auth)
+                .await;
+            live.upstream.disconnect("session ended").await;
+            live.registration
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            self.control.publish(LiveEvent::Ended {
+                reason: end_text(&reason),
+            });
+            self.shared
+                .deps
+                .registry
+                .report(psm_core::live::LiveReport {
+                    session: live.info.id,
+                    actor: self.shared.config.process_instance.to_string(),
+                    kind: psm_core::live::LiveReportKind::Ended,
+                });
+        }
+        self.session_permit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        self.unauth_permit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+    }
+
+    /// Target-initiated `forwarded-tcpip` channel (the user's `ssh -R`).
+    pub(crate) async fn forwarded_tcpip(
+        self: Arc<Self>,
+        channel: russh::Channel<client::Msg>,
+        reply: client::ChannelOpenHandle,
+        connected_address: String,
+        connected_port: u32,
+        originator_address: String,
+        originator_port: u32,
+    ) {
+        let (Some(handle), Some(live)) = (self.server.get(), self.live.get()) else {
+            reply.reject(russh::ChannelOpenFailure::ConnectFailed).await;
+            return;
+        };
+        if !self.shared.config.allow_remote_forwarding {
+            reply
+                .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return;
+        }
+        let user_side = handle
+            .channel_open_forwarded_tcpip(
+                connected_address.clone(),
+                connected_port,
+                originator_address,
+                originator_port,
+            )
+            .await;
+        match user_side {
+            Ok(user_channel) => {
+                reply.accept().await;
+                let info = ChannelInfo {
+                    id: u32::from(user_channel.id()),
+                    kind: ChannelKind::ForwardedTcpip {
+                        host: connected_address,
+                        port: connected_port,
+                    },
+                };
+                bridge::spawn_raw(self.clone(), live.clone(), info, user_channel, channel);
+            }
+            Err(_) => reply.reject(russh::ChannelOpenFailure::ConnectFailed).await,
+        }
+    }
+
+    pub(crate) fn closed(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.closed.subscribe()
+    }
+}
+
+/// Heartbeats (Polling) while the session lives; ends it when the control plane asks, when
+/// the session is no longer Connected there, or when the checkout runs out (after a warning).
+async fn heartbeat(conn: Arc<Conn>, live: Arc<Live>) {
+    let cfg = &conn.shared.config;
+    let cp = conn.shared.deps.control_plane.clone();
+    let mut closed = conn.closed();
+    let mut ticker = tokio::time::interval(cfg.heartbeat_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    let expires = live.auth.expires;
+    let mut warned = false;
+    let mut failures = 0u32;
+    loop {
+        let next_expiry_event = expires.map(|e| {
+            let warn_at = e.sub(cfg.expiry_warning);
+            let at = if warned { e } else { warn_at };
+            let now = Timestamp::now_utc();
+            if at > now {
+                at.since(now)
+            } else {
+                Duration::ZERO
+            }
+        });
+        let expiry_sleep = async {
+            match next_expiry_event {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = closed.changed() => return,
+            _ = ticker.tick() => {
+                if live.upstream.handle.is_closed() {
+                    conn.control.terminate("the target closed the connection");
+                    return;
+                }
+                match cp.heartbeat(live.info.id, &cfg.process_instance).await {
+                    Ok(reply) => {
+                        failures = 0;
+                        if reply.terminate {
+                            let reason = reply.reason.unwrap_or_else(|| "terminated by the control plane".into());
+                            conn.control.terminate(&reason);
+                            return;
+                        }
+                    }
+                    Err(e) if e.is_transient() => {
+                        failures += 1;
+                        tracing::warn!(session_id = %live.info.id, error = %e, failures,
+                            "heartbeat failed; the session goes on");
+                    }
+                    Err(e) => {
+                        tracing::warn!(session_id = %live.info.id, error = %e,
+                            "the control plane no longer accepts this session; ending it");
+                        conn.control.terminate("the control plane ended this session");
+                        return;
+                    }
+                }
+            }
+            _ = expiry_sleep => {
+                if warned {
+                    conn.control.terminate("your access to this target has expired");
+                    return;
+                }
+                warned = true;
+                let left = expires.map(|e| e.since(Timestamp::now_utc()).as_secs()).unwrap_or(0);
+                conn.notice(&format!(
+                    "your access to {} expires in {left} seconds; the session will then be closed",
+                    live.info.target
+                )).await;
+            }
+        }
+    }
+}
+
+fn end_text(reason: &EndReason) -> String {
+    match reason {
+        EndReason::UserDisconnected => "the user disconnected".into(),
+        EndReason::TargetDisconnected => "the target closed the connection".into(),
+        EndReason::Terminated(r) => format!("terminated: {r}"),
+        EndReason::CheckoutExpired => "the checkout expired".into(),
+        EndReason::GatewayShutdown => "the gateway shut down".into(),
+        EndReason::Error(e) => format!("error: {e}"),
+    }
+}
+
+/// Records, reports and shows the session's control notes (pause, lock, policy hits...),
+/// until the connection closes; then drains what is left.
+async fn run_notes(
+    conn: Arc<Conn>,
+    live: Arc<Live>,
+    mut notes: tokio::sync::mpsc::Receiver<ControlNote>,
+) {
+    let mut closed = conn.closed();
+    loop {
+        let note = tokio::select! {
+            n = notes.recv() => n,
+            _ = closed.changed() => None,
+        };
+        match note {
+            Some(n) => handle_note(&conn, &live, n).await,
+            None => break,
+        }
+    }
+    while let Ok(n) = notes.try_recv() {
+        handle_note(&conn, &live, n).await;
+    }
+}
+
+async fn handle_note(conn: &Conn, live: &Live, note: ControlNote) {
+    match note {
+        ControlNote::Report { actor, kind } => {
+            live.taps.live(&actor, &kind).await;
+            let text = notice_for(&actor, &kind);
+            conn.shared
+                .deps
+                .registry
+                .report(psm_core::live::LiveReport {
+                    session: live.info.id,
+                    actor,
+                    kind,
+                });
+            if let Some(text) = text {
+                conn.notice(&text).await;
+                conn.control.publish(LiveEvent::Notice(text));
+            }
+        }
+        ControlNote::Notice(text) => {
+            conn.notice(&text).await;
+            conn.control.publish(LiveEvent::Notice(text));
+        }
+    }
+}
+
+/// Writes injected bytes: toward the target through the channel's pump (so taps see them),
+/// toward the user beside the bridge.
+async fn run_injections(
+    conn: Arc<Conn>,
+    mut injections: tokio::sync::mpsc::UnboundedReceiver<crate::session::Injection>,
+) {
+    let mut closed = conn.closed();
+    loop {
+        let inj = tokio::select! {
+            i = injections.recv() => i,
+            _ = closed.changed() => None,
+        };
+        let Some(inj) = inj else {
+            return;
+        };
+        match inj.direction {
+            Direction::ToTarget => {
+                let channel = inj.channel.or_else(|| conn.control.primary_channel());
+                let state = channel.and_then(|c| {
+                    conn.bridged
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get(&c)
+                        .cloned()
+                });
+                match state {
+                    Some(st) => st.inject(inj.bytes),
+                    None => tracing::debug!("injected input has no terminal channel to go to"),
+                }
+            }
+            Direction::ToUser => conn.write_user(inj.channel, inj.bytes).await,
+        }
+    }
+}

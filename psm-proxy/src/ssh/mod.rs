@@ -1,0 +1,492 @@
+//! The SSH gateway: a russh server facing users and a russh client per session facing the
+//! target, bridged channel by channel through the session's taps.
+//!
+//! Users log in as `USER+TARGET` (see [`parse_login`]) with a key, a password or
+//! keyboard-interactive, plus a TOTP code when their directory entry has one. The gateway
+//! opens the PrivSession (Connected), fetches the vaulted credential through
+//! [`TargetAccess`], verifies the target's host key, logs in, and then forwards every
+//! channel: shell and exec (with pty, window changes, env, signals, exit status), the sftp
+//! subsystem, scp, and port forwards as policy allows. It heartbeats the session, warns
+//! the user before the checkout runs out, obeys terminate requests within one heartbeat, and
+//! ends the session in the control plane however the connection ends.
+//!
+//! ```no_run
+//! # async fn demo(deps: psm_proxy::ssh::GatewayDeps) -> Result<(), psm_proxy::ProxyError> {
+//! use psm_proxy::ssh::{SshGateway, SshGatewayConfig, generate_host_key};
+//! let mut config = SshGatewayConfig::new(
+//!     "127.0.0.1:2222".parse().unwrap(),
+//!     psm_core::ProcessInstance::new("gateway-1")?,
+//! );
+//! config.host_keys.push(generate_host_key());
+//! let gateway = SshGateway::bind(config, deps).await?;
+//! println!("listening on {}", gateway.local_addr());
+//! gateway.run(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(()) }
+//! ```
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use psm_core::directory::UserDirectory;
+use psm_core::{ControlPlane, ProcessInstance};
+use russh::keys::PrivateKey;
+use russh::server;
+use russh::{MethodKind, MethodSet, SshId};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, Semaphore, watch};
+
+use crate::error::ProxyError;
+use crate::registry::SessionRegistry;
+use crate::tap::{EndReason, TapFactory};
+use crate::target::TargetAccess;
+
+mod bridge;
+mod conn;
+mod handler;
+mod internal;
+mod login;
+mod menu;
+pub mod transfer;
+mod upstream;
+
+pub use internal::{InternalConnector, InternalTerminal};
+pub use login::{LoginError, LoginName, MAX_LOGIN_LEN, parse_login};
+pub use upstream::fetch_host_key;
+
+/// Messages a channel may queue before russh's loop waits (see `bridge` for why it is large).
+pub(crate) const CHANNEL_BUFFER: usize = 512;
+/// The SSH channel window advertised on both sides.
+pub(crate) const WINDOW: u32 = 2 * 1024 * 1024;
+
+/// Everything the SSH gateway is configured with. Build with [`SshGatewayConfig::new`] and
+/// adjust fields.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct SshGatewayConfig {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The gateway's host keys (at least one).
+    pub host_keys: Vec<PrivateKey>,
+    /// This gateway's name in the control plane (owner of its sessions).
+    pub process_instance: ProcessInstance,
+    /// Most concurrent authenticated sessions.
+    pub max_sessions: usize,
+    /// Most connections not yet authenticated (a flood defence; more are dropped at once).
+    pub max_unauthenticated: usize,
+    /// A connection must authenticate within this time.
+    pub auth_timeout: Duration,
+    /// Most channels one connection may hold open.
+    pub max_channels: usize,
+    /// Between heartbeats (Polling) of a live session; a terminate request takes effect
+    /// within one interval.
+    pub heartbeat_interval: Duration,
+    /// How long before the checkout expires the user is warned.
+    pub expiry_warning: Duration,
+    /// Connecting and logging in to a target must finish within this time.
+    pub target_connect_timeout: Duration,
+    /// Allow `ssh -L` (direct-tcpip).
+    pub allow_local_forwarding: bool,
+    /// Allow `ssh -R` (tcpip-forward).
+    pub allow_remote_forwarding: bool,
+    /// Allow the sftp subsystem (and so default-mode scp).
+    pub allow_sftp: bool,
+    /// Forward `env` requests (the target's AcceptEnv still decides).
+    pub allow_env: bool,
+    /// Close connections idle this long (`None`: never).
+    pub idle_timeout: Option<Duration>,
+    /// Text shown before authentication.
+    pub banner: Option<String>,
+    /// Graceful shutdown waits this long for sessions to end.
+    pub shutdown_grace: Duration,
+    /// Most password hashes checked at once (argon2 uses ~19 MiB each).
+    pub max_concurrent_hashing: usize,
+}
+
+impl SshGatewayConfig {
+    /// Defaults: 10,000 sessions, 256 unauthenticated connections, 30 s to authenticate,
+    /// 64 channels per connection, 10 s heartbeats, 60 s expiry warning, local forwarding
+    /// and sftp allowed, remote forwarding off, agent forwarding and X11 always off.
+    pub fn new(listen: SocketAddr, process_instance: ProcessInstance) -> Self {
+        Self {
+            listen,
+            host_keys: Vec::new(),
+            process_instance,
+            max_sessions: 10_000,
+            max_unauthenticated: 256,
+            auth_timeout: Duration::from_secs(30),
+            max_channels: 64,
+            heartbeat_interval: Duration::from_secs(10),
+            expiry_warning: Duration::from_secs(60),
+            target_connect_timeout: Duration::from_secs(15),
+            allow_local_forwarding: true,
+            allow_remote_forwarding: false,
+            allow_sftp: true,
+            allow_env: true,
+            idle_timeout: None,
+            banner: None,
+            shutdown_grace: Duration::from_secs(10),
+            max_concurrent_hashing: 4,
+        }
+    }
+}
+
+/// What the gateway works with, chosen at assembly time.
+#[derive(Clone)]
+pub struct GatewayDeps {
+    /// Sessions' lifecycle (in-process engine or HTTP client).
+    pub control_plane: Arc<dyn ControlPlane>,
+    /// Users, keys, roles.
+    pub directory: Arc<dyn UserDirectory>,
+    /// Targets, checkouts, credentials.
+    pub targets: Arc<dyn TargetAccess>,
+    /// Taps per session (the recorder).
+    pub taps: Arc<dyn TapFactory>,
+    /// Where live sessions are listed.
+    pub registry: SessionRegistry,
+}
+
+pub(crate) struct Shared {
+    pub(crate) config: SshGatewayConfig,
+    pub(crate) deps: GatewayDeps,
+    pub(crate) client_config: Arc<russh::client::Config>,
+    pub(crate) server_config: Arc<server::Config>,
+    pub(crate) sessions: Arc<Semaphore>,
+    pub(crate) unauth: Arc<Semaphore>,
+    pub(crate) hashing: Semaphore,
+    pub(crate) shutdown: watch::Sender<bool>,
+    active: AtomicUsize,
+    idle: Notify,
+    /// One-time tokens of in-process connections (the browser terminal), by hash.
+    internal_tokens:
+        std::sync::Mutex<std::collections::HashMap<[u8; 32], (String, std::time::Instant)>>,
+}
+
+impl Shared {
+    /// Registers a one-time token for an in-process login of `user` (valid 30 s).
+    pub(crate) fn add_internal_token(&self, user: &str, token: &str) {
+        let now = std::time::Instant::now();
+        let mut t = self
+            .internal_tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        t.retain(|_, (_, exp)| *exp > now);
+        t.insert(
+            blake3::hash(token.as_bytes()).into(),
+            (user.to_owned(), now + Duration::from_secs(30)),
+        );
+    }
+
+    /// Consumes a one-time token; true if it was registered for `user` and is still valid.
+    pub(crate) fn take_internal_token(&self, user: &str, token: &str) -> bool {
+        let found = self
+            .internal_tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&<[u8; 32]>::from(blake3::hash(token.as_bytes())));
+        matches!(found, Some((u, exp)) if u == user && exp > std::time::Instant::now())
+    }
+}
+
+/// A bound SSH gateway, ready to [`run`](SshGateway::run).
+pub struct SshGateway {
+    shared: Arc<Shared>,
+    listener: TcpListener,
+}
+
+impl std::fmt::Debug for SshGateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SshGateway")
+            .field("listen", &self.shared.config.listen)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A new Ed25519 host key.
+pub fn generate_host_key() -> PrivateKey {
+    // Generating an Ed25519 key from the OS RNG does not fail.
+    #[allow(clippy::expect_used)]
+    PrivateKey::random(&mut rand::rng(), russh::keys::Algorithm::Ed25519)
+        .expect("Ed25519 key generation")
+}
+
+/// Loads the host key at `path`, or generates one there (mode 0600, OpenSSH format) when the
+/// file does not exist. Returns the key and whether it was created.
+pub fn load_or_create_host_key(path: &Path) -> Result<(PrivateKey, bool), ProxyError> {
+    if path.exists() {
+        let key = russh::keys::load_secret_key(path, None).map_err(|e| {
+            ProxyError::Config(format!("host key {} is unreadable: {e}", path.display()))
+        })?;
+        return Ok((key, false));
+    }
+    let key = generate_host_key();
+    let text = key
+        .to_openssh(russh::keys::ssh_key::LineEnding::LF)
+        .map_err(|e| ProxyError::Config(format!("cannot encode a host key: {e}")))?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| ProxyError::Io {
+            what: format!("creating {}", dir.display()),
+            source,
+        })?;
+    }
+    write_private(path, text.as_bytes())?;
+    Ok((key, true))
+}
+
+/// Writes a new file readable by its owner only (mode 0600), failing if it exists.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ProxyError> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let io = |source| ProxyError::Io {
+        what: format!("writing {}", path.display()),
+        source,
+    };
+    let mut f = opts.open(path).map_err(io)?;
+    f.write_all(bytes).map_err(io)?;
+    f.sync_all().map_err(io)
+}
+
+/// The public half of a host key as an OpenSSH line, and its SHA256 fingerprint.
+pub fn host_key_public(key: &PrivateKey) -> (String, String) {
+    let public = key.public_key();
+    (
+        public.to_openssh().unwrap_or_default(),
+        upstream::fingerprint(public),
+    )
+}
+
+impl SshGateway {
+    /// Binds the listening socket.
+    pub async fn bind(config: SshGatewayConfig, deps: GatewayDeps) -> Result<Self, ProxyError> {
+        if config.host_keys.is_empty() {
+            return Err(ProxyError::Config("no host key".into()));
+        }
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| ProxyError::Io {
+                what: format!("listening on {}", config.listen),
+                source,
+            })?;
+        let server_config = Arc::new(server::Config {
+            server_id: SshId::Standard(std::borrow::Cow::Borrowed("SSH-2.0-PSM_Gateway")),
+            methods: MethodSet::from(
+                &[
+                    MethodKind::PublicKey,
+                    MethodKind::Password,
+                    MethodKind::KeyboardInteractive,
+                ][..],
+            ),
+            auth_rejection_time: Duration::from_millis(500),
+            auth_rejection_time_initial: Some(Duration::ZERO),
+            keys: config.host_keys.clone(),
+            window_size: WINDOW,
+            channel_buffer_size: CHANNEL_BUFFER,
+            max_auth_attempts: 6,
+            inactivity_timeout: config.idle_timeout,
+            keepalive_interval: Some(Duration::from_secs(60)),
+            keepalive_max: 3,
+            nodelay: true,
+            ..server::Config::default()
+        });
+        let shared = Arc::new(Shared {
+            client_config: upstream::client_config(Some(Duration::from_secs(60))),
+            server_config,
+            sessions: Arc::new(Semaphore::new(config.max_sessions)),
+            unauth: Arc::new(Semaphore::new(config.max_unauthenticated)),
+            hashing: Semaphore::new(config.max_concurrent_hashing.max(1)),
+            shutdown: watch::Sender::new(false),
+            active: AtomicUsize::new(0),
+            idle: Notify::new(),
+            internal_tokens: std::sync::Mutex::new(std::collections::HashMap::new()),
+            config,
+            deps,
+        });
+        Ok(Self { shared, listener })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or(self.shared.config.listen)
+    }
+
+    /// The registry of live sessions.
+    pub fn registry(&self) -> SessionRegistry {
+        self.shared.deps.registry.clone()
+    }
+
+    /// A handle that opens sessions from inside the gateway (the browser terminal) through
+    /// exactly the path of an SSH login.
+    pub fn connector(&self) -> InternalConnector {
+        InternalConnector::new(Arc::downgrade(&self.shared))
+    }
+
+    /// Connections currently open (authenticated or not).
+    pub fn connections(&self) -> usize {
+        self.shared.active.load(Ordering::Relaxed)
+    }
+
+    /// Serves until `shutdown` completes, then ends every session cleanly (users see a
+    /// notice, sessions are ended in the control plane, recordings sealed) and waits up to
+    /// `shutdown_grace` for them.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ProxyError> {
+        let shared = self.shared.clone();
+        tokio::pin!(shutdown);
+        tracing::info!(listen = %self.local_addr(), "SSH gateway listening");
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = self.listener.accept() => {
+                    let (socket, peer) = match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            // Out of descriptors and the like: back off, keep serving.
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let Ok(permit) = shared.unauth.clone().try_acquire_owned() else {
+                        tracing::warn!(peer = %peer, limit = shared.config.max_unauthenticated,
+                            "too many unauthenticated connections; dropping one");
+                        drop(socket);
+                        continue;
+                    };
+                    let _ = socket.set_nodelay(true);
+                    spawn_serve(&shared, socket, peer, permit, false);
+                }
+            }
+        }
+        tracing::info!("SSH gateway shutting down");
+        drop(self.listener);
+        let _ = shared.shutdown.send(true);
+        let deadline = tokio::time::sleep(shared.config.shutdown_grace);
+        tokio::pin!(deadline);
+        while shared.active.load(Ordering::Relaxed) > 0 {
+            let idle = shared.idle.notified();
+            tokio::select! {
+                _ = idle => {}
+                _ = &mut deadline => {
+                    tracing::warn!(left = shared.active.load(Ordering::Relaxed),
+                        "shutdown grace ran out with connections still open");
+                    break;
+                }
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Serves one connection (from the network, or in-process for the browser terminal),
+/// counted among the active ones.
+pub(crate) fn spawn_serve<S>(
+    shared: &Arc<Shared>,
+    socket: S,
+    peer: SocketAddr,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    internal: bool,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    shared.active.fetch_add(1, Ordering::Relaxed);
+    let s = shared.clone();
+    tokio::spawn(async move {
+        serve(s.clone(), socket, peer, permit, internal).await;
+        if s.active.fetch_sub(1, Ordering::Relaxed) == 1 {
+            s.idle.notify_waiters();
+        }
+    });
+}
+
+async fn serve<S>(
+    shared: Arc<Shared>,
+    socket: S,
+    peer: SocketAddr,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    internal: bool,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = Arc::new(conn::Conn::new(
+        shared.clone(),
+        Some(peer),
+        permit,
+        internal,
+    ));
+    let handler = handler::Handler::new(conn.clone());
+    let started = tokio::time::timeout(
+        shared.config.auth_timeout,
+        server::run_stream(shared.server_config.clone(), socket, handler),
+    )
+    .await;
+    let mut running = match started {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            tracing::debug!(peer = %peer, error = %e, "SSH handshake failed");
+            conn.finish(EndReason::UserDisconnected).await;
+            return;
+        }
+        Err(_) => {
+            tracing::info!(peer = %peer, "no SSH identification in time; closing");
+            conn.finish(EndReason::UserDisconnected).await;
+            return;
+        }
+    };
+    let handle = running.handle();
+    let mut shutdown = shared.shutdown.subscribe();
+    let auth_deadline = tokio::time::sleep(shared.config.auth_timeout);
+    tokio::pin!(auth_deadline);
+    let control = conn.control.clone();
+    let reason = loop {
+        tokio::select! {
+            r = &mut running => {
+                break match r {
+                    Ok(()) => EndReason::UserDisconnected,
+                    Err(e) => {
+                        tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+                        EndReason::UserDisconnected
+                    }
+                };
+            }
+            _ = &mut auth_deadline, if !conn.authenticated.load(Ordering::SeqCst) => {
+                tracing::info!(peer = %peer, "authentication timed out; closing");
+                let _ = handle.disconnect(russh::Disconnect::ByApplication,
+                    "authentication timed out".into(), "en".into()).await;
+                break EndReason::UserDisconnected;
+            }
+            changed = shutdown.changed() => {
+                if changed.is_ok() && *shutdown.borrow() {
+                    control.terminate("the PSM gateway is shutting down");
+                }
+            }
+            reason = control.terminated() => {
+                let gateway_down = *shutdown.borrow();
+                conn.notice(&format!("session terminated: {reason}")).await;
+                let _ = handle.disconnect(russh::Disconnect::ByApplication,
+                    format!("PSM: {reason}"), "en".into()).await;
+                let _ = tokio::time::timeout(Duration::from_secs(5), &mut running).await;
+                break if gateway_down {
+                    EndReason::GatewayShutdown
+                } else if reason == "the target closed the connection" {
+                    EndReason::TargetDisconnected
+                } else if reason.contains("expired") {
+                    EndReason::CheckoutExpired
+                } else {
+                    EndReason::Terminated(reason)
+                };
+            }
+        }
+    };
+    conn.finish(reason).await;
+}

@@ -1,0 +1,188 @@
+//! The `psm` command line on real files: verify's verdicts and exit codes, import, export.
+//! Needs the binary: `cargo build -p psm-examples --bin psm` (same target directory).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::*;
+use psm_recording::*;
+
+fn psm() -> PathBuf {
+    // tests run from target/<profile>/deps/; the binary is in target/<profile>/.
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().and_then(Path::parent).unwrap().join("psm");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first with `cargo build -p psm-examples --bin psm`",
+        bin.display()
+    );
+    bin
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(psm())
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).trim().to_owned()
+}
+
+#[test]
+fn verify_says_intact_truncated_tampered_or_untrusted_with_distinct_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::generate().unwrap();
+    let (bytes, _) = write_all(&sample_events(), &key, small_chunks());
+    let p = |n: &str| dir.path().join(n);
+    std::fs::write(p("ok.psmr"), &bytes).unwrap();
+    let r = Reader::from_bytes(bytes.clone(), ReadOptions::default()).unwrap();
+    let c = r.chunks()[2];
+    std::fs::write(
+        p("cut.psmr"),
+        &bytes[..(c.offset + c.frame_len + 10) as usize],
+    )
+    .unwrap();
+    let mut bad = bytes.clone();
+    bad[(c.offset + c.frame_len / 2) as usize] ^= 1;
+    std::fs::write(p("bad.psmr"), &bad).unwrap();
+    std::fs::write(p("junk.psmr"), b"not a recording at all").unwrap();
+    let pubkey = key.verifying_key().to_string();
+    let other = SigningKey::generate().unwrap().verifying_key().to_string();
+    let s = |n: &str| p(n).to_str().unwrap().to_owned();
+
+    let o = run(&["verify", &s("ok.psmr"), "--key", &pubkey]);
+    assert_eq!((o.status.code(), stdout(&o).as_str()), (Some(0), "intact"));
+    let o = run(&["verify", &s("cut.psmr"), "--key", &pubkey]);
+    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(
+        stdout(&o),
+        format!("truncated after chunk 2 at {}", c.t_end)
+    );
+    let o = run(&["verify", &s("bad.psmr")]);
+    assert_eq!(o.status.code(), Some(4));
+    assert!(
+        stdout(&o).starts_with("tampered at chunk 2"),
+        "{}",
+        stdout(&o)
+    );
+    let o = run(&["verify", &s("ok.psmr"), "--key", &other]);
+    assert_eq!(o.status.code(), Some(5));
+    assert!(stdout(&o).contains("untrusted"), "{}", stdout(&o));
+    let o = run(&["verify", &s("junk.psmr")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not a .psmr recording"));
+}
+
+#[test]
+fn import_export_search_and_encryption_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = |n: &str| dir.path().join(n).to_str().unwrap().to_owned();
+    std::fs::write(
+        s("in.cast"),
+        "{\"version\": 2, \"width\": 80, \"height\": 24}\n[0.5, \"o\", \"$ \"]\n[1.0, \"i\", \"ls\\r\"]\n[1.1, \"o\", \"ls\\r\\nsecret.txt\\r\\n$ \"]\n",
+    )
+    .unwrap();
+    let o = run(&[
+        "recording-keygen",
+        "--kind",
+        "signing",
+        "-o",
+        &s("sign.key"),
+    ]);
+    assert!(o.status.success());
+    let signer = stdout(&o);
+    let o = run(&[
+        "recording-keygen",
+        "--kind",
+        "recipient",
+        "-o",
+        &s("auditor.key"),
+    ]);
+    let recipient = stdout(&o);
+    let o = run(&[
+        "import",
+        &s("in.cast"),
+        "-o",
+        &s("r.psmr"),
+        "--key",
+        &s("sign.key"),
+        "--recipient",
+        &recipient,
+        "--user",
+        "alice",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        !std::fs::read(s("r.psmr"))
+            .unwrap()
+            .windows(10)
+            .any(|w| w == b"secret.txt")
+    );
+
+    let o = run(&["verify", &s("r.psmr"), "--key", &signer]);
+    assert_eq!((o.status.code(), stdout(&o).as_str()), (Some(0), "intact"));
+    let o = run(&["export", "-f", "text", &s("r.psmr"), "-o", "-"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("encrypted"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = run(&[
+        "export",
+        "-f",
+        "asciicast",
+        &s("r.psmr"),
+        "-o",
+        &s("out.cast"),
+        "--identity",
+        &s("auditor.key"),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        std::fs::read_to_string(s("out.cast"))
+            .unwrap()
+            .contains("secret.txt")
+    );
+    let o = run(&[
+        "search",
+        "SECRET",
+        &s("r.psmr"),
+        "-i",
+        "--identity",
+        &s("auditor.key"),
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        stdout(&o).contains("00:00:01.100 ch0 [output] secret.txt"),
+        "{}",
+        stdout(&o)
+    );
+    let o = run(&[
+        "search",
+        "nothing-like-this",
+        &s("r.psmr"),
+        "--identity",
+        &s("auditor.key"),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let o = run(&["info", &s("r.psmr")]);
+    assert!(stdout(&o).contains("user         alice"), "{}", stdout(&o));
+    assert!(stdout(&o).contains(&recipient));
+    let o = run(&[
+        "play",
+        &s("r.psmr"),
+        "--speed",
+        "100",
+        "--identity",
+        &s("auditor.key"),
+    ]);
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("secret.txt"));
+}

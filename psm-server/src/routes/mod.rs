@@ -1,0 +1,9 @@
+//! The handlers, one file per group of endpoints.
+
+pub mod claim;
+pub mod directory;
+pub mod live;
+pub mod save;
+pub mod session;
+pub mod utility;
+pub mod vault;

@@ -1,0 +1,80 @@
+//! The state every handler shares, and the server's typed configuration.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use psm_core::LocalControlPlane;
+
+use crate::artifacts::ArtifactSink;
+use crate::auth::{ApiKeys, Principal};
+
+/// The server's settings.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Largest request body, in bytes; larger ones are answered 413.
+    pub body_limit: usize,
+    /// How often the watchdog and the checkout-expiry sweep run.
+    pub sweep_interval: Duration,
+    /// Peers whose `X-Forwarded-For` / `X-Real-IP` GetIP believes (reverse proxies).
+    pub trusted_proxies: Vec<IpAddr>,
+    /// How long graceful shutdown waits for requests in flight.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            body_limit: 8 * 1024 * 1024,
+            sweep_interval: Duration::from_secs(10),
+            trusted_proxies: Vec::new(),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Who is on the other end of a connection: its address and, over mTLS, the principal its
+/// client certificate maps to.
+#[derive(Clone, Debug)]
+pub struct PeerInfo {
+    /// The peer's socket address.
+    pub addr: SocketAddr,
+    /// The principal of its client certificate, if it presented a known one.
+    pub cert_principal: Option<Principal>,
+}
+
+impl
+    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
+    for PeerInfo
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        PeerInfo {
+            addr: *stream.remote_addr(),
+            cert_principal: None,
+        }
+    }
+}
+
+/// The handlers' shared state.
+#[derive(Clone)]
+pub struct AppState {
+    /// The control plane (engine, vault, settings).
+    pub cp: LocalControlPlane,
+    /// Accepted API keys.
+    pub keys: Arc<ApiKeys>,
+    /// Where the save endpoints write.
+    pub artifacts: Arc<dyn ArtifactSink>,
+    /// Settings.
+    pub config: Arc<ServerConfig>,
+    /// The user directory, if this control plane serves one (the directory endpoints answer
+    /// 501 otherwise).
+    pub directory: Option<Arc<dyn psm_core::directory::UserDirectory>>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}

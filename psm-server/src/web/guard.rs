@@ -1,0 +1,366 @@
+//! What every web request passes: security headers on the answer, the same-origin check on
+//! state-changing requests, and the [`Viewer`] extractor (session cookie, CSRF token).
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use psm_core::{AuditAction, AuditRecord};
+
+use super::WebState;
+use super::logins::LoginSession;
+use crate::error::ApiError;
+
+/// The header a page sends its CSRF token in.
+pub const CSRF_HEADER: &str = "x-psm-csrf";
+
+/// What a logged-in user may do in the UI.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Capabilities {
+    /// See every session, replay and search recordings.
+    pub view: bool,
+    /// Pause, resume, lock, terminate and join sessions with control.
+    pub control: bool,
+    /// Open targets in the browser terminal.
+    pub terminal: bool,
+}
+
+impl Capabilities {
+    /// An administrator: everything.
+    pub const fn admin() -> Self {
+        Self {
+            view: true,
+            control: true,
+            terminal: true,
+        }
+    }
+
+    /// An auditor: sees, replays and searches.
+    pub const fn auditor() -> Self {
+        Self {
+            view: true,
+            control: false,
+            terminal: true,
+        }
+    }
+
+    /// Any other directory user: the browser terminal only.
+    pub const fn user() -> Self {
+        Self {
+            view: false,
+            control: false,
+            terminal: true,
+        }
+    }
+}
+
+/// The cookie name: `__Host-` prefixed when it is `Secure` (browsers then refuse it from
+/// any other host, path or insecure origin).
+pub(crate) fn cookie_name(secure: bool) -> &'static str {
+    if secure {
+        "__Host-psm_session"
+    } else {
+        "psm_session"
+    }
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim())
+}
+
+fn is_safe(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// The origins a state-changing request may come from.
+fn origin_allowed(state: &WebState, headers: &HeaderMap) -> Result<(), String> {
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
+        && !matches!(site, "same-origin" | "none")
+    {
+        return Err(format!(
+            "cross-site request refused (Sec-Fetch-Site: {site})"
+        ));
+    }
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return Err("request refused: no Origin header (state-changing requests must come from the PSM page)".into());
+    };
+    let allowed = if state.config.public_origins.is_empty() {
+        let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
+            return Err("request refused: no Host header".into());
+        };
+        let scheme = if state.config.secure_cookies == Some(true) {
+            "https"
+        } else {
+            "http"
+        };
+        origin.eq_ignore_ascii_case(&format!("{scheme}://{host}"))
+    } else {
+        state
+            .config
+            .public_origins
+            .iter()
+            .any(|o| o.trim_end_matches('/').eq_ignore_ascii_case(origin))
+    };
+    if allowed {
+        Ok(())
+    } else {
+        let shown: String = origin.chars().take(100).collect();
+        Err(format!("cross-origin request refused (Origin {shown:?})"))
+    }
+}
+
+/// Records a refusal in the audit trail (best effort).
+pub(crate) async fn audit(
+    state: &WebState,
+    session: Option<psm_core::SessionId>,
+    actor: &str,
+    action: AuditAction,
+    detail: String,
+) {
+    let engine = state.app.cp.engine();
+    let record = AuditRecord {
+        at: engine.now(),
+        session,
+        actor: actor.chars().take(200).collect(),
+        action,
+        from_stage: None,
+        to_stage: None,
+        detail: detail.chars().take(1000).collect(),
+    };
+    if let Err(e) = engine.store().append_audit(&record).await {
+        tracing::error!(error = %e, "could not audit a web UI event");
+    }
+}
+
+fn client(parts_headers: &HeaderMap, peer: Option<std::net::SocketAddr>) -> String {
+    let _ = parts_headers;
+    peer.map_or_else(|| "unknown".to_owned(), |p| p.ip().to_string())
+}
+
+/// The peer address of a request, if known.
+pub(crate) fn peer_of(ext: &axum::http::Extensions) -> Option<std::net::SocketAddr> {
+    ext.get::<axum::extract::ConnectInfo<crate::state::PeerInfo>>()
+        .map(|c| c.0.addr)
+}
+
+const CSP: &str = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; \
+    style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; \
+    connect-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'self'; \
+    frame-ancestors 'none'";
+
+/// The middleware on every web route: refuses cross-origin state-changing requests (and
+/// cross-origin websocket handshakes), then sets the security headers on the answer.
+pub(crate) async fn protect(State(state): State<WebState>, req: Request, next: Next) -> Response {
+    let websocket = req
+        .headers()
+        .get(header::UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    let api = req.uri().path().starts_with("/ui/api/");
+    let must_check = !is_safe(req.method()) || websocket;
+    if must_check && let Err(reason) = origin_allowed(&state, req.headers()) {
+        let peer = client(req.headers(), peer_of(req.extensions()));
+        audit(
+            &state,
+            None,
+            &format!("web@{peer}"),
+            AuditAction::Refused,
+            format!("{} {}: {reason}", req.method(), req.uri().path()),
+        )
+        .await;
+        tracing::warn!(peer = %peer, path = %req.uri().path(), reason = %reason, "web request refused");
+        return with_headers(
+            ApiError::new(403, "cross-origin", reason).into_response(),
+            &[],
+            api,
+        );
+    }
+    let res = next.run(req).await;
+    let html = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
+    // Pages may open websockets to the gateways (live view, browser terminal).
+    let extra = if html {
+        super::live::connect_sources(&state).await
+    } else {
+        Vec::new()
+    };
+    with_headers(res, &extra, api)
+}
+
+fn with_headers(mut res: Response, connect: &[String], api: bool) -> Response {
+    let h = res.headers_mut();
+    let csp = if connect.is_empty() {
+        CSP.to_owned()
+    } else {
+        CSP.replace(
+            "connect-src 'self'",
+            &format!("connect-src 'self' {}", connect.join(" ")),
+        )
+    };
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        "cross-origin-opener-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+    h.insert(
+        "cross-origin-resource-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+    h.insert(
+        "permissions-policy",
+        HeaderValue::from_static("camera=(), microphone=(), geolocation=(), payment=()"),
+    );
+    if api || !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    res
+}
+
+/// A logged-in user of the web UI, with the CSRF token checked on state-changing requests.
+#[derive(Clone, Debug)]
+pub struct Viewer {
+    /// The directory user.
+    pub user: String,
+    /// What they may do.
+    pub caps: Capabilities,
+    pub(crate) session: LoginSession,
+    pub(crate) token: String,
+    /// Their address, for the audit trail.
+    pub peer: String,
+}
+
+impl Viewer {
+    /// The actor name for the audit trail: `web:USER@ADDRESS`.
+    pub fn actor(&self) -> String {
+        format!("web:{}@{}", self.user, self.peer)
+    }
+
+    /// Refuses (audited) unless the viewer may see every session.
+    pub(crate) async fn require_view(&self, state: &WebState, what: &str) -> Result<(), ApiError> {
+        if self.caps.view {
+            return Ok(());
+        }
+        self.refuse(state, None, format!("{} may not {what}", self.user))
+            .await
+    }
+
+    /// Refuses (audited) unless the viewer may control sessions.
+    pub(crate) async fn require_control(
+        &self,
+        state: &WebState,
+        session: Option<psm_core::SessionId>,
+        what: &str,
+    ) -> Result<(), ApiError> {
+        if self.caps.control {
+            return Ok(());
+        }
+        self.refuse(state, session, format!("{} may not {what}", self.user))
+            .await
+    }
+
+    async fn refuse(
+        &self,
+        state: &WebState,
+        session: Option<psm_core::SessionId>,
+        reason: String,
+    ) -> Result<(), ApiError> {
+        audit(
+            state,
+            session,
+            &self.actor(),
+            AuditAction::Refused,
+            reason.clone(),
+        )
+        .await;
+        Err(ApiError::new(403, "forbidden", reason))
+    }
+}
+
+impl FromRequestParts<WebState> for Viewer {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &WebState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = client(&parts.headers, peer_of(&parts.extensions));
+        let name = cookie_name(state.config.secure_cookies == Some(true));
+        let token = cookie(&parts.headers, name).map(str::to_owned);
+        let session = token.as_deref().and_then(|t| state.logins.get(t));
+        let (Some(token), Some(session)) = (token, session) else {
+            if !is_safe(&parts.method) {
+                audit(
+                    state,
+                    None,
+                    &format!("web@{peer}"),
+                    AuditAction::Refused,
+                    format!("{} {}: not logged in", parts.method, parts.uri.path()),
+                )
+                .await;
+            }
+            return Err(ApiError::new(
+                401,
+                "unauthenticated",
+                "log in first (the session is missing or expired)",
+            )
+            .into_response());
+        };
+        if !is_safe(&parts.method) {
+            let presented = parts
+                .headers
+                .get(CSRF_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if !session.csrf_matches(presented) {
+                let reason = format!(
+                    "{} {}: the CSRF token is missing or wrong",
+                    parts.method,
+                    parts.uri.path()
+                );
+                audit(
+                    state,
+                    None,
+                    &format!("web:{}@{peer}", session.user),
+                    AuditAction::Refused,
+                    reason.clone(),
+                )
+                .await;
+                return Err(ApiError::new(403, "csrf", reason).into_response());
+            }
+        }
+        Ok(Viewer {
+            user: session.user.clone(),
+            caps: session.caps,
+            session,
+            token,
+            peer,
+        })
+    }
+}
+
+/// Unknown API paths.
+pub(crate) async fn api_not_found() -> ApiError {
+    ApiError::new(404, "not-found", "no such web API endpoint")
+}

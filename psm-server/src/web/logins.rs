@@ -1,0 +1,261 @@
+//! Login sessions of the web UI (server-side, keyed by a hash of the cookie's token) and the
+//! failed-login limiter.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use rand::TryRngCore;
+use subtle::ConstantTimeEq;
+
+use super::WebConfig;
+use super::guard::Capabilities;
+
+/// Most login sessions kept at once; the oldest is dropped beyond it.
+const MAX_SESSIONS: usize = 10_000;
+/// Most names/addresses the limiter remembers.
+const MAX_TRACKED: usize = 10_000;
+
+/// Random bytes as base64url (256 bits).
+pub(crate) fn random_token() -> Option<String> {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.try_fill_bytes(&mut bytes).ok()?;
+    Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+fn token_hash(token: &str) -> [u8; 32] {
+    *blake3::keyed_hash(b"psm web ui session token v1 \0\0\0\0", token.as_bytes()).as_bytes()
+}
+
+/// One logged-in browser.
+#[derive(Clone, Debug)]
+pub(crate) struct LoginSession {
+    /// The directory user.
+    pub(crate) user: String,
+    /// What the user may do.
+    pub(crate) caps: Capabilities,
+    /// The CSRF token the page sends back on every state-changing request.
+    pub(crate) csrf: String,
+    created: Instant,
+    last_seen: Instant,
+}
+
+impl LoginSession {
+    /// Whether `presented` is this session's CSRF token (constant time).
+    pub(crate) fn csrf_matches(&self, presented: &str) -> bool {
+        presented.len() == self.csrf.len()
+            && bool::from(presented.as_bytes().ct_eq(self.csrf.as_bytes()))
+    }
+}
+
+#[derive(Default)]
+struct Failures {
+    count: u32,
+    since: Option<Instant>,
+}
+
+struct Inner {
+    sessions: HashMap<[u8; 32], LoginSession>,
+    failures: HashMap<String, Failures>,
+}
+
+/// The web UI's login sessions and failed-login counters (in memory: a restart logs
+/// everybody out).
+#[derive(Clone)]
+pub struct LoginSessions {
+    inner: Arc<Mutex<Inner>>,
+    idle: Duration,
+    max: Duration,
+    max_failures: u32,
+    lockout: Duration,
+}
+
+impl std::fmt::Debug for LoginSessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginSessions").finish_non_exhaustive()
+    }
+}
+
+impl LoginSessions {
+    pub(crate) fn new(config: &WebConfig) -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(Inner {
+                sessions: HashMap::new(),
+                failures: HashMap::new(),
+            })),
+            idle: config.idle_timeout,
+            max: config.max_session,
+            max_failures: config.max_failed_logins.max(1),
+            lockout: config.lockout,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts a session; returns the cookie's token and the session.
+    pub(crate) fn create(&self, user: &str, caps: Capabilities) -> Option<(String, LoginSession)> {
+        let token = random_token()?;
+        let csrf = random_token()?;
+        let now = Instant::now();
+        let session = LoginSession {
+            user: user.to_owned(),
+            caps,
+            csrf,
+            created: now,
+            last_seen: now,
+        };
+        let mut inner = self.lock();
+        let (idle, max) = (self.idle, self.max);
+        inner.sessions.retain(|_, s| {
+            now.duration_since(s.last_seen) < idle && now.duration_since(s.created) < max
+        });
+        if inner.sessions.len() >= MAX_SESSIONS
+            && let Some(oldest) = inner
+                .sessions
+                .iter()
+                .min_by_key(|(_, s)| s.last_seen)
+                .map(|(k, _)| *k)
+        {
+            inner.sessions.remove(&oldest);
+        }
+        inner.sessions.insert(token_hash(&token), session.clone());
+        Some((token, session))
+    }
+
+    /// The live session of `token`, refreshed; `None` if unknown or expired.
+    pub(crate) fn get(&self, token: &str) -> Option<LoginSession> {
+        let key = token_hash(token);
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let s = inner.sessions.get_mut(&key)?;
+        if now.duration_since(s.last_seen) >= self.idle || now.duration_since(s.created) >= self.max
+        {
+            inner.sessions.remove(&key);
+            return None;
+        }
+        s.last_seen = now;
+        Some(s.clone())
+    }
+
+    /// Ends the session of `token`.
+    pub(crate) fn remove(&self, token: &str) -> bool {
+        self.lock().sessions.remove(&token_hash(token)).is_some()
+    }
+
+    /// Ends every session of `user` (e.g. after their password changed).
+    pub fn end_user(&self, user: &str) -> usize {
+        let mut inner = self.lock();
+        let before = inner.sessions.len();
+        inner.sessions.retain(|_, s| s.user != user);
+        before - inner.sessions.len()
+    }
+
+    /// Whether `key` (a user name or an address) is locked out now.
+    pub(crate) fn locked_out(&self, key: &str) -> bool {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let Some(f) = inner.failures.get(key) else {
+            return false;
+        };
+        match f.since {
+            Some(since) if now.duration_since(since) < self.lockout => f.count >= self.max_failures,
+            _ => {
+                inner.failures.remove(key);
+                false
+            }
+        }
+    }
+
+    /// Counts a failed login against `key`.
+    pub(crate) fn failed(&self, key: &str) {
+        let now = Instant::now();
+        let lockout = self.lockout;
+        let mut inner = self.lock();
+        if inner.failures.len() >= MAX_TRACKED && !inner.failures.contains_key(key) {
+            inner
+                .failures
+                .retain(|_, f| f.since.is_some_and(|s| now.duration_since(s) < lockout));
+            if inner.failures.len() >= MAX_TRACKED {
+                // Under a flood of distinct names, forget the lot rather than grow.
+                inner.failures.clear();
+            }
+        }
+        let f = inner.failures.entry(key.to_owned()).or_default();
+        match f.since {
+            Some(since) if now.duration_since(since) < lockout => f.count += 1,
+            _ => {
+                f.count = 1;
+                f.since = Some(now);
+            }
+        }
+    }
+
+    /// Clears the failures of `key` (after a successful login).
+    pub(crate) fn succeeded(&self, key: &str) {
+        self.lock().failures.remove(key);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn config() -> WebConfig {
+        WebConfig {
+            idle_timeout: Duration::from_secs(60),
+            max_failed_logins: 3,
+            ..WebConfig::default()
+        }
+    }
+
+    #[test]
+    fn tokens_find_their_session_only() {
+        let s = LoginSessions::new(&config());
+        let (token, session) = s.create("alice", Capabilities::admin()).unwrap();
+        assert_eq!(token.len(), 43);
+        assert_eq!(s.get(&token).unwrap().user, "alice");
+        assert!(s.get("not-a-token").is_none());
+        assert!(session.csrf_matches(&session.csrf.clone()));
+        assert!(!session.csrf_matches(""));
+        assert!(!session.csrf_matches(&token));
+        assert!(s.remove(&token));
+        assert!(s.get(&token).is_none());
+    }
+
+    #[test]
+    fn expired_sessions_are_gone() {
+        let s = LoginSessions::new(&WebConfig {
+            idle_timeout: Duration::ZERO,
+            ..WebConfig::default()
+        });
+        let (token, _) = s.create("alice", Capabilities::admin()).unwrap();
+        assert!(s.get(&token).is_none());
+    }
+
+    #[test]
+    fn failures_lock_out_after_the_limit() {
+        let s = LoginSessions::new(&config());
+        for _ in 0..2 {
+            s.failed("bob");
+            assert!(!s.locked_out("bob"));
+        }
+        s.failed("bob");
+        assert!(s.locked_out("bob"));
+        assert!(!s.locked_out("carol"));
+        s.succeeded("bob");
+        assert!(!s.locked_out("bob"));
+    }
+
+    #[test]
+    fn a_flood_of_names_stays_bounded() {
+        let s = LoginSessions::new(&config());
+        for i in 0..(MAX_TRACKED + 10) {
+            s.failed(&format!("u{i}"));
+        }
+        assert!(s.lock().failures.len() <= MAX_TRACKED);
+    }
+}

@@ -1,0 +1,234 @@
+//! The admin web UI: sessions (stage, user, target, duration, live or ended), live view and
+//! control, replay of recordings with asciinema-player, search across recordings, downloads
+//! of exports, and the browser terminal. Served by psm-server under `/ui/`, its JSON API
+//! under `/ui/api/`, its assets (built from npm packages by `scripts/build-web`, committed in
+//! `psm-server/web-dist/`) embedded in the binary. `docs/web.md` describes it for users.
+//!
+//! Who may use it: users of the PSM directory ([`UserDirectory`]), by password and TOTP when
+//! they have one. A user with one of [`WebConfig::admin_roles`] sees and controls every
+//! session; one with [`WebConfig::auditor_roles`] sees, replays and searches but cannot
+//! control; any other user reaches only the browser terminal.
+//!
+//! Security: a login gets a random 256-bit session cookie (`HttpOnly`, `SameSite=Strict`,
+//! `Secure` and `__Host-` prefixed over TLS) kept server-side as a hash; every state-changing
+//! request needs the session's CSRF token in `X-PSM-CSRF` **and** an `Origin` equal to the
+//! server's own (or one of [`WebConfig::public_origins`]); every answer carries a
+//! Content-Security-Policy that allows no inline script; the front end builds every element
+//! with `textContent`, never HTML from data, so recorded output, search terms and session
+//! fields cannot inject script. Logins, logouts, refusals and control actions are audited.
+//!
+//! ```
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use psm_core::clock::SystemClock;
+//! use psm_core::directory::{MemoryDirectory, NewUser, PasswordHash, UserDirectory};
+//! use psm_core::store::MemoryStore;
+//! use psm_core::vault::{Keyring, MasterKey, MemoryVaultStore, PamSettings, Vault, VaultConfig};
+//! use psm_core::{Engine, EngineConfig, LocalControlPlane};
+//! use psm_server::web::WebConfig;
+//! use psm_server::{ApiKeys, Server, ServerConfig};
+//!
+//! let engine = Engine::new(Arc::new(MemoryStore::new()), Arc::new(SystemClock), EngineConfig::default());
+//! let vault = Vault::new(Arc::new(MemoryVaultStore::new()), Keyring::new(MasterKey::generate()?),
+//!     engine.clone(), VaultConfig::default());
+//! let cp = LocalControlPlane::new(engine, vault, PamSettings::default());
+//! let directory = Arc::new(MemoryDirectory::new());
+//! directory.create_user(&NewUser { name: "admin".parse()?,
+//!     password: Some(PasswordHash::hash("admin-password")?), roles: vec!["admin".into()],
+//!     ..NewUser::default() }).await?;
+//!
+//! let data = tempfile::tempdir()?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let server = Server::new(cp, ApiKeys::new(), data.path().join("artifacts"), ServerConfig::default())
+//!     .with_directory(directory)
+//!     .with_web(WebConfig::for_data_dir(data.path()))
+//!     .start(listener, None)?;
+//! // Browsers open http://127.0.0.1:PORT/ui/ and log in as admin.
+//! let page = reqwest::get(format!("{}/ui/", server.url())).await?;
+//! assert!(page.headers()["content-security-policy"].to_str()?.contains("script-src 'self'"));
+//! server.stop().await;
+//! # Ok(()) }
+//! # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+use psm_recording::RecipientSecret;
+use psm_storage::RecordingStore;
+
+use crate::state::AppState;
+
+mod api;
+mod assets;
+mod guard;
+mod live;
+mod login;
+mod logins;
+mod recordings;
+mod search;
+
+pub use guard::{CSRF_HEADER, Capabilities, Viewer};
+pub use logins::LoginSessions;
+
+/// Where the web UI lives.
+pub const UI_PREFIX: &str = "/ui";
+
+/// The web UI's settings.
+#[derive(Clone)]
+pub struct WebConfig {
+    /// Raw recordings written by gateways: `DIR/<session-id>.psmr` (`DATA/recordings`).
+    pub recordings_dir: Option<PathBuf>,
+    /// Exports written by encoders: `DIR/<session-id>/session.cast`, `transcript.txt`,
+    /// `commands.json`, `manifest.json` (`DATA/exports`).
+    pub exports_dir: Option<PathBuf>,
+    /// The store finished recording sets were uploaded to (`sessions/<id>/...`), read when
+    /// the local copies are gone.
+    pub store: Option<Arc<dyn RecordingStore>>,
+    /// The key that opens encrypted recordings, if they are encrypted.
+    pub identity: Option<RecipientSecret>,
+    /// Directory roles that make a user an administrator (see, control, replay, search).
+    pub admin_roles: Vec<String>,
+    /// Directory roles that make a user an auditor (see, replay, search; no control).
+    pub auditor_roles: Vec<String>,
+    /// Origins accepted on state-changing requests besides the server's own (`Host`), e.g.
+    /// `https://psm.example.com` behind a reverse proxy. When set, **only** these are
+    /// accepted.
+    pub public_origins: Vec<String>,
+    /// Mark the session cookie `Secure` (and name it `__Host-psm_session`). `None`: when the
+    /// server is started with TLS.
+    pub secure_cookies: Option<bool>,
+    /// A login session ends after this long without a request.
+    pub idle_timeout: Duration,
+    /// A login session ends this long after the login, whatever happens.
+    pub max_session: Duration,
+    /// Failed logins per user name (and per client address) before further attempts are
+    /// refused for [`lockout`](Self::lockout).
+    pub max_failed_logins: u32,
+    /// How long too many failed logins lock a name or address out.
+    pub lockout: Duration,
+    /// Most recordings one search reads (the newest first).
+    pub search_sessions: usize,
+    /// Largest recording the UI reads (replay, search), in bytes.
+    pub max_recording_bytes: u64,
+    /// How often the sessions page refreshes itself, in seconds (the page reads it).
+    pub refresh_seconds: u32,
+    /// The websocket base URL of the gateway's live listener (`ws://127.0.0.1:2223`,
+    /// `docs/live.md`): where browser terminals connect, and where viewers connect when a
+    /// session's gateway advertised no address of its own. `None`: no browser terminal.
+    pub live_gateway: Option<String>,
+    /// More origins the pages may open websockets to (added to the CSP's `connect-src`);
+    /// gateways that run live sessions are added by themselves.
+    pub connect_sources: Vec<String>,
+    /// How long a control action (pause...) waits for its gateway to confirm it.
+    pub control_wait: Duration,
+}
+
+impl std::fmt::Debug for WebConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebConfig")
+            .field("recordings_dir", &self.recordings_dir)
+            .field("exports_dir", &self.exports_dir)
+            .field("store", &self.store.is_some())
+            .field("identity", &self.identity.as_ref().map(|_| "***"))
+            .field("admin_roles", &self.admin_roles)
+            .field("auditor_roles", &self.auditor_roles)
+            .field("public_origins", &self.public_origins)
+            .field("secure_cookies", &self.secure_cookies)
+            .field("live_gateway", &self.live_gateway)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        Self {
+            recordings_dir: None,
+            exports_dir: None,
+            store: None,
+            identity: None,
+            admin_roles: vec!["admin".into()],
+            auditor_roles: vec!["auditor".into()],
+            public_origins: Vec::new(),
+            secure_cookies: None,
+            idle_timeout: Duration::from_secs(30 * 60),
+            max_session: Duration::from_secs(12 * 3600),
+            max_failed_logins: 5,
+            lockout: Duration::from_secs(5 * 60),
+            search_sessions: 500,
+            max_recording_bytes: 512 << 20,
+            refresh_seconds: 3,
+            live_gateway: None,
+            connect_sources: Vec::new(),
+            control_wait: Duration::from_secs(5),
+        }
+    }
+}
+
+impl WebConfig {
+    /// The layout of a data directory (`docs/deployment.md`): raw recordings in
+    /// `DATA/recordings`, exports in `DATA/exports`.
+    pub fn for_data_dir(data: &Path) -> Self {
+        Self {
+            recordings_dir: Some(data.join("recordings")),
+            exports_dir: Some(data.join("exports")),
+            ..Self::default()
+        }
+    }
+}
+
+/// The web UI's shared state.
+#[derive(Clone)]
+pub(crate) struct WebState {
+    pub(crate) app: AppState,
+    pub(crate) config: Arc<WebConfig>,
+    pub(crate) logins: LoginSessions,
+}
+
+/// The web UI's router (`/`, `/ui/...`), to merge into the server's.
+pub fn router(app: AppState, mut config: WebConfig, tls: bool) -> Router {
+    if config.secure_cookies.is_none() {
+        config.secure_cookies = Some(tls);
+    }
+    let logins = LoginSessions::new(&config);
+    let state = WebState {
+        app,
+        config: Arc::new(config),
+        logins,
+    };
+    let api = Router::new()
+        .route("/login", post(login::login))
+        .route("/logout", post(login::logout))
+        .route("/me", get(login::me))
+        .route("/sessions", get(api::list_sessions))
+        .route("/sessions/{id}", get(api::session_detail))
+        .route("/sessions/{id}/terminate", post(api::terminate))
+        .route("/sessions/{id}/control", post(api::control))
+        .route("/sessions/{id}/join", post(api::join))
+        .route("/recordings/{id}/cast", get(recordings::cast))
+        .route("/recordings/{id}/commands", get(recordings::commands))
+        .route("/recordings/{id}/index", get(recordings::index))
+        .route("/recordings/{id}/screen", get(recordings::screen))
+        .route("/recordings/{id}/files", get(recordings::files))
+        .route("/recordings/{id}/files/{name}", get(recordings::download))
+        .route("/search", get(search::search))
+        .route("/targets", get(api::targets))
+        .route("/terminal", post(api::terminal))
+        .fallback(guard::api_not_found);
+    Router::new()
+        .nest(&format!("{UI_PREFIX}/api"), api)
+        .route("/", get(assets::root_redirect))
+        .route(UI_PREFIX, get(assets::root_redirect))
+        .route(&format!("{UI_PREFIX}/"), get(assets::index_page))
+        .route(&format!("{UI_PREFIX}/{{page}}"), get(assets::page))
+        .route(&format!("{UI_PREFIX}/assets/{{name}}"), get(assets::asset))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::protect,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+        .with_state(state)
+}

@@ -1,0 +1,524 @@
+//! Recordings for the web UI: where a session's files are (the gateway's raw `.psmr`, the
+//! encoder's exports, or the store once uploaded), the asciicast the player plays (the
+//! export, or converted from the `.psmr` on the fly; a window starting at any second,
+//! rebuilt from the recording's keyframe index), the command index, the chunk index, the
+//! screen at a given second, and downloads.
+
+use std::io::Cursor;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use psm_core::SessionId;
+use psm_recording::export::{self, AsciicastOptions};
+use psm_recording::{ChannelId, EventKind, Micros, ReadOptions, Reader, TermSize, Utf8Decoder};
+use psm_storage::ObjectKey;
+use serde::{Deserialize, Serialize};
+
+use super::WebState;
+use super::api::parse_id;
+use super::guard::Viewer;
+use crate::error::ApiError;
+
+/// The files of a recording set, by their name in the set.
+pub(crate) const RAW: &str = "recording.psmr";
+pub(crate) const CAST: &str = "session.cast";
+pub(crate) const TRANSCRIPT: &str = "transcript.txt";
+pub(crate) const COMMANDS: &str = "commands.json";
+pub(crate) const MANIFEST: &str = "manifest.json";
+const NAMES: [&str; 5] = [RAW, CAST, TRANSCRIPT, COMMANDS, MANIFEST];
+
+/// Where a file was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Location {
+    Local,
+    Store,
+}
+
+/// A downloadable file of a session.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct FileView {
+    pub(crate) name: String,
+    pub(crate) size: u64,
+    pub(crate) location: Location,
+}
+
+fn local_path(state: &WebState, id: SessionId, name: &str) -> Option<std::path::PathBuf> {
+    let id = id.to_string();
+    if name == RAW {
+        state
+            .config
+            .recordings_dir
+            .as_ref()
+            .map(|d| d.join(format!("{id}.psmr")))
+    } else {
+        state
+            .config
+            .exports_dir
+            .as_ref()
+            .map(|d| d.join(&id).join(name))
+    }
+}
+
+fn store_key(id: SessionId, name: &str) -> Option<ObjectKey> {
+    psm_storage::layout::session_prefix(&id.to_string())
+        .and_then(|p| p.join(name))
+        .ok()
+}
+
+/// The files of session `id` that exist (local copies first).
+pub(crate) async fn list_files(state: &WebState, id: SessionId) -> Vec<FileView> {
+    let mut out = Vec::new();
+    for name in NAMES {
+        if let Some(p) = local_path(state, id, name)
+            && let Ok(meta) = tokio::fs::metadata(&p).await
+            && meta.is_file()
+        {
+            out.push(FileView {
+                name: name.to_owned(),
+                size: meta.len(),
+                location: Location::Local,
+            });
+            continue;
+        }
+        if let (Some(store), Some(key)) = (&state.config.store, store_key(id, name)) {
+            match store.head(&key).await {
+                Ok(Some(info)) => out.push(FileView {
+                    name: name.to_owned(),
+                    size: info.size,
+                    location: Location::Store,
+                }),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(session_id = %id, file = name, error = %e, "reading the store")
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The bytes of file `name` of session `id`, if it exists and is not larger than the limit.
+pub(crate) async fn load(
+    state: &WebState,
+    id: SessionId,
+    name: &str,
+) -> Result<Option<Bytes>, ApiError> {
+    let limit = state.config.max_recording_bytes;
+    let too_big = |size: u64| {
+        ApiError::new(
+            413,
+            "too-large",
+            format!(
+                "{name} of session {id} is {size} bytes, more than the web UI reads ({limit}); download it with psm"
+            ),
+        )
+    };
+    if let Some(p) = local_path(state, id, name) {
+        match tokio::fs::metadata(&p).await {
+            Ok(meta) if meta.is_file() => {
+                if meta.len() > limit {
+                    return Err(too_big(meta.len()));
+                }
+                match tokio::fs::read(&p).await {
+                    Ok(b) => return Ok(Some(Bytes::from(b))),
+                    Err(e) => {
+                        tracing::warn!(path = %p.display(), error = %e, "reading a recording file")
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if let (Some(store), Some(key)) = (&state.config.store, store_key(id, name)) {
+        match store.head(&key).await {
+            Ok(Some(info)) => {
+                if info.size > limit {
+                    return Err(too_big(info.size));
+                }
+                return store.get(&key, limit).await.map(Some).map_err(|e| {
+                    tracing::error!(session_id = %id, file = name, error = %e, "reading the store");
+                    ApiError::new(502, "store", "the recording store could not be read")
+                });
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(session_id = %id, file = name, error = %e, "reading the store");
+                return Err(ApiError::new(
+                    502,
+                    "store",
+                    "the recording store could not be read",
+                ));
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn no_recording(id: SessionId) -> ApiError {
+    ApiError::new(
+        404,
+        "no-recording",
+        format!("no recording of session {id} is available here"),
+    )
+}
+
+fn read_options(state: &WebState) -> ReadOptions {
+    ReadOptions {
+        identity: state.config.identity.clone(),
+        ..ReadOptions::default()
+    }
+}
+
+fn recording_error(e: psm_recording::RecordingError) -> ApiError {
+    ApiError::new(
+        422,
+        "unreadable-recording",
+        format!("the recording cannot be read: {e}"),
+    )
+}
+
+/// Runs `f` over the session's `.psmr` on a blocking thread.
+pub(crate) async fn with_reader<T: Send + 'static>(
+    state: &WebState,
+    id: SessionId,
+    f: impl FnOnce(&mut Reader<Cursor<Vec<u8>>>) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let bytes = load(state, id, RAW)
+        .await?
+        .ok_or_else(|| no_recording(id))?;
+    let options = read_options(state);
+    tokio::task::spawn_blocking(move || {
+        let mut r = Reader::from_bytes(bytes.to_vec(), options).map_err(recording_error)?;
+        f(&mut r)
+    })
+    .await
+    .map_err(|_| ApiError::new(500, "internal", "the recording reader failed"))?
+}
+
+/// The window of a cast.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct CastQuery {
+    /// Start the cast at this second (the screen at that moment first, rebuilt from the
+    /// recording's nearest keyframe), instead of at the beginning.
+    from: Option<f64>,
+}
+
+fn cast_response(bytes: Vec<u8>) -> Response {
+    let mut res = Body::from(bytes).into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-asciicast"),
+    );
+    res
+}
+
+/// GET /ui/api/recordings/{id}/cast[?from=SECONDS].
+pub(crate) async fn cast(
+    State(state): State<WebState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    Query(q): Query<CastQuery>,
+) -> Result<Response, ApiError> {
+    viewer.require_view(&state, "replay recordings").await?;
+    let id = parse_id(&id)?;
+    let from = match q.from {
+        Some(f) if !f.is_finite() || f < 0.0 => {
+            return Err(ApiError::new(
+                400,
+                "invalid-input",
+                "from must be a number of seconds",
+            ));
+        }
+        Some(f) if f > 0.0 => Some(Micros::from_secs_f64(f)),
+        _ => None,
+    };
+    let live = state
+        .app
+        .cp
+        .engine()
+        .session(id)
+        .await
+        .map(|s| s.stage == psm_core::Stage::Connected)?;
+    if from.is_none()
+        && !live
+        && let Some(b) = load(&state, id, CAST).await?
+    {
+        return Ok(cast_response(b.to_vec()));
+    }
+    let out = with_reader(&state, id, move |r| {
+        let mut out = Vec::new();
+        match from {
+            None => {
+                export::export_asciicast(r, &mut out, &AsciicastOptions::default(), |_, _| {})
+                    .map_err(recording_error)?;
+            }
+            Some(t) => window_cast(r, t, &mut out)?,
+        }
+        Ok(out)
+    })
+    .await?;
+    Ok(cast_response(out))
+}
+
+fn secs(t: Micros) -> String {
+    format!("{}.{:06}", t.0 / 1_000_000, t.0 % 1_000_000)
+}
+
+/// An asciicast that starts at `t`: the screen at `t` (from the nearest keyframe at or
+/// before it, found through the chunk index), then every later event, times counted from
+/// `t`.
+fn window_cast(
+    r: &mut Reader<Cursor<Vec<u8>>>,
+    t: Micros,
+    out: &mut Vec<u8>,
+) -> Result<(), ApiError> {
+    use std::io::Write as _;
+    let mut tracker = r.screen_at(t).map_err(recording_error)?;
+    let channel = tracker
+        .channels()
+        .into_iter()
+        .next()
+        .unwrap_or(ChannelId(0));
+    let (size, dump) = match tracker.terminal(channel) {
+        Some(term) => (term.size(), term.dump()),
+        None => (
+            r.header().terminal.unwrap_or(TermSize::new(80, 24)),
+            String::new(),
+        ),
+    };
+    let header = serde_json::json!({
+        "version": 2,
+        "width": size.cols,
+        "height": size.rows,
+        "title": format!("{}@{} from {}", r.header().user, r.header().target, secs(t)),
+    });
+    let io = |e: std::io::Error| ApiError::new(500, "internal", format!("writing a cast: {e}"));
+    writeln!(out, "{header}").map_err(io)?;
+    let json = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
+    writeln!(out, "[0.000000, \"o\", {}]", json(&dump)).map_err(io)?;
+    let Some(first) = r.chunk_at(t) else {
+        return Ok(());
+    };
+    let mut decoder = Utf8Decoder::new();
+    for i in first..r.chunks().len() {
+        let Ok(c) = r.read_chunk(i) else {
+            // A damaged chunk: the rest of the window is what can be read after it.
+            continue;
+        };
+        for e in &c.events {
+            if e.time <= t {
+                continue;
+            }
+            let at = secs(Micros(e.time.0 - t.0));
+            match &e.kind {
+                EventKind::Output {
+                    channel: ch, data, ..
+                } if *ch == channel => {
+                    let mut text = String::new();
+                    decoder.decode(data, &mut text);
+                    if !text.is_empty() {
+                        writeln!(out, "[{at}, \"o\", {}]", json(&text)).map_err(io)?;
+                    }
+                }
+                EventKind::Resize { channel: ch, size } if *ch == channel => {
+                    writeln!(out, "[{at}, \"r\", \"{}x{}\"]", size.cols, size.rows).map_err(io)?;
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// GET /ui/api/recordings/{id}/commands: the command index (the encoder's export, or built
+/// from the recording now).
+pub(crate) async fn commands(
+    State(state): State<WebState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    viewer.require_view(&state, "replay recordings").await?;
+    let id = parse_id(&id)?;
+    let live = state
+        .app
+        .cp
+        .engine()
+        .session(id)
+        .await
+        .map(|s| s.stage == psm_core::Stage::Connected)?;
+    let bytes = match (live, load(&state, id, COMMANDS).await?) {
+        (false, Some(b)) => b.to_vec(),
+        _ => {
+            with_reader(&state, id, |r| {
+                let mut out = Vec::new();
+                export::export_commands(r, &mut out, |_, _| {}).map_err(recording_error)?;
+                Ok(out)
+            })
+            .await?
+        }
+    };
+    let mut res = Body::from(bytes).into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(res)
+}
+
+/// One chunk of the recording's index.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ChunkView {
+    seq: u64,
+    start: f64,
+    end: f64,
+    events: u64,
+    keyframe: bool,
+}
+
+/// The recording's index: what the player seeks by.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct IndexView {
+    duration: f64,
+    chunks: Vec<ChunkView>,
+    integrity: String,
+    ending: Option<String>,
+    encrypted: bool,
+    user: String,
+    target: String,
+}
+
+fn f(t: Micros) -> f64 {
+    t.0 as f64 / 1e6
+}
+
+/// GET /ui/api/recordings/{id}/index.
+pub(crate) async fn index(
+    State(state): State<WebState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+) -> Result<axum::Json<IndexView>, ApiError> {
+    viewer.require_view(&state, "replay recordings").await?;
+    let id = parse_id(&id)?;
+    let v = with_reader(&state, id, |r| {
+        Ok(IndexView {
+            duration: f(r.duration()),
+            chunks: r
+                .chunks()
+                .iter()
+                .map(|c| ChunkView {
+                    seq: c.seq,
+                    start: f(c.t_start),
+                    end: f(c.t_end),
+                    events: c.event_count,
+                    keyframe: c.has_keyframes,
+                })
+                .collect(),
+            integrity: format!("{:?}", r.integrity()),
+            ending: r.ending().map(|e| e.reason.clone()),
+            encrypted: r.is_encrypted(),
+            user: r.header().user.clone(),
+            target: r.header().target.clone(),
+        })
+    })
+    .await?;
+    Ok(axum::Json(v))
+}
+
+/// The moment to show.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ScreenQuery {
+    t: f64,
+}
+
+/// The screen at a moment, as text.
+#[derive(Serialize)]
+pub(crate) struct ScreenView {
+    t: f64,
+    lines: Vec<String>,
+}
+
+/// GET /ui/api/recordings/{id}/screen?t=SECONDS: the terminal's text at that moment.
+pub(crate) async fn screen(
+    State(state): State<WebState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    Query(q): Query<ScreenQuery>,
+) -> Result<axum::Json<ScreenView>, ApiError> {
+    viewer.require_view(&state, "replay recordings").await?;
+    let id = parse_id(&id)?;
+    if !q.t.is_finite() || q.t < 0.0 {
+        return Err(ApiError::new(
+            400,
+            "invalid-input",
+            "t must be a number of seconds",
+        ));
+    }
+    let t = Micros::from_secs_f64(q.t);
+    let v = with_reader(&state, id, move |r| {
+        let mut tracker = r.screen_at(t).map_err(recording_error)?;
+        let ch = tracker.channels().into_iter().next();
+        let lines = ch
+            .and_then(|c| tracker.terminal(c).map(|term| term.lines()))
+            .unwrap_or_default();
+        Ok(ScreenView { t: q.t, lines })
+    })
+    .await?;
+    Ok(axum::Json(v))
+}
+
+/// GET /ui/api/recordings/{id}/files.
+pub(crate) async fn files(
+    State(state): State<WebState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Vec<FileView>>, ApiError> {
+    viewer.require_view(&state, "download recordings").await?;
+    let id = parse_id(&id)?;
+    Ok(axum::Json(list_files(&state, id).await))
+}
+
+/// GET /ui/api/recordings/{id}/files/{name}: a download (always an attachment, never
+/// rendered by the browser).
+pub(crate) async fn download(
+    State(state): State<WebState>,
+    viewer: Viewer,
+    Path((id, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    viewer.require_view(&state, "download recordings").await?;
+    let id = parse_id(&id)?;
+    let Some(name) = NAMES.into_iter().find(|n| *n == name) else {
+        return Err(ApiError::new(
+            404,
+            "not-found",
+            "no such file in a recording set",
+        ));
+    };
+    let bytes = load(&state, id, name)
+        .await?
+        .ok_or_else(|| no_recording(id))?;
+    super::guard::audit(
+        &state,
+        Some(id),
+        &viewer.actor(),
+        psm_core::AuditAction::Other,
+        format!("downloaded {name} from the web UI"),
+    )
+    .await;
+    let mut res = Body::from(bytes).into_response();
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{id}-{name}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(res)
+}

@@ -1,0 +1,802 @@
+//! The admin web UI in a real browser (Debian's Chromium driven by playwright-core) against
+//! a real session: OpenSSH's `ssh` logs in through the PSM SSH gateway (psm-proxy) to a real
+//! `sshd`; the admin logs in to the web UI, sees the session live, watches the user's typing
+//! appear, pauses and resumes it, terminates it, replays it, searches for a command and opens
+//! the replay at that second, and uses the browser terminal. Recorded output carrying
+//! `<script>` and `<img onerror>` must never run. Screenshots of every step are kept under
+//! `$CARGO_TARGET_DIR/psm-artifacts/screenshots/` (or `$PSM_ARTIFACTS/screenshots/`).
+//!
+//! Needs: chromium, openssh-server, openssh-client, sshpass (Debian), node and `npm ci`
+//! (playwright-core). Runs as root (it creates the target account).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use psm_core::clock::SystemClock;
+use psm_core::directory::{MemoryDirectory, NewUser, PasswordHash, UserDirectory};
+use psm_core::store::MemoryStore;
+use psm_core::vault::{Keyring, MasterKey, MemoryVaultStore, PamSettings, Vault, VaultConfig};
+use psm_core::{
+    ControlPlane, Engine, EngineConfig, LocalControlPlane, ProcessInstance, SessionId, Stage,
+};
+use psm_proxy::live::{LiveDeps, LiveLink, LiveServer, LiveServerConfig};
+use psm_proxy::record::{RecorderConfig, RecorderFactory};
+use psm_proxy::ssh::{
+    GatewayDeps, SshGateway, SshGatewayConfig, generate_host_key, host_key_public,
+};
+use psm_proxy::{HostKeyCheck, StaticTarget, StaticTargets, TargetCredential, TargetSecret};
+use psm_server::web::WebConfig;
+use psm_server::{ApiKeys, Server, ServerConfig};
+use serde_json::{Value, json};
+
+const TARGET_USER: &str = "psmwebtest";
+const ADMIN_PW: &str = "admin-Password-9";
+const ALICE_PW: &str = "alice-Password-9";
+/// How long any one wait may take (generous: the machine is shared and slow).
+const WAIT: Duration = Duration::from_secs(60);
+
+fn need(program: &str, package: &str) {
+    let found = Path::new(program).exists()
+        || Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {program}"))
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+    assert!(found, "{program} is missing: install {package}");
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn screenshot_dir() -> PathBuf {
+    let base = std::env::var_os("PSM_ARTIFACTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_TARGET_TMPDIR"))
+                .parent()
+                .unwrap()
+                .join("psm-artifacts")
+        });
+    base.join("screenshots").join("web")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_port(port: u16) {
+    let start = Instant::now();
+    while start.elapsed() < WAIT {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("nothing listens on 127.0.0.1:{port}");
+}
+
+fn target_password() -> &'static str {
+    static PW: OnceLock<String> = OnceLock::new();
+    PW.get_or_init(|| {
+        need("useradd", "passwd");
+        let pw = format!("Vault-{}", uuid::Uuid::new_v4().simple());
+        let exists = Command::new("id")
+            .arg(TARGET_USER)
+            .output()
+            .unwrap()
+            .status
+            .success();
+        if !exists {
+            let st = Command::new("useradd")
+                .args(["-m", "-s", "/bin/bash", TARGET_USER])
+                .status()
+                .unwrap();
+            assert!(
+                st.success(),
+                "useradd {TARGET_USER} failed (the test runs as root)"
+            );
+        }
+        let mut child = Command::new("chpasswd")
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{TARGET_USER}:{pw}\n").as_bytes())
+            .unwrap();
+        assert!(child.wait().unwrap().success(), "chpasswd failed");
+        // A plain prompt that the command index reads back (`$ ` ends it).
+        let home = PathBuf::from(format!("/home/{TARGET_USER}"));
+        std::fs::write(home.join(".bashrc"), "PS1='\\u@web-01:\\w\\$ '\n").unwrap();
+        pw
+    })
+}
+
+/// A private sshd on a loopback port, stopped by PID on drop.
+struct Sshd {
+    _dir: tempfile::TempDir,
+    port: u16,
+    host_pub: String,
+    child: Child,
+}
+
+impl Sshd {
+    fn start() -> Self {
+        need("/usr/sbin/sshd", "openssh-server");
+        need("ssh-keygen", "openssh-client");
+        target_password();
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let st = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(d.join("host"))
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let port = free_port();
+        std::fs::write(
+            d.join("sshd_config"),
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host\nPidFile {d}/sshd.pid\n\
+                 PasswordAuthentication yes\nPubkeyAuthentication yes\nKbdInteractiveAuthentication no\n\
+                 UsePAM no\nStrictModes no\nLogLevel INFO\n",
+                d = d.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("/usr/sbin/sshd")
+            .arg("-D")
+            .arg("-e")
+            .arg("-f")
+            .arg(d.join("sshd_config"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(d.join("sshd.log")).unwrap())
+            .spawn()
+            .unwrap();
+        wait_port(port);
+        let host_pub = std::fs::read_to_string(d.join("host.pub"))
+            .unwrap()
+            .trim()
+            .to_owned();
+        Self {
+            _dir: dir,
+            port,
+            host_pub,
+            child,
+        }
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The browser, driven step by step through web_browser.cjs.
+struct Browser {
+    child: Child,
+    stdin: ChildStdin,
+    out: std::io::Lines<BufReader<std::process::ChildStdout>>,
+    shots: Vec<PathBuf>,
+}
+
+impl Browser {
+    fn start(dir: &Path) -> Self {
+        need("/usr/bin/chromium", "the Debian package chromium");
+        need("node", "nodejs (Debian) or Node.js 20");
+        let root = repo_root();
+        assert!(
+            root.join("node_modules/playwright-core").exists(),
+            "node_modules/playwright-core is missing: run `npm ci` in {}",
+            root.display()
+        );
+        let mut child = Command::new("node")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/web_browser.cjs"))
+            .arg(dir)
+            .current_dir(&root)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting node");
+        let stdin = child.stdin.take().unwrap();
+        let out = BufReader::new(child.stdout.take().unwrap()).lines();
+        Self {
+            child,
+            stdin,
+            out,
+            shots: Vec::new(),
+        }
+    }
+
+    /// Runs one step; panics (with the page's text) if it fails or if injected script ran.
+    fn step(&mut self, step: Value) -> Value {
+        let v = self.try_step(step.clone());
+        assert_eq!(v["ok"], true, "browser step {step} failed: {v:#}");
+        v
+    }
+
+    fn try_step(&mut self, step: Value) -> Value {
+        writeln!(self.stdin, "{step}").unwrap();
+        self.stdin.flush().unwrap();
+        let line = self.out.next().expect("the browser driver ended").unwrap();
+        let v: Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("driver said {line:?}: {e}"));
+        assert!(
+            v["pwned"].is_null(),
+            "script injected through data ran: {v:#}"
+        );
+        assert!(
+            v["dialogs"].as_array().is_none_or(|d| d.is_empty()),
+            "a dialog opened (injected script?): {v:#}"
+        );
+        assert!(
+            v["pageErrors"].as_array().is_none_or(|d| d.is_empty()),
+            "the page threw: {v:#}"
+        );
+        v
+    }
+
+    fn goto(&mut self, url: &str) {
+        self.step(json!({"op": "goto", "url": url}));
+    }
+
+    fn wait(&mut self, js: &str) {
+        self.step(json!({"op": "waitFor", "js": js, "timeout": WAIT.as_millis() as u64}));
+    }
+
+    fn eval(&mut self, js: &str) -> Value {
+        self.step(json!({"op": "eval", "js": js}))["value"].clone()
+    }
+
+    fn click(&mut self, sel: &str) {
+        self.step(json!({"op": "click", "sel": sel}));
+    }
+
+    fn fill(&mut self, sel: &str, value: &str) {
+        self.step(json!({"op": "fill", "sel": sel, "value": value}));
+    }
+
+    fn shot(&mut self, name: &str) {
+        let v = self.step(json!({"op": "screenshot", "name": name}));
+        let p = PathBuf::from(v["value"].as_str().unwrap());
+        assert!(
+            std::fs::metadata(&p).unwrap().len() > 1000,
+            "{} is empty",
+            p.display()
+        );
+        println!("screenshot: {}", p.display());
+        self.shots.push(p);
+    }
+
+    fn close(mut self) {
+        let _ = self.try_step(json!({"op": "close"}));
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A real OpenSSH client session through the gateway, typed into through a pipe, its
+/// output collected.
+struct SshClient {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    output: Arc<Mutex<Vec<u8>>>,
+}
+
+impl SshClient {
+    fn start(gateway_port: u16, known_hosts: &Path) -> Self {
+        need("ssh", "openssh-client");
+        need("sshpass", "sshpass");
+        need("python3", "python3");
+        // ssh runs in a pseudo-terminal of 100x30, like a user's terminal window.
+        let mut child = Command::new("python3")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/web_pty.py"))
+            .args([
+                "100",
+                "30",
+                "sshpass",
+                "-p",
+                ALICE_PW,
+                "ssh",
+                "-F",
+                "/dev/null",
+            ])
+            .arg("-o")
+            .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+            .args([
+                "-o",
+                "StrictHostKeyChecking=yes",
+                "-o",
+                "PreferredAuthentications=password",
+            ])
+            .args(["-o", "PubkeyAuthentication=no", "-o", "ConnectTimeout=30"])
+            .args(["-p", &gateway_port.to_string(), "alice+web-01@127.0.0.1"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let output = Arc::new(Mutex::new(Vec::new()));
+        for mut stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let output = output.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = stream.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    output.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+            });
+        }
+        Self {
+            stdin: child.stdin.take(),
+            child,
+            output,
+        }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned()
+    }
+
+    fn type_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().unwrap();
+        stdin.write_all(line.as_bytes()).unwrap();
+        stdin.write_all(b"\r").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn wait_output(&self, needle: &str) {
+        let start = Instant::now();
+        while start.elapsed() < WAIT {
+            if self.text().contains(needle) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "the ssh client never showed {needle:?}; it showed:\n{}",
+            self.text()
+        );
+    }
+
+    fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let start = Instant::now();
+        while start.elapsed() < WAIT {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the ssh client did not exit; it showed:\n{}", self.text());
+    }
+}
+
+impl Drop for SshClient {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+async fn wait_until<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while start.elapsed() < WAIT {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn admin_watches_controls_replays_and_searches_a_real_session_in_chromium() {
+    let sshd = Sshd::start();
+    let data = tempfile::tempdir().unwrap();
+
+    // Control plane, directory, the user's target.
+    let engine = Engine::new(
+        Arc::new(MemoryStore::new()),
+        Arc::new(SystemClock),
+        EngineConfig::default(),
+    );
+    let vault = Vault::new(
+        Arc::new(MemoryVaultStore::new()),
+        Keyring::new(MasterKey::generate().unwrap()),
+        engine.clone(),
+        VaultConfig::default(),
+    );
+    let cp = LocalControlPlane::new(engine.clone(), vault, PamSettings::default());
+    let directory = Arc::new(MemoryDirectory::new());
+    for (name, pw, role) in [("admin", ADMIN_PW, "admin"), ("alice", ALICE_PW, "ops")] {
+        directory
+            .create_user(&NewUser {
+                name: name.parse().unwrap(),
+                password: Some(PasswordHash::hash(pw).unwrap()),
+                roles: vec![role.into()],
+                ..NewUser::default()
+            })
+            .await
+            .unwrap();
+    }
+    directory.grant("admin", "*").await.unwrap();
+    directory.grant("ops", "web-01").await.unwrap();
+    let targets = StaticTargets::new();
+    targets.insert(
+        "web-01",
+        StaticTarget {
+            host: "127.0.0.1".into(),
+            port: sshd.port,
+            host_key: HostKeyCheck::Pinned(vec![sshd.host_pub.clone()]),
+            credential: TargetCredential {
+                account: TARGET_USER.into(),
+                secret: TargetSecret::Password(target_password().into()),
+            },
+            lifetime: None,
+        },
+    );
+    // The web UI lists targets from the vault (the gateway here uses StaticTargets).
+    cp.vault()
+        .put_target(
+            psm_core::vault::Target {
+                name: "web-01".into(),
+                host: "127.0.0.1".into(),
+                port: sshd.port,
+                protocol: psm_core::Protocol::Ssh,
+                host_key: None,
+            },
+            "test",
+        )
+        .await
+        .unwrap();
+
+    // The web server's port first: the gateway's live listener allows its origin.
+    let web_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let web_url = format!("http://{}", web_listener.local_addr().unwrap());
+
+    // The SSH gateway, recording into DATA/recordings, and its live listener and link.
+    let me = ProcessInstance::new("gw-web").unwrap();
+    let mut config = SshGatewayConfig::new("127.0.0.1:0".parse().unwrap(), me.clone());
+    let host_key = generate_host_key();
+    let (host_line, _) = host_key_public(&host_key);
+    config.host_keys.push(host_key);
+    config.heartbeat_interval = Duration::from_secs(1);
+    let control_plane: Arc<dyn ControlPlane> = Arc::new(cp.clone());
+    let gateway = SshGateway::bind(
+        config,
+        GatewayDeps {
+            control_plane: control_plane.clone(),
+            directory: directory.clone(),
+            targets: Arc::new(targets),
+            taps: Arc::new(RecorderFactory::new(RecorderConfig::new(
+                data.path().join("recordings"),
+                psm_recording::SigningKey::generate().unwrap(),
+                "web-browser-test",
+            ))),
+            registry: psm_proxy::SessionRegistry::new(),
+        },
+    )
+    .await
+    .unwrap();
+    let gw_addr = gateway.local_addr();
+    let mut live_config = LiveServerConfig::new("127.0.0.1:0".parse().unwrap(), me.clone());
+    live_config.allowed_origins.push(web_url.clone());
+    let live = LiveServer::bind(
+        live_config,
+        LiveDeps {
+            control_plane: control_plane.clone(),
+            registry: gateway.registry(),
+            terminals: Some(gateway.connector()),
+        },
+    )
+    .await
+    .unwrap();
+    let live_url = live.url();
+    let link = LiveLink::start(
+        control_plane.clone(),
+        gateway.registry(),
+        me.clone(),
+        Some(live_url.clone()),
+    );
+    let (stop_live, live_stopped) = tokio::sync::oneshot::channel::<()>();
+    let live_task = tokio::spawn(live.run(async {
+        let _ = live_stopped.await;
+    }));
+    let (stop_gw, gw_stopped) = tokio::sync::oneshot::channel::<()>();
+    let gw_task = tokio::spawn(gateway.run(async {
+        let _ = gw_stopped.await;
+    }));
+
+    // The web UI.
+    let mut web = WebConfig::for_data_dir(data.path());
+    web.live_gateway = Some(live_url.clone());
+    web.refresh_seconds = 1;
+    let server = Server::new(
+        cp.clone(),
+        ApiKeys::new(),
+        data.path().join("artifacts"),
+        ServerConfig::default(),
+    )
+    .with_directory(directory.clone())
+    .with_web(web)
+    .start(web_listener, None)
+    .unwrap();
+
+    let known_hosts = data.path().join("known_hosts");
+    let mut parts = host_line.split_whitespace();
+    std::fs::write(
+        &known_hosts,
+        format!(
+            "[127.0.0.1]:{} {} {}\n",
+            gw_addr.port(),
+            parts.next().unwrap(),
+            parts.next().unwrap()
+        ),
+    )
+    .unwrap();
+
+    let shots = screenshot_dir();
+    let _ = std::fs::remove_dir_all(&shots);
+    println!("screenshots go to {}", shots.display());
+    let mut b = tokio::task::block_in_place(|| Browser::start(&shots));
+
+    // 1. Log in.
+    tokio::task::block_in_place(|| {
+        b.goto(&format!("{web_url}/ui/"));
+        b.wait("location.pathname === '/ui/login' && !!document.querySelector('#user')");
+        b.shot("01-login");
+        b.fill("#user", "admin");
+        b.fill("#password", "wrong password");
+        b.click("#login");
+        b.wait("document.querySelector('#login-error').textContent.includes('wrong user name')");
+        b.fill("#password", ADMIN_PW);
+        b.click("#login");
+        b.wait("!!document.querySelector('#sessions-body')");
+    });
+
+    // 2. Alice logs in with OpenSSH through the gateway; the session shows up live.
+    let mut ssh = SshClient::start(gw_addr.port(), &known_hosts);
+    tokio::task::block_in_place(|| ssh.wait_output("$ "));
+    let id: SessionId = {
+        let start = Instant::now();
+        loop {
+            let live = cp.live_sessions().await.unwrap();
+            if let Some((s, _)) = live.first() {
+                break s.id;
+            }
+            assert!(start.elapsed() < WAIT, "the session never became Connected");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::task::block_in_place(|| {
+        b.wait(&format!(
+            "!!document.querySelector('tr[data-session=\"{id}\"].live')"
+        ));
+        b.shot("02-sessions-live");
+
+        // 3. Watch it: the user's typing appears in the live view.
+        b.goto(&format!("{web_url}/ui/session?id={id}&watch=1"));
+        b.wait("window.psm.live && window.psm.live.connected");
+        ssh.type_line("echo typed-by-alice-$((6*7))");
+        ssh.wait_output("typed-by-alice-42");
+        b.wait("window.psm.liveText && window.psm.liveText().includes('typed-by-alice-42')");
+        // Recorded output that looks like markup is shown as text and never runs.
+        ssh.type_line(
+            "echo '<script>window.__pwned=1</script>' '<img src=x onerror=\"window.__pwned=2\">'",
+        );
+        b.wait("window.psm.liveText().includes('<img src=x onerror=')");
+        b.shot("03-live-typing");
+    });
+
+    // 4. Pause: the user is told, their input is held.
+    tokio::task::block_in_place(|| {
+        b.fill("#reason", "checking this");
+        b.click("#pause");
+        b.wait("window.psm.lastControl && window.psm.lastControl.action === 'pause' && window.psm.lastControl.applied === true");
+        ssh.wait_output("session paused by admin");
+        b.wait("!!document.querySelector('#flag-paused')");
+        ssh.type_line("echo held-while-paused-$((100+1))");
+    });
+    // The held line must not reach the target while paused.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::task::block_in_place(|| {
+        let text = b.eval("window.psm.liveText()");
+        assert!(
+            !text.as_str().unwrap().contains("held-while-paused-101"),
+            "input reached the target while paused:\n{text}"
+        );
+        b.shot("04-paused");
+
+        // 5. Resume: the held input flows.
+        b.click("#resume");
+        b.wait(
+            "window.psm.lastControl.action === 'resume' && window.psm.lastControl.applied === true",
+        );
+        b.wait("window.psm.liveText().includes('held-while-paused-101')");
+        ssh.wait_output("held-while-paused-101");
+        b.wait("!document.querySelector('#flag-paused')");
+        b.shot("05-resumed");
+        ssh.type_line("uname -s");
+        b.wait("window.psm.liveText().includes('Linux')");
+
+        // 6. Terminate with a reason the user sees.
+        b.fill("#reason", "end of the browser test");
+        b.click("#terminate");
+        b.wait("window.psm.lastControl && window.psm.lastControl.action === 'terminate'");
+        ssh.wait_output("end of the browser test");
+    });
+    tokio::task::block_in_place(|| ssh.wait_exit());
+    wait_until("the session to end", || {
+        let cp = cp.clone();
+        async move { cp.engine().session(id).await.unwrap().stage != Stage::Connected }
+    })
+    .await;
+    tokio::task::block_in_place(|| {
+        b.wait("window.psm.live && !!window.psm.live.closed");
+        b.shot("06-terminated");
+
+        // 7. Replay, seek through the command list.
+        b.goto(&format!("{web_url}/ui/replay?id={id}"));
+        b.wait("window.psm.replay && window.psm.replay.ready && document.querySelectorAll('#commands .jump').length > 0");
+        let commands = b.eval(
+            "Array.from(document.querySelectorAll('#commands code')).map((c) => c.textContent)",
+        );
+        let commands: Vec<String> = serde_json::from_value(commands).unwrap();
+        assert!(
+            commands.iter().any(|c| c == "echo typed-by-alice-$((6*7))"),
+            "{commands:?}"
+        );
+        assert!(commands.iter().any(|c| c == "uname -s"), "{commands:?}");
+        b.step(json!({"op": "eval", "js": "window.psm.replay.player.play()"}));
+        b.wait("window.psm.replay.currentTime() > 0");
+        b.shot("07-replay");
+        b.click("#commands li:nth-child(3) .jump");
+        b.wait("window.psm.replay.seekedTo > 0");
+        b.shot("08-replay-seek");
+
+        // 8. Search for the command; the hit opens the replay at its second.
+        b.goto(&format!("{web_url}/ui/search?q=uname%20-s&kind=command"));
+        b.wait("window.psm.search && window.psm.search.sessions.length > 0");
+        b.shot("09-search");
+        let t = b
+            .eval("window.psm.search.sessions[0].hits[0].time")
+            .as_f64()
+            .unwrap();
+        assert!(t > 0.0, "the hit has its second");
+        b.click(".hit-link");
+        b.wait(
+            "location.pathname === '/ui/replay' && window.psm.replay && window.psm.replay.ready",
+        );
+        let start = b
+            .eval("Number(new URLSearchParams(location.search).get('t'))")
+            .as_f64()
+            .unwrap();
+        assert!(
+            (start - t).abs() < 0.001,
+            "opened at {start}, the hit was at {t}"
+        );
+        b.shot("10-replay-from-search");
+
+        // 9. Search terms and results that look like markup stay text.
+        b.goto(&format!(
+            "{web_url}/ui/search?q={}",
+            urlencode("<img src=x onerror=\"window.__pwned=3\">")
+        ));
+        b.wait("window.psm.search && window.psm.search.sessions.length > 0");
+        let imgs = b.eval("document.querySelectorAll('main img').length");
+        assert_eq!(imgs, 0, "no element was made from recorded text");
+        let marks = b.eval(
+            "Array.from(document.querySelectorAll('#results mark')).map((m) => m.textContent)",
+        );
+        assert!(marks.to_string().contains("<img src=x onerror="), "{marks}");
+        b.shot("11-search-markup-is-text");
+
+        // 10. The browser terminal (the seed's main flow): pick the target, get a shell.
+        b.goto(&format!("{web_url}/ui/terminal"));
+        b.wait("!!document.querySelector('button.target[data-target=\"web-01\"]')");
+        b.click("button.target[data-target=\"web-01\"]");
+        b.wait("window.psm.terminal && window.psm.terminal.connected");
+        b.wait("window.psm.terminalText().includes('$ ')");
+        b.step(json!({"op": "type", "text": "echo from-the-browser-$((2*21))"}));
+        b.step(json!({"op": "press", "key": "Enter"}));
+        b.wait("window.psm.terminalText().includes('from-the-browser-42')");
+        b.shot("12-browser-terminal");
+    });
+    let browser_session = tokio::task::block_in_place(|| {
+        b.eval("window.psm.terminal.session")
+            .as_str()
+            .map(str::to_owned)
+    });
+    tokio::task::block_in_place(|| {
+        b.step(json!({"op": "type", "text": "exit"}));
+        b.step(json!({"op": "press", "key": "Enter"}));
+        b.wait("!!window.psm.terminal.closed");
+        b.goto(&format!("{web_url}/ui/sessions"));
+        b.wait("document.querySelectorAll('#sessions-body tr[data-session]').length >= 2");
+        b.shot("13-sessions-after");
+        b.close();
+    });
+    if let Some(bs) = browser_session {
+        let s = cp.engine().session(bs.parse().unwrap()).await.unwrap();
+        assert_eq!(
+            s.user, "admin",
+            "the browser terminal runs as the logged-in user"
+        );
+        assert_eq!(s.target, "web-01");
+    }
+
+    // What the admin did is in the session's audit trail, with the admin as actor.
+    let trail = cp.engine().audit_trail(id).await.unwrap();
+    let details: Vec<String> = trail
+        .iter()
+        .map(|e| format!("{} {}", e.record.actor, e.record.detail))
+        .collect();
+    for needle in [
+        "paused by admin",
+        "resumed by admin",
+        "web: terminate requested",
+    ] {
+        assert!(
+            details.iter().any(|d| d.contains(needle)),
+            "{needle} missing from {details:#?}"
+        );
+    }
+
+    let _ = stop_gw.send(());
+    let _ = tokio::time::timeout(WAIT, gw_task).await;
+    let _ = stop_live.send(());
+    let _ = tokio::time::timeout(WAIT, live_task).await;
+    link.stop().await;
+    server.stop().await;
+    println!("screenshots: {}", shots.display());
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}

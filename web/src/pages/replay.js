@@ -1,0 +1,128 @@
+import * as AsciinemaPlayer from 'asciinema-player';
+import { api, query } from '../api.js';
+import { h, append, clear, offset, when, highlight } from '../dom.js';
+
+export async function replayPage(main, params) {
+  const id = params.get('id') || '';
+  const startAt = Math.max(0, Number(params.get('t') || 0) || 0);
+  const enc = encodeURIComponent(id);
+  const detail = await api.get(`/sessions/${enc}`);
+  const s = detail.session;
+  const playerBox = h('div', { class: 'player', id: 'player' });
+  const commandsBox = h('ol', { class: 'commands', id: 'commands' });
+  const indexBox = h('div', { class: 'index', id: 'index' });
+  const status = h('p', { class: 'muted', id: 'replay-status' });
+  const files = h('ul', { class: 'files' });
+  const filter = h('input', { id: 'command-filter', placeholder: 'filter commands' });
+
+  append(main,
+    h('h1', {}, `Replay ${s.user}@${s.target}`),
+    h('p', { class: 'muted' }, `${when(s.start)} · ${s.stage}${s.live ? ' (live: replay shows what is recorded so far)' : ''}`),
+    h('div', { class: 'replay' },
+      h('div', { class: 'replay-main' }, playerBox, indexBox, status),
+      h('aside', { class: 'replay-side' },
+        h('h2', {}, 'Commands'), filter, commandsBox,
+        h('h2', {}, 'Downloads'), files)));
+
+  for (const f of detail.files) {
+    append(files, h('li', {}, h('a', { href: `/ui/api/recordings/${enc}/files/${encodeURIComponent(f.name)}`, download: `${id}-${f.name}` }, f.name),
+      ' ', h('span', { class: 'muted' }, `${f.size} bytes`)));
+  }
+
+  let commands = [];
+  try {
+    const idx = await api.get(`/recordings/${enc}/commands`);
+    commands = (idx && idx.commands) || [];
+  } catch (e) {
+    append(commandsBox, h('li', { class: 'muted' }, `No command index: ${e.message}`));
+  }
+
+  let player = null;
+  let base = 0; // the recording time at the player's 0 (a window cast starts later)
+  const seek = async (t) => {
+    if (!player) return;
+    if (t < base) { await load(t); return; }
+    await player.seek(Math.max(0, t - base));
+    window.psm.replay.seekedTo = t;
+  };
+
+  async function load(from) {
+    if (player) player.dispose();
+    clear(playerBox);
+    const windowed = from > 0 && window.psm.replay && window.psm.replay.windowed;
+    base = windowed ? from : 0;
+    const url = `/ui/api/recordings/${enc}/cast${windowed ? query({ from }) : ''}`;
+    // Fetch first so errors are shown (the player only says "failed").
+    const res = await fetch(url, { credentials: 'same-origin' });
+    if (!res.ok) {
+      let msg = `${res.status}`;
+      try { msg = (await res.json()).Content || msg; } catch { /* not JSON */ }
+      if (res.status === 413 && !windowed) {
+        window.psm.replay.windowed = true;
+        status.textContent = 'Large recording: playing from the index position.';
+        return load(Math.max(from, 0.000001));
+      }
+      status.textContent = `Cannot replay: ${msg}`;
+      window.psm.replay.error = msg;
+      return null;
+    }
+    const data = await res.text();
+    const markers = commands.filter((c) => c.time_us / 1e6 >= base).map((c) => [c.time_us / 1e6 - base, c.command.slice(0, 80)]);
+    player = AsciinemaPlayer.create({ data }, playerBox, {
+      fit: 'width', terminalFontSize: 'small', idleTimeLimit: 2, markers,
+      startAt: windowed ? 0 : from, preload: true, controls: true,
+    });
+    player.addEventListener('marker', ({ time }) => { window.psm.replay.marker = base + time; });
+    window.psm.replay.ready = true;
+    window.psm.replay.player = player;
+    window.psm.replay.currentTime = () => base + player.getCurrentTime();
+    return player;
+  }
+
+  window.psm.replay = { ready: false, seekedTo: startAt };
+
+  const renderCommands = () => {
+    clear(commandsBox);
+    const f = filter.value.trim().toLowerCase();
+    const shown = commands.filter((c) => !f || c.command.toLowerCase().includes(f));
+    for (const c of shown) {
+      append(commandsBox, h('li', {},
+        h('button', { type: 'button', class: 'link jump', dataset: { t: c.time_us / 1e6 }, on: { click: () => seek(c.time_us / 1e6) } },
+          h('span', { class: 'muted' }, c.offset.slice(0, 8)), ' ', h('code', {}, highlight(c.command, f))),
+        c.exit_status !== null && c.exit_status !== undefined && c.exit_status !== 0 ? h('span', { class: 'badge' }, `exit ${c.exit_status}`) : null));
+    }
+    if (commands.length && !shown.length) append(commandsBox, h('li', { class: 'muted' }, 'No command matches.'));
+    if (!commands.length) append(commandsBox, h('li', { class: 'muted' }, 'No commands recorded.'));
+  };
+  filter.addEventListener('input', renderCommands);
+  renderCommands();
+
+  // The recording's chunk index: every chunk with a keyframe is a place the player (and the
+  // server, for large recordings) can seek to directly.
+  try {
+    const idx = await api.get(`/recordings/${enc}/index`);
+    const total = Math.max(idx.duration, 0.001);
+    const bar = h('div', { class: 'index-bar', title: 'recording index: click to seek' });
+    for (const c of idx.chunks) {
+      const left = (c.start / total) * 100;
+      const width = Math.max(((c.end - c.start) / total) * 100, 0.5);
+      append(bar, h('button', {
+        type: 'button', class: c.keyframe ? 'chunk keyframe' : 'chunk',
+        title: `chunk ${c.seq}: ${offset(c.start)} – ${offset(c.end)}, ${c.events} events`,
+        dataset: { left: left.toFixed(3), width: width.toFixed(3) },
+        on: { click: () => seek(c.start) },
+      }));
+    }
+    append(indexBox, h('span', { class: 'muted' }, `index: ${idx.chunks.length} chunk(s), ${offset(idx.duration)}, ${idx.integrity}`), bar);
+    for (const b of bar.children) {
+      b.style.left = `${b.dataset.left}%`;
+      b.style.width = `${b.dataset.width}%`;
+    }
+    window.psm.replay.index = idx;
+  } catch (e) {
+    append(indexBox, h('span', { class: 'muted' }, `index unavailable: ${e.message}`));
+  }
+
+  await load(startAt);
+  if (startAt > 0) status.textContent = `Opened at ${offset(startAt)}.`;
+}
