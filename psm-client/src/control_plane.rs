@@ -61,7 +61,7 @@ impl HttpControlPlane {
         if !resp.leases.is_empty() {
             return resp.leases.into_iter().map(Lease::from).collect();
         }
-        let expires = Timestamp::now_utc().add(self.assumed_lease);
+        let expires = Timestamp::now_utc().saturating_add(self.assumed_lease);
         resp.session_ids
             .into_iter()
             .map(|session| Lease {
@@ -91,7 +91,7 @@ fn checkout_from(
                 user: String::new(),
                 target: String::new(),
                 created: now,
-                expires: now.add(remaining),
+                expires: now.saturating_add(remaining),
                 ended: None,
                 end_reason: None,
                 created_by: String::new(),
@@ -190,7 +190,7 @@ impl ControlPlane for HttpControlPlane {
         Ok(match resp.lease {
             Some(l) => l.into(),
             None => Lease {
-                expires: Timestamp::now_utc().add(self.assumed_lease),
+                expires: Timestamp::now_utc().saturating_add(self.assumed_lease),
                 ..lease.clone()
             },
         })

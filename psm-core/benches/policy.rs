@@ -53,7 +53,7 @@ fn output_text(bytes: usize) -> Vec<u8> {
     let mut i = 0u64;
     while out.len() < bytes {
         i += 1;
-        if i % 4 == 0 {
+        if i.is_multiple_of(4) {
             out.extend_from_slice(b"\x1b[01;34m");
         }
         out.extend_from_slice(
@@ -63,7 +63,7 @@ fn output_text(bytes: usize) -> Vec<u8> {
             )
             .as_bytes(),
         );
-        if i % 4 == 0 {
+        if i.is_multiple_of(4) {
             out.extend_from_slice(b"\x1b[0m");
         }
         out.extend_from_slice(b"\r\n");

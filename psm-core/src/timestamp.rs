@@ -45,13 +45,13 @@ impl Timestamp {
     }
 
     /// `self + d`, saturating.
-    pub fn add(self, d: Duration) -> Self {
+    pub fn saturating_add(self, d: Duration) -> Self {
         let micros = i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
         Self(self.0.saturating_add(micros))
     }
 
     /// `self - d`, saturating.
-    pub fn sub(self, d: Duration) -> Self {
+    pub fn saturating_sub(self, d: Duration) -> Self {
         let micros = i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
         Self(self.0.saturating_sub(micros))
     }
@@ -102,7 +102,10 @@ mod tests {
     #[test]
     fn arithmetic_saturates() {
         let t = Timestamp::from_micros(i64::MAX - 1);
-        assert_eq!(t.add(Duration::from_secs(10)).as_micros(), i64::MAX);
+        assert_eq!(
+            t.saturating_add(Duration::from_secs(10)).as_micros(),
+            i64::MAX
+        );
         assert_eq!(
             Timestamp::EPOCH.since(Timestamp::from_micros(5)),
             Duration::ZERO

@@ -160,8 +160,8 @@ async fn race(stores: Vec<Arc<dyn SessionStore>>) {
     // Gateways: open every session; 90% end it, 10% die (the watchdog must end those).
     let mut ids = Vec::with_capacity(SESSIONS);
     let mut opens = Vec::new();
-    for chunk in 0..WORKERS {
-        let engine = engines[chunk].clone();
+    for (chunk, engine) in engines.iter().enumerate().take(WORKERS) {
+        let engine = engine.clone();
         opens.push(tokio::spawn(async move {
             let gw = ProcessInstance::new(format!("gateway-{chunk}")).expect("pi");
             let mut mine = Vec::new();

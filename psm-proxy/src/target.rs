@@ -196,7 +196,7 @@ impl TargetAccess for StaticTargets {
             host_key: t.host_key,
             account: t.credential.account,
             checkout: None,
-            expires: t.lifetime.map(|d| Timestamp::now_utc().add(d)),
+            expires: t.lifetime.map(|d| Timestamp::now_utc().saturating_add(d)),
         })
     }
 

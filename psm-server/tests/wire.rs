@@ -390,7 +390,7 @@ async fn seed_examples_against_a_real_server() {
             user: "alice".into(),
             target: "web-01".into(),
             created: now,
-            expires: now.add(std::time::Duration::from_secs(3600)),
+            expires: now.saturating_add(std::time::Duration::from_secs(3600)),
             ended: None,
             end_reason: None,
             created_by: "test".into(),

@@ -93,7 +93,7 @@ impl Engine {
             to,
             owner: by.clone(),
             now,
-            lease_expires: now.add(self.config.lease_ttl),
+            lease_expires: now.saturating_add(self.config.lease_ttl),
             limit,
         };
         let mut claimed = self.store.claim(&spec).await?;
@@ -115,7 +115,7 @@ impl Engine {
         let guard = lease_guard(lease);
         let patch = Patch {
             last_reported: Some(now),
-            lease_expires: LeasePatch::Renew(now.add(self.config.lease_ttl)),
+            lease_expires: LeasePatch::Renew(now.saturating_add(self.config.lease_ttl)),
             ..Patch::default()
         };
         match self
@@ -211,7 +211,9 @@ impl Engine {
             stage: Some(to),
             last_reported: Some(now),
             lease_expires: LeasePatch::Clear,
-            retry_at: Some((!exhausted).then(|| now.add(self.config.backoff(lease.attempt)))),
+            retry_at: Some(
+                (!exhausted).then(|| now.saturating_add(self.config.backoff(lease.attempt))),
+            ),
             failure_reason: Some(Some(reason.clone())),
             ..Patch::default()
         };
@@ -327,7 +329,7 @@ impl Engine {
         let now = self.clock.now();
         let patch = Patch {
             last_reported: Some(now),
-            lease_expires: LeasePatch::Renew(now.add(self.config.lease_ttl)),
+            lease_expires: LeasePatch::Renew(now.saturating_add(self.config.lease_ttl)),
             recording_format: update.recording_format.map(Some),
             ssh_logs_uploaded: update.ssh_logs_uploaded,
             failure_reason: update

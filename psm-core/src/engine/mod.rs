@@ -261,7 +261,7 @@ impl Engine {
         };
         let patch = Patch {
             last_reported: Some(now),
-            lease_expires: LeasePatch::Renew(now.add(self.config.lease_ttl)),
+            lease_expires: LeasePatch::Renew(now.saturating_add(self.config.lease_ttl)),
             ..Patch::default()
         };
         match self.store.update(id, &guard, &patch, None).await? {

@@ -50,7 +50,7 @@ impl Engine {
         for _ in 0..1000 {
             let now = self.clock.now();
             let query = OverdueQuery {
-                connected_before: now.sub(self.config.connected_stale_after),
+                connected_before: now.saturating_sub(self.config.connected_stale_after),
                 now,
                 limit: SWEEP_BATCH,
             };
@@ -112,7 +112,8 @@ impl Engine {
                     (false, Some(retry)) => retry,
                     _ => Stage::Failed,
                 };
-                let retry_at = (!exhausted).then(|| now.add(self.config.backoff(s.attempts)));
+                let retry_at =
+                    (!exhausted).then(|| now.saturating_add(self.config.backoff(s.attempts)));
                 (
                     to,
                     Patch {

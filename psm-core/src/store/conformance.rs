@@ -38,7 +38,7 @@ pub fn sample(stage: Stage, start: Timestamp) -> PrivSession {
         last_reported: start,
         process_instance: Some(pi("gateway-1")),
         start_time: start,
-        end_time: Some(start.add(Duration::from_secs(30))),
+        end_time: Some(start.saturating_add(Duration::from_secs(30))),
         terminate: false,
         terminate_reason: Some("checkout expired — ünïcode".into()),
         user: "alice".into(),
@@ -91,7 +91,7 @@ pub async fn insert_get_round_trip(store: &dyn SessionStore) {
     bare.protocol = Protocol::Rdp;
     bare.fencing_token = FencingToken(u64::from(u32::MAX) + 7);
     bare.lease_expires = Some(T0);
-    bare.retry_at = Some(T0.add(Duration::from_micros(1)));
+    bare.retry_at = Some(T0.saturating_add(Duration::from_micros(1)));
     bare.failure_reason = Some("x".repeat(1024));
     bare.attempts = 4;
     store.insert(&bare, &opened(&bare)).await.unwrap();
@@ -122,13 +122,13 @@ pub async fn duplicate_insert_is_refused(store: &dyn SessionStore) {
 /// `update` applies exactly what [`Patch::apply`] applies, for every kind of field change.
 pub async fn update_matches_reference_semantics(store: &dyn SessionStore) {
     let mut s = sample(Stage::Encoding, T0);
-    s.lease_expires = Some(T0.add(Duration::from_secs(60)));
+    s.lease_expires = Some(T0.saturating_add(Duration::from_secs(60)));
     s.fencing_token = FencingToken(3);
     store.insert(&s, &opened(&s)).await.unwrap();
     let patches = [
         Patch {
-            last_reported: Some(T0.add(Duration::from_secs(1))),
-            lease_expires: LeasePatch::Renew(T0.add(Duration::from_secs(61))),
+            last_reported: Some(T0.saturating_add(Duration::from_secs(1))),
+            lease_expires: LeasePatch::Renew(T0.saturating_add(Duration::from_secs(61))),
             ..Patch::default()
         },
         Patch {
@@ -144,13 +144,13 @@ pub async fn update_matches_reference_semantics(store: &dyn SessionStore) {
             attempts: Some(0),
             retry_at: Some(Some(T0)),
             failure_reason: Some(Some("boom".into())),
-            end_time: Some(T0.add(Duration::from_secs(5))),
+            end_time: Some(T0.saturating_add(Duration::from_secs(5))),
             recording_format: Some(Some(".mp4".into())),
             ..Patch::default()
         },
         // Renew without a lease held leaves the lease unset.
         Patch {
-            lease_expires: LeasePatch::Renew(T0.add(Duration::from_secs(99))),
+            lease_expires: LeasePatch::Renew(T0.saturating_add(Duration::from_secs(99))),
             retry_at: Some(None),
             failure_reason: Some(None),
             ..Patch::default()
@@ -249,7 +249,7 @@ pub async fn claim_semantics(store: &dyn SessionStore) {
     let mut ids = Vec::new();
     for i in 0..5u64 {
         let mut s = sample(Stage::Ended, T0);
-        s.end_time = Some(T0.add(Duration::from_secs(100 - i * 10))); // later inserts end earlier
+        s.end_time = Some(T0.saturating_add(Duration::from_secs(100 - i * 10))); // later inserts end earlier
         s.fencing_token = FencingToken(i);
         store.insert(&s, &opened(&s)).await.unwrap();
         ids.push(s);
@@ -259,19 +259,19 @@ pub async fn claim_semantics(store: &dyn SessionStore) {
     store.insert(&other, &opened(&other)).await.unwrap();
     let mut backing_off = sample(Stage::Ended, T0);
     backing_off.end_time = Some(T0);
-    backing_off.retry_at = Some(T0.add(Duration::from_secs(500)));
+    backing_off.retry_at = Some(T0.saturating_add(Duration::from_secs(500)));
     store
         .insert(&backing_off, &opened(&backing_off))
         .await
         .unwrap();
 
-    let now = T0.add(Duration::from_secs(200));
+    let now = T0.saturating_add(Duration::from_secs(200));
     let spec = ClaimSpec {
         from: Stage::Ended,
         to: Stage::Encoding,
         owner: pi("enc-9"),
         now,
-        lease_expires: now.add(Duration::from_secs(60)),
+        lease_expires: now.saturating_add(Duration::from_secs(60)),
         limit: 2,
     };
     let before = audit_count(store).await;
@@ -332,7 +332,7 @@ pub async fn claim_semantics(store: &dyn SessionStore) {
 
     // Once its backoff has passed, the session is eligible.
     let later = ClaimSpec {
-        now: T0.add(Duration::from_secs(501)),
+        now: T0.saturating_add(Duration::from_secs(501)),
         ..spec
     };
     let got = store.claim(&later).await.unwrap();
@@ -361,7 +361,7 @@ pub async fn concurrent_claims_are_disjoint(store: Arc<dyn SessionStore>) {
                         to: Stage::Uploading,
                         owner: pi(&format!("up-{w}")),
                         now: T0,
-                        lease_expires: T0.add(Duration::from_secs(60)),
+                        lease_expires: T0.saturating_add(Duration::from_secs(60)),
                         limit: 3,
                     })
                     .await
@@ -392,22 +392,22 @@ pub async fn concurrent_claims_are_disjoint(store: Arc<dyn SessionStore>) {
 
 /// The watchdog query finds stale Connected sessions and expired leases, nothing else.
 pub async fn overdue_finds_exactly_the_silent(store: &dyn SessionStore) {
-    let now = T0.add(Duration::from_secs(1000));
+    let now = T0.saturating_add(Duration::from_secs(1000));
     let mut stale = sample(Stage::Connected, T0);
-    stale.last_reported = now.sub(Duration::from_secs(91));
+    stale.last_reported = now.saturating_sub(Duration::from_secs(91));
     let mut fresh = sample(Stage::Connected, T0);
-    fresh.last_reported = now.sub(Duration::from_secs(10));
+    fresh.last_reported = now.saturating_sub(Duration::from_secs(10));
     let mut expired = sample(Stage::Uploading, T0);
-    expired.lease_expires = Some(now.sub(Duration::from_secs(1)));
+    expired.lease_expires = Some(now.saturating_sub(Duration::from_secs(1)));
     let mut live = sample(Stage::Encoding, T0);
-    live.lease_expires = Some(now.add(Duration::from_secs(1)));
+    live.lease_expires = Some(now.saturating_add(Duration::from_secs(1)));
     let mut queued = sample(Stage::Ended, T0);
     queued.last_reported = T0;
     for s in [&stale, &fresh, &expired, &live, &queued] {
         store.insert(s, &opened(s)).await.unwrap();
     }
     let q = OverdueQuery {
-        connected_before: now.sub(Duration::from_secs(90)),
+        connected_before: now.saturating_sub(Duration::from_secs(90)),
         now,
         limit: 100,
     };
@@ -436,7 +436,7 @@ pub async fn overdue_finds_exactly_the_silent(store: &dyn SessionStore) {
 pub async fn list_filters_and_orders(store: &dyn SessionStore) {
     let mut all = Vec::new();
     for (i, stage) in Stage::ALL.into_iter().enumerate() {
-        let s = sample(stage, T0.add(Duration::from_secs(i as u64)));
+        let s = sample(stage, T0.saturating_add(Duration::from_secs(i as u64)));
         store.insert(&s, &opened(&s)).await.unwrap();
         all.push(s);
     }
@@ -488,7 +488,7 @@ pub async fn audit_log_is_ordered_and_pageable(store: &dyn SessionStore) {
     for i in 0..5 {
         let seq = store
             .append_audit(&AuditRecord {
-                at: T0.add(Duration::from_secs(i)),
+                at: T0.saturating_add(Duration::from_secs(i)),
                 session: if i % 2 == 0 { Some(s.id) } else { None },
                 actor: format!("actor-{i}"),
                 action: AuditAction::Refused,
@@ -851,7 +851,10 @@ pub async fn engine_watchdog(store: Arc<dyn SessionStore>) {
     let lease = e.claim_for_encoding(&enc, 1).await.unwrap().remove(0);
     let s = e.fail(&lease, "disk full").await.unwrap();
     assert_eq!(s.stage, Stage::Ended);
-    assert_eq!(s.retry_at, Some(clock.now().add(config.backoff(1))));
+    assert_eq!(
+        s.retry_at,
+        Some(clock.now().saturating_add(config.backoff(1)))
+    );
     clock.advance(config.backoff(1));
     let lease = e.claim_for_encoding(&enc, 1).await.unwrap().remove(0);
     let s = e.fail(&lease, "disk still full").await.unwrap();

@@ -406,7 +406,7 @@ impl Vault {
             user: request.user,
             target: target.name,
             created: now,
-            expires: now.add(request.duration),
+            expires: now.saturating_add(request.duration),
             ended: None,
             end_reason: None,
             created_by: actor_text(actor),

@@ -195,8 +195,8 @@ impl Canvas {
                 }
                 let n = u64::from(y1 - y0) * u64::from(x1 - x0);
                 let o = (oy as usize * width as usize + ox as usize) * 4;
-                for c in 0..3 {
-                    out.rgba[o + c] = ((sum[c] + n / 2) / n) as u8;
+                for (c, total) in sum.iter().enumerate() {
+                    out.rgba[o + c] = ((total + n / 2) / n) as u8;
                 }
             }
         }

@@ -429,7 +429,7 @@ async fn heartbeat(conn: Arc<Conn>, live: Arc<Live>) {
     let mut failures = 0u32;
     loop {
         let next_expiry_event = expires.map(|e| {
-            let warn_at = e.sub(cfg.expiry_warning);
+            let warn_at = e.saturating_sub(cfg.expiry_warning);
             let at = if warned { e } else { warn_at };
             let now = Timestamp::now_utc();
             if at > now {

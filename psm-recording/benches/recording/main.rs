@@ -141,13 +141,12 @@ fn sizes(dir: &Path) {
             p as f64 / g as f64
         );
         let group = usize::from(corpus::INTERACTIVE.contains(name));
-        for t in [&mut totals[group]] {
-            t.0 += o;
-            t.1 += events.len() as u64;
-            t.2 += c;
-            t.3 += g;
-            t.4 += p;
-        }
+        let t = &mut totals[group];
+        t.0 += o;
+        t.1 += events.len() as u64;
+        t.2 += c;
+        t.3 += g;
+        t.4 += p;
     }
     let all = (
         totals[0].0 + totals[1].0,

@@ -249,6 +249,12 @@ impl<R: Read + Seek> Reader<R> {
         self.ending.as_ref()
     }
 
+    /// Whether opening read and checked every chunk (a full scan: `ReadOptions::full_scan`,
+    /// or no usable signed trailer), rather than trusting the signed trailer's chunk table.
+    pub fn fully_scanned(&self) -> bool {
+        self.scanned
+    }
+
     /// Chunks that cannot be read because their bytes were changed (or they depend on a
     /// changed chunk of their group), with the reason.
     pub fn damaged_chunks(&self) -> &[(u64, String)] {

@@ -224,12 +224,8 @@ pub(crate) fn open<R: Read + Seek>(
         index_note: None,
     };
     if options.full_scan || open_by_trailer(src, raw_len, &mut o).is_err() {
-        scan(
-            src,
-            raw_len,
-            located.is_some() || ends_with(src, len, &INDEX_FOOTER_MAGIC),
-            &mut o,
-        )?;
+        let indexed = located.is_some() || ends_with(src, len, &INDEX_FOOTER_MAGIC);
+        scan(src, raw_len, indexed, &mut o)?;
     }
     if let Some((at, body_len)) = located {
         load_index(src, at, body_len, options, &mut o)?;

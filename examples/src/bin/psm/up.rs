@@ -47,6 +47,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let api_listener = tokio::net::TcpListener::bind(args.api_listen)
         .await
         .with_context(|| format!("binding {}", args.api_listen))?;
+    // The store replay reads from is the one the uploader writes to (GetPAMSettings or --store).
+    let pam = crate::pipeline::pam_settings(&control_plane).await?;
+    let web_store = psm_storage::open(&args.store.config(&data, pam.as_ref())?)?;
     let api = Server::new(
         control_plane.clone(),
         std::mem::take(&mut node.keys),
@@ -60,7 +63,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     // The admin web UI (docs/web.md) on the same listener: replay reads the local recordings
     // and, once uploaded, the store.
     .with_web(psm_server::web::WebConfig {
-        store: Some(psm_storage::open(&args.store.config(&data)?)?),
+        store: Some(web_store),
         ..psm_server::web::WebConfig::for_data_dir(&data)
     })
     .start(api_listener, None)?;
