@@ -61,7 +61,8 @@ pub fn signed_file(payloads: &[&[u8]], meta: &[u8], trailer: Option<&[u8]>) -> V
             codec: 0,
             raw_len: 0,
         };
-        let events = crate::format::record::RecordIter::new(p, &probe)
+        let mut state = crate::format::record::DecodeState::default();
+        let events = crate::format::record::RecordIter::new(p, &probe, &mut state)
             .take_while(Result::is_ok)
             .filter(|r| matches!(r, Ok(crate::event::Record::Event(_))))
             .count() as u64;
@@ -91,6 +92,7 @@ pub fn payloads_of(file: &[u8]) -> Vec<Vec<u8>> {
         return Vec::new();
     };
     let mut out = Vec::new();
+    let mut stream = crate::format::stream::StreamDecompressor::new().ok();
     for c in r.chunks() {
         let start = c.offset as usize + frame::FRAME_HEADER_LEN;
         let end = (c.offset + c.frame_len) as usize - frame::SEAL_LEN;
@@ -103,10 +105,23 @@ pub fn payloads_of(file: &[u8]) -> Vec<Vec<u8>> {
             continue;
         };
         let data = &body[at..];
-        let payload = if meta.codec == crate::format::record::CODEC_ZSTD {
-            zstd::bulk::decompress(data, meta.raw_len as usize).unwrap_or_default()
-        } else {
-            data.to_vec()
+        let raw_len = meta.raw_len as usize;
+        let payload = match meta.codec {
+            crate::format::record::CODEC_ZSTD => {
+                zstd::bulk::decompress(data, raw_len).unwrap_or_default()
+            }
+            crate::format::record::CODEC_ZSTD_STREAM => match &mut stream {
+                Some(s) => {
+                    let fresh = meta.continues() || s.start_frame().is_ok();
+                    if fresh {
+                        s.piece(data, raw_len).unwrap_or_default()
+                    } else {
+                        Vec::new()
+                    }
+                }
+                None => Vec::new(),
+            },
+            _ => data.to_vec(),
         };
         out.push(payload);
     }

@@ -20,7 +20,7 @@
 //! let header = Header::new(psm_core::SessionId::new(), Protocol::Ssh, "alice", "web-01", "gw-1")
 //!     .with_terminal(TermSize::new(80, 24), "xterm");
 //! let mut w = BlockingWriter::create(&path, header, gateway.clone(), WriterConfig::default())?;
-//! for i in 0..2000u64 {
+//! for i in 0..6000u64 {
 //!     w.output_at(Micros(i * 50_000), ChannelId(0), Stream::Stdout,
 //!                 format!("\x1b[H\x1b[2Jframe {i}\r\n").as_bytes())?;
 //! }
@@ -64,7 +64,8 @@ pub struct IndexOptions {
     /// Keyframes once this much terminal output has gone by since the last ones (default
     /// 64 KiB)...
     pub keyframe_bytes: usize,
-    /// ...or this much time with some output (default 30 s).
+    /// ...or this much time with some output (default 120 s: the byte bound already keeps
+    /// replay short, and idle-heavy sessions then pay less for keyframes).
     pub keyframe_interval: Duration,
 }
 
@@ -75,7 +76,7 @@ impl IndexOptions {
             key,
             identity: None,
             keyframe_bytes: 64 << 10,
-            keyframe_interval: Duration::from_secs(30),
+            keyframe_interval: Duration::from_secs(120),
         }
     }
 }

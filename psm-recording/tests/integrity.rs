@@ -25,45 +25,241 @@ fn timed_chunks() -> WriterConfig {
     }
 }
 
+/// The default writer configuration, without fsync, keeping every keystroke.
+fn defaults() -> WriterConfig {
+    WriterConfig {
+        fsync: FsyncPolicy::Never,
+        input_policy: InputPolicy::RecordAll,
+        ..WriterConfig::default()
+    }
+}
+
+/// Three stretches of shell work separated by pauses of 12 s: with the default
+/// configuration, 5-second chunks in three compression groups (a pause of more than
+/// `idle_release`, 10 s, starts a group) of several chunks each.
+fn grouped_session() -> Vec<Event> {
+    let mut events: Vec<Event> = Vec::new();
+    let mut t0 = 0;
+    for _ in 0..3 {
+        for e in sample_session(40) {
+            events.push(Event::new(Micros(t0 + e.time.0), e.kind));
+        }
+        t0 = events.last().unwrap().time.0 + 12_000_000;
+    }
+    events
+}
+
+/// The chunk ranges of each compression group.
+fn groups(chunks: &[ChunkInfo]) -> Vec<std::ops::Range<usize>> {
+    let mut out: Vec<std::ops::Range<usize>> = Vec::new();
+    for (i, c) in chunks.iter().enumerate() {
+        match out.last_mut() {
+            Some(g) if c.continues => g.end = i + 1,
+            _ => {
+                assert!(!c.continues, "chunk {i} continues nothing");
+                out.push(i..i + 1);
+            }
+        }
+    }
+    out
+}
+
+/// The grouped session written with the default configuration, and its events read back.
+fn grouped(key: &SigningKey) -> (Vec<u8>, Vec<Event>) {
+    let (bytes, _) = write_all(&grouped_session(), key, defaults());
+    let mut r = Reader::from_bytes(bytes.clone(), ReadOptions::default()).unwrap();
+    let g = groups(r.chunks());
+    assert!(g.len() >= 3, "only {} groups: {g:?}", g.len());
+    assert!(
+        g.iter().all(|g| g.len() >= 2),
+        "a group of one chunk: {g:?}"
+    );
+    let all = r.events().collect::<Result<Vec<_>, _>>().unwrap();
+    (bytes, all)
+}
+
+/// Opens `bytes[..cut]` and checks that it yields exactly the chunks complete before the
+/// cut, their events, and the right verdict.
+fn check_cut(bytes: &[u8], chunks: &[ChunkInfo], all: &[Event], cut: usize) {
+    let header_end = chunks[0].offset as usize;
+    let r = Reader::from_bytes(bytes[..cut].to_vec(), ReadOptions::default());
+    if cut < header_end {
+        let e = r.expect_err("a file without a complete header must not open");
+        assert!(
+            matches!(
+                e,
+                RecordingError::Truncated { .. } | RecordingError::NotARecording(_)
+            ),
+            "cut {cut}: {e}"
+        );
+        return;
+    }
+    let mut r = r.unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
+    let complete: Vec<_> = chunks
+        .iter()
+        .filter(|c| (c.offset + c.frame_len) as usize <= cut)
+        .collect();
+    assert_eq!(r.chunks().len(), complete.len(), "cut at {cut}");
+    let trailer_end = bytes.len() - 16;
+    if cut >= trailer_end {
+        assert!(r.integrity().is_intact(), "cut at {cut}: {}", r.integrity());
+    } else {
+        let expected = match complete.last() {
+            Some(c) => format!("truncated after chunk {} at {}", c.seq, c.t_end),
+            None => "truncated before the first chunk".to_owned(),
+        };
+        assert_eq!(r.integrity().to_string(), expected, "cut at {cut}");
+    }
+    let n: u64 = complete.iter().map(|c| c.event_count).sum();
+    let got = r.events().collect::<Result<Vec<_>, _>>().unwrap();
+    assert_eq!(got.as_slice(), &all[..n as usize], "cut at {cut}");
+}
+
 #[test]
 fn a_file_cut_at_any_byte_yields_every_complete_chunk() {
     let key = SigningKey::generate().unwrap();
-    let (bytes, all) = sample(&key, timed_chunks());
-    let full = Reader::from_bytes(bytes.clone(), ReadOptions::default()).unwrap();
-    let chunks = full.chunks().to_vec();
-    let header_end = chunks[0].offset as usize;
-    for cut in 0..=bytes.len() {
-        let r = Reader::from_bytes(bytes[..cut].to_vec(), ReadOptions::default());
-        if cut < header_end {
-            let e = r.expect_err("a file without a complete header must not open");
-            assert!(
-                matches!(
-                    e,
-                    RecordingError::Truncated { .. } | RecordingError::NotARecording(_)
-                ),
-                "cut {cut}: {e}"
-            );
-            continue;
+    // Small chunks, one group; and the default configuration, several groups of several
+    // chunks: a cut inside a group keeps the group's complete chunks readable.
+    for (bytes, all) in [sample(&key, timed_chunks()), grouped(&key)] {
+        let full = Reader::from_bytes(bytes.clone(), ReadOptions::default()).unwrap();
+        let chunks = full.chunks().to_vec();
+        assert!(chunks.iter().any(|c| c.continues));
+        for cut in 0..=bytes.len() {
+            check_cut(&bytes, &chunks, &all, cut);
         }
-        let mut r = r.unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
-        let complete: Vec<_> = chunks
-            .iter()
-            .filter(|c| (c.offset + c.frame_len) as usize <= cut)
-            .collect();
-        assert_eq!(r.chunks().len(), complete.len(), "cut at {cut}");
-        let trailer_end = bytes.len() - 16;
-        if cut >= trailer_end {
-            assert!(r.integrity().is_intact(), "cut at {cut}: {}", r.integrity());
-        } else {
-            let expected = match complete.last() {
-                Some(c) => format!("truncated after chunk {} at {}", c.seq, c.t_end),
-                None => "truncated before the first chunk".to_owned(),
-            };
-            assert_eq!(r.integrity().to_string(), expected, "cut at {cut}");
+    }
+}
+
+/// Flips one bit inside chunk `k`'s body (`at` picks the byte).
+fn flip_in_body(bytes: &mut [u8], c: &ChunkInfo, at: usize, bit: u8) {
+    let body_len = c.frame_len as usize - 6 - 64;
+    bytes[c.offset as usize + 6 + at % body_len] ^= 1 << bit;
+}
+
+/// Reads every chunk of `bytes` and checks that exactly `damaged` (seq numbers) fail, the
+/// first as changed and the others as depending on it, and the rest read as in `good`.
+fn check_damage(
+    bytes: &[u8],
+    good: &[ChunkRecords],
+    k: usize,
+    damaged: std::ops::Range<usize>,
+    full_scan: bool,
+) {
+    let mut r = Reader::from_bytes(
+        bytes.to_vec(),
+        ReadOptions {
+            full_scan,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(r.chunks().len(), good.len());
+    for (i, want) in good.iter().enumerate() {
+        match r.read_chunk(i) {
+            Ok(c) => {
+                assert!(!damaged.contains(&i), "chunk {i} read despite the change");
+                assert_eq!(c.events, want.events, "chunk {i}");
+            }
+            Err(e) => {
+                assert!(damaged.contains(&i), "chunk {i}: {e}");
+                let s = e.to_string();
+                assert!(s.starts_with(&format!("tampered at chunk {i}")), "{s}");
+                if i == k {
+                    // By its signature, or by the chain hash the signed trailer vouches for.
+                    assert!(
+                        s.contains("signature does not verify")
+                            || s.contains("does not match its BLAKE3 chain hash"),
+                        "{s}"
+                    );
+                } else {
+                    assert!(s.contains(&format!("depends on chunk {k}")), "{s}");
+                }
+            }
         }
-        let n: u64 = complete.iter().map(|c| c.event_count).sum();
-        let got = r.events().collect::<Result<Vec<_>, _>>().unwrap();
-        assert_eq!(got.as_slice(), &all[..n as usize], "cut at {cut}");
+    }
+    let want: Vec<u64> = damaged.map(|i| i as u64).collect();
+    let got: Vec<u64> = r.damaged_chunks().iter().map(|(s, _)| *s).collect();
+    assert_eq!(got, want, "full scan: {full_scan}");
+    assert!(
+        r.integrity()
+            .to_string()
+            .starts_with(&format!("tampered at chunk {k} ")),
+        "{}",
+        r.integrity()
+    );
+}
+
+#[test]
+fn a_chunk_changed_inside_a_group_loses_the_rest_of_that_group_only() {
+    let key = SigningKey::generate().unwrap();
+    let (bytes, all) = grouped(&key);
+    let mut r = Reader::from_bytes(bytes.clone(), ReadOptions::default()).unwrap();
+    let chunks = r.chunks().to_vec();
+    let good: Vec<_> = (0..chunks.len())
+        .map(|i| r.read_chunk(i).unwrap())
+        .collect();
+    let g = groups(&chunks)[1].clone();
+    assert!(g.len() >= 3, "{g:?}");
+    // The second chunk of the second group: the group's first chunk and every other group
+    // still read; the chunks after it in its group depend on it.
+    let k = g.start + 1;
+    let mut bad = bytes.clone();
+    flip_in_body(&mut bad, &chunks[k], 40, 3);
+    for full_scan in [false, true] {
+        check_damage(&bad, &good, k, k..g.end, full_scan);
+    }
+    let report = verify_reader(
+        std::io::Cursor::new(bad),
+        &VerifyOptions::trusting(key.verifying_key()),
+    )
+    .unwrap();
+    assert!(
+        report
+            .status
+            .to_string()
+            .starts_with(&format!("tampered at chunk {k} ")),
+        "{}",
+        report.status
+    );
+    assert_eq!(
+        report.damaged_chunks,
+        (k..g.end).map(|i| i as u64).collect::<Vec<_>>()
+    );
+    let lost: u64 = chunks[k..g.end].iter().map(|c| c.event_count).sum();
+    assert_eq!(report.events, all.len() as u64 - lost);
+    assert!(report.decoded, "the other chunks decode");
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn any_cut_and_any_changed_chunk_lose_no_more_than_they_must(
+        events in events(),
+        group_chunks in 1u32..6,
+        cut in proptest::prelude::any::<proptest::sample::Index>(),
+        which in proptest::prelude::any::<proptest::sample::Index>(),
+        at in 0usize..1 << 20,
+        bit in 0u8..8,
+    ) {
+        let key = SigningKey::generate().unwrap();
+        let config = WriterConfig { group_chunks, ..small_chunks() };
+        let (bytes, _) = write_all(&events, &key, config);
+        let mut r = Reader::from_bytes(bytes.clone(), ReadOptions::default()).unwrap();
+        let chunks = r.chunks().to_vec();
+        let good: Vec<_> = (0..chunks.len()).map(|i| r.read_chunk(i).unwrap()).collect();
+        let all: Vec<Event> = good.iter().flat_map(|c| c.events.clone()).collect();
+        // A cut anywhere after the header.
+        let header_end = chunks[0].offset as usize;
+        check_cut(&bytes, &chunks, &all, header_end + cut.index(bytes.len() - header_end + 1));
+        // A changed chunk: it and the chunks after it in its group are lost, nothing else.
+        let k = which.index(chunks.len());
+        let g = groups(&chunks).into_iter().find(|g| g.contains(&k)).unwrap();
+        let mut bad = bytes;
+        flip_in_body(&mut bad, &chunks[k], at, bit);
+        for full_scan in [false, true] {
+            check_damage(&bad, &good, k, k..g.end, full_scan);
+        }
     }
 }
 
@@ -127,13 +323,16 @@ fn every_flipped_bit_is_detected_and_located() {
 }
 
 #[test]
-fn chunks_after_a_damaged_one_are_still_read_and_the_gap_is_marked() {
+fn groups_after_a_damaged_one_are_still_read_and_the_gap_is_marked() {
     let key = SigningKey::generate().unwrap();
-    let (mut bytes, all) = sample(&key, timed_chunks());
+    let (mut bytes, all) = grouped(&key);
     let r = Reader::from_bytes(bytes.clone(), ReadOptions::default()).unwrap();
-    let c2 = r.chunks()[2];
-    // A byte in the middle of chunk 2's payload.
-    bytes[(c2.offset + c2.frame_len / 2) as usize] ^= 0x40;
+    let chunks = r.chunks().to_vec();
+    let g = groups(&chunks)[0].clone();
+    let k = g.start + 1;
+    // A byte in the middle of chunk k's payload.
+    let c = chunks[k];
+    bytes[(c.offset + c.frame_len / 2) as usize] ^= 0x40;
     let mut r = Reader::from_bytes(
         bytes,
         ReadOptions {
@@ -143,11 +342,13 @@ fn chunks_after_a_damaged_one_are_still_read_and_the_gap_is_marked() {
     )
     .unwrap();
     assert!(
-        r.integrity().to_string().starts_with("tampered at chunk 2"),
+        r.integrity()
+            .to_string()
+            .starts_with(&format!("tampered at chunk {k}")),
         "{}",
         r.integrity()
     );
-    assert_eq!(r.damaged_chunks().len(), 1);
+    assert_eq!(r.damaged_chunks().len(), g.end - k);
     let mut events = Vec::new();
     let mut gaps = Vec::new();
     export::walk(
@@ -162,10 +363,10 @@ fn chunks_after_a_damaged_one_are_still_read_and_the_gap_is_marked() {
         |_, _| {},
     )
     .unwrap();
-    assert_eq!(gaps.len(), 1, "{gaps:?}");
-    assert!(gaps[0].reason.contains("chunk 2"), "{gaps:?}");
-    let lost = c2.event_count as usize;
-    assert_eq!(events.len(), all.len() - lost);
+    assert!(!gaps.is_empty(), "{gaps:?}");
+    assert!(gaps[0].reason.contains(&format!("chunk {k}")), "{gaps:?}");
+    let lost: u64 = chunks[k..g.end].iter().map(|c| c.event_count).sum();
+    assert_eq!(events.len(), all.len() - lost as usize);
     assert_eq!(events.last(), all.last());
 }
 
@@ -273,18 +474,34 @@ fn garbage_and_wrong_versions_give_clear_errors() {
     assert!(Reader::from_bytes(Vec::new(), ReadOptions::default()).is_err());
     let key = SigningKey::generate().unwrap();
     let (mut bytes, _) = sample(&key, timed_chunks());
-    bytes[8] = 2; // major version 2
-    let e = Reader::from_bytes(bytes.clone(), ReadOptions::default()).unwrap_err();
-    assert!(
-        matches!(e, RecordingError::UnsupportedVersion { major: 2, .. }),
-        "{e}"
+    // A 1.0 file (no compression groups, stored chain hashes) and a future major version
+    // are both refused by name; a later minor version is read.
+    for major in [1u8, 3] {
+        bytes[8] = major;
+        let e = Reader::from_bytes(bytes.clone(), ReadOptions::default()).unwrap_err();
+        assert!(
+            matches!(e, RecordingError::UnsupportedVersion { major: m, .. } if m == u16::from(major)),
+            "{e}"
+        );
+        assert!(e.to_string().contains(&format!("version {major}.0")), "{e}");
+    }
+    bytes[8] = 2;
+    let (start, _) = forge::start(&key);
+    let mut minor7 = start[..12].to_vec();
+    minor7[10] = 7;
+    let h0 = *blake3::hash(&minor7).as_bytes();
+    let (header, _) = forge::frame(&key, &h0, 1, &start[18..start.len() - 64]);
+    minor7.extend_from_slice(&header);
+    let r = Reader::from_bytes(minor7, ReadOptions::default()).unwrap();
+    assert_eq!(
+        r.integrity().to_string(),
+        "truncated before the first chunk"
     );
-    assert!(e.to_string().contains("version 2.0"), "{e}");
     // Random bytes after a valid magic and version never panic.
     let mut state = 0x1234_5678_9abc_def0u64;
     for n in 0..300 {
         let mut b = format::MAGIC.to_vec();
-        b.extend_from_slice(&[1, 0, 0, 0]);
+        b.extend_from_slice(&[2, 0, 0, 0]);
         for _ in 0..(n * 7) {
             state ^= state << 13;
             state ^= state >> 7;
@@ -308,7 +525,7 @@ mod forge {
         let mut sk = [0u8; 32];
         hex::decode_to_slice(hexs, &mut sk).unwrap();
         let k = ed25519_dalek::SigningKey::from_bytes(&sk);
-        let mut msg = b"psmr v1 frame signature\0".to_vec();
+        let mut msg = b"psmr v2 frame signature\0".to_vec();
         msg.extend_from_slice(hash);
         k.sign(&msg).to_bytes()
     }
@@ -322,7 +539,6 @@ mod forge {
         h.update(body);
         let hash = *h.finalize().as_bytes();
         f.extend_from_slice(body);
-        f.extend_from_slice(&hash);
         f.extend_from_slice(&sign(key, &hash));
         (f, hash)
     }
@@ -348,10 +564,13 @@ mod forge {
         drop(w);
         let b = sink.bytes();
         let len = u32::from_le_bytes([b[14], b[15], b[16], b[17]]) as usize;
-        let end = 12 + 6 + len + 96;
-        let mut hash = [0u8; 32];
-        hash.copy_from_slice(&b[end - 96..end - 64]);
-        (b[..end].to_vec(), hash)
+        let end = 12 + 6 + len + 64;
+        // The chain hash is not stored: h_0 = BLAKE3(BLAKE3(preamble) || frame header || body).
+        let start = *blake3::hash(&b[..12]).as_bytes();
+        let mut h = blake3::Hasher::new();
+        h.update(&start);
+        h.update(&b[12..end - 64]);
+        (b[..end].to_vec(), *h.finalize().as_bytes())
     }
 
     pub fn chunk_body(raw_len: u64, codec: u8, payload: &[u8]) -> Vec<u8> {
@@ -467,4 +686,43 @@ fn unknown_frame_kinds_and_record_types_are_skipped() {
             EventKind::Marker { label: "hi".into() }
         )]
     );
+}
+
+#[test]
+fn a_chunk_continuing_a_group_without_a_stream_is_refused() {
+    let key = SigningKey::generate().unwrap();
+    let (mut file, prev) = forge::start(&key);
+    let marker = [0x0a, 0x00, 0x03, 0x02, b'h', b'i'];
+    // Chunk 0: stored (codec 0), a group of its own.
+    let (f, prev) = forge::frame(
+        &key,
+        &prev,
+        2,
+        &forge::chunk_body(marker.len() as u64, 0, &marker),
+    );
+    file.extend_from_slice(&f);
+    // Chunk 1: "continues" with codec 2, but there is no group stream to continue (its
+    // payload would decode on its own, so only the rule can refuse it).
+    let piece = zstd::bulk::compress(&marker, 3).unwrap();
+    let mut body = Vec::new();
+    for v in [1u64, 0, 0, 1] {
+        forge::uvarint(&mut body, v); // seq, t_start, span, event count
+    }
+    body.extend_from_slice(&[1, 2]); // flags: continues; codec 2
+    forge::uvarint(&mut body, marker.len() as u64);
+    body.extend_from_slice(&piece);
+    let (f, _) = forge::frame(&key, &prev, 2, &body);
+    file.extend_from_slice(&f);
+    let mut r = Reader::from_bytes(file, ReadOptions::default()).unwrap();
+    assert_eq!(r.chunks().len(), 2);
+    assert!(r.chunks()[1].continues);
+    assert_eq!(r.read_chunk(0).unwrap().events.len(), 1);
+    for _ in 0..2 {
+        let e = r.read_chunk(1).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("continues a group whose previous chunk is not a codec-2 piece"),
+            "{e}"
+        );
+    }
 }

@@ -92,6 +92,8 @@ pub struct Reader<R> {
     last_hash: [u8; 32],
     chunks: Vec<ChunkInfo>,
     damaged: Vec<(u64, String)>,
+    /// Chunks preceded by frames of unknown kinds: the chain value before them.
+    chain_before: Vec<(usize, [u8; 32])>,
     integrity: Integrity,
     ending: Option<Ending>,
     /// Whether opening checked every chunk's signature (a full scan).
@@ -109,6 +111,9 @@ pub struct Reader<R> {
 struct GroupCursor {
     next: Option<usize>,
     stream: Option<StreamDecompressor>,
+    /// Whether the last chunk decoded was a codec-2 piece (so a chunk that continues its
+    /// group has the stream it continues).
+    stream_live: bool,
     state: DecodeState,
 }
 
@@ -199,6 +204,7 @@ impl<R: Read + Seek> Reader<R> {
             last_hash: o.last_hash,
             chunks: o.chunks,
             damaged: o.damaged,
+            chain_before: o.chain_before,
             scanned: o.scanned,
             integrity: o.integrity,
             ending: o.ending,
@@ -317,6 +323,9 @@ impl<R: Read + Seek> Reader<R> {
 
     /// The chain value before chunk `i`, if known.
     fn prev_hash(&self, i: usize) -> Option<[u8; 32]> {
+        if let Some((_, h)) = self.chain_before.iter().find(|(j, _)| *j == i) {
+            return Some(*h);
+        }
         match i {
             0 => Some(self.header_hash),
             _ => self.chunks[i - 1].hash,
@@ -389,6 +398,36 @@ impl<R: Read + Seek> Reader<R> {
         }
     }
 
+    /// Records that chunk `j`'s content was changed: it and the chunks after it in its group
+    /// (which depend on it) cannot be read.
+    fn mark_damaged(&mut self, j: usize, reason: &str) {
+        let mut e = j;
+        while self.chunks.get(e + 1).is_some_and(|c| c.continues) {
+            e += 1;
+        }
+        let seq = self.chunks[j].seq;
+        for k in j..=e {
+            let s = self.chunks[k].seq;
+            if self.damage(s).is_some() {
+                continue;
+            }
+            let why = if k == j {
+                reason.to_owned()
+            } else {
+                format!("depends on chunk {seq}, whose content was changed")
+            };
+            self.damaged.push((s, why));
+        }
+        self.damaged.sort_by_key(|(s, _)| *s);
+        if self.integrity.is_intact() {
+            self.integrity = Integrity::Tampered {
+                place: Place::Chunk(seq),
+                offset: self.chunks[j].offset,
+                reason: reason.into(),
+            };
+        }
+    }
+
     /// Authenticates the group starting at chunk `g`: chains its frames from the hash
     /// before it to the hash the signed index gives for its last chunk (so the chunks inside
     /// learn their hashes). If that fails, each frame's own signature locates the change.
@@ -433,23 +472,7 @@ impl<R: Read + Seek> Reader<R> {
             self.read_frame(j)?;
             let (h, ok) = self.hash_of_buf(&prev, true);
             if !ok {
-                let seq = self.chunks[j].seq;
-                for k in j..=e {
-                    let s = self.chunks[k].seq;
-                    let why = if k == j {
-                        frame::SealError::BadSignature.reason().to_owned()
-                    } else {
-                        format!("depends on chunk {seq}, whose content was changed")
-                    };
-                    self.damaged.push((s, why));
-                }
-                if self.integrity.is_intact() {
-                    self.integrity = Integrity::Tampered {
-                        place: Place::Chunk(seq),
-                        offset: self.chunks[j].offset,
-                        reason: frame::SealError::BadSignature.reason().into(),
-                    };
-                }
+                self.mark_damaged(j, frame::SealError::BadSignature.reason());
                 return Ok(());
             }
             self.chunks[j].hash = Some(h);
@@ -472,10 +495,12 @@ impl<R: Read + Seek> Reader<R> {
         let prev = self.prev_hash(i).unwrap_or(self.header_hash);
         let (hash, _) = self.hash_of_buf(&prev, false);
         if Some(hash) != info.hash {
+            let reason = "content does not match its BLAKE3 chain hash";
+            self.mark_damaged(i, reason);
             return Err(RecordingError::Tampered {
                 place,
                 offset: info.offset,
-                reason: "content does not match its BLAKE3 chain hash".into(),
+                reason: reason.into(),
             });
         }
         let n = self.buf.len();
@@ -525,6 +550,9 @@ impl<R: Read + Seek> Reader<R> {
                 e,
             )
         };
+        if meta.codec != CODEC_ZSTD_STREAM {
+            self.cursor.stream_live = false;
+        }
         let payload: Vec<u8> = match meta.codec {
             CODEC_STORED => data.to_vec(),
             CODEC_ZSTD => {
@@ -541,6 +569,15 @@ impl<R: Read + Seek> Reader<R> {
                 })?
             }
             CODEC_ZSTD_STREAM => {
+                if meta.continues() && !self.cursor.stream_live {
+                    return Err(RecordingError::malformed(
+                        place,
+                        "chunk codec",
+                        body_offset,
+                        "continues a group whose previous chunk is not a codec-2 piece",
+                    ));
+                }
+                self.cursor.stream_live = false;
                 let stream = match &mut self.cursor.stream {
                     Some(s) => s,
                     None => self
@@ -551,7 +588,9 @@ impl<R: Read + Seek> Reader<R> {
                 if !meta.continues() {
                     stream.start_frame().map_err(zstd_err)?;
                 }
-                stream.piece(data, raw_len).map_err(zstd_err)?
+                let piece = stream.piece(data, raw_len).map_err(zstd_err)?;
+                self.cursor.stream_live = true;
+                piece
             }
             other => {
                 return Err(RecordingError::malformed(
@@ -593,7 +632,8 @@ impl<R: Read + Seek> Reader<R> {
             })?;
         let place = Place::Chunk(info.seq);
         let g = self.group_start(i);
-        for j in g..=i {
+        // A damaged chunk's own reason first (the chunks after a changed one depend on it).
+        for j in (g..=i).rev() {
             if let Some(why) = self.damage(self.chunks[j].seq) {
                 return Err(RecordingError::Tampered {
                     place,
@@ -604,7 +644,7 @@ impl<R: Read + Seek> Reader<R> {
         }
         if self.chunks[i].hash.is_none() || (g..i).any(|j| self.chunks[j].hash.is_none()) {
             self.verify_group(g)?;
-            if let Some(why) = (g..=i).find_map(|j| self.damage(self.chunks[j].seq)) {
+            if let Some(why) = (g..=i).rev().find_map(|j| self.damage(self.chunks[j].seq)) {
                 return Err(RecordingError::Tampered {
                     place,
                     offset: info.offset,

@@ -86,6 +86,9 @@ pub(crate) struct Opened {
     pub header_end: u64,
     pub chunks: Vec<ChunkInfo>,
     pub damaged: Vec<(u64, String)>,
+    /// Chunks preceded by a frame of an unknown kind, with the chain value before them
+    /// (otherwise it is the previous chunk's hash, or the header's).
+    pub chain_before: Vec<(usize, [u8; 32])>,
     pub integrity: Integrity,
     pub ending: Option<Ending>,
     pub unknown_frames: u64,
@@ -212,6 +215,7 @@ pub(crate) fn open<R: Read + Seek>(
         header_end,
         chunks: Vec::new(),
         damaged: Vec::new(),
+        chain_before: Vec::new(),
         integrity: Integrity::Intact {
             fully_checked: false,
         },
@@ -442,6 +446,7 @@ pub(crate) fn scan<R: Read + Seek>(
     o.scanned = true;
     o.chunks.clear();
     o.damaged.clear();
+    o.chain_before.clear();
     // Where the footer says the trailer is: names a frame that fails its checks by position
     // (its kind byte may be what was changed).
     let trailer_at = footer_offset(src, len, o.header_end);
@@ -592,6 +597,10 @@ pub(crate) fn scan<R: Read + Seek>(
                         ),
                     });
                     return Ok(());
+                }
+                let before = o.chunks.last().map_or(Some(o.header_hash), |c| c.hash);
+                if before != Some(prev) {
+                    o.chain_before.push((o.chunks.len(), prev));
                 }
                 o.chunks.push(ChunkInfo {
                     seq,

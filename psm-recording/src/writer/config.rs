@@ -67,7 +67,8 @@ pub struct WriterConfig {
     /// With keyframes, a chunk gets keyframes once this much terminal output has gone by
     /// since the last ones (default 64 KiB)...
     pub keyframe_bytes: usize,
-    /// ...or this much time with some output (default 30 s).
+    /// ...or this much time with some output (default 120 s: the byte bound already keeps
+    /// replay short, and idle-heavy sessions then pay less for keyframes).
     pub keyframe_interval: Duration,
     /// Closed chunks waiting to be sealed before `push` waits (default 2): with
     /// `chunk_bytes` this bounds the writer's buffers to about
@@ -91,7 +92,7 @@ impl Default for WriterConfig {
             input_policy: InputPolicy::RedactEchoOff,
             live_keyframes: false,
             keyframe_bytes: 64 << 10,
-            keyframe_interval: Duration::from_secs(30),
+            keyframe_interval: Duration::from_secs(120),
             queue_chunks: 2,
             recipients: Vec::new(),
         }
