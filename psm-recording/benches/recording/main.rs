@@ -2,7 +2,9 @@
 //! size, writer throughput on one core, peak writer memory, seek in a one-hour recording.
 //!
 //! ```text
-//! cargo bench -p psm-recording --bench recording -- [--corpus DIR] [--regen]
+//! cargo bench -p psm-recording --bench recording -- [--corpus DIR] [--regen] [--sizes-only]
+//!     [--level N] [--chunk-bytes N] [--flush-secs N] [--group-bytes N] [--group-chunks N]
+//!     [--keyframe-bytes N]
 //! ```
 //!
 //! The corpus (about 55 MB of terminal output, see `corpus.rs`) is generated into DIR
@@ -93,25 +95,53 @@ fn config_from_args() -> WriterConfig {
     if let Some(l) = get("--level") {
         c.compression_level = l as i32;
     }
-    if let Some(k) = get("--keyframe-bytes") {
-        c.keyframe_bytes = k as usize;
-    }
     if let Some(f) = get("--flush-secs") {
         c.flush_interval = Duration::from_secs(f);
     }
     if let Some(b) = get("--chunk-bytes") {
         c.chunk_bytes = b as usize;
     }
+    if let Some(b) = get("--group-bytes") {
+        c.group_bytes = b as usize;
+    }
+    if let Some(n) = get("--group-chunks") {
+        c.group_chunks = n as u32;
+    }
     c
+}
+
+/// The seek index the encoder appends after the session (keyframes every
+/// `--keyframe-bytes`, default 64 KiB, or 30 s of output), signed by its own key.
+fn index_options() -> index::IndexOptions {
+    let args: Vec<String> = std::env::args().collect();
+    let mut o = index::IndexOptions::new(SigningKey::from_bytes(&[43u8; 32]));
+    if let Some(k) = args
+        .iter()
+        .position(|a| a == "--keyframe-bytes")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        o.keyframe_bytes = k;
+    }
+    if let Some(k) = args
+        .iter()
+        .position(|a| a == "--keyframe-secs")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        o.keyframe_interval = Duration::from_secs(k);
+    }
+    o
 }
 
 fn sizes(dir: &Path) {
     println!("### Size: .psmr vs asciicast v2 + gzip -6\n");
     println!(
-        "| session | output | events | asciicast | asciicast + gzip -6 | .psmr | .psmr / gzip'd cast |"
+        "| session | output | events | asciicast | asciicast + gzip -6 | .psmr as written | + seek index | .psmr / gzip'd cast |"
     );
-    println!("|---|---|---|---|---|---|---|");
-    let mut totals = [(0u64, 0u64, 0u64, 0u64, 0u64); 2];
+    println!("|---|---|---|---|---|---|---|---|");
+    let mut totals = [(0u64, 0u64, 0u64, 0u64, 0u64, 0u64); 2];
+    let mut index_time = Duration::ZERO;
     for name in corpus::ALL {
         let cast = dir.join(format!("{name}.cast"));
         let psmr = dir.join(format!("{name}.psmr"));
@@ -130,13 +160,19 @@ fn sizes(dir: &Path) {
         let o = output_bytes(&events);
         let c = std::fs::metadata(&cast).unwrap().len();
         let g = gzip6_size(&cast);
+        let w = std::fs::metadata(&psmr).unwrap().len();
+        // What the encoder does after the session: append the seek index.
+        let t = Instant::now();
+        index::add_seek_index(&psmr, &index_options()).unwrap();
+        index_time += t.elapsed();
         let p = std::fs::metadata(&psmr).unwrap().len();
         println!(
-            "| {name} | {} | {} | {} | {} | {} | **{:.2}×** |",
+            "| {name} | {} | {} | {} | {} | {} | {} | **{:.2}×** |",
             mb(o),
             events.len(),
             mb(c),
             mb(g),
+            mb(w),
             mb(p),
             p as f64 / g as f64
         );
@@ -146,7 +182,8 @@ fn sizes(dir: &Path) {
         t.1 += events.len() as u64;
         t.2 += c;
         t.3 += g;
-        t.4 += p;
+        t.4 += w;
+        t.5 += p;
     }
     let all = (
         totals[0].0 + totals[1].0,
@@ -154,21 +191,28 @@ fn sizes(dir: &Path) {
         totals[0].2 + totals[1].2,
         totals[0].3 + totals[1].3,
         totals[0].4 + totals[1].4,
+        totals[0].5 + totals[1].5,
     );
-    for (label, (o, e, c, g, p)) in [
+    for (label, (o, e, c, g, w, p)) in [
         ("**reference corpus** (first four)", totals[0]),
         ("**everything**", all),
     ] {
         println!(
-            "| {label} | {} | {e} | {} | {} | {} | **{:.2}×** |",
+            "| {label} | {} | {e} | {} | {} | {} | {} | **{:.2}×** (as written {:.2}×) |",
             mb(o),
             mb(c),
             mb(g),
+            mb(w),
             mb(p),
-            p as f64 / g as f64
+            p as f64 / g as f64,
+            w as f64 / g as f64
         );
     }
-    println!();
+    println!(
+        "\nSeek index (the encoder's `add_seek_index`, after the session): {:.0} MB/s of output over everything ({:.2} s).\n",
+        (totals[0].0 + totals[1].0) as f64 / index_time.as_secs_f64() / 1e6,
+        index_time.as_secs_f64()
+    );
 }
 
 fn throughput(dir: &Path) {
@@ -178,7 +222,7 @@ fn throughput(dir: &Path) {
         .map(|n| load(&dir.join(format!("{n}.cast"))))
         .collect();
     let total: u64 = sessions.iter().map(|(_, e)| output_bytes(e)).sum();
-    // 1. psm BlockingWriter: everything (encode, keyframes, zstd, hash, sign) on this thread.
+    // 1. psm BlockingWriter: everything (encode, deltas, zstd, hash, sign) on this thread.
     let mut best = Duration::MAX;
     for _ in 0..3 {
         let t = Instant::now();
@@ -187,10 +231,7 @@ fn throughput(dir: &Path) {
                 Box::new(Discard(0)),
                 h.clone(),
                 key(),
-                WriterConfig {
-                    fsync: FsyncPolicy::Never,
-                    ..WriterConfig::default()
-                },
+                config_from_args(),
             )
             .unwrap();
             for e in events {
@@ -210,10 +251,7 @@ fn throughput(dir: &Path) {
                 Box::new(Discard(0)),
                 h.clone(),
                 key(),
-                WriterConfig {
-                    fsync: FsyncPolicy::Never,
-                    ..WriterConfig::default()
-                },
+                config_from_args(),
             )
             .unwrap();
             for e in events {
@@ -241,10 +279,7 @@ fn throughput(dir: &Path) {
                 Box::new(Discard(0)),
                 h.clone(),
                 key(),
-                WriterConfig {
-                    fsync: FsyncPolicy::Never,
-                    ..WriterConfig::default()
-                },
+                config_from_args(),
             )
             .await
             .unwrap();
@@ -286,7 +321,8 @@ fn throughput(dir: &Path) {
     println!("| writer | MB/s | note |");
     println!("|---|---|---|");
     println!(
-        "| psm `BlockingWriter`, one thread | **{psm_one_core:.0}** | encode + keyframes + zstd-3 + BLAKE3 + ed25519, all on one core ({} MB in {:.2} s) |",
+        "| psm `BlockingWriter`, one thread | **{psm_one_core:.0}** | encode + output deltas + zstd-{} group stream + BLAKE3 + ed25519, all on one core ({} MB in {:.2} s) |",
+        config_from_args().compression_level,
         total / 1_000_000,
         best.as_secs_f64()
     );
@@ -389,9 +425,10 @@ fn memory(dir: &Path) {
     println!();
 }
 
-fn seek(dir: &Path) {
-    println!("### Seek in a one-hour recording (`top`, full redraw every second)\n");
-    let path = dir.join("top.psmr");
+fn seek(dir: &Path, name: &str, what: &str) {
+    println!("### Seek in {what} (`{name}`)\n");
+    // Written by `sizes` with the default configuration and the encoder's seek index.
+    let path = dir.join(format!("{name}.psmr"));
     let t = Instant::now();
     let mut r = Reader::open(&path, ReadOptions::default()).unwrap();
     let open = t.elapsed();
@@ -415,8 +452,30 @@ fn seek(dir: &Path) {
     }
     times.sort();
     let pct = |p: f64| times[((times.len() - 1) as f64 * p) as usize];
+    // The same recording as the gateway wrote it, without the seek index: replay from the
+    // start (20 instants).
+    let index_bytes = r.seek_index().map_or(0, |i| i.bytes);
+    let bare = dir.join(format!("{name}.noindex.psmr"));
+    std::fs::copy(&path, &bare).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&bare)
+        .unwrap()
+        .set_len(r.file_len() - index_bytes)
+        .unwrap();
+    let mut rb = Reader::open(&bare, ReadOptions::default()).unwrap();
+    assert!(rb.seek_index().is_none());
+    let mut bare_times: Vec<Duration> = (1..=20u64)
+        .map(|i| {
+            let t = Instant::now();
+            rb.screen_at(Micros(dur * i / 20)).unwrap();
+            t.elapsed()
+        })
+        .collect();
+    bare_times.sort();
+    let _ = std::fs::remove_file(&bare);
     // Peer: a cast has no index, so a player replays from the start (what asciinema does).
-    let (h, events) = load(&dir.join("top.cast"));
+    let (h, events) = load(&dir.join(format!("{name}.cast")));
     let mut peer = Duration::ZERO;
     let probes = [dur / 4, dur / 2, dur * 3 / 4, dur];
     for at in probes {
@@ -444,6 +503,11 @@ fn seek(dir: &Path) {
         pct(0.99).as_secs_f64() * 1e3
     );
     println!("| seek, worst | {:.2} ms |", pct(1.0).as_secs_f64() * 1e3);
+    println!(
+        "| seek without the seek index (replay from the start), median / worst of 20 | {:.1} ms / {:.1} ms |",
+        bare_times[10].as_secs_f64() * 1e3,
+        bare_times[19].as_secs_f64() * 1e3
+    );
     println!(
         "| peer: asciicast replay from the start (mean of ¼, ½, ¾, end; parse time excluded) | {:.1} ms |\n",
         peer.as_secs_f64() * 1e3
@@ -496,5 +560,10 @@ fn main() {
     }
     throughput(&dir);
     memory(&dir);
-    seek(&dir);
+    seek(
+        &dir,
+        "top",
+        "a one-hour recording, full redraw every second",
+    );
+    seek(&dir, "editor", "a 20-minute editing session, little output");
 }
