@@ -164,14 +164,25 @@ async fn workers_ride_out_a_control_plane_restart() {
         }
     });
 
-    // Let work start, then take the control plane away for three lease lifetimes, twice.
+    // Wait until a worker holds a session, then take the control plane away for three lease
+    // lifetimes; twice. (Polled, not slept: how fast work starts depends on the machine.)
     let mut went_down_mid_work = false;
     for _ in 0..2 {
-        tokio::time::sleep(Duration::from_millis(700)).await;
-        let st = cp.current().unwrap().recording_status(&ids).await.unwrap();
-        went_down_mid_work |= st
-            .iter()
-            .any(|s| matches!(s.stage, Stage::Encoding | Stage::Uploading));
+        let waiting = Instant::now();
+        while waiting.elapsed() < Duration::from_secs(30) {
+            let st = cp.current().unwrap().recording_status(&ids).await.unwrap();
+            if st
+                .iter()
+                .any(|s| matches!(s.stage, Stage::Encoding | Stage::Uploading))
+            {
+                went_down_mid_work = true;
+                break;
+            }
+            if st.iter().all(|s| s.stage == Stage::DoneUploaded) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         cp.stop().await;
         tokio::time::sleep(Duration::from_secs(3)).await;
         cp.start().await;

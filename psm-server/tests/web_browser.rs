@@ -631,7 +631,7 @@ async fn admin_watches_controls_replays_and_searches_a_real_session_in_chromium(
         b.fill("#reason", "checking this");
         b.click("#pause");
         b.wait("window.psm.lastControl && window.psm.lastControl.action === 'pause' && window.psm.lastControl.applied === true");
-        ssh.wait_output("session paused by admin");
+        ssh.wait_output("session paused by web:admin@");
         b.wait("!!document.querySelector('#flag-paused')");
         ssh.type_line("echo held-while-paused-$((100+1))");
     });
@@ -770,8 +770,8 @@ async fn admin_watches_controls_replays_and_searches_a_real_session_in_chromium(
         .map(|e| format!("{} {}", e.record.actor, e.record.detail))
         .collect();
     for needle in [
-        "paused by admin",
-        "resumed by admin",
+        "paused by web:admin@",
+        "resumed by web:admin@",
         "web: terminate requested",
     ] {
         assert!(

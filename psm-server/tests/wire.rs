@@ -427,11 +427,15 @@ async fn seed_examples_against_a_real_server() {
             Some(&format!(r#"{{ "PrivSessionID": "{live}", "GatewayServerAddress": "gateway.example.com", "Width": "1024", "Height": "768", "Dpi": "96" }}"#)))
         .await;
     assert_eq!(st, 200);
-    assert_eq!(
-        a,
-        Value::String(format!(
-            "wss://gateway.example.com/live/{live}?width=1024&height=768&dpi=96"
+    // The gateway's live websocket with a single-use ticket (docs/live.md).
+    let url = a.as_str().expect("JoinSession answers a JSON string");
+    let rest = url
+        .strip_prefix(&format!(
+            "wss://gateway.example.com/live/{live}?ticket=psmt_"
         ))
-    );
+        .unwrap_or_else(|| panic!("unexpected JoinSession answer {url}"));
+    let (ticket, query) = rest.split_once('&').expect("ticket then the screen size");
+    assert!(ticket.len() >= 32, "a ticket worth guessing at: {ticket}");
+    assert_eq!(query, "width=1024&height=768&dpi=96");
     h.stop().await;
 }

@@ -447,6 +447,9 @@ async fn serve<S>(
     let mut shutdown = shared.shutdown.subscribe();
     let auth_deadline = tokio::time::sleep(shared.config.auth_timeout);
     tokio::pin!(auth_deadline);
+    // select! evaluates a branch's condition only when it starts waiting, so the deadline
+    // branch re-checks on firing: a user who authenticated meanwhile is not cut off.
+    let mut auth_pending = true;
     let control = conn.control.clone();
     let reason = loop {
         tokio::select! {
@@ -459,7 +462,11 @@ async fn serve<S>(
                     }
                 };
             }
-            _ = &mut auth_deadline, if !conn.authenticated.load(Ordering::SeqCst) => {
+            _ = &mut auth_deadline, if auth_pending => {
+                auth_pending = false;
+                if conn.authenticated.load(Ordering::SeqCst) {
+                    continue;
+                }
                 tracing::info!(peer = %peer, "authentication timed out; closing");
                 let _ = handle.disconnect(russh::Disconnect::ByApplication,
                     "authentication timed out".into(), "en".into()).await;
