@@ -451,6 +451,14 @@ async fn garbage_stalls_floods_and_huge_requests_leave_others_served() {
     }
     let out = run(gw.ssh("alice+t1", &[], "echo alive"), LIMIT).await;
     assert_eq!(text(&out.stdout).trim(), "alive", "{}", text(&out.stderr));
+    // The authentication deadline is for logging in only: a session lives past it.
+    let out = run(gw.ssh("alice+t1", &[], "sleep 5; echo still-here"), LIMIT).await;
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "still-here",
+        "a session outlived the 2 s authentication timeout: {}",
+        text(&out.stderr)
+    );
 
     // Thousands of channels: capped, the connection and others still work.
     let out = ok(&gw, "channels", "2000").await;

@@ -55,12 +55,29 @@ pub fn wait_port(port: u16) {
     panic!("nothing listens on 127.0.0.1:{port}");
 }
 
-/// The target account's password, one per test process.
+/// The target account's password, one per test run.
+///
+/// nextest runs every test in a process of its own, and they all log in to the same OS
+/// account: the first process of a run (`NEXTEST_RUN_ID`; under `cargo test`, the process)
+/// sets a fresh random password under a file lock and leaves it in a file only root can read;
+/// the others read it, so no test changes the password under another's feet.
 pub fn target_password() -> &'static str {
     static PW: OnceLock<String> = OnceLock::new();
     PW.get_or_init(|| {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
         need("useradd", "passwd");
         need("chpasswd", "passwd");
+        let dir = std::env::temp_dir().join("psm-proxy-tests");
+        std::fs::create_dir_all(&dir).unwrap();
+        let lock = std::fs::File::create(dir.join("account.lock")).unwrap();
+        lock.lock().expect("locking the test account");
+        let run =
+            std::env::var("NEXTEST_RUN_ID").unwrap_or_else(|_| std::process::id().to_string());
+        let pw_file = dir.join(format!("{TARGET_USER}-{run}.password"));
+        if let Ok(pw) = std::fs::read_to_string(&pw_file) {
+            return pw;
+        }
         let pw = format!("Vault-{}", uuid::Uuid::new_v4().simple());
         let exists = Command::new("id")
             .arg(TARGET_USER)
@@ -82,7 +99,6 @@ pub fn target_password() -> &'static str {
             .stdin(Stdio::piped())
             .spawn()
             .unwrap();
-        use std::io::Write;
         child
             .stdin
             .take()
@@ -90,6 +106,13 @@ pub fn target_password() -> &'static str {
             .write_all(format!("{TARGET_USER}:{pw}\n").as_bytes())
             .unwrap();
         assert!(child.wait().unwrap().success(), "chpasswd failed");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&pw_file)
+            .unwrap();
+        f.write_all(pw.as_bytes()).unwrap();
         pw
     })
 }
