@@ -718,7 +718,7 @@ async fn admin_watches_controls_replays_and_searches_a_real_session_in_chromium(
         // 9. Search terms and results that look like markup stay text.
         b.goto(&format!(
             "{web_url}/ui/search?q={}",
-            urlencode("<img src=x onerror=\"window.__pwned=3\">")
+            urlencode("<img src=x onerror=\"window.__pwned=2\">")
         ));
         b.wait("window.psm.search && window.psm.search.sessions.length > 0");
         let imgs = b.eval("document.querySelectorAll('main img').length");
