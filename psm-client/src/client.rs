@@ -577,7 +577,7 @@ impl Client {
         .await
     }
 
-    /// GetUser (extension, directory).
+    /// GetUser (extension, directory): the user without its password hash or TOTP secret.
     pub async fn get_user(&self, name: &str) -> Result<wire::GetUserResponse, ClientError> {
         let body = wire::UserNameRequest {
             name: name.to_owned(),
@@ -585,8 +585,8 @@ impl Client {
         self.post("GetUser", path::GET_USER, &body, true).await
     }
 
-    /// ListUsers (extension, directory).
-    pub async fn list_users(&self) -> Result<Vec<wire::UserDto>, ClientError> {
+    /// ListUsers (extension, directory, admin): without password hashes or TOTP secrets.
+    pub async fn list_users(&self) -> Result<Vec<wire::UserInfoDto>, ClientError> {
         self.get("ListUsers", path::LIST_USERS).await
     }
 
@@ -650,6 +650,17 @@ impl Client {
         request: &wire::RoleGrantRequest,
     ) -> Result<wire::ExistedResponse, ClientError> {
         self.post("RevokeRole", path::REVOKE_ROLE, request, false)
+            .await
+    }
+
+    /// VerifyUser (extension, directory, gateway): whether the password and/or TOTP code
+    /// are the user's, checked by the control plane. Never retried: a lost answer fails
+    /// that login attempt rather than spending another guess.
+    pub async fn verify_user(
+        &self,
+        request: &wire::VerifyUserRequest,
+    ) -> Result<wire::VerifyUserResponse, ClientError> {
+        self.post("VerifyUser", path::VERIFY_USER, request, false)
             .await
     }
 

@@ -1,15 +1,22 @@
 //! [`HttpDirectory`]: psm-core's [`UserDirectory`] over the control plane's directory
 //! extension endpoints, so a gateway on another host authenticates users against the
 //! control plane's directory exactly as an in-process one does.
+//!
+//! Password hashes and TOTP secrets never come over the wire: the users it reads carry
+//! [`Factor::Remote`](psm_core::directory::Factor::Remote) for each configured factor, and
+//! [`verify_password`](UserDirectory::verify_password) and
+//! [`verify_totp`](UserDirectory::verify_totp) ask the control plane (VerifyUser).
 
 use async_trait::async_trait;
 use psm_core::CoreError;
 use psm_core::directory::{AuthorizedKey, DirectoryUser, NewUser, UserDirectory, UserUpdate};
+use psm_core::vault::Secret;
 
 use crate::client::Client;
 use crate::wire;
 
-/// A [`UserDirectory`] that speaks HTTP (gateway key for reads, admin key for writes).
+/// A [`UserDirectory`] that speaks HTTP (gateway key for reads and verification, admin key
+/// for writes and listing).
 #[derive(Clone, Debug)]
 pub struct HttpDirectory {
     client: Client,
@@ -30,7 +37,7 @@ fn core(e: crate::ClientError) -> CoreError {
 impl UserDirectory for HttpDirectory {
     async fn user(&self, name: &str) -> Result<Option<DirectoryUser>, CoreError> {
         let resp = self.client.get_user(name).await.map_err(core)?;
-        resp.user.map(wire::UserDto::into_user).transpose()
+        resp.user.map(wire::UserInfoDto::into_user).transpose()
     }
 
     async fn users(&self) -> Result<Vec<DirectoryUser>, CoreError> {
@@ -39,19 +46,12 @@ impl UserDirectory for HttpDirectory {
             .await
             .map_err(core)?
             .into_iter()
-            .map(wire::UserDto::into_user)
+            .map(wire::UserInfoDto::into_user)
             .collect()
     }
 
     async fn create_user(&self, user: &NewUser) -> Result<(), CoreError> {
-        let dto = wire::UserDto {
-            name: user.name.to_string(),
-            password_hash: user.password.as_ref().map(|p| p.as_phc().to_owned()),
-            keys: user.keys.iter().map(ToString::to_string).collect(),
-            totp: user.totp.as_ref().map(|t| t.as_base32().to_owned()),
-            roles: user.roles.clone(),
-            disabled: false,
-        };
+        let dto = wire::UserDto::from_new_user(user);
         self.client.create_user(&dto).await.map(drop).map_err(core)
     }
 
@@ -120,6 +120,46 @@ impl UserDirectory for HttpDirectory {
             .await
             .map_err(core)?
             .existed)
+    }
+
+    /// Asks the control plane (VerifyUser), which holds the hash.
+    async fn verify_password(
+        &self,
+        name: &str,
+        password: &Secret<String>,
+    ) -> Result<bool, CoreError> {
+        let request = wire::VerifyUserRequest {
+            name: name.to_owned(),
+            password: Some(password.expose_secret().clone()),
+            totp_code: None,
+        };
+        Ok(self
+            .client
+            .verify_user(&request)
+            .await
+            .map_err(core)?
+            .accepted)
+    }
+
+    /// Asks the control plane (VerifyUser), which holds the secret and judges the code by
+    /// its own clock (`unix_seconds` is not sent).
+    async fn verify_totp(
+        &self,
+        name: &str,
+        code: &str,
+        _unix_seconds: u64,
+    ) -> Result<bool, CoreError> {
+        let request = wire::VerifyUserRequest {
+            name: name.to_owned(),
+            password: None,
+            totp_code: Some(code.to_owned()),
+        };
+        Ok(self
+            .client
+            .verify_user(&request)
+            .await
+            .map_err(core)?
+            .accepted)
     }
 
     async fn targets_of_roles(&self, roles: &[String]) -> Result<Vec<String>, CoreError> {

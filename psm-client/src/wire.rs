@@ -99,6 +99,8 @@ pub mod path {
     pub const REVOKE_ROLE: &str = "/api/services/v1/secureaccessgateway/RevokeRole";
     /// POST TargetsOfRoles (extension, directory).
     pub const TARGETS_OF_ROLES: &str = "/api/services/v1/secureaccessgateway/TargetsOfRoles";
+    /// POST VerifyUser (extension, directory).
+    pub const VERIFY_USER: &str = "/api/services/v1/secureaccessgateway/VerifyUser";
     /// GET health: the process is up.
     pub const HEALTH: &str = "/healthz";
     /// GET readiness: the database answers.
@@ -1166,9 +1168,9 @@ impl std::fmt::Debug for SetCredentialRequest {
     }
 }
 
-/// A directory user on the wire (extension). Carries the password's argon2 PHC hash and the
-/// TOTP secret so a remote gateway can authenticate the user itself: only the gateway and
-/// admin roles may read it, and only over TLS off loopback. `Debug` hides both.
+/// A directory user as an admin writes it (CreateUser's body, extension): with the
+/// password's argon2 PHC hash and the TOTP secret. No answer carries this shape: GetUser and
+/// ListUsers answer [`UserInfoDto`]. `Debug` hides both secrets.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct UserDto {
     /// The user name.
@@ -1211,6 +1213,31 @@ pub struct UserNameRequest {
     pub name: String,
 }
 
+/// A directory user as GetUser and ListUsers answer it (extension): whether the user has
+/// a password and a second factor, never the hash or the TOTP secret, which stay with the
+/// control plane (VerifyUser checks them there).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct UserInfoDto {
+    /// The user name.
+    #[serde(rename = "Name")]
+    pub name: String,
+    /// Whether the user may log in by password.
+    #[serde(rename = "HasPassword", default)]
+    pub has_password: bool,
+    /// Authorized SSH keys, one OpenSSH line each.
+    #[serde(rename = "Keys", default)]
+    pub keys: Vec<String>,
+    /// Whether a TOTP code is required after the first factor.
+    #[serde(rename = "HasTotp", default)]
+    pub has_totp: bool,
+    /// The user's roles.
+    #[serde(rename = "Roles", default)]
+    pub roles: Vec<String>,
+    /// Whether the user is disabled.
+    #[serde(rename = "Disabled", default)]
+    pub disabled: bool,
+}
+
 /// GetUser's answer: the user, or null if there is none.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct GetUserResponse {
@@ -1219,7 +1246,44 @@ pub struct GetUserResponse {
     pub result: String,
     /// The user.
     #[serde(rename = "User")]
-    pub user: Option<UserDto>,
+    pub user: Option<UserInfoDto>,
+}
+
+/// VerifyUser (extension, gateway): is this the user's password, and/or the user's current
+/// TOTP code? At least one of the two; when both are given, both must be right. The control
+/// plane checks them against the secrets it holds, with its own clock. `Debug` hides both.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct VerifyUserRequest {
+    /// The user.
+    pub name: String,
+    /// The password to check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// The TOTP code to check (six digits).
+    #[serde(rename = "totpCode", default, skip_serializing_if = "Option::is_none")]
+    pub totp_code: Option<String>,
+}
+
+impl std::fmt::Debug for VerifyUserRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifyUserRequest")
+            .field("name", &self.name)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("totp_code", &self.totp_code.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+/// VerifyUser's answer: accepted or refused, never why (an unknown user, a disabled one, a
+/// wrong password and a wrong code all read `false`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct VerifyUserResponse {
+    /// `Success` (the call worked, whatever the verdict).
+    #[serde(rename = "Result")]
+    pub result: String,
+    /// Whether every factor given was right.
+    #[serde(rename = "Accepted")]
+    pub accepted: bool,
 }
 
 /// A change to a user (UpdateUser): an absent field is left as it is; `null` clears it.
@@ -1321,22 +1385,23 @@ pub struct ExistedResponse {
 }
 
 impl UserDto {
-    /// From a directory user.
-    pub fn from_user(u: &psm_core::directory::DirectoryUser) -> Self {
+    /// From a user to create (not disabled).
+    pub fn from_new_user(u: &psm_core::directory::NewUser) -> Self {
         Self {
             name: u.name.to_string(),
             password_hash: u.password.as_ref().map(|p| p.as_phc().to_owned()),
             keys: u.keys.iter().map(ToString::to_string).collect(),
             totp: u.totp.as_ref().map(|t| t.as_base32().to_owned()),
             roles: u.roles.clone(),
-            disabled: u.disabled,
+            disabled: false,
         }
     }
 
-    /// Back to a directory user (each field validated).
-    pub fn into_user(self) -> Result<psm_core::directory::DirectoryUser, psm_core::CoreError> {
-        use psm_core::directory::{AuthorizedKey, DirectoryUser, PasswordHash, TotpSecret};
-        Ok(DirectoryUser {
+    /// Back to a user to create, each field validated (`disabled` is not part of it: the
+    /// caller applies it after creating).
+    pub fn into_new_user(self) -> Result<psm_core::directory::NewUser, psm_core::CoreError> {
+        use psm_core::directory::{AuthorizedKey, NewUser, PasswordHash, TotpSecret};
+        Ok(NewUser {
             name: self.name.parse()?,
             password: self
                 .password_hash
@@ -1353,6 +1418,45 @@ impl UserDto {
                 .as_deref()
                 .map(TotpSecret::from_base32)
                 .transpose()?,
+            roles: self.roles,
+        })
+    }
+}
+
+impl UserInfoDto {
+    /// From a directory user: whether each factor is configured, never its secret.
+    pub fn from_user(u: &psm_core::directory::DirectoryUser) -> Self {
+        Self {
+            name: u.name.to_string(),
+            has_password: u.password.is_some(),
+            keys: u.keys.iter().map(ToString::to_string).collect(),
+            has_totp: u.totp.is_some(),
+            roles: u.roles.clone(),
+            disabled: u.disabled,
+        }
+    }
+
+    /// Back to a directory user (each field validated) whose configured factors are
+    /// [`Factor::Remote`](psm_core::directory::Factor::Remote): the control plane verifies
+    /// them.
+    pub fn into_user(self) -> Result<psm_core::directory::DirectoryUser, psm_core::CoreError> {
+        use psm_core::directory::{AuthorizedKey, DirectoryUser, Factor};
+        fn remote<T>(configured: bool) -> Factor<T> {
+            if configured {
+                Factor::Remote
+            } else {
+                Factor::Absent
+            }
+        }
+        Ok(DirectoryUser {
+            name: self.name.parse()?,
+            password: remote(self.has_password),
+            keys: self
+                .keys
+                .iter()
+                .map(|k| AuthorizedKey::parse(k))
+                .collect::<Result<_, _>>()?,
+            totp: remote(self.has_totp),
             roles: self.roles,
             disabled: self.disabled,
         })

@@ -117,6 +117,73 @@ async fn totp_second_factor_by_keyboard_interactive() {
     gw.stop().await;
 }
 
+/// A directory that keeps its secrets (as the control plane does behind psm-client's
+/// HttpDirectory): the gateway authenticates password and TOTP logins by asking it, never
+/// by checking the record it read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_and_totp_checked_by_a_directory_that_keeps_its_secrets() {
+    use std::sync::atomic::Ordering::SeqCst;
+    need("sshpass", "sshpass");
+    let sshd = Sshd::start();
+    let remote = SecretsElsewhere::new(Arc::new(psm_core::directory::MemoryDirectory::new()));
+    let gw = Gateway::start_with(
+        &sshd,
+        Options {
+            secrets_elsewhere: Some(remote.clone()),
+            ..Options::default()
+        },
+    )
+    .await;
+    let password_login = |password: &str| {
+        let mut c = Command::new("sshpass");
+        c.args(["-p", password, "ssh"])
+            .args(gw.ssh_opts())
+            .args([
+                "-o",
+                "PreferredAuthentications=password",
+                "-o",
+                "PubkeyAuthentication=no",
+            ])
+            .args([
+                "-p",
+                &gw.addr.port().to_string(),
+                "alice+t1@127.0.0.1",
+                "echo password-ok",
+            ]);
+        c
+    };
+    let out = run(password_login(ALICE_PW), LIMIT).await;
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "password-ok",
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(password_login("wrong"), LIMIT).await;
+    assert!(!out.status.success(), "a wrong password was accepted");
+    assert!(remote.password_checks.load(SeqCst) >= 2);
+
+    let secret = TotpSecret::generate();
+    gw.directory
+        .update_user(
+            "alice",
+            &UserUpdate {
+                totp: Some(Some(secret.clone())),
+                ..UserUpdate::default()
+            },
+        )
+        .await
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    ok(&gw, "totp", &secret.code_at(now).unwrap()).await;
+    ok(&gw, "totp-wrong", "").await;
+    assert!(remote.totp_checks.load(SeqCst) >= 2);
+    gw.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn input_at_a_password_prompt_is_hidden_from_taps() {
     let sshd = Sshd::start();

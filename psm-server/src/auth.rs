@@ -106,11 +106,12 @@ pub enum Endpoint {
     GrantRole,
     RevokeRole,
     TargetsOfRoles,
+    VerifyUser,
 }
 
 impl Endpoint {
     /// Every endpoint.
-    pub const ALL: [Endpoint; 37] = [
+    pub const ALL: [Endpoint; 38] = [
         Endpoint::UpdateSession,
         Endpoint::EndSession,
         Endpoint::EncoderClaim,
@@ -148,6 +149,7 @@ impl Endpoint {
         Endpoint::GrantRole,
         Endpoint::RevokeRole,
         Endpoint::TargetsOfRoles,
+        Endpoint::VerifyUser,
     ];
 
     /// The contract name (the last path segment).
@@ -190,6 +192,7 @@ impl Endpoint {
             Endpoint::GrantRole => "GrantRole",
             Endpoint::RevokeRole => "RevokeRole",
             Endpoint::TargetsOfRoles => "TargetsOfRoles",
+            Endpoint::VerifyUser => "VerifyUser",
         }
     }
 
@@ -205,7 +208,8 @@ impl Endpoint {
             | Endpoint::SaveScreenshot
             | Endpoint::SaveSessionRecording
             | Endpoint::SaveKeyStrokes
-            | Endpoint::GetCredential => &[Gateway],
+            | Endpoint::GetCredential
+            | Endpoint::VerifyUser => &[Gateway],
             Endpoint::EncoderClaim => &[Encoder],
             Endpoint::UploderClaim => &[Uploader],
             Endpoint::Polling => &[Gateway, Encoder, Uploader],

@@ -122,6 +122,7 @@ pub fn router(state: AppState) -> Router {
         .route(path::GRANT_ROLE, post(directory::grant_role))
         .route(path::REVOKE_ROLE, post(directory::revoke_role))
         .route(path::TARGETS_OF_ROLES, post(directory::targets_of_roles))
+        .route(path::VERIFY_USER, post(directory::verify_user))
         .route(path::GET_USER_PLATFORM, get(utility::get_user_platform))
         .route(path::GET_IP, get(utility::get_ip))
         .route_layer(axum::middleware::from_fn_with_state(

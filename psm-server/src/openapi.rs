@@ -31,7 +31,7 @@ use psm_client::wire;
         directory::get_user, directory::list_users, directory::create_user,
         directory::update_user, directory::delete_user, directory::add_user_key,
         directory::remove_user_key, directory::grant_role, directory::revoke_role,
-        directory::targets_of_roles,
+        directory::targets_of_roles, directory::verify_user,
         utility::get_user_platform, utility::get_ip, utility::health, utility::ready,
     ),
     components(schemas(wire::ErrorBody, wire::ErrorDetail, wire::StageName)),

@@ -3,6 +3,22 @@
 
 use super::*;
 
+fn pw(s: &str) -> Secret<String> {
+    Secret::new(s.to_owned())
+}
+
+/// A six-digit code that is not `totp`'s at `t` nor one step either side.
+fn wrong_code(totp: &TotpSecret, t: u64) -> String {
+    let near: Vec<String> = [t - 30, t, t + 30]
+        .iter()
+        .map(|&at| totp.code_at(at).unwrap())
+        .collect();
+    (0..4)
+        .map(|i| format!("{:06}", i * 111_111))
+        .find(|c| !near.contains(c))
+        .unwrap()
+}
+
 /// Runs every check against an empty directory.
 pub(crate) async fn run(dir: &dyn UserDirectory) {
     let key =
@@ -36,8 +52,61 @@ pub(crate) async fn run(dir: &dyn UserDirectory) {
     assert_eq!(alice.roles, vec!["dba".to_owned(), "ops".to_owned()]);
     let t = 1_800_000_000;
     assert!(alice.verify_totp(&totp.code_at(t).unwrap(), t));
+    assert!(alice.has_password() && alice.needs_totp());
     assert!(dir.user("nobody").await.unwrap().is_none());
     assert!(dir.user("bad+name").await.unwrap().is_none());
+
+    // The directory verifies where the secrets live: accepted or refused, nothing more.
+    assert!(dir.verify_password("alice", &pw("pw-alice")).await.unwrap());
+    assert!(!dir.verify_password("alice", &pw("pw-bob")).await.unwrap());
+    assert!(!dir.verify_password("alice", &pw("")).await.unwrap());
+    assert!(
+        !dir.verify_password("alice", &pw(&"x".repeat(5000)))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !dir.verify_password("nobody", &pw("pw-alice"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !dir.verify_password("bad+name", &pw("pw-alice"))
+            .await
+            .unwrap()
+    );
+    let code = totp.code_at(t).unwrap();
+    assert!(dir.verify_totp("alice", &code, t).await.unwrap());
+    assert!(dir.verify_totp("alice", &code, t + 30).await.unwrap());
+    assert!(!dir.verify_totp("alice", &code, t + 300).await.unwrap());
+    assert!(
+        !dir.verify_totp("alice", &wrong_code(&totp, t), t)
+            .await
+            .unwrap()
+    );
+    assert!(!dir.verify_totp("alice", "abcdef", t).await.unwrap());
+    assert!(!dir.verify_totp("nobody", &code, t).await.unwrap());
+    dir.update_user(
+        "alice",
+        &UserUpdate {
+            disabled: Some(true),
+            ..UserUpdate::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(!dir.verify_password("alice", &pw("pw-alice")).await.unwrap());
+    assert!(!dir.verify_totp("alice", &code, t).await.unwrap());
+    dir.update_user(
+        "alice",
+        &UserUpdate {
+            disabled: Some(false),
+            ..UserUpdate::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(dir.verify_password("alice", &pw("pw-alice")).await.unwrap());
 
     // keys
     dir.add_key("alice", &key2).await.unwrap();
@@ -84,6 +153,11 @@ pub(crate) async fn run(dir: &dyn UserDirectory) {
     let alice = dir.user("alice").await.unwrap().unwrap();
     assert!(alice.password.is_none() && alice.totp.is_none());
     assert!(!alice.verify_password("pw-alice"));
+    assert!(!dir.verify_password("alice", &pw("pw-alice")).await.unwrap());
+    assert!(
+        !dir.verify_totp("alice", &code, t).await.unwrap(),
+        "no second factor: nothing to accept"
+    );
     assert!(dir.may_reach(&alice, "secret-01").await.unwrap());
     dir.update_user(
         "alice",

@@ -70,9 +70,9 @@ impl UserDirectory for MemoryDirectory {
             user.name.to_string(),
             DirectoryUser {
                 name: user.name.clone(),
-                password: user.password.clone(),
+                password: user.password.clone().into(),
                 keys,
-                totp: user.totp.clone(),
+                totp: user.totp.clone().into(),
                 roles: dedup_sorted(user.roles.clone()),
                 disabled: false,
             },
@@ -88,10 +88,10 @@ impl UserDirectory for MemoryDirectory {
             .get_mut(name)
             .ok_or_else(|| CoreError::UnknownUser(name.to_owned()))?;
         if let Some(p) = &update.password {
-            user.password = p.clone();
+            user.password = p.clone().into();
         }
         if let Some(t) = &update.totp {
-            user.totp = t.clone();
+            user.totp = t.clone().into();
         }
         if let Some(r) = &update.roles {
             user.roles = dedup_sorted(r.clone());

@@ -9,9 +9,16 @@
 //! [`PostgresStore`](crate::store::PostgresStore) implement it over the same database as
 //! their sessions (migration `0003_directory`).
 //!
+//! Passwords and TOTP codes are checked where the secrets live: ask the directory
+//! ([`UserDirectory::verify_password`], [`UserDirectory::verify_totp`]) rather than the
+//! record it returned. A local directory checks its own record; a remote one (psm-client's
+//! `HttpDirectory`) asks the control plane, whose answers never carry a password hash or a
+//! TOTP secret, so its records say only whether each [`Factor`] is configured.
+//!
 //! ```
 //! # async fn demo() -> Result<(), psm_core::CoreError> {
 //! use psm_core::directory::{MemoryDirectory, UserDirectory, NewUser, PasswordHash};
+//! use psm_core::vault::Secret;
 //!
 //! let dir = MemoryDirectory::new();
 //! dir.create_user(&NewUser {
@@ -22,9 +29,10 @@
 //! }).await?;
 //! dir.grant("ops", "web-01").await?;
 //!
+//! assert!(dir.verify_password("alice", &Secret::new("correct horse".into())).await?);
+//! assert!(!dir.verify_password("alice", &Secret::new("wrong".into())).await?);
+//!
 //! let alice = dir.user("alice").await?.expect("alice exists");
-//! assert!(alice.verify_password("correct horse"));
-//! assert!(!alice.verify_password("wrong"));
 //! assert!(dir.may_reach(&alice, "web-01").await?);
 //! assert!(!dir.may_reach(&alice, "db-01").await?);
 //! # Ok(()) }
@@ -38,7 +46,9 @@ use async_trait::async_trait;
 
 use crate::error::CoreError;
 use crate::id::truncate_for_error;
+use crate::vault::Secret;
 
+mod factor;
 mod memory;
 mod password;
 mod postgres;
@@ -46,8 +56,9 @@ mod sql;
 mod sqlite;
 mod totp;
 
+pub use factor::Factor;
 pub use memory::MemoryDirectory;
-pub use password::PasswordHash;
+pub use password::{MAX_PASSWORD_LEN, PasswordHash};
 pub use totp::TotpSecret;
 
 /// Longest user, role or target name, in bytes.
@@ -200,12 +211,14 @@ impl fmt::Display for AuthorizedKey {
 pub struct DirectoryUser {
     /// The login name.
     pub name: UserName,
-    /// The password hash, if the user may log in by password.
-    pub password: Option<PasswordHash>,
+    /// The password, if the user may log in by password: its hash when this directory
+    /// holds it, [`Factor::Remote`] when read from a remote directory.
+    pub password: Factor<PasswordHash>,
     /// The SSH keys the user may log in with.
     pub keys: Vec<AuthorizedKey>,
-    /// The TOTP secret, if a second factor is required.
-    pub totp: Option<TotpSecret>,
+    /// The TOTP second factor, if one is required: its secret when this directory holds
+    /// it, [`Factor::Remote`] when read from a remote directory.
+    pub totp: Factor<TotpSecret>,
     /// The user's roles.
     pub roles: Vec<String>,
     /// A disabled user cannot log in.
@@ -213,9 +226,16 @@ pub struct DirectoryUser {
 }
 
 impl DirectoryUser {
-    /// Whether `password` is this user's password (false without one, or when disabled).
+    /// Whether `password` is this user's password, checked against the hash in this record
+    /// (false without one, when the hash is held remotely, or when disabled). Prefer
+    /// [`UserDirectory::verify_password`], which also works for a remote directory.
     pub fn verify_password(&self, password: &str) -> bool {
-        !self.disabled && self.password.as_ref().is_some_and(|h| h.verify(password))
+        !self.disabled && self.password.local().is_some_and(|h| h.verify(password))
+    }
+
+    /// Whether the user may log in by password (the hash here or remote).
+    pub fn has_password(&self) -> bool {
+        self.password.is_some()
     }
 
     /// Whether `openssh` (`ALGORITHM BASE64 [COMMENT]`) is one of this user's keys.
@@ -229,11 +249,14 @@ impl DirectoryUser {
     }
 
     /// Whether `code` is the user's current TOTP code at `unix_seconds` (one step of skew
-    /// either way). True when no second factor is configured.
+    /// either way), checked against the secret in this record. True when no second factor
+    /// is configured; false when the secret is held remotely. Prefer
+    /// [`UserDirectory::verify_totp`], which also works for a remote directory.
     pub fn verify_totp(&self, code: &str, unix_seconds: u64) -> bool {
         match &self.totp {
-            None => true,
-            Some(secret) => !self.disabled && secret.verify(code, unix_seconds),
+            Factor::Absent => true,
+            Factor::Local(secret) => !self.disabled && secret.verify(code, unix_seconds),
+            Factor::Remote => false,
         }
     }
 }
@@ -360,6 +383,54 @@ pub trait UserDirectory: Send + Sync {
     async fn may_reach(&self, user: &DirectoryUser, target: &str) -> Result<bool, CoreError> {
         let allowed = self.allowed_targets(user).await?;
         Ok(allowed.iter().any(|t| t == ALL_TARGETS || t == target))
+    }
+
+    /// Whether `password` is user `name`'s password: false for an unknown or disabled user,
+    /// one without a password, or a password longer than [`MAX_PASSWORD_LEN`]. Only
+    /// accepted or refused, never why.
+    ///
+    /// The default checks the record [`user`](Self::user) returns, with argon2 (constant-time
+    /// comparison) on a blocking thread; an unknown user costs the same argon2 run, so the
+    /// time taken does not tell whether the user exists. A directory whose records do not
+    /// carry the hash ([`Factor::Remote`]) overrides this to ask the directory that holds it.
+    async fn verify_password(
+        &self,
+        name: &str,
+        password: &Secret<String>,
+    ) -> Result<bool, CoreError> {
+        let user = self.user(name).await?;
+        let password = password.clone();
+        let ok = tokio::task::spawn_blocking(move || {
+            let (hash, usable) = match &user {
+                Some(u) => (u.password.local(), !u.disabled),
+                None => (None, false),
+            };
+            password::verify_or_decoy(hash, password.expose_secret()) && usable
+        })
+        .await
+        .unwrap_or(false);
+        Ok(ok)
+    }
+
+    /// Whether `code` is user `name`'s TOTP code at `unix_seconds` (one 30 s step of skew
+    /// either way): false for an unknown or disabled user, or one without a second factor
+    /// (ask only when [`DirectoryUser::needs_totp`]). Only accepted or refused, never why.
+    ///
+    /// The default checks the record [`user`](Self::user) returns. A directory whose records
+    /// do not carry the secret ([`Factor::Remote`]) overrides this to ask the directory that
+    /// holds it, which may use its own clock rather than `unix_seconds`.
+    async fn verify_totp(
+        &self,
+        name: &str,
+        code: &str,
+        unix_seconds: u64,
+    ) -> Result<bool, CoreError> {
+        Ok(self.user(name).await?.is_some_and(|u| {
+            !u.disabled
+                && u.totp
+                    .local()
+                    .is_some_and(|secret| secret.verify(code, unix_seconds))
+        }))
     }
 }
 

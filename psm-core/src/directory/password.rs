@@ -1,6 +1,7 @@
 //! Password hashes: argon2id in PHC string form.
 
 use std::fmt;
+use std::sync::OnceLock;
 
 use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash as Phc;
@@ -62,6 +63,23 @@ impl PasswordHash {
     }
 }
 
+/// Whether `password` matches `hash`; without a hash, the same argon2 work is spent on a
+/// decoy and the answer is false, so the time taken does not tell whether there was one.
+pub(crate) fn verify_or_decoy(hash: Option<&PasswordHash>, password: &str) -> bool {
+    static DECOY: OnceLock<Option<PasswordHash>> = OnceLock::new();
+    match hash {
+        Some(h) => h.verify(password),
+        None => {
+            if let Some(d) =
+                DECOY.get_or_init(|| PasswordHash::hash("psm decoy password that nobody has").ok())
+            {
+                let _ = d.verify(password);
+            }
+            false
+        }
+    }
+}
+
 impl fmt::Debug for PasswordHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("PasswordHash(***)")
@@ -83,5 +101,8 @@ mod tests {
         assert!(PasswordHash::from_phc("plain").is_err());
         assert!(PasswordHash::hash("").is_err());
         assert!(!h.verify(&"x".repeat(2000)));
+        assert!(verify_or_decoy(Some(&h), "s3cret"));
+        assert!(!verify_or_decoy(None, "s3cret"));
+        assert!(!verify_or_decoy(None, "psm decoy password that nobody has"));
     }
 }

@@ -70,12 +70,14 @@ macro_rules! sql_directory {
                     password: password
                         .map(|p| $crate::directory::PasswordHash::from_phc(&p))
                         .transpose()
-                        .map_err(|e| malformed(e.to_string()))?,
+                        .map_err(|e| malformed(e.to_string()))?
+                        .into(),
                     keys: parsed_keys,
                     totp: totp
                         .map(|t| $crate::directory::TotpSecret::from_base32(&t))
                         .transpose()
-                        .map_err(|e| malformed(e.to_string()))?,
+                        .map_err(|e| malformed(e.to_string()))?
+                        .into(),
                     roles: parsed_roles,
                     disabled,
                 }))

@@ -350,29 +350,33 @@ impl Authenticator {
         } else {
             (password.to_owned(), None)
         };
-        let permit = self
-            .hashing
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| refused("the gateway is shutting down"))?;
-        let checked = user.clone();
-        let password = zeroize::Zeroizing::new(password);
-        let ok = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            checked.verify_password(&password)
-        })
-        .await
-        .unwrap_or(false);
+        // The directory verifies where the secrets live (in-process, or the control plane
+        // for a remote directory, whose records carry neither hash nor TOTP secret).
+        let password = Secret::new(password);
+        let ok = {
+            let _permit = self
+                .hashing
+                .acquire()
+                .await
+                .map_err(|_| refused("the gateway is shutting down"))?;
+            self.directory
+                .verify_password(&name.user, &password)
+                .await?
+        };
         if !ok {
             return Err(refused("wrong password"));
         }
         if let Some(code) = code {
+            let code = Secret::new(code);
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0);
-            if !user.verify_totp(&code, now) {
+            if !self
+                .directory
+                .verify_totp(&name.user, code.expose_secret(), now)
+                .await?
+            {
                 return Err(refused("wrong TOTP code"));
             }
         }
@@ -415,6 +419,53 @@ mod tests {
         assert!(auth.authenticate("alice+db-01", "alice-pw").await.is_err());
         assert!(auth.authenticate("alice", "alice-pw").await.is_err());
         assert!(auth.authenticate("bob+web-01", "alice-pw").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn totp_code_after_the_password_is_checked_by_the_directory() {
+        use psm_core::directory::{TotpSecret, UserUpdate};
+        let dir = Arc::new(MemoryDirectory::new());
+        dir.create_user(&NewUser {
+            name: "alice".parse().unwrap(),
+            password: Some(PasswordHash::hash("alice-pw").unwrap()),
+            roles: vec!["ops".into()],
+            ..NewUser::default()
+        })
+        .await
+        .unwrap();
+        dir.grant("ops", "web-01").await.unwrap();
+        let secret = TotpSecret::generate();
+        dir.update_user(
+            "alice",
+            &UserUpdate {
+                totp: Some(Some(secret.clone())),
+                ..UserUpdate::default()
+            },
+        )
+        .await
+        .unwrap();
+        let auth = Authenticator::new(dir, None, 2);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let code = secret.code_at(now).unwrap();
+        let id = auth
+            .authenticate("alice+web-01", &format!("alice-pw{code}"))
+            .await
+            .unwrap();
+        assert_eq!(id.user, "alice");
+        assert!(auth.authenticate("alice+web-01", "alice-pw").await.is_err());
+        assert!(
+            auth.authenticate("alice+web-01", "alice-pwabcdef")
+                .await
+                .is_err()
+        );
+        assert!(
+            auth.authenticate("alice+web-01", &format!("wrong-pw{code}"))
+                .await
+                .is_err()
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use psm_core::directory::DirectoryUser;
+use psm_core::vault::Secret;
 use russh::keys::PublicKey;
 use russh::server::{Auth, Msg, Response, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, ChannelOpenFailure, MethodKind, MethodSet, Pty, Sig};
@@ -151,17 +152,51 @@ impl Handler {
         }
     }
 
+    /// Asks the directory, which holds the hash (in-process, or the control plane for a
+    /// remote directory): the record the gateway read never carries it from a remote one.
     async fn check_password(&self, user: &DirectoryUser, password: &str) -> bool {
-        // argon2 is deliberately slow and memory-hungry: bound how many run at once, off the
-        // async threads.
+        // argon2 is deliberately slow and memory-hungry (and a remote check holds a request
+        // open): bound how many run at once.
         let Ok(_permit) = self.conn.shared.hashing.acquire().await else {
             return false;
         };
-        let user = user.clone();
-        let password = password.to_owned();
-        tokio::task::spawn_blocking(move || user.verify_password(&password))
+        let password = Secret::new(password.to_owned());
+        match self
+            .conn
+            .shared
+            .deps
+            .directory
+            .verify_password(user.name.as_str(), &password)
             .await
-            .unwrap_or(false)
+        {
+            Ok(ok) => ok,
+            Err(e) => {
+                tracing::error!(user = %user.name, error = %e, "cannot verify the password");
+                false
+            }
+        }
+    }
+
+    /// Asks the directory whether `code` is the user's current TOTP code.
+    async fn check_totp(&self, user: &DirectoryUser, code: &str) -> bool {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        match self
+            .conn
+            .shared
+            .deps
+            .directory
+            .verify_totp(user.name.as_str(), code, now)
+            .await
+        {
+            Ok(ok) => ok,
+            Err(e) => {
+                tracing::error!(user = %user.name, error = %e, "cannot verify the TOTP code");
+                false
+            }
+        }
     }
 
     fn chan_info(id: ChannelId, kind: ChannelKind) -> ChannelInfo {
@@ -339,11 +374,7 @@ impl russh::server::Handler for Handler {
                 Ok(self.accept(&u))
             }
             (KbdStage::AskedCode, Some(code)) => {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0);
-                if self.first_factor && u.verify_totp(&code, now) {
+                if self.first_factor && self.check_totp(&u, &code).await {
                     Ok(self.accept(&u))
                 } else {
                     tracing::info!(user = %u.name, peer = %self.conn.peer_text(), "wrong verification code");

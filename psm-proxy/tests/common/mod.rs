@@ -9,11 +9,14 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use psm_core::CoreError;
 use psm_core::clock::SystemClock;
 use psm_core::directory::{
-    AuthorizedKey, MemoryDirectory, NewUser, PasswordHash, TotpSecret, UserDirectory,
+    AuthorizedKey, DirectoryUser, Factor, MemoryDirectory, NewUser, PasswordHash, TotpSecret,
+    UserDirectory, UserUpdate,
 };
 use psm_core::store::MemoryStore;
+use psm_core::vault::Secret;
 use psm_core::{ControlPlane, Engine, EngineConfig, ProcessInstance};
 use psm_proxy::ssh::{
     GatewayDeps, SshGateway, SshGatewayConfig, generate_host_key, host_key_public,
@@ -319,6 +322,92 @@ pub struct Options {
     pub control_plane: Option<Arc<dyn ControlPlane>>,
     pub targets: Option<Arc<dyn TargetAccess>>,
     pub taps: Option<Arc<dyn TapFactory>>,
+    /// Serve the directory to the gateway as a remote one does (psm-client's
+    /// `HttpDirectory`): records without the password hash or TOTP secret
+    /// ([`Factor::Remote`]), verification by the directory.
+    pub secrets_elsewhere: Option<Arc<SecretsElsewhere>>,
+}
+
+/// A directory whose records carry no secrets, like one read over HTTP: the gateway can
+/// only authenticate by asking it. Counts the verifications it was asked for.
+pub struct SecretsElsewhere {
+    pub inner: Arc<MemoryDirectory>,
+    pub password_checks: std::sync::atomic::AtomicUsize,
+    pub totp_checks: std::sync::atomic::AtomicUsize,
+}
+
+impl SecretsElsewhere {
+    pub fn new(inner: Arc<MemoryDirectory>) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            password_checks: Default::default(),
+            totp_checks: Default::default(),
+        })
+    }
+}
+
+fn without_secrets(mut u: DirectoryUser) -> DirectoryUser {
+    if u.password.is_some() {
+        u.password = Factor::Remote;
+    }
+    if u.totp.is_some() {
+        u.totp = Factor::Remote;
+    }
+    u
+}
+
+#[async_trait]
+impl UserDirectory for SecretsElsewhere {
+    async fn user(&self, name: &str) -> Result<Option<DirectoryUser>, CoreError> {
+        Ok(self.inner.user(name).await?.map(without_secrets))
+    }
+    async fn users(&self) -> Result<Vec<DirectoryUser>, CoreError> {
+        Ok(self
+            .inner
+            .users()
+            .await?
+            .into_iter()
+            .map(without_secrets)
+            .collect())
+    }
+    async fn create_user(&self, user: &NewUser) -> Result<(), CoreError> {
+        self.inner.create_user(user).await
+    }
+    async fn update_user(&self, name: &str, update: &UserUpdate) -> Result<(), CoreError> {
+        self.inner.update_user(name, update).await
+    }
+    async fn delete_user(&self, name: &str) -> Result<bool, CoreError> {
+        self.inner.delete_user(name).await
+    }
+    async fn add_key(&self, name: &str, key: &AuthorizedKey) -> Result<(), CoreError> {
+        self.inner.add_key(name, key).await
+    }
+    async fn remove_key(&self, name: &str, key: &AuthorizedKey) -> Result<bool, CoreError> {
+        self.inner.remove_key(name, key).await
+    }
+    async fn grant(&self, role: &str, target: &str) -> Result<(), CoreError> {
+        self.inner.grant(role, target).await
+    }
+    async fn revoke(&self, role: &str, target: &str) -> Result<bool, CoreError> {
+        self.inner.revoke(role, target).await
+    }
+    async fn targets_of_roles(&self, roles: &[String]) -> Result<Vec<String>, CoreError> {
+        self.inner.targets_of_roles(roles).await
+    }
+    async fn verify_password(
+        &self,
+        name: &str,
+        password: &Secret<String>,
+    ) -> Result<bool, CoreError> {
+        self.password_checks
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.verify_password(name, password).await
+    }
+    async fn verify_totp(&self, name: &str, code: &str, now: u64) -> Result<bool, CoreError> {
+        self.totp_checks
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.verify_totp(name, code, now).await
+    }
 }
 
 impl Default for Options {
@@ -328,6 +417,7 @@ impl Default for Options {
             control_plane: None,
             targets: None,
             taps: None,
+            secrets_elsewhere: None,
         }
     }
 }
@@ -347,7 +437,14 @@ impl Gateway {
         let dir = tempfile::tempdir().unwrap();
         let user_key = dir.path().join("alice");
         keygen(&user_key);
-        let directory = Arc::new(MemoryDirectory::new());
+        let directory = opts
+            .secrets_elsewhere
+            .as_ref()
+            .map_or_else(|| Arc::new(MemoryDirectory::new()), |s| s.inner.clone());
+        let served: Arc<dyn UserDirectory> = match &opts.secrets_elsewhere {
+            Some(s) => s.clone(),
+            None => directory.clone(),
+        };
         let pubkey = std::fs::read_to_string(dir.path().join("alice.pub")).unwrap();
         directory
             .create_user(&NewUser {
@@ -425,7 +522,7 @@ impl Gateway {
             control_plane: opts
                 .control_plane
                 .unwrap_or_else(|| Arc::new(engine.clone())),
-            directory: directory.clone(),
+            directory: served,
             targets: opts.targets.unwrap_or_else(|| Arc::new(targets.clone())),
             taps: opts
                 .taps

@@ -1,17 +1,23 @@
 //! The directory extension endpoints: psm-core's `UserDirectory` over HTTP, so a gateway on
-//! another host authenticates users (password hash, SSH keys, TOTP) and learns their
-//! reachable targets from the control plane. Reads: gateway and admin; writes: admin.
+//! another host authenticates users (SSH keys, and passwords and TOTP codes through
+//! VerifyUser) and learns their reachable targets from the control plane. Password hashes
+//! and TOTP secrets go in (CreateUser, UpdateUser) but never come out: GetUser and ListUsers
+//! say only whether a user has them. Reads: gateway and admin; VerifyUser: gateway;
+//! writes and listing: admin.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use psm_client::wire;
 use psm_core::CoreError;
 use psm_core::directory::{
-    AuthorizedKey, NewUser, PasswordHash, TotpSecret, UserDirectory, UserUpdate,
+    AuthorizedKey, PasswordHash, TotpSecret, UserDirectory, UserUpdate, is_valid_name,
 };
+use psm_core::vault::Secret;
+use tokio::sync::Semaphore;
 
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::extract::WireJson;
 use crate::state::AppState;
@@ -32,7 +38,8 @@ fn existed(existed: bool) -> Json<wire::ExistedResponse> {
     })
 }
 
-/// GetUser: one user (with its password hash and TOTP secret), or null.
+/// GetUser: one user, or null. Whether the user has a password and a second factor, never
+/// the password hash or the TOTP secret (VerifyUser checks them here).
 #[utoipa::path(post, path = "/api/services/v1/secureaccessgateway/GetUser",
     request_body = wire::UserNameRequest,
     responses((status = 200, body = wire::GetUserResponse)),
@@ -44,19 +51,96 @@ pub async fn get_user(
     let user = dir(&state)?.user(&req.name).await?;
     Ok(Json(wire::GetUserResponse {
         result: wire::SUCCESS.into(),
-        user: user.as_ref().map(wire::UserDto::from_user),
+        user: user.as_ref().map(wire::UserInfoDto::from_user),
     }))
 }
 
-/// ListUsers (admin).
+/// ListUsers (admin): every user as GetUser shows one, without hashes or TOTP secrets.
 #[utoipa::path(get, path = "/api/services/v1/secureaccessgateway/ListUsers",
-    responses((status = 200, body = Vec<wire::UserDto>)),
+    responses((status = 200, body = Vec<wire::UserInfoDto>)),
     tag = "directory", security(("api_key" = [])))]
 pub async fn list_users(
     State(state): State<AppState>,
-) -> Result<Json<Vec<wire::UserDto>>, ApiError> {
+) -> Result<Json<Vec<wire::UserInfoDto>>, ApiError> {
     let users = dir(&state)?.users().await?;
-    Ok(Json(users.iter().map(wire::UserDto::from_user).collect()))
+    Ok(Json(
+        users.iter().map(wire::UserInfoDto::from_user).collect(),
+    ))
+}
+
+/// Argon2 is slow and memory-hard on purpose (about 19 MiB each with the default
+/// parameters): VerifyUser runs at most this many password checks per core at once, and
+/// further requests wait their turn instead of exhausting the blocking pool's memory.
+const VERIFICATIONS_PER_CORE: usize = 2;
+
+fn verifications() -> &'static Semaphore {
+    static LIMIT: OnceLock<Semaphore> = OnceLock::new();
+    LIMIT.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        Semaphore::new(cores * VERIFICATIONS_PER_CORE)
+    })
+}
+
+/// VerifyUser (gateway): whether the password and/or the TOTP code are the user's, checked
+/// here against the secrets the directory holds (argon2 and TOTP comparisons are constant
+/// time; the TOTP code is judged by this server's clock). The answer is only accepted or
+/// refused, `200` either way: an unknown user, a disabled one, a missing factor and a wrong
+/// answer all read `"Accepted":false`, and an unknown user costs the same argon2 run. Every
+/// refusal is audited (`Refused`, actor = the gateway). Errors are for malformed requests
+/// and an unavailable directory only.
+#[utoipa::path(post, path = "/api/services/v1/secureaccessgateway/VerifyUser",
+    request_body = wire::VerifyUserRequest,
+    responses((status = 200, body = wire::VerifyUserResponse)),
+    tag = "directory", security(("api_key" = [])))]
+pub async fn verify_user(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    WireJson(req): WireJson<wire::VerifyUserRequest>,
+) -> Result<Json<wire::VerifyUserResponse>, ApiError> {
+    let d = dir(&state)?;
+    if req.password.is_none() && req.totp_code.is_none() {
+        return Err(CoreError::InvalidInput {
+            field: "password",
+            reason: "VerifyUser needs a password, a totpCode or both".into(),
+        }
+        .into());
+    }
+    let mut accepted = true;
+    let mut checked = Vec::new();
+    if let Some(password) = req.password {
+        let password = Secret::new(password);
+        let _permit = verifications()
+            .acquire()
+            .await
+            .map_err(|_| CoreError::Unavailable {
+                message: "the password checks are closed".into(),
+                source: None,
+            })?;
+        accepted &= d.verify_password(&req.name, &password).await?;
+        checked.push("password");
+    }
+    if let Some(code) = req.totp_code {
+        let code = Secret::new(code);
+        let now = u64::try_from(state.cp.engine().now().as_micros() / 1_000_000).unwrap_or(0);
+        accepted &= d.verify_totp(&req.name, code.expose_secret(), now).await?;
+        checked.push("TOTP code");
+    }
+    if !accepted {
+        let user = if is_valid_name(&req.name) {
+            req.name.as_str()
+        } else {
+            "(not a valid user name)"
+        };
+        let reason = CoreError::Unauthenticated(format!(
+            "VerifyUser refused user {user} (checked: {})",
+            checked.join(" and ")
+        ));
+        let _ = state.cp.vault().refuse(None, &principal.name, reason).await;
+    }
+    Ok(Json(wire::VerifyUserResponse {
+        result: wire::SUCCESS.into(),
+        accepted,
+    }))
 }
 
 /// CreateUser (admin): the password arrives already hashed (argon2 PHC string).
@@ -69,17 +153,10 @@ pub async fn create_user(
     WireJson(req): WireJson<wire::UserDto>,
 ) -> Result<Json<wire::ResultResponse>, ApiError> {
     let disabled = req.disabled;
-    let user = req.into_user()?;
+    let user = req.into_new_user()?;
     let name = user.name.to_string();
     let d = dir(&state)?;
-    d.create_user(&NewUser {
-        name: user.name,
-        password: user.password,
-        keys: user.keys,
-        totp: user.totp,
-        roles: user.roles,
-    })
-    .await?;
+    d.create_user(&user).await?;
     if disabled {
         d.update_user(
             &name,
