@@ -48,7 +48,6 @@ use axum::routing::{get, post, put};
 use psm_client::wire::path;
 use psm_core::LocalControlPlane;
 use tokio::sync::watch;
-use utoipa::OpenApi as _;
 
 pub mod artifacts;
 pub mod auth;
@@ -72,11 +71,7 @@ use routes::{claim, directory, save, session, utility, vault};
 
 /// The router with every endpoint, the auth layer and the body limit.
 pub fn router(state: AppState) -> Router {
-    let doc = {
-        let mut doc = openapi::ApiDoc::openapi();
-        doc.merge(routes::live::LiveApiDoc::openapi());
-        Arc::new(doc)
-    };
+    let doc = Arc::new(openapi::document());
     let api = Router::new()
         .route(path::UPDATE_SESSION, post(session::update_session))
         .route(path::END_SESSION, post(session::end_session))

@@ -39,6 +39,15 @@ use psm_client::wire;
 )]
 pub struct ApiDoc;
 
+/// The whole document: [`ApiDoc`], the live-control paths, and the common error answers
+/// added to every API operation (after the merge, so the merged paths get them too).
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    doc.merge(crate::routes::live::LiveApiDoc::openapi());
+    CommonAnswers.modify(&mut doc);
+    doc
+}
+
 /// Adds the bearer-key scheme and, to every API operation, the error answers any of them
 /// can give (the contract's error shape).
 struct CommonAnswers;
