@@ -1,11 +1,16 @@
-//! The encoder: claims Ended sessions, verifies the raw `.psmr`, writes the configured exports
-//! and the manifest, and commits Done-Encoded with its fencing token.
+//! The encoder: claims Ended sessions, verifies the raw `.psmr`, writes the configured exports,
+//! gives an intact recording its seek index, writes the manifest, and commits Done-Encoded
+//! with its fencing token.
 //!
 //! Outputs are idempotent: the exporters are deterministic and every file is written through
 //! a hidden temporary and a rename, the manifest last, so an encoder that retakes a session
-//! after a crash produces byte-identical files. A damaged or truncated recording is encoded as
-//! far as it is intact, the gaps are listed in the manifest (and marked in the exports), and
-//! the raw file is kept as it was and uploaded with the rest.
+//! after a crash produces byte-identical files. With an index key
+//! ([`EncoderSettings::index_key`]), a recording that verified whole (every frame sealed,
+//! every chunk decoded) gets its seek index after the exports, through an indexed copy renamed
+//! over the raw file ([`crate::seek_index`]); one that has an index already is left as it is,
+//! and the manifest's checksum describes the raw file as it is stored. A damaged or truncated
+//! recording is encoded as far as it is intact, the gaps are listed in the manifest (and
+//! marked in the exports), and the raw file is kept as it was and uploaded with the rest.
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -15,8 +20,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use psm_core::{Completion, ControlPlane, CoreError, Lease, SessionId};
 use psm_recording::export::{self, AsciicastOptions, ExportSummary};
+use psm_recording::index::IndexOptions;
 use psm_recording::{
-    Protocol, ReadOptions, Reader, RecipientPublic, RecipientSecret, RecordingError, VerifyingKey,
+    Protocol, ReadOptions, Reader, RecipientPublic, RecipientSecret, RecordingError, SigningKey,
+    VerifyingKey,
 };
 use psm_storage::Checksum;
 use tokio::sync::watch;
@@ -26,6 +33,7 @@ use crate::events::{EventSink, NoEvents, PipelineEvent, Step};
 use crate::graphics::{SheetOptions, VideoOptions, export_contact_sheet, export_video};
 use crate::layout::{LocalLayout, MANIFEST_FILE, RAW_OBJECT_NAME};
 use crate::manifest::{Gap, Integrity, Manifest, ManifestFile, sync_dir};
+use crate::seek_index::{IndexOutcome, index_recording};
 use crate::worker::{RunSummary, StepWorker, WorkerConfig, run_loop};
 
 /// An export the encoder can write. Each applies to terminal sessions (SSH), graphical
@@ -129,6 +137,12 @@ pub struct EncoderSettings {
     pub identity: Option<RecipientSecret>,
     /// Signers whose recordings are trusted; empty accepts any signer.
     pub trusted_signers: Vec<VerifyingKey>,
+    /// The key that signs the seek index appended to every recording that verified whole
+    /// (readers that trust only given keys need its public half too). `None`: recordings
+    /// are stored as the gateway wrote them, and seeking in them replays from the start.
+    /// Encoders sharing a data directory should share this key, so that they index a
+    /// recording identically.
+    pub index_key: Option<SigningKey>,
     /// The deployment's recipient key (`PSMEncryptionKey`): a recording that is not encrypted
     /// for it is still encoded and stored, with a note on the session saying so.
     pub expected_recipient: Option<RecipientPublic>,
@@ -139,12 +153,13 @@ pub struct EncoderSettings {
 }
 
 impl Default for EncoderSettings {
-    /// Every export, no decryption key, any signer, no expected recipient.
+    /// Every export, no decryption key, any signer, no seek index, no expected recipient.
     fn default() -> Self {
         Self {
             exports: ExportKind::ALL.into_iter().collect(),
             identity: None,
             trusted_signers: Vec::new(),
+            index_key: None,
             expected_recipient: None,
             video: VideoOptions::default(),
             sheet: SheetOptions::default(),
@@ -229,25 +244,11 @@ impl Encoder {
             session,
             total_bytes: size.saturating_mul(passes + 1),
         });
-        let (checksum, hashed) = Checksum::of_file(&raw).await?;
-        self.sink.event(&PipelineEvent::Progress {
-            step: Step::Encode,
-            session,
-            bytes: hashed,
-        });
         let settings = self.settings.clone();
         let sink = self.sink.clone();
         let (raw2, dir2) = (raw.clone(), dir.clone());
-        let encoded = tokio::task::spawn_blocking(move || {
-            encode_blocking(
-                session,
-                &raw2,
-                &dir2,
-                hashed,
-                checksum,
-                &settings,
-                sink.as_ref(),
-            )
+        let mut encoded = tokio::task::spawn_blocking(move || {
+            encode_blocking(session, &raw2, &dir2, size, &settings, sink.as_ref())
         })
         .await
         .map_err(|e| PipelineError::Recording {
@@ -255,6 +256,15 @@ impl Encoder {
             path: raw.clone(),
             reason: format!("encoding task failed: {e}"),
         })??;
+        // The raw file as it will be stored: with its seek index, if it got one.
+        let (checksum, hashed) = Checksum::of_file(&raw).await?;
+        self.sink.event(&PipelineEvent::Progress {
+            step: Step::Encode,
+            session,
+            bytes: hashed,
+        });
+        encoded.manifest.raw.size = hashed;
+        encoded.manifest.raw.blake3 = checksum;
         // Anything in the directory that this encoding did not write is a leftover.
         let keep: BTreeSet<PathBuf> = encoded.exports.iter().cloned().collect();
         if let Ok(entries) = std::fs::read_dir(&dir) {
@@ -269,7 +279,7 @@ impl Encoder {
         let m = &encoded.manifest;
         let note = m.note();
         if m.integrity.complete {
-            tracing::info!(session_id = %session, exports = m.exports.len(), raw_bytes = size,
+            tracing::info!(session_id = %session, exports = m.exports.len(), raw_bytes = m.raw.size,
                 "recording verified and encoded");
         } else {
             tracing::error!(session_id = %session, gaps = m.integrity.gaps.len(),
@@ -374,12 +384,13 @@ fn merge_gaps(gaps: &mut Vec<Gap>, more: Vec<Gap>) {
     }
 }
 
+/// Everything but hashing the raw file: the manifest's raw entry is filled in afterwards,
+/// once the file is final.
 fn encode_blocking(
     session: SessionId,
     raw: &Path,
     dir: &Path,
     size: u64,
-    checksum: Checksum,
     settings: &EncoderSettings,
     sink: &dyn EventSink,
 ) -> Result<Encoded, PipelineError> {
@@ -394,7 +405,7 @@ fn encode_blocking(
         name: RAW_OBJECT_NAME.into(),
         kind: "raw".into(),
         size,
-        blake3: checksum,
+        blake3: Checksum::of(b""),
     };
     let mut manifest = Manifest::new(session, raw_entry);
     let options = ReadOptions {
@@ -564,7 +575,46 @@ fn encode_blocking(
             reason: reader.integrity().to_string(),
         });
     }
+    drop(reader);
+    if let Some(key) = &settings.index_key
+        && manifest.integrity.complete
+    {
+        add_index(session, raw, key, settings, &mut manifest)?;
+    }
     Ok(Encoded { manifest, exports })
+}
+
+/// Gives a recording that verified whole its seek index. A recording that cannot have one is
+/// stored without it, with a warning; a file that cannot be written fails the attempt.
+fn add_index(
+    session: SessionId,
+    raw: &Path,
+    key: &SigningKey,
+    settings: &EncoderSettings,
+    manifest: &mut Manifest,
+) -> Result<(), PipelineError> {
+    let options = IndexOptions {
+        identity: settings.identity.clone(),
+        ..IndexOptions::new(key.clone())
+    };
+    match index_recording(raw, &options) {
+        Ok(IndexOutcome::Added(s)) => {
+            tracing::info!(session_id = %session, keyframes = s.keyframes, index_bytes = s.bytes,
+                "seek index appended");
+        }
+        Ok(IndexOutcome::Present(i)) => {
+            tracing::info!(session_id = %session, signer = %i.signer,
+                "the recording has a seek index already: left as it is");
+        }
+        Err(e @ PipelineError::SeekIndex { .. }) => {
+            tracing::warn!(session_id = %session, error = %e, "stored without a seek index");
+            manifest
+                .warnings
+                .push(format!("stored without a seek index: {e}"));
+        }
+        Err(e) => return Err(e),
+    }
+    Ok(())
 }
 
 #[async_trait]

@@ -69,6 +69,16 @@ pub enum PipelineError {
         reason: String,
     },
 
+    /// A recording cannot get a seek index (not intact, encrypted without a key for it): the
+    /// file is left as it is.
+    #[error("{path}: no seek index added: {reason}")]
+    SeekIndex {
+        /// The recording.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+
     /// An export could not be produced (ffmpeg missing or failing, a bad frame).
     #[error("{export} export: {reason}")]
     Export {

@@ -9,8 +9,9 @@
 //!   commits with its fencing token, and only then deletes the local copy;
 //! - the [`Encoder`] claims Ended sessions, verifies the raw `.psmr` recording, writes the
 //!   configured exports (asciicast, transcript, command index; for graphical sessions a video
-//!   through ffmpeg and a contact sheet, see [`graphics`]) and the manifest, encoding what is
-//!   intact of a damaged recording, listing its gaps and putting a note on the session.
+//!   through ffmpeg and a contact sheet, see [`graphics`]), appends the seek index to an
+//!   intact recording (atomically, see [`seek_index`]) and writes the manifest, encoding what
+//!   is intact of a damaged recording, listing its gaps and putting a note on the session.
 //!
 //! Both hold a `dyn ControlPlane` (the in-process engine, or a remote one), renew their lease
 //! while they work ([`LeaseKeeper`]), report failures so the engine backs off and eventually
@@ -65,6 +66,7 @@ pub mod graphics;
 pub mod layout;
 pub mod lease;
 pub mod manifest;
+pub mod seek_index;
 pub mod settings;
 pub mod uploader;
 pub mod worker;

@@ -199,6 +199,8 @@ impl Uploader {
         };
         let raw = self.layout.raw_recording(session);
         remove_if_present(&raw)?;
+        // Indexed copies of an encoder that crashed before its rename.
+        crate::seek_index::remove_leftovers(&raw)?;
         if let Some(dir) = raw.parent() {
             sync_dir(dir)?;
         }

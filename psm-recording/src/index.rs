@@ -93,10 +93,14 @@ pub struct IndexSummary {
 }
 
 /// Computes keyframes for a recording and appends them as its seek index (replacing an
-/// earlier one). The recording itself is not changed: its bytes, hash chain and signatures
-/// stay as the writer made them, so `psm verify` gives the same verdict for it. Works on
-/// finished and cut-off recordings; keyframes stop at the first chunk that cannot be read.
-/// Do not run it on a recording a writer is still appending to.
+/// earlier one, or what a crash left of one after the footer). The recording itself is not
+/// changed: its bytes, hash chain and signatures stay as the writer made them, so `psm
+/// verify` gives the same verdict for it. It writes the file in place: callers that need
+/// the file whole at every instant index a copy and rename it (as `psm_pipeline::seek_index`
+/// does). Works on finished recordings, and on cut-off ones that end at a frame boundary
+/// (after a partial last frame, the index makes the file read as tampered: section 5 of
+/// `docs/psmr.md`); keyframes stop at the first chunk that cannot be read. Do not run it on
+/// a recording a writer is still appending to.
 pub fn add_seek_index(
     path: impl AsRef<Path>,
     options: &IndexOptions,
@@ -280,5 +284,53 @@ impl KeyframeCollector {
             index_codec::encode(signer, covers, chunk_count, &self.entries),
             n,
         )
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::{BlockingWriter, ChannelId, Header, Protocol, Stream, VerifyOptions, WriterConfig};
+
+    #[test]
+    fn an_index_torn_by_a_crash_is_replaced_and_the_file_stays_intact() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.psmr");
+        let header = Header::new(psm_core::SessionId::new(), Protocol::Ssh, "a", "t", "w")
+            .with_terminal(TermSize::new(80, 24), "xterm");
+        let gateway = SigningKey::generate().unwrap();
+        let mut w =
+            BlockingWriter::create(&path, header, gateway, WriterConfig::default()).unwrap();
+        for i in 0..3000u64 {
+            let line = format!("\x1b[H\x1b[2Jframe {i} {}\r\n", "x".repeat(60));
+            w.output_at(
+                Micros(i * 100_000),
+                ChannelId(0),
+                Stream::Stdout,
+                line.as_bytes(),
+            )
+            .unwrap();
+        }
+        w.finish("done").unwrap();
+        let recording = std::fs::read(&path).unwrap();
+        let options = IndexOptions::new(SigningKey::generate().unwrap());
+        add_seek_index(&path, &options).unwrap();
+        let indexed = std::fs::read(&path).unwrap();
+        assert!(indexed.len() > recording.len() + 100);
+
+        // A crash halfway through the append: the reader ignores the unfinished index...
+        let torn = &indexed[..recording.len() + (indexed.len() - recording.len()) / 2];
+        std::fs::write(&path, torn).unwrap();
+        let report = crate::verify(&path, &VerifyOptions::default()).unwrap();
+        assert!(report.status.is_intact(), "{}", report.status);
+        assert!(report.seek_index.is_none());
+        // ...and indexing again replaces it: the same bytes as an append that finished.
+        let again = add_seek_index(&path, &options).unwrap();
+        assert!(again.replaced);
+        assert_eq!(std::fs::read(&path).unwrap(), indexed);
+        let report = crate::verify(&path, &VerifyOptions::default()).unwrap();
+        assert!(report.status.is_intact(), "{}", report.status);
+        assert!(report.seek_index.is_some());
     }
 }

@@ -681,6 +681,8 @@ pub(crate) fn scan<R: Read + Seek>(
                     (None, Some(KIND_INDEX)) if !index_expected => {
                         o.index_note =
                             Some("an unfinished seek index after the footer was ignored".into());
+                        // The recording ends at its footer: a new index replaces these bytes.
+                        o.raw_len = end_of_trailer + FOOTER_LEN as u64;
                         Integrity::Intact {
                             fully_checked: true,
                         }
