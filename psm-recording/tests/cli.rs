@@ -186,3 +186,55 @@ fn import_export_search_and_encryption_from_the_command_line() {
     assert!(o.status.success());
     assert!(String::from_utf8_lossy(&o.stdout).contains("secret.txt"));
 }
+
+#[test]
+fn index_gives_an_intact_recording_its_seek_index_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = |n: &str| dir.path().join(n).to_str().unwrap().to_owned();
+    let gateway = SigningKey::generate().unwrap();
+    let config = WriterConfig {
+        fsync: FsyncPolicy::Never,
+        ..WriterConfig::default()
+    };
+    let (bytes, _) = write_all(&sample_session(400), &gateway, config);
+    std::fs::write(s("r.psmr"), &bytes).unwrap();
+    let cut = &bytes[..bytes.len() * 2 / 3];
+    std::fs::write(s("cut.psmr"), cut).unwrap();
+    let o = run(&["recording-keygen", "--kind", "signing", "-o", &s("idx.key")]);
+    assert!(o.status.success());
+    let index_signer = stdout(&o);
+
+    let o = run(&["index", &s("r.psmr"), "--key", &s("idx.key")]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout(&o).starts_with("indexed:"), "{}", stdout(&o));
+    let indexed = std::fs::read(s("r.psmr")).unwrap();
+    assert!(indexed.len() > bytes.len());
+    assert_eq!(&indexed[..bytes.len()], &bytes[..]);
+    let r = Reader::open(s("r.psmr"), ReadOptions::default()).unwrap();
+    assert_eq!(r.seek_index().unwrap().signer.to_string(), index_signer);
+    let o = run(&[
+        "verify",
+        &s("r.psmr"),
+        "--key",
+        &gateway.verifying_key().to_string(),
+    ]);
+    assert_eq!((o.status.code(), stdout(&o).as_str()), (Some(0), "intact"));
+
+    // Once: a second run leaves the file as it is.
+    let o = run(&["index", &s("r.psmr"), "--key", &s("idx.key")]);
+    assert!(o.status.success());
+    assert!(stdout(&o).starts_with("already indexed"), "{}", stdout(&o));
+    assert_eq!(std::fs::read(s("r.psmr")).unwrap(), indexed);
+    // Only intact recordings: a cut-off one is refused and left as it is.
+    let o = run(&["index", &s("cut.psmr"), "--key", &s("idx.key")]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("only an intact recording"), "{err}");
+    assert_eq!(std::fs::read(s("cut.psmr")).unwrap(), cut);
+    let hidden: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(hidden.is_empty(), "{hidden:?}");
+}

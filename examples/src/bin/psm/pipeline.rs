@@ -306,6 +306,11 @@ pub struct EncodeArgs {
     /// stored without exports.
     #[arg(long, env = "PSM_RECORDING_IDENTITY_FILE")]
     pub recording_identity_file: Option<PathBuf>,
+    /// The key that signs the seek index appended to every intact recording
+    /// (`psmr-signing-secret:...`), created on first use with its public half beside it
+    /// (`.pub`). Default: DATA/keys/index-signing.key; encoders sharing DATA share it.
+    #[arg(long, env = "PSM_INDEX_KEY_FILE")]
+    pub index_key_file: Option<PathBuf>,
     /// The ffmpeg program for video exports.
     #[arg(long, env = "PSM_FFMPEG", default_value = "ffmpeg")]
     pub ffmpeg: PathBuf,
@@ -358,7 +363,17 @@ pub fn encoder(
         .create()
         .with_context(|| format!("creating the data layout under {}", data.display()))?;
     let config = worker.config("encoder", lease_ttl, Some(data.to_owned()))?;
-    let settings = encode.settings(pam)?;
+    let mut settings = encode.settings(pam)?;
+    let key_path = encode
+        .index_key_file
+        .clone()
+        .unwrap_or_else(|| data.join("keys").join("index-signing.key"));
+    let (index_key, created) = psm_proxy::record::load_or_create_signing_key(&key_path)?;
+    if created {
+        tracing::info!(path = %key_path.display(), public = %index_key.verifying_key(),
+            "created the key that signs seek indexes");
+    }
+    settings.index_key = Some(index_key);
     let exports: Vec<&str> = settings.exports.iter().map(|k| k.as_str()).collect();
     tracing::info!(data = %data.display(), instance = %config.instance, exports = ?exports,
         expected_recipient = settings.expected_recipient.is_some(), "encoder ready");

@@ -1,4 +1,4 @@
-//! `psm verify|info|export|play|search|import|recording-keygen`: the recording tools.
+//! `psm verify|info|export|play|search|import|index|recording-keygen`: the recording tools.
 //! Argument parsing, files, progress bars and the terminal; the logic is in psm-recording.
 
 use std::fs::File;
@@ -8,8 +8,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
+use psm_pipeline::seek_index::{IndexOutcome, index_recording};
 use psm_recording::export::{self, AsciicastOptions};
 use psm_recording::import::{ImportMeta, import_asciicast};
+use psm_recording::index::IndexOptions;
 use psm_recording::play::{PlayOptions, PlayStep, Player};
 use psm_recording::{
     ChannelId, Integrity, Micros, ReadOptions, Reader, RecipientPublic, RecipientSecret,
@@ -42,6 +44,10 @@ pub enum Command {
     Search(SearchArgs),
     /// Convert an asciicast v2 file (from `asciinema rec`) into a .psmr recording.
     Import(ImportArgs),
+    /// Give an intact recording its seek index, so players seek without replaying from the
+    /// start (encoders do it for every new recording; this is for older ones). The file is
+    /// replaced atomically; one that has an index already is left as it is.
+    Index(IndexArgs),
     /// Create a recording signing key (ed25519) or recipient key (X25519).
     RecordingKeygen(KeygenArgs),
 }
@@ -171,6 +177,18 @@ pub struct ImportArgs {
     session: Option<String>,
 }
 
+#[derive(Args)]
+pub struct IndexArgs {
+    /// The recording.
+    file: PathBuf,
+    /// Signing key file (`psmr-signing-secret:...`) that signs the index, e.g. the encoders'
+    /// DATA/keys/index-signing.key.
+    #[arg(long, value_name = "FILE")]
+    key: PathBuf,
+    #[command(flatten)]
+    keys: KeyArgs,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 pub enum KeyKind {
     /// ed25519 key that signs recordings (held by gateways).
@@ -288,6 +306,7 @@ fn run_blocking(command: Command) -> anyhow::Result<u8> {
         Command::Play(a) => play(a).map(|()| 0),
         Command::Search(a) => search(a),
         Command::Import(a) => import(a).map(|()| 0),
+        Command::Index(a) => index(a).map(|()| 0),
         Command::RecordingKeygen(a) => keygen(a).map(|()| 0),
     }
 }
@@ -615,6 +634,27 @@ fn import(a: ImportArgs) -> anyhow::Result<()> {
         done.duration,
         done.bytes
     );
+    Ok(())
+}
+
+fn index(a: IndexArgs) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(&a.key).with_context(|| format!("reading {}", a.key.display()))?;
+    let options = IndexOptions {
+        identity: identity(&a.keys)?,
+        ..IndexOptions::new(SigningKey::from_text(text.trim())?)
+    };
+    match index_recording(&a.file, &options)? {
+        IndexOutcome::Added(s) => println!(
+            "indexed: keyframes before {} chunks, {} bytes",
+            s.keyframes, s.bytes
+        ),
+        IndexOutcome::Present(i) => println!(
+            "already indexed (keyframes before {} chunks, signed by {}): left as it is",
+            i.keyframes, i.signer
+        ),
+        other => println!("{other:?}"),
+    }
     Ok(())
 }
 
