@@ -52,6 +52,7 @@ pub fn require_all() {
         ("Xvfb", "xvfb"),
         ("xfreerdp", "freerdp2-x11"),
         ("xdotool", "xdotool"),
+        ("xterm", "xterm"), // the target desktop (startwm.sh)
         ("import", "imagemagick"),
         ("compare", "imagemagick"),
         ("ffmpeg", "ffmpeg"),
