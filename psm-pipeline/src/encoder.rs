@@ -130,7 +130,8 @@ impl ExportKind {
 #[derive(Clone, Debug)]
 pub struct EncoderSettings {
     /// The exports to write, where they apply. Empty (encoding disabled): the raw recording
-    /// is only verified and described in the manifest.
+    /// is only verified, given its seek index (with an [`index_key`](Self::index_key)) and
+    /// described in the manifest.
     pub exports: BTreeSet<ExportKind>,
     /// The recipient secret that decrypts encrypted recordings. Without it, an encrypted
     /// recording gets no exports (they would be plaintext) and is stored as it is.
