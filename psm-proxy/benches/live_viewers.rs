@@ -25,8 +25,10 @@
 //! (a pty: viewers follow the primary terminal channel only). The viewers join (each with a
 //! fresh ticket) and receive their first screen; then the bench sends the newline and times
 //! until `ssh` exits, counting the bytes `ssh` writes. Modes: no viewers, N reading viewers,
-//! N viewers of which some never read. Runs interleave the modes; the median of each is
-//! reported.
+//! N viewers of which some never read. The fan-out's viewers run in a child process of this
+//! binary (`--role viewers`), so the CPU time of the gateway's process and of the viewer
+//! clients are reported apart (`/proc/PID/stat`, during the transfer). Runs interleave the
+//! modes; the median of each is reported.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod common;
@@ -286,7 +288,10 @@ type Ws =
 
 /// Connects a viewer and reads until its first `screen` (the viewer is then attached).
 async fn join(stack: &Stack, session: SessionId) -> Ws {
-    let url = stack.join_url(session).await;
+    join_url(stack.join_url(session).await).await
+}
+
+async fn join_url(url: String) -> Ws {
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
     loop {
         match tokio::time::timeout(WAIT, ws.next()).await.unwrap() {
@@ -490,9 +495,99 @@ async fn read_all(mut ws: Ws) -> Got {
     g
 }
 
+/// CPU seconds (user + system) process `pid` has used (`self` for this one).
+fn cpu_secs(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces): utime and stime are 14 and 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // USER_HZ is 100 on Linux.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// The viewers of a fan-out run, in their own process (`--role viewers`), so the CPU they
+/// use is not the gateway's.
+struct ViewerProcess {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl ViewerProcess {
+    fn start() -> Self {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--role", "viewers"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        Self {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    fn ask(&mut self, line: &str) -> String {
+        use std::io::BufRead;
+        writeln!(self.stdin, "{line}").unwrap();
+        self.stdin.flush().unwrap();
+        let mut answer = String::new();
+        self.stdout.read_line(&mut answer).unwrap();
+        answer
+    }
+
+    fn cpu(&self) -> f64 {
+        cpu_secs(&self.child.id().to_string())
+    }
+}
+
+/// `--role viewers`: reads `R URL` (a viewer that reads everything) or `S URL` (one that
+/// never reads after its first screen) lines, answers `ok` once each is attached; at `stop`,
+/// drops the stalled ones, waits for the readers to see the session end and answers
+/// `got BYTES SCREENS` (sums).
+async fn role_viewers() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut out = tokio::io::stdout();
+    let (mut reading, mut stalled) = (Vec::new(), Vec::new());
+    while let Some(line) = lines.next_line().await.unwrap() {
+        match line.split_once(' ') {
+            Some(("R", url)) => reading.push(tokio::spawn(read_all(join_url(url.into()).await))),
+            Some(("S", url)) => stalled.push(join_url(url.into()).await),
+            _ => break,
+        }
+        out.write_all(b"ok\n").await.unwrap();
+        out.flush().await.unwrap();
+    }
+    drop(stalled);
+    let (mut bytes, mut screens) = (0u64, 0u64);
+    for r in reading {
+        let g = tokio::time::timeout(WAIT, r).await.unwrap().unwrap();
+        bytes += g.bytes;
+        screens += g.screens;
+    }
+    out.write_all(format!("got {bytes} {screens}\n").as_bytes())
+        .await
+        .unwrap();
+    out.flush().await.unwrap();
+}
+
+/// One bulk run's figures.
+struct Run {
+    mbs: f64,
+    gw_cpu: f64,
+    viewer_cpu: f64,
+    viewer_bytes: u64,
+    screens: u64,
+}
+
 /// One bulk run through the gateway with `readers` reading viewers and `slow` that never
-/// read; MB/s at the user's client.
-async fn bulk(stack: &Stack, o: &Opts, readers: usize, slow: usize) -> (f64, u64, u64) {
+/// read.
+async fn bulk(stack: &Stack, o: &Opts, readers: usize, slow: usize) -> Run {
     stack.no_sessions().await;
     let bytes = o.mib << 20;
     let mut c = Command::new("ssh");
@@ -528,17 +623,17 @@ async fn bulk(stack: &Stack, o: &Opts, readers: usize, slow: usize) -> (f64, u64
     });
     let session = stack.the_session().await;
     tokio::time::timeout(WAIT, ready_rx).await.unwrap().unwrap();
-    let mut reading = Vec::new();
-    let mut stalled = Vec::new();
-    for i in 0..readers + slow {
-        let ws = join(stack, session).await;
-        if i < readers {
-            reading.push(tokio::spawn(read_all(ws)));
-        } else {
-            stalled.push(ws);
+    let mut viewers = (readers + slow > 0).then(ViewerProcess::start);
+    if let Some(v) = viewers.as_mut() {
+        for i in 0..readers + slow {
+            let url = stack.join_url(session).await;
+            let kind = if i < readers { "R" } else { "S" };
+            let answer = tokio::task::block_in_place(|| v.ask(&format!("{kind} {url}")));
+            assert_eq!(answer.trim(), "ok");
         }
     }
     let mut stdin = child.stdin.take().unwrap();
+    let (gw0, v0) = (cpu_secs("self"), viewers.as_ref().map_or(0.0, |v| v.cpu()));
     let t = Instant::now();
     stdin.write_all(b"\n").unwrap();
     stdin.flush().unwrap();
@@ -546,18 +641,29 @@ async fn bulk(stack: &Stack, o: &Opts, readers: usize, slow: usize) -> (f64, u64
         .await
         .unwrap();
     let secs = t.elapsed().as_secs_f64();
+    let (gw1, v1) = (cpu_secs("self"), viewers.as_ref().map_or(0.0, |v| v.cpu()));
     drop(stdin);
     assert!(status.success(), "ssh: {status}");
     let got = counter.join().unwrap();
     assert!(got >= bytes, "the user got {got} of {bytes} bytes");
-    drop(stalled);
-    let (mut vbytes, mut screens) = (0u64, 0u64);
-    for r in reading {
-        let g = tokio::time::timeout(WAIT, r).await.unwrap().unwrap();
-        vbytes += g.bytes;
-        screens += g.screens;
+    let (mut viewer_bytes, mut screens) = (0, 0);
+    if let Some(mut v) = viewers {
+        let answer = tokio::task::block_in_place(|| v.ask("stop"));
+        let f: Vec<u64> = answer
+            .split_whitespace()
+            .skip(1)
+            .map(|x| x.parse().unwrap())
+            .collect();
+        (viewer_bytes, screens) = (f[0], f[1]);
+        let _ = v.child.wait();
     }
-    (bytes as f64 / secs / 1e6, vbytes, screens)
+    Run {
+        mbs: bytes as f64 / secs / 1e6,
+        gw_cpu: gw1 - gw0,
+        viewer_cpu: v1 - v0,
+        viewer_bytes,
+        screens,
+    }
 }
 
 async fn fanout(stack: &Stack, o: &Opts) {
@@ -566,34 +672,30 @@ async fn fanout(stack: &Stack, o: &Opts) {
         ("reading viewers", o.viewers, 0),
         ("viewers, some never read", o.viewers - o.slow, o.slow),
     ];
-    let mut rates = vec![Vec::new(); modes.len()];
-    let mut viewer_bytes = vec![0u64; modes.len()];
-    let mut viewer_screens = vec![0u64; modes.len()];
+    let mut runs: Vec<Vec<Run>> = modes.iter().map(|_| Vec::new()).collect();
     for _ in 0..o.runs {
         for (i, &(_, readers, slow)) in modes.iter().enumerate() {
-            let (r, vb, sc) = bulk(stack, o, readers, slow).await;
-            rates[i].push(r);
-            viewer_bytes[i] += vb;
-            viewer_screens[i] += sc;
+            runs[i].push(bulk(stack, o, readers, slow).await);
         }
     }
-    let base = median(rates[0].clone());
+    let base = median(runs[0].iter().map(|r| r.mbs).collect());
     println!(
-        "| mode (`ssh -tt … 'head -c {}M /dev/zero'` through the gateway, median of {}) | user's MB/s (runs) | vs no viewers | each reading viewer got (mean per run) |",
+        "| mode (`ssh -tt … 'head -c {}M /dev/zero'` through the gateway, median of {}) | user's MB/s (runs) | vs no viewers | CPU s of the gateway process / of the viewer clients (median) | each reading viewer got (mean per run) |",
         o.mib, o.runs
     );
-    println!("|---|---|---|---|");
+    println!("|---|---|---|---|---|");
     for (i, &(label, readers, slow)) in modes.iter().enumerate() {
-        let m = median(rates[i].clone());
-        let runs: Vec<String> = rates[i].iter().map(|r| format!("{r:.0}")).collect();
+        let r = &runs[i];
+        let m = median(r.iter().map(|r| r.mbs).collect());
+        let all: Vec<String> = r.iter().map(|r| format!("{:.0}", r.mbs)).collect();
         let per = (readers * o.runs).max(1) as f64;
         let got = if readers == 0 {
             "—".to_owned()
         } else {
             format!(
                 "{:.1} MiB output, {:.1} screens",
-                viewer_bytes[i] as f64 / per / 1048576.0,
-                viewer_screens[i] as f64 / per
+                r.iter().map(|r| r.viewer_bytes).sum::<u64>() as f64 / per / 1048576.0,
+                r.iter().map(|r| r.screens).sum::<u64>() as f64 / per
             )
         };
         let who = match (readers, slow) {
@@ -602,14 +704,24 @@ async fn fanout(stack: &Stack, o: &Opts) {
             (r, s) => format!("{} {label} ({r} read, {s} never read)", r + s),
         };
         println!(
-            "| {who} | {m:.0} ({}) | {:.3}× | {got} |",
-            runs.join(", "),
-            m / base
+            "| {who} | {m:.1} ({}) | {:.3}× | {:.1} / {:.1} | {got} |",
+            all.join(", "),
+            m / base,
+            median(r.iter().map(|r| r.gw_cpu).collect()),
+            median(r.iter().map(|r| r.viewer_cpu).collect()),
         );
     }
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--role") {
+        assert_eq!(args.get(1).map(String::as_str), Some("viewers"));
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(role_viewers());
+        return;
+    }
     let o = opts();
     let want = |p: &str| o.parts.is_empty() || o.parts.iter().any(|a| a == p);
     let model = String::from_utf8_lossy(&sh("lscpu | grep 'Model name'").stdout)
