@@ -25,7 +25,7 @@
 //! (a pty: viewers follow the primary terminal channel only). The viewers join (each with a
 //! fresh ticket) and receive their first screen; then the bench sends the newline and times
 //! until `ssh` exits, counting the bytes `ssh` writes. Modes: no viewers, N reading viewers,
-//! N viewers of which some never read. The fan-out's viewers run in a child process of this
+//! N viewers of which some never read, and those readers alone. The fan-out's viewers run in a child process of this
 //! binary (`--role viewers`), so the CPU time of the gateway's process and of the viewer
 //! clients are reported apart (`/proc/PID/stat`, during the transfer). Runs interleave the
 //! modes; the median of each is reported.
@@ -601,8 +601,14 @@ async fn bulk(stack: &Stack, o: &Opts, readers: usize, slow: usize) -> Run {
         .arg(format!("echo ready; read x; head -c {bytes} /dev/zero"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+        .stderr(Stdio::piped());
     let mut child = c.spawn().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let errors = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
     let mut out = child.stdout.take().unwrap();
     // "ready" means the pty exists: viewers joining now get their screen at once (one that
     // joins before the session has a terminal gets it with the first output).
@@ -643,7 +649,11 @@ async fn bulk(stack: &Stack, o: &Opts, readers: usize, slow: usize) -> Run {
     let secs = t.elapsed().as_secs_f64();
     let (gw1, v1) = (cpu_secs("self"), viewers.as_ref().map_or(0.0, |v| v.cpu()));
     drop(stdin);
-    assert!(status.success(), "ssh: {status}");
+    assert!(
+        status.success(),
+        "ssh: {status}: {}",
+        errors.join().unwrap_or_default()
+    );
     let got = counter.join().unwrap();
     assert!(got >= bytes, "the user got {got} of {bytes} bytes");
     let (mut viewer_bytes, mut screens) = (0, 0);
@@ -671,6 +681,8 @@ async fn fanout(stack: &Stack, o: &Opts) {
         ("no viewers", 0, 0),
         ("reading viewers", o.viewers, 0),
         ("viewers, some never read", o.viewers - o.slow, o.slow),
+        // The readers of the row above alone: what the ones that never read add.
+        ("reading viewers, no stalled ones", o.viewers - o.slow, 0),
     ];
     let mut runs: Vec<Vec<Run>> = modes.iter().map(|_| Vec::new()).collect();
     for _ in 0..o.runs {
@@ -723,6 +735,13 @@ fn main() {
         return;
     }
     let o = opts();
+    // PSM_BENCH_LOG=1: the gateway's log on stderr.
+    if std::env::var_os("PSM_BENCH_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let want = |p: &str| o.parts.is_empty() || o.parts.iter().any(|a| a == p);
     let model = String::from_utf8_lossy(&sh("lscpu | grep 'Model name'").stdout)
         .trim()
