@@ -8,6 +8,23 @@
 //!
 //! Needs what the tests need (openssh-server, openssh-client, python3 with asyncssh) and root
 //! (it creates the target account). Results go to stdout as Markdown table rows.
+//!
+//! The idle test (a minimal russh target, not sshd: see `idle`) reads more knobs, one at a
+//! time, to find where an idle session's memory goes:
+//!
+//! - `PSM_BENCH_IDLE=N`: sessions to open (default 10,000; 5,000 per gateway process).
+//! - `PSM_BENCH_HOLD=S`: seconds to hold them before measuring (default 45, past the
+//!   gateway's 30 s authentication deadline, so a session cut off there is not counted).
+//! - `PSM_BENCH_RECORD=0`: no recorder (no taps at all).
+//! - `PSM_BENCH_PTY=0`: shells without a pty.
+//! - `PSM_BENCH_HEARTBEAT_S=S`: the gateway's heartbeat interval (default 10 s).
+//! - `PSM_BENCH_MASSIF=DIR`: run the gateways under `valgrind --tool=massif` and write a
+//!   detailed heap snapshot of each to `DIR/gateway-N.massif` after the hold (read it with
+//!   `ms_print`; use a few hundred sessions: valgrind is slow). RSS figures are then
+//!   valgrind's, not the gateway's.
+//!
+//! Allocator settings reach the gateway processes through the environment, e.g.
+//! `GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072`.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::net::SocketAddr;
@@ -207,6 +224,12 @@ async fn start_gateway(
     config.host_keys.push(host_key);
     config.max_sessions = max_sessions;
     config.max_unauthenticated = 4096;
+    if let Some(s) = std::env::var("PSM_BENCH_HEARTBEAT_S")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        config.heartbeat_interval = Duration::from_secs(s);
+    }
     let taps: Arc<dyn psm_proxy::TapFactory> =
         if std::env::var("PSM_BENCH_RECORD").as_deref() == Ok("0") {
             Arc::new(psm_proxy::NoTaps)
@@ -612,7 +635,24 @@ async fn role_gateway(port: u16, target_port: u16) {
 }
 
 fn spawn_self(args: &[String], envs: &[(&str, String)]) -> std::process::Child {
-    let mut c = Command::new(std::env::current_exe().unwrap());
+    spawn_self_in(&[], args, envs)
+}
+
+/// Runs this binary in another role, under `wrapper` (a command and its arguments) if any.
+fn spawn_self_in(
+    wrapper: &[String],
+    args: &[String],
+    envs: &[(&str, String)],
+) -> std::process::Child {
+    let exe = std::env::current_exe().unwrap();
+    let mut c = match wrapper.split_first() {
+        Some((cmd, rest)) => {
+            let mut c = Command::new(cmd);
+            c.args(rest).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
     c.args(args).stdout(Stdio::piped()).stderr(Stdio::inherit());
     for (k, v) in envs {
         c.env(k, v);
@@ -628,6 +668,7 @@ fn idle() {
     // The hard limit on open files here is 20,000 per process, and a gateway session holds
     // three (user socket, target socket, recording file): 5,000 sessions per gateway process.
     let per_shard = 5_000usize;
+    let massif = std::env::var_os("PSM_BENCH_MASSIF").map(PathBuf::from);
     let shards = total.div_ceil(per_shard);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/idle_driver.py");
     let mut children = Vec::new();
@@ -644,7 +685,22 @@ fn idle() {
         );
         wait_port(tport);
         let gport = free_port();
-        let mut gw = spawn_self(
+        // Under massif the gateway's heap is profiled; a snapshot is taken after the hold.
+        let wrapper: Vec<String> = massif
+            .as_ref()
+            .map(|_| {
+                [
+                    "valgrind",
+                    "--tool=massif",
+                    "--threshold=0.05",
+                    "--massif-out-file=/dev/null",
+                ]
+                .map(String::from)
+                .to_vec()
+            })
+            .unwrap_or_default();
+        let mut gw = spawn_self_in(
+            &wrapper,
             &[
                 "--role".into(),
                 "gateway".into(),
@@ -664,43 +720,86 @@ fn idle() {
             parts.next().unwrap().to_owned(),
         );
         let before = rss_kib(gw.id());
-        let driver = Command::new("python3")
+        let mut driver = Command::new("python3");
+        driver
             .args([script, &gport.to_string(), &kh, &key, &n.to_string()])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        if std::env::var("PSM_BENCH_PTY").as_deref() == Ok("0") {
+            driver.arg("nopty");
+        }
+        let driver = driver.spawn().unwrap();
         gateways.push((gw.id(), before, n));
         children.push(target);
         children.push(gw);
         drivers.push(driver);
     }
-    // Each driver prints "OPEN n seconds" once all its sessions are established.
-    let mut opened = 0usize;
-    for d in &mut drivers {
-        let mut line = String::new();
-        use std::io::BufRead;
-        std::io::BufReader::new(d.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let n: usize = line
-            .split_whitespace()
+    // Each driver prints "OPEN n seconds" once all its sessions are established, then
+    // answers "COUNT" with "ALIVE n".
+    use std::io::{BufRead, Write};
+    let mut outs: Vec<_> = drivers
+        .iter_mut()
+        .map(|d| std::io::BufReader::new(d.stdout.take().unwrap()))
+        .collect();
+    let field = |line: &str| -> usize {
+        line.split_whitespace()
             .nth(1)
             .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        opened += n;
+            .unwrap_or(0)
+    };
+    let mut opened = 0usize;
+    for out in &mut outs {
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        opened += field(&line);
     }
     let setup = t0.elapsed().as_secs_f64();
-    std::thread::sleep(Duration::from_secs(15)); // a heartbeat round and recorder flushes
-    let mut delta_kib = 0u64;
-    let mut base_kib = 0u64;
+    // Hold past the authentication deadline (30 s) and a few heartbeat rounds, so the
+    // sessions measured are the ones that stay.
+    let hold: u64 = std::env::var("PSM_BENCH_HOLD")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(45);
+    std::thread::sleep(Duration::from_secs(hold));
+    let (mut delta_kib, mut base_kib) = (0u64, 0u64);
     for (pid, before, _) in &gateways {
-        let after = rss_kib(*pid);
-        delta_kib += after.saturating_sub(*before);
+        delta_kib += rss_kib(*pid).saturating_sub(*before);
         base_kib += *before;
     }
+    if let Some(dir) = &massif {
+        std::fs::create_dir_all(dir).unwrap();
+        for (i, (pid, _, _)) in gateways.iter().enumerate() {
+            let file = dir.join(format!("gateway-{i}.massif"));
+            let ok = Command::new("vgdb")
+                .arg(format!("--pid={pid}"))
+                .arg("detailed_snapshot")
+                .arg(&file)
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            eprintln!(
+                "massif snapshot of gateway {pid}: {} ({})",
+                file.display(),
+                if ok { "written" } else { "vgdb failed" }
+            );
+        }
+    }
+    let mut alive = 0usize;
+    for (d, out) in drivers.iter_mut().zip(&mut outs) {
+        let stdin = d.stdin.as_mut().unwrap();
+        stdin.write_all(b"COUNT\n").unwrap();
+        stdin.flush().unwrap();
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        alive += field(&line);
+    }
+    let pty = std::env::var("PSM_BENCH_PTY").as_deref() != Ok("0");
+    let recorded = std::env::var("PSM_BENCH_RECORD").as_deref() != Ok("0");
     println!(
-        "| idle sessions held (shell with pty, recorded, heartbeating; {shards} gateway process(es)) | n/a | {opened} of {total} | {:.1} KiB RSS each (gateway RSS {} MiB → {} MiB) |",
-        delta_kib as f64 / opened.max(1) as f64,
+        "| idle sessions held (shell{}, {}, heartbeating; {shards} gateway process(es)) | n/a | {alive} of {total} still open after {hold} s ({opened} opened) | {:.1} KiB RSS each (gateway RSS {} MiB → {} MiB) |",
+        if pty { " with pty" } else { " without pty" },
+        if recorded { "recorded" } else { "not recorded" },
+        delta_kib as f64 / alive.max(1) as f64,
         base_kib / 1024,
         (base_kib + delta_kib) / 1024
     );
