@@ -27,12 +27,15 @@
 //! `GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072`.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{Sshd, free_port, keygen, median, pct, sh, ssh_args, wait_port};
 use psm_core::clock::SystemClock;
 use psm_core::directory::{AuthorizedKey, MemoryDirectory, NewUser, UserDirectory};
 use psm_core::store::SqliteStore;
@@ -49,39 +52,6 @@ use russh::{ChannelMsg, client};
 
 const ACCOUNT: &str = "psmbench";
 
-fn sh(cmd: &str) -> std::process::Output {
-    Command::new("sh").arg("-c").arg(cmd).output().unwrap()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_port(port: u16) {
-    for _ in 0..400 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    panic!("nothing on port {port}");
-}
-
-fn keygen(path: &Path) {
-    assert!(
-        Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-            .arg(path)
-            .status()
-            .unwrap()
-            .success()
-    );
-}
-
 fn rss_kib(pid: u32) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     s.lines()
@@ -89,72 +59,6 @@ fn rss_kib(pid: u32) -> u64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
-}
-
-struct Sshd {
-    dir: tempfile::TempDir,
-    port: u16,
-    host_pub: String,
-    child: std::process::Child,
-}
-
-impl Sshd {
-    fn start() -> Self {
-        std::fs::create_dir_all("/run/sshd").unwrap();
-        if !sh(&format!("id {ACCOUNT}")).status.success() {
-            assert!(
-                sh(&format!("useradd -m -s /bin/bash {ACCOUNT}"))
-                    .status
-                    .success(),
-                "useradd (run as root)"
-            );
-        }
-        assert!(
-            sh(&format!("echo {ACCOUNT}:Bench-Pw-7 | chpasswd"))
-                .status
-                .success()
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        keygen(&d.join("host"));
-        keygen(&d.join("direct"));
-        std::fs::copy(d.join("direct.pub"), d.join("authorized_keys")).unwrap();
-        let port = free_port();
-        std::fs::write(
-            d.join("cfg"),
-            format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host\nPidFile {d}/pid\nPasswordAuthentication yes\n\
-                 UsePAM no\nSubsystem sftp internal-sftp\nStrictModes no\nAuthorizedKeysFile {d}/authorized_keys\n\
-                 MaxStartups 1000\nMaxSessions 1000\nLogLevel ERROR\n",
-                d = d.display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("/usr/sbin/sshd")
-            .args(["-D", "-e", "-f"])
-            .arg(d.join("cfg"))
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_port(port);
-        let host_pub = std::fs::read_to_string(d.join("host.pub"))
-            .unwrap()
-            .trim()
-            .to_owned();
-        Self {
-            dir,
-            port,
-            host_pub,
-            child,
-        }
-    }
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 struct Gw {
@@ -274,41 +178,6 @@ async fn start_gateway(
     }
 }
 
-fn ssh_args(known_hosts: &Path, key: &Path, port: u16) -> Vec<String> {
-    vec![
-        "-F".into(),
-        "/dev/null".into(),
-        "-o".into(),
-        format!("UserKnownHostsFile={}", known_hosts.display()),
-        "-o".into(),
-        "StrictHostKeyChecking=yes".into(),
-        "-o".into(),
-        "BatchMode=yes".into(),
-        "-o".into(),
-        "IdentitiesOnly=yes".into(),
-        "-i".into(),
-        key.display().to_string(),
-        "-p".into(),
-        port.to_string(),
-    ]
-}
-
-fn direct_known_hosts(sshd: &Sshd) -> PathBuf {
-    let p = sshd.dir.path().join("kh");
-    let mut parts = sshd.host_pub.split_whitespace();
-    std::fs::write(
-        &p,
-        format!(
-            "[127.0.0.1]:{} {} {}\n",
-            sshd.port,
-            parts.next().unwrap(),
-            parts.next().unwrap()
-        ),
-    )
-    .unwrap();
-    p
-}
-
 fn timed(mut c: Command) -> f64 {
     let t = Instant::now();
     let out = c
@@ -325,18 +194,13 @@ fn timed(mut c: Command) -> f64 {
     t.elapsed().as_secs_f64()
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
-
 async fn throughput(sshd: &Sshd, gw: &Gw) {
     let gib: u64 = std::env::var("PSM_BENCH_GIB")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1);
     let bytes = gib << 30;
-    let kh = direct_known_hosts(sshd);
+    let kh = sshd.known_hosts();
     let direct_key = sshd.dir.path().join("direct");
     let cat = format!("head -c {bytes} /dev/zero");
     let (mut d, mut g) = (Vec::new(), Vec::new());
@@ -465,11 +329,6 @@ async fn echo_latencies(port: u16, user: &str, key: &Path, n: usize) -> Vec<f64>
     }
     let _ = ch.eof().await;
     lat
-}
-
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
 
 async fn latency(sshd: &Sshd, gw: &Gw) {
@@ -852,7 +711,7 @@ fn main() {
     if want("throughput") || want("latency") || want("rate") {
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async {
-            let sshd = Sshd::start();
+            let sshd = Sshd::start(ACCOUNT);
             let direct_key = sshd.dir.path().join("direct");
             let secret = TargetSecret::PrivateKey {
                 key: std::fs::read_to_string(&direct_key).unwrap(),
