@@ -64,7 +64,8 @@ proptest! {
         let config = WriterConfig { keyframe_bytes: 512, ..small_chunks() };
         let (bytes, _) = write_all(&events, &key, config);
         let mut r = Reader::from_bytes(bytes, ReadOptions::default()).unwrap();
-        prop_assume!(r.chunks().iter().any(|c| c.has_keyframes) || r.chunks().len() < 3);
+        // With or without keyframes in the chunks (the writer keeps few now: seeking relies on
+        // the seek index the encoder appends), the screen at any instant is what a replay gives.
         let end = events.last().unwrap().time.0 + 1;
         for p in probes {
             let t = Micros(p % end);
