@@ -35,12 +35,12 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Sshd, keygen, load, median, pct, sh, ssh_args};
+use common::{Sshd, connect, keygen, load, median, pct, sh, ssh_args};
 use futures::StreamExt;
 use psm_core::clock::SystemClock;
 use psm_core::directory::{AuthorizedKey, MemoryDirectory, NewUser, UserDirectory};
@@ -56,8 +56,7 @@ use psm_proxy::ssh::{
 use psm_proxy::{
     HostKeyCheck, SessionRegistry, StaticTarget, StaticTargets, TargetCredential, TargetSecret,
 };
-use russh::keys::PrivateKeyWithHashAlg;
-use russh::{ChannelMsg, client};
+use russh::ChannelMsg;
 use tokio_tungstenite::tungstenite::Message;
 
 const ACCOUNT: &str = "psmlive";
@@ -345,35 +344,6 @@ async fn read_stamps(mut ws: Ws) -> Vec<(usize, i64)> {
         }
     }
     out
-}
-
-struct Client;
-impl client::Handler for Client {
-    type Error = russh::Error;
-    async fn check_server_key(
-        &mut self,
-        _k: &russh::keys::PublicKeyOrCertificate,
-    ) -> Result<bool, Self::Error> {
-        Ok(true)
-    }
-}
-
-async fn connect(port: u16, user: &str, key: &Path) -> client::Handle<Client> {
-    let config = Arc::new(client::Config {
-        nodelay: true,
-        ..client::Config::default()
-    });
-    let mut h = client::connect(config, ("127.0.0.1", port), Client)
-        .await
-        .unwrap();
-    let key = russh::keys::load_secret_key(key, None).unwrap();
-    assert!(
-        h.authenticate_publickey(user, PrivateKeyWithHashAlg::new(Arc::new(key), None))
-            .await
-            .unwrap()
-            .success()
-    );
-    h
 }
 
 /// The target side: waits for a newline, then writes `n` stamped lines, one every `iv` ms.

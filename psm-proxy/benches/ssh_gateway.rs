@@ -35,7 +35,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Sshd, free_port, keygen, median, pct, sh, ssh_args, wait_port};
+use common::{Sshd, connect, free_port, keygen, median, pct, sh, ssh_args, wait_port};
 use psm_core::clock::SystemClock;
 use psm_core::directory::{AuthorizedKey, MemoryDirectory, NewUser, UserDirectory};
 use psm_core::store::SqliteStore;
@@ -47,8 +47,7 @@ use psm_proxy::ssh::{
 use psm_proxy::{
     HostKeyCheck, SessionRegistry, StaticTarget, StaticTargets, TargetCredential, TargetSecret,
 };
-use russh::keys::PrivateKeyWithHashAlg;
-use russh::{ChannelMsg, client};
+use russh::ChannelMsg;
 
 const ACCOUNT: &str = "psmbench";
 
@@ -277,35 +276,6 @@ async fn throughput(sshd: &Sshd, gw: &Gw) {
     for r in rows {
         println!("{r}");
     }
-}
-
-struct Client;
-impl client::Handler for Client {
-    type Error = russh::Error;
-    async fn check_server_key(
-        &mut self,
-        _k: &russh::keys::PublicKeyOrCertificate,
-    ) -> Result<bool, Self::Error> {
-        Ok(true)
-    }
-}
-
-async fn connect(port: u16, user: &str, key: &Path) -> client::Handle<Client> {
-    let config = Arc::new(client::Config {
-        nodelay: true,
-        ..client::Config::default()
-    });
-    let mut h = client::connect(config, ("127.0.0.1", port), Client)
-        .await
-        .unwrap();
-    let key = russh::keys::load_secret_key(key, None).unwrap();
-    assert!(
-        h.authenticate_publickey(user, PrivateKeyWithHashAlg::new(Arc::new(key), None))
-            .await
-            .unwrap()
-            .success()
-    );
-    h
 }
 
 async fn echo_latencies(port: u16, user: &str, key: &Path, n: usize) -> Vec<f64> {

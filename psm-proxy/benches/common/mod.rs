@@ -177,3 +177,37 @@ pub fn load() -> String {
         .collect::<Vec<_>>()
         .join(" ")
 }
+
+/// A russh client that accepts any host key (the benches measure, they don't verify).
+pub struct Client;
+impl russh::client::Handler for Client {
+    type Error = russh::Error;
+    async fn check_server_key(
+        &mut self,
+        _k: &russh::keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        Ok(true)
+    }
+}
+
+/// A russh client connection to `127.0.0.1:port`, authenticated as `user` with `key`.
+pub async fn connect(port: u16, user: &str, key: &Path) -> russh::client::Handle<Client> {
+    let config = std::sync::Arc::new(russh::client::Config {
+        nodelay: true,
+        ..russh::client::Config::default()
+    });
+    let mut h = russh::client::connect(config, ("127.0.0.1", port), Client)
+        .await
+        .unwrap();
+    let key = russh::keys::load_secret_key(key, None).unwrap();
+    assert!(
+        h.authenticate_publickey(
+            user,
+            russh::keys::PrivateKeyWithHashAlg::new(std::sync::Arc::new(key), None)
+        )
+        .await
+        .unwrap()
+        .success()
+    );
+    h
+}
