@@ -733,7 +733,13 @@ impl Viewer {
                 }
                 continue;
             }
-            match self.rx.recv().await {
+            let received = tokio::select! {
+                biased;
+                r = self.rx.recv() => r,
+                // Screen mode or a lost budget: nothing more is queued for this viewer.
+                () = self.slot.fell_behind() => continue,
+            };
+            match received {
                 Some(LiveEvent::Output { channel, bytes }) => {
                     self.slot.consumed(bytes.len());
                     if self.slot.behind() {
@@ -842,5 +848,44 @@ mod tests {
         assert!(!rx.await.unwrap().approved);
         drop(v);
         assert!(c.viewers().is_empty());
+    }
+
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn bulk_output_reaches_a_viewer_as_screens_not_as_the_stream() {
+        let c = Arc::new(SessionControl::with_viewers(FanoutConfig {
+            stream_rate: 64 << 10,
+            resync_every: Duration::from_millis(20),
+            ..FanoutConfig::default()
+        }));
+        c.channel_terminal(0, 80, 24);
+        let mut v = c.join(None).unwrap();
+        assert!(matches!(v.next().await, Some(ViewerItem::Screen(_))));
+        c.publish_output(0, &Bytes::from_static(b"typed\r\n"));
+        assert!(matches!(
+            v.next().await,
+            Some(ViewerItem::Event(LiveEvent::Output { .. }))
+        ));
+        // 1 MiB at once is far over 64 KiB/s: the viewer, waiting for output, is woken and
+        // gets one screen with the end of it instead of the megabyte.
+        let mut bulk = b"line\r\n".repeat(1 << 17);
+        bulk.extend_from_slice(b"the last line");
+        for chunk in bulk.chunks(32 << 10) {
+            c.publish_output(0, &Bytes::copy_from_slice(chunk));
+        }
+        let mut streamed = 0;
+        let screen = loop {
+            match tokio::time::timeout(Duration::from_secs(10), v.next()).await {
+                Ok(Some(ViewerItem::Screen(s))) if s.data.contains("the last line") => break s,
+                Ok(Some(ViewerItem::Screen(_))) => {}
+                Ok(Some(ViewerItem::Event(LiveEvent::Output { bytes, .. }))) => {
+                    streamed += bytes.len()
+                }
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(screen.channel, 0);
+        assert!(streamed <= 64 << 10, "streamed {streamed} bytes");
     }
 }

@@ -8,11 +8,20 @@
 //! bytes until it has drained its queue, then a fresh snapshot of the screen (at most every
 //! `resync_every`, one snapshot shared by all viewers that need it at the same moment). A
 //! viewer whose queue is full of events (it reads nothing at all) is cut off.
+//!
+//! The work of the fan-out is bounded per session, not only per viewer: the output rate of
+//! the primary channel times the number of viewers is held under
+//! [`FanoutConfig::stream_rate`]. Above it (bulk output, or many viewers) the fan-out is in
+//! *screen mode*: no viewer gets the raw stream; each is marked behind and woken, and takes
+//! a screen at most every `resync_every`, from a snapshot shared by every viewer that asks
+//! within a quarter of that interval. A human cannot read a terminal scrolling faster than
+//! that anyway, and the recording still holds every byte. A window of
+//! [`RATE_WINDOW`] below the rate brings the stream back (after one fresh screen each).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use psm_core::live::{LiveMode, ViewerInfo};
 use psm_recording::{TermSize, TerminalState};
@@ -31,7 +40,13 @@ pub struct FanoutConfig {
     pub resync_every: Duration,
     /// Most viewers of one session.
     pub max_viewers: usize,
+    /// Bytes per second of the followed channel's output, summed over all viewers, that the
+    /// fan-out streams; above it viewers get screens instead (see the module docs).
+    pub stream_rate: u64,
 }
+
+/// The window over which the output rate is measured.
+pub const RATE_WINDOW: Duration = Duration::from_millis(100);
 
 impl Default for FanoutConfig {
     fn default() -> Self {
@@ -40,6 +55,7 @@ impl Default for FanoutConfig {
             capacity: 4096,
             resync_every: Duration::from_millis(100),
             max_viewers: 200,
+            stream_rate: 8 << 20,
         }
     }
 }
@@ -60,6 +76,16 @@ pub struct Screen {
 struct SlotShared {
     queued: AtomicUsize,
     behind: AtomicBool,
+    /// Woken when the slot falls behind, so a viewer waiting for output takes a screen.
+    wake: tokio::sync::Notify,
+}
+
+impl SlotShared {
+    fn fall_behind(&self) {
+        if !self.behind.swap(true, Ordering::Relaxed) {
+            self.wake.notify_one();
+        }
+    }
 }
 
 struct Slot {
@@ -75,7 +101,18 @@ struct Inner {
     named: Vec<(u64, ViewerInfo)>,
     next_id: u64,
     generation: u64,
-    cached: Option<(u64, Option<u32>, Screen)>,
+    cached: Option<Cached>,
+    /// Start of the current rate window and the followed channel's bytes in it.
+    window: Option<(Instant, u64)>,
+    /// Viewers get screens, not the stream (the rate is over `stream_rate`).
+    screen_mode: bool,
+}
+
+struct Cached {
+    generation: u64,
+    primary: u32,
+    taken: Instant,
+    screen: Screen,
 }
 
 /// The viewers and screens of one session (see the module docs).
@@ -112,6 +149,8 @@ impl Fanout {
                 next_id: 1,
                 generation: 0,
                 cached: None,
+                window: None,
+                screen_mode: false,
             }),
             viewers: AtomicUsize::new(0),
             config,
@@ -207,12 +246,48 @@ impl Fanout {
         if g.slots.is_empty() || g.primary != Some(channel) {
             return;
         }
+        if self.over_rate(&mut g, bytes.len()) {
+            for s in &g.slots {
+                s.shared.fall_behind();
+            }
+            return;
+        }
         let event = LiveEvent::Output {
             channel,
             bytes: bytes.clone(),
         };
         send_all(&mut g, &event, bytes.len(), &self.config);
         self.viewers.store(g.slots.len(), Ordering::Relaxed);
+    }
+
+    /// Counts `len` bytes of the followed channel into the rate window; whether the fan-out
+    /// is (now) in screen mode.
+    fn over_rate(&self, g: &mut Inner, len: usize) -> bool {
+        let now = Instant::now();
+        let viewers = g.slots.len() as u64;
+        let limit = |elapsed: Duration| {
+            let secs = elapsed.max(RATE_WINDOW).as_secs_f64();
+            (self.config.stream_rate as f64 * secs) as u64
+        };
+        let (start, bytes) = *g.window.get_or_insert((now, 0));
+        let elapsed = now.saturating_duration_since(start);
+        if elapsed >= RATE_WINDOW {
+            // The window closed: the rate over it decides the mode of the next one.
+            g.screen_mode = bytes.saturating_mul(viewers) > limit(elapsed);
+            g.window = Some((now, len as u64));
+        } else {
+            let bytes = bytes + len as u64;
+            g.window = Some((start, bytes));
+            if bytes.saturating_mul(viewers) > limit(RATE_WINDOW) {
+                g.screen_mode = true;
+            }
+        }
+        g.screen_mode
+    }
+
+    /// Whether viewers get screens rather than the stream (the output rate is too high).
+    pub fn screen_mode(&self) -> bool {
+        self.lock().screen_mode
     }
 
     /// Any other event, to every viewer.
@@ -240,6 +315,7 @@ impl Fanout {
         let shared = Arc::new(SlotShared {
             queued: AtomicUsize::new(0),
             behind: AtomicBool::new(true),
+            wake: tokio::sync::Notify::new(),
         });
         g.slots.push(Slot {
             id,
@@ -263,19 +339,27 @@ impl Fanout {
     }
 
     /// The primary screen for a viewer that needs one; clears its *behind* mark under the
-    /// same lock output takes, so nothing is missed or repeated.
+    /// same lock output takes, so nothing is missed or repeated. In screen mode a screen at
+    /// most a quarter of `resync_every` old may be shared; the viewer then stays behind (the
+    /// stream moved on) and asks again.
     pub(crate) fn snapshot(&self, slot: &SlotHandle) -> Option<Screen> {
         let mut g = self.lock();
-        slot.shared.behind.store(false, Ordering::Relaxed);
-        slot.shared.queued.store(0, Ordering::Relaxed);
         let primary = g.primary?;
         let generation = g.generation;
-        if let Some((gen_, p, s)) = &g.cached
-            && *gen_ == generation
-            && *p == Some(primary)
+        if let Some(c) = &g.cached
+            && c.primary == primary
         {
-            return Some(s.clone());
+            if c.generation == generation {
+                slot.shared.behind.store(false, Ordering::Relaxed);
+                slot.shared.queued.store(0, Ordering::Relaxed);
+                return Some(c.screen.clone());
+            }
+            if g.screen_mode && c.taken.elapsed() < self.config.resync_every / 4 {
+                return Some(c.screen.clone());
+            }
         }
+        slot.shared.behind.store(false, Ordering::Relaxed);
+        slot.shared.queued.store(0, Ordering::Relaxed);
         let t = g.screens.get_mut(&primary)?;
         let size = t.size();
         let screen = Screen {
@@ -284,7 +368,12 @@ impl Fanout {
             rows: size.rows,
             data: Arc::from(t.dump().as_str()),
         };
-        g.cached = Some((generation, Some(primary), screen.clone()));
+        g.cached = Some(Cached {
+            generation,
+            primary,
+            taken: Instant::now(),
+            screen: screen.clone(),
+        });
         Some(screen)
     }
 
@@ -302,6 +391,12 @@ pub(crate) struct SlotHandle {
 impl SlotHandle {
     pub(crate) fn behind(&self) -> bool {
         self.shared.behind.load(Ordering::Relaxed)
+    }
+
+    /// Resolves once the slot fell behind after the last call (cancel-safe: a wake that
+    /// came while nobody waited is kept).
+    pub(crate) async fn fell_behind(&self) {
+        self.shared.wake.notified().await;
     }
 
     pub(crate) fn consumed(&self, n: usize) {
@@ -323,7 +418,7 @@ fn clamp(cols: u16, rows: u16) -> TermSize {
 
 fn mark_all_behind(g: &Inner) {
     for s in &g.slots {
-        s.shared.behind.store(true, Ordering::Relaxed);
+        s.shared.fall_behind();
     }
 }
 
@@ -335,7 +430,7 @@ fn send_all(g: &mut Inner, event: &LiveEvent, len: usize, config: &FanoutConfig)
                 continue;
             }
             if s.shared.queued.load(Ordering::Relaxed) + len > config.budget {
-                s.shared.behind.store(true, Ordering::Relaxed);
+                s.shared.fall_behind();
                 continue;
             }
         }
@@ -413,5 +508,113 @@ mod tests {
         assert!(matches!(f.attach(None), Err(JoinRefused::TooManyViewers)));
         f.detach(b.0);
         assert!(f.attach(None).is_ok());
+    }
+
+    fn drain_output(rx: &mut mpsc::Receiver<LiveEvent>) -> usize {
+        let mut n = 0;
+        while let Ok(e) = rx.try_recv() {
+            if let LiveEvent::Output { bytes, .. } = e {
+                n += bytes.len();
+            }
+        }
+        n
+    }
+
+    #[test]
+    fn output_over_the_stream_rate_becomes_screens_and_a_quiet_window_brings_the_stream_back() {
+        // 10 viewers × 2 KiB in one window = 20 KiB > 100 KiB/s × 100 ms = 10 KiB.
+        let f = Fanout::new(FanoutConfig {
+            stream_rate: 100 << 10,
+            // Screens may be shared for 50 ms.
+            resync_every: Duration::from_millis(200),
+            ..FanoutConfig::default()
+        });
+        f.terminal(0, 80, 24);
+        let mut viewers: Vec<_> = (0..10).map(|_| f.attach(None).unwrap()).collect();
+        for (_, _, slot) in &viewers {
+            f.snapshot(slot).unwrap();
+            assert!(!slot.behind());
+        }
+        f.output(0, &bytes::Bytes::from_static(b"small\r\n"));
+        assert!(!f.screen_mode(), "70 bytes × 10 is under the rate");
+        for (_, rx, _) in &mut viewers {
+            assert_eq!(drain_output(rx), 7);
+        }
+        for i in 0..20 {
+            f.output(
+                0,
+                &bytes::Bytes::from(format!("bulk line {i:04}\r\n").repeat(8)),
+            );
+        }
+        assert!(f.screen_mode());
+        // Every viewer got at most what was under the rate, then was marked behind; once the
+        // shared screen is older than 50 ms, the screen a viewer takes has everything.
+        std::thread::sleep(Duration::from_millis(60));
+        let mut reference = TerminalState::new(TermSize::new(80, 24)).unwrap();
+        reference.feed(b"small\r\n");
+        for i in 0..20 {
+            reference.feed(format!("bulk line {i:04}\r\n").repeat(8).as_bytes());
+        }
+        for (_, rx, slot) in &mut viewers {
+            assert!(slot.behind());
+            assert!(drain_output(rx) <= 1024);
+            let s = f.snapshot(slot).unwrap();
+            assert_eq!(&*s.data, reference.dump().as_str());
+            assert!(!slot.behind(), "an exact screen clears the mark");
+        }
+        // Still in screen mode: more output only marks viewers behind (nothing queued), and
+        // viewers asking within 50 ms share one screen but stay behind.
+        let asked = Instant::now();
+        f.output(0, &bytes::Bytes::from_static(b"more\r\n"));
+        for (_, rx, slot) in &mut viewers {
+            assert!(slot.behind());
+            assert_eq!(drain_output(rx), 0);
+        }
+        let first = f.snapshot(&viewers[0].2).unwrap();
+        let second = f.snapshot(&viewers[1].2).unwrap();
+        if asked.elapsed() < Duration::from_millis(50) {
+            assert!(Arc::ptr_eq(&first.data, &second.data), "one dump shared");
+            assert!(!first.data.contains("more"));
+            assert!(viewers[0].2.behind() && viewers[1].2.behind());
+        }
+        // A quiet window: the next small output is streamed again to whoever took a screen.
+        std::thread::sleep(RATE_WINDOW + Duration::from_millis(20));
+        f.output(0, &bytes::Bytes::from_static(b"x"));
+        std::thread::sleep(RATE_WINDOW + Duration::from_millis(20));
+        f.output(0, &bytes::Bytes::from_static(b"y"));
+        assert!(!f.screen_mode());
+        for (_, rx, slot) in &mut viewers {
+            drain_output(rx);
+            let s = f.snapshot(slot).unwrap();
+            assert!(s.data.contains("more"));
+            assert!(!slot.behind());
+        }
+        f.output(0, &bytes::Bytes::from_static(b"z"));
+        for (_, rx, _) in &mut viewers {
+            assert_eq!(drain_output(rx), 1);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_waiting_viewer_is_woken_when_it_falls_behind() {
+        let f = Fanout::new(FanoutConfig {
+            stream_rate: 1,
+            ..FanoutConfig::default()
+        });
+        f.terminal(0, 80, 24);
+        let (_id, mut rx, slot) = f.attach(None).unwrap();
+        f.snapshot(&slot).unwrap();
+        let slot = Arc::new(slot);
+        let waiter = {
+            let slot = slot.clone();
+            tokio::spawn(async move { slot.fell_behind().await })
+        };
+        tokio::task::yield_now().await;
+        f.output(0, &bytes::Bytes::from_static(b"over the rate"));
+        tokio::time::timeout(Duration::from_secs(10), waiter)
+            .await
+            .expect("woken")
+            .unwrap();
+        assert!(rx.try_recv().is_err(), "nothing queued in screen mode");
     }
 }
