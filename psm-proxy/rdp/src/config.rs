@@ -9,11 +9,15 @@ use psm_core::ProcessInstance;
 /// client nor opened toward the target, so its bytes cannot pass at all.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChannelPolicy {
-    /// Clipboard (`cliprdr`) between the user's client and the target.
+    /// Clipboard (`cliprdr`) between a native client and the target: text only, each
+    /// paste at most `Limits::max_clipboard_bytes`, recorded when
+    /// `RecordingPolicy::capture_clipboard` is on. Browser sessions have no clipboard.
     pub clipboard: bool,
-    /// Drive redirection (`rdpdr` file system devices).
+    /// Drive redirection (`rdpdr` file system devices): not bridged by this version;
+    /// `RdpGateway::bind` refuses `true`.
     pub drives: bool,
-    /// Printer redirection (`rdpdr` printer devices).
+    /// Printer redirection (`rdpdr` printer devices): not bridged by this version;
+    /// `RdpGateway::bind` refuses `true`.
     pub printers: bool,
 }
 

@@ -30,19 +30,19 @@ impl std::fmt::Debug for RdpGateway {
 }
 
 impl RdpGateway {
-    /// Binds the listener. Refuses a policy this version cannot enforce: clipboard, drive
-    /// and printer redirection are not bridged yet, so allowing them is an error rather
-    /// than a silent no.
+    /// Binds the listener. Refuses a policy this version cannot enforce: drive and printer
+    /// redirection are not bridged, so allowing them is an error rather than a silent no.
+    /// (The clipboard is bridged, text only, for native clients: see `ChannelPolicy`.)
     pub async fn bind(
         config: RdpGatewayConfig,
         identity: ServerIdentity,
         deps: GatewayDeps,
     ) -> Result<Self, RdpError> {
         let c = config.channels;
-        if c.clipboard || c.drives || c.printers {
+        if c.drives || c.printers {
             return Err(RdpError::Config(
-                "clipboard, drive and printer redirection are not bridged by this version of \
-                 the RDP gateway: set them to denied"
+                "drive and printer redirection are not bridged by this version of the RDP \
+                 gateway: set them to denied"
                     .into(),
             ));
         }

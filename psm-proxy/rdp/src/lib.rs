@@ -45,6 +45,7 @@
 //! [`control`] (pause, terminate, registry). `docs/rdp.md` has the design and its limits.
 
 pub mod access;
+mod clipboard;
 pub mod config;
 pub mod control;
 pub mod error;

@@ -6,9 +6,10 @@
 //! client to the target), nothing the user's client sends reaches the target except input
 //! events, and nothing the target sends reaches the user except pixels: the target
 //! credential cannot leak to the client, and a side channel (clipboard, drives, printers)
-//! exists only when the gateway bridges it. In this version the gateway offers the client
-//! no `cliprdr` nor `rdpdr` channel, so clipboard, drive and printer redirection are denied
-//! whatever the policy says; allowing them is reported as unsupported at start-up.
+//! exists only when the gateway bridges it. The gateway offers the client a `cliprdr`
+//! channel only when policy allows the clipboard (bridged as text by [`crate::clipboard`]),
+//! and never `rdpdr`: drive and printer redirection are denied, and allowing them is
+//! reported as unsupported at start-up.
 
 use std::net::SocketAddr;
 use std::num::{NonZeroU16, NonZeroUsize};
@@ -39,6 +40,8 @@ struct Conn {
     requested: Mutex<Option<(u16, u16)>>,
     session: tokio::sync::Mutex<SessionSlot>,
     current: SessionCell,
+    /// The clipboard bridge's link when policy allows the clipboard.
+    clipboard: Option<Arc<crate::clipboard::Link>>,
 }
 
 /// Where a connection's running session is kept, so the connection thread can still end it
@@ -103,6 +106,7 @@ impl Conn {
             w,
             h,
             ClientKind::Native,
+            self.clipboard.clone(),
         )
         .await
         {
@@ -471,6 +475,11 @@ pub(crate) async fn serve(
         requested: Mutex::new(None),
         session: tokio::sync::Mutex::new(SessionSlot::NotStarted),
         current,
+        clipboard: shared
+            .config
+            .channels
+            .clipboard
+            .then(crate::clipboard::Link::new),
     });
     let builder = RdpServer::builder().with_addr(shared.config.listen);
     let builder = if nla.is_some() {
@@ -487,6 +496,7 @@ pub(crate) async fn serve(
         .with_display_handler(Display(conn.clone()))
         .with_honor_client_desktop_size(true)
         .with_credential_validator(Some(Arc::new(Validator(conn.clone()))))
+        .with_cliprdr_factory(conn.clipboard.as_ref().map(|l| l.user_factory()))
         .build();
     if let Some((login, password)) = &nla {
         server.set_credentials(Some(Credentials {

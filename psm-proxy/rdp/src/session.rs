@@ -164,6 +164,7 @@ pub(crate) async fn start(
     width: u16,
     height: u16,
     kind: ClientKind,
+    clipboard: Option<Arc<crate::clipboard::Link>>,
 ) -> Result<Arc<ActiveSession>, RdpError> {
     let deps = &shared.deps;
     let pi = &shared.config.process_instance;
@@ -188,7 +189,11 @@ pub(crate) async fn start(
         })?;
     tracing::info!(session_id = %id, user = %identity.user, target = %identity.target,
         client = kind.name(), "RDP session opened");
-    match connect_and_record(shared, identity, &auth, id, peer, width, height, kind).await {
+    match connect_and_record(
+        shared, identity, &auth, id, peer, width, height, kind, clipboard,
+    )
+    .await
+    {
         Ok(s) => Ok(s),
         Err(e) => {
             tracing::warn!(session_id = %id, error = %e, "RDP session could not start");
@@ -226,16 +231,18 @@ async fn connect_and_record(
     width: u16,
     height: u16,
     kind: ClientKind,
+    clipboard: Option<Arc<crate::clipboard::Link>>,
 ) -> Result<Arc<ActiveSession>, RdpError> {
     let deps = &shared.deps;
     let login = deps.targets.credential(id, auth).await?;
-    let target = upstream::connect(
+    let target = upstream::connect_with(
         auth,
         &login,
         width,
         height,
         shared.config.target_security,
         shared.config.limits.target_connect_timeout,
+        clipboard.as_ref().map(|l| l.target_channel()),
     )
     .await?;
     drop(login);
@@ -294,6 +301,16 @@ async fn connect_and_record(
         control: control.clone(),
         screen: screen.clone(),
     });
+    let to_target = clipboard.map(|link| {
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(crate::clipboard::bridge(
+            link,
+            tx,
+            recorder.clone(),
+            shared.config.limits.max_clipboard_bytes,
+        ));
+        rx
+    });
     let shared = shared.clone();
     let auth = auth.clone();
     tokio::spawn(async move {
@@ -304,7 +321,7 @@ async fn connect_and_record(
                 () = heartbeat => {},
             }
         };
-        let end = target.run(screen, input_rx, stop).await;
+        let end = target.run_with(screen, input_rx, to_target, stop).await;
         let reason = match (&end, control.termination()) {
             (TargetEnd::Stopped, Some(r)) => r,
             (TargetEnd::Stopped, None) => "stopped".to_owned(),

@@ -149,9 +149,25 @@ pub async fn connect(
     security: TargetSecurity,
     timeout: Duration,
 ) -> Result<TargetSession, RdpError> {
-    tokio::time::timeout(timeout, connect_inner(auth, login, width, height, security))
-        .await
-        .map_err(|_| connect_err(auth, format!("no answer within {timeout:?}")))?
+    connect_with(auth, login, width, height, security, timeout, None).await
+}
+
+/// [`connect`], with the target side of a clipboard bridge when it is given.
+pub(crate) async fn connect_with(
+    auth: &Authorization,
+    login: &TargetLogin,
+    width: u16,
+    height: u16,
+    security: TargetSecurity,
+    timeout: Duration,
+    clipboard: Option<ironrdp::cliprdr::CliprdrClient>,
+) -> Result<TargetSession, RdpError> {
+    tokio::time::timeout(
+        timeout,
+        connect_inner(auth, login, width, height, security, clipboard),
+    )
+    .await
+    .map_err(|_| connect_err(auth, format!("no answer within {timeout:?}")))?
 }
 
 async fn connect_inner(
@@ -160,6 +176,7 @@ async fn connect_inner(
     width: u16,
     height: u16,
     security: TargetSecurity,
+    clipboard: Option<ironrdp::cliprdr::CliprdrClient>,
 ) -> Result<TargetSession, RdpError> {
     let tcp = TcpStream::connect((auth.host.as_str(), auth.port))
         .await
@@ -173,6 +190,9 @@ async fn connect_inner(
         connector_config(login, width, height, security),
         client_addr,
     );
+    if let Some(cliprdr) = clipboard {
+        connector.attach_static_channel(cliprdr);
+    }
     let should_upgrade = ironrdp_async::connect_begin(&mut framed, &mut connector)
         .await
         .map_err(|e| connect_err(auth, format!("negotiation: {}", describe(&e))))?;
@@ -229,6 +249,22 @@ async fn connect_inner(
     })
 }
 
+/// The next clipboard request, or never when there is no bridge (or it is gone).
+async fn next_clipboard(
+    rx: &mut Option<mpsc::Receiver<crate::clipboard::ToTarget>>,
+) -> Option<crate::clipboard::ToTarget> {
+    match rx {
+        Some(r) => match r.recv().await {
+            Some(m) => Some(m),
+            None => {
+                *rx = None;
+                std::future::pending().await
+            }
+        },
+        None => std::future::pending().await,
+    }
+}
+
 /// How the target side ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TargetEnd {
@@ -244,9 +280,20 @@ impl TargetSession {
     /// Decodes the target's screen into `screen` and sends `input` to the target until
     /// the target ends, `stop` resolves, or the input sender is dropped (the user left).
     pub async fn run(
+        self,
+        screen: Screen,
+        input: mpsc::Receiver<InputEvent>,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> TargetEnd {
+        self.run_with(screen, input, None, stop).await
+    }
+
+    /// [`run`](Self::run), also carrying out the clipboard bridge's requests.
+    pub(crate) async fn run_with(
         mut self,
         screen: Screen,
         mut input: mpsc::Receiver<InputEvent>,
+        mut clipboard: Option<mpsc::Receiver<crate::clipboard::ToTarget>>,
         stop: impl std::future::Future<Output = ()>,
     ) -> TargetEnd {
         tokio::pin!(stop);
@@ -309,6 +356,24 @@ impl TargetSession {
                     }
                     if let Some(c) = closed {
                         break c;
+                    }
+                }
+                Some(request) = next_clipboard(&mut clipboard) => {
+                    let Some(cliprdr) = stage.get_svc_processor_mut::<ironrdp::cliprdr::CliprdrClient>() else {
+                        continue;
+                    };
+                    let frame = request
+                        .apply(cliprdr)
+                        .map_err(|e| e.to_string())
+                        .and_then(|m| stage.process_svc_processor_messages(m).map_err(|e| e.to_string()));
+                    match frame {
+                        Ok(frame) => {
+                            if let Err(e) = writer.write_all(&frame).await {
+                                break TargetEnd::Failed(format!("writing to the target: {e}"));
+                            }
+                        }
+                        // Not ready yet, or nothing to answer: the clipboard only loses this one.
+                        Err(e) => tracing::debug!(error = %e, "clipboard request to the target not sent"),
                     }
                 }
                 n = input.recv_many(&mut batch, 64) => {

@@ -252,8 +252,10 @@ async fn launch_handler(
         Ok(identity) => {
             let cred = shared.deps.launch.issue(identity, LAUNCH_TTL);
             let rdp = format!(
-                "full address:s:{}\r\nusername:s:{}\r\nenablecredsspsupport:i:1\r\nredirectclipboard:i:0\r\nredirectdrives:i:0\r\nredirectprinters:i:0\r\n",
-                shared.config.listen, cred.username
+                "full address:s:{}\r\nusername:s:{}\r\nenablecredsspsupport:i:1\r\nredirectclipboard:i:{}\r\nredirectdrives:i:0\r\nredirectprinters:i:0\r\n",
+                shared.config.listen,
+                cred.username,
+                u8::from(shared.config.channels.clipboard)
             );
             axum::Json(serde_json::json!({
                 "username": cred.username,
@@ -324,7 +326,17 @@ async fn browser_session(
         width.unwrap_or(u32::from(shared.config.default_width)),
         height.unwrap_or(u32::from(shared.config.default_height)),
     );
-    let s = match session::start(&shared, &identity, Some(peer), w, h, ClientKind::Browser).await {
+    let s = match session::start(
+        &shared,
+        &identity,
+        Some(peer),
+        w,
+        h,
+        ClientKind::Browser,
+        None,
+    )
+    .await
+    {
         Ok(s) => s,
         Err(e) => {
             let _ = socket

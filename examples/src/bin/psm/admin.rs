@@ -104,18 +104,22 @@ pub enum Users {
 
 #[derive(clap::Subcommand)]
 pub enum Targets {
-    /// Adds (or replaces) an SSH target and its vaulted credential.
+    /// Adds (or replaces) an SSH or RDP target and its vaulted credential.
     Add {
         #[command(flatten)]
         data: DataArg,
-        /// The target's name, as users type it (`ssh alice+NAME@gateway`).
+        /// The target's name, as users type it (`ssh alice+NAME@gateway`,
+        /// `xfreerdp /u:alice+NAME ...`).
         name: String,
         /// Host name or address.
         #[arg(long)]
         host: String,
-        /// SSH port.
-        #[arg(long, default_value_t = 22)]
-        port: u16,
+        /// `ssh` or `rdp`.
+        #[arg(long, default_value = "ssh")]
+        protocol: Protocol,
+        /// Port (default 22 for ssh, 3389 for rdp).
+        #[arg(long)]
+        port: Option<u16>,
         /// The account PSM logs in as.
         #[arg(long = "user")]
         account: String,
@@ -125,11 +129,13 @@ pub enum Targets {
         /// Or a private key file for the account.
         #[arg(long)]
         key_file: Option<PathBuf>,
-        /// The target's host key (`ssh-ed25519 AAAA...` or `SHA256:...`).
+        /// The target's host key (`ssh-ed25519 AAAA...` or `SHA256:...`); for rdp its TLS
+        /// certificate's `sha256:HEX` fingerprint (several separated by commas).
         #[arg(long)]
         host_key: Option<String>,
         /// Read the host key from the target now and pin it (compare the printed
         /// fingerprint with the target's `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`).
+        /// SSH only.
         #[arg(long)]
         scan: bool,
         /// Also let this role reach the target.
@@ -329,6 +335,7 @@ async fn targets(cmd: Targets) -> anyhow::Result<()> {
             data,
             name,
             host,
+            protocol,
             port,
             account,
             password_stdin,
@@ -337,6 +344,16 @@ async fn targets(cmd: Targets) -> anyhow::Result<()> {
             scan,
             grant,
         } => {
+            let port = port.unwrap_or(match protocol {
+                Protocol::Rdp => 3389,
+                _ => 22,
+            });
+            if protocol == Protocol::Rdp && (scan || key_file.is_some()) {
+                anyhow::bail!(
+                    "an rdp target takes --password-stdin and --host-key sha256:HEX (the \
+                     fingerprint of its TLS certificate); --scan and --key-file are for ssh"
+                );
+            }
             let credential = match (password_stdin, &key_file) {
                 (true, None) => Credential::password(account.clone(), stdin_secret("password")?),
                 (false, Some(path)) => Credential::private_key(
@@ -356,6 +373,14 @@ async fn targets(cmd: Targets) -> anyhow::Result<()> {
                     println!("{host}:{port} presents {fingerprint}; pinned.");
                     Some(line)
                 }
+                (None, false) if protocol == Protocol::Rdp => {
+                    println!(
+                        "Warning: no certificate pinned; the RDP gateway will refuse {name} \
+                         until one is (--host-key sha256:HEX), unless it runs with \
+                         --allow-unpinned-targets."
+                    );
+                    None
+                }
                 (None, false) => {
                     println!(
                         "Warning: no host key pinned; the gateway will refuse {name} until one is \
@@ -373,7 +398,7 @@ async fn targets(cmd: Targets) -> anyhow::Result<()> {
                         name: name.clone(),
                         host,
                         port,
-                        protocol: Protocol::Ssh,
+                        protocol,
                         host_key,
                     },
                     "psm-cli",
@@ -387,7 +412,12 @@ async fn targets(cmd: Targets) -> anyhow::Result<()> {
                 dir.close().await;
                 println!("Role {role} may reach {name}.");
             }
-            println!("Target {name} added: ssh -p PORT USER+{name}@GATEWAY");
+            match protocol {
+                Protocol::Rdp => println!(
+                    "Target {name} added: xfreerdp /v:GATEWAY:3390 /u:USER+{name} /p:PSM-PASSWORD"
+                ),
+                _ => println!("Target {name} added: ssh -p PORT USER+{name}@GATEWAY"),
+            }
         }
         Targets::List { data } => {
             let node = node(&data.data).await?;

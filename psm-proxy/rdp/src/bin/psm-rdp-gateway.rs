@@ -1,12 +1,15 @@
 //! `psm-rdp-gateway`: the RDP gateway process. Users run
 //! `xfreerdp /v:gateway:3390 /u:USER+TARGET /p:PSM-PASSWORD /sec:tls`; the gateway checks
 //! them against the node's user directory, logs in to the target with the vaulted
-//! credential, records the session into DATA/recordings, and reports it to the node's
-//! control plane (DATA/psm.db, DATA/vault.key: the same layout as `psm-gateway`).
+//! credential, records the session into DATA/recordings, and reports it to the control
+//! plane: the node in the data directory (DATA/psm.db, DATA/vault.key: the same layout as
+//! `psm-gateway`), or a remote one over HTTPS with the gateway role's API key.
 //!
 //! ```text
 //! psm-rdp-gateway --data ./psm-data --listen 0.0.0.0:3390 \
 //!     --cert gw.crt --key gw.key [--web-listen 127.0.0.1:8390]
+//! psm-rdp-gateway --data ./gw-data --control-plane https://cp.example:8443 \
+//!     --api-key-file gateway.key [--ca-file cp-ca.pem] --cert gw.crt --key gw.key
 //! ```
 
 use std::net::SocketAddr;
@@ -55,23 +58,60 @@ struct Args {
     /// Between heartbeats, in seconds.
     #[arg(long, default_value_t = 10)]
     heartbeat_seconds: u64,
+    /// Let native clients copy and paste text to and from the target (bridged, size-limited
+    /// and recorded; denied by default).
+    #[arg(long)]
+    allow_clipboard: bool,
+    /// The largest clipboard text passed, in bytes (larger pastes are refused).
+    #[arg(long, default_value_t = 1 << 20)]
+    max_clipboard_bytes: usize,
+    /// A remote control plane (`https://host:port`); unset: the node in the data directory.
+    /// Users, targets and credentials then come from it (VerifyUser, GetCredential), and
+    /// the data directory holds only recordings and the recording signing key.
+    #[arg(long, env = "PSM_CONTROL_PLANE")]
+    control_plane: Option<String>,
+    /// The gateway role's API key file for the remote control plane (DATA/keys/gateway.key
+    /// on the control plane's node).
+    #[arg(long, requires = "control_plane")]
+    api_key_file: Option<PathBuf>,
+    /// A CA certificate (PEM) to trust for the control plane, beside the system's roots.
+    #[arg(long, requires = "control_plane")]
+    ca_file: Option<PathBuf>,
+    /// Allow `http://` to a non-loopback control plane (behind a TLS-terminating proxy only;
+    /// plain HTTP to a loopback address is always allowed).
+    #[arg(long, requires = "control_plane")]
+    allow_plain_http: bool,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    // ironrdp logs PDUs at debug/trace level; keep it at info so nothing sensitive is printed
-    // unless an operator asks for it explicitly.
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,ironrdp=warn,ironrdp_server=warn,sspi=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let args = Args::parse();
-    std::fs::create_dir_all(&args.data)
-        .with_context(|| format!("creating {}", args.data.display()))?;
-
+/// The control plane and user directory: remote over HTTP, or the node in DATA.
+async fn control_plane(
+    args: &Args,
+) -> anyhow::Result<(
+    Arc<dyn ControlPlane>,
+    Arc<dyn psm_core::directory::UserDirectory>,
+)> {
+    if let Some(url) = &args.control_plane {
+        let mut config = psm_client::ClientConfig::new(url.clone());
+        config.allow_plain_http = args.allow_plain_http;
+        if let Some(path) = &args.api_key_file {
+            let key = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            config = config.with_api_key(key.trim());
+        }
+        if let Some(path) = &args.ca_file {
+            config.root_ca_pem =
+                Some(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?);
+        }
+        let client = psm_client::Client::new(config).context("the control plane's address")?;
+        client
+            .ready()
+            .await
+            .with_context(|| format!("the control plane at {url} is not ready"))?;
+        return Ok((
+            Arc::new(psm_client::HttpControlPlane::new(client.clone())),
+            Arc::new(psm_client::HttpDirectory::new(client)),
+        ));
+    }
     let store = SqliteStore::open(args.data.join("psm.db"))
         .await
         .context("opening DATA/psm.db")?;
@@ -97,19 +137,49 @@ async fn main() -> anyhow::Result<()> {
         vault,
         PamSettings::default(),
     ));
+    Ok((cp, directory))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    // ironrdp logs PDUs at debug/trace level; keep it at info so nothing sensitive is printed
+    // unless an operator asks for it explicitly.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,ironrdp=warn,ironrdp_server=warn,sspi=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    std::fs::create_dir_all(&args.data)
+        .with_context(|| format!("creating {}", args.data.display()))?;
+
+    let (cp, directory) = control_plane(&args).await?;
 
     let pi = ProcessInstance::new(args.process_instance)?;
     let mut config = RdpGatewayConfig::new(args.listen, pi.clone());
     config.heartbeat_interval = Duration::from_secs(args.heartbeat_seconds.max(1));
+    config.channels.clipboard = args.allow_clipboard;
+    config.limits.max_clipboard_bytes = args.max_clipboard_bytes;
     let signing_path = args.data.join("keys").join("recording-signing.key");
     let signing = match std::fs::read_to_string(&signing_path) {
         Ok(t) => psm_recording::SigningKey::from_text(t.trim())?,
         Err(_) => {
+            use std::io::Write as _;
+            use std::os::unix::fs::OpenOptionsExt as _;
             let k = psm_recording::SigningKey::generate()?;
             if let Some(d) = signing_path.parent() {
                 std::fs::create_dir_all(d)?;
             }
-            std::fs::write(&signing_path, k.to_text())?;
+            // A private key: readable by this user only, and never overwritten.
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&signing_path)
+                .and_then(|mut f| f.write_all(k.to_text().as_bytes()))
+                .with_context(|| format!("writing {}", signing_path.display()))?;
             k
         }
     };

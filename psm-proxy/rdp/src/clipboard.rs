@@ -1,0 +1,434 @@
+//! Clipboard bridging (`cliprdr`) between a native client and the target, text only.
+//!
+//! The gateway terminates RDP on both sides, so the clipboard passes only because this
+//! module carries it: the user's client talks `cliprdr` with the gateway's RDP server
+//! (ironrdp-server's `CliprdrServer`), the target talks it with the gateway's RDP client
+//! (`CliprdrClient`), and [`bridge`] relays between the two:
+//!
+//! - a copy on one side (a *format list*) is announced to the other side, keeping text
+//!   formats only (`CF_UNICODETEXT`, `CF_TEXT`, `CF_OEMTEXT`); images and files are not
+//!   announced, so they cannot be pasted across (a marker in the recording says so);
+//! - a paste on one side (a *format data request*) is asked of the other side;
+//! - the data that comes back is checked against [`Limits::max_clipboard_bytes`]: larger
+//!   data is refused (the requester gets an error answer, the recording a marker), so a
+//!   clipboard bomb never reaches the other side nor the recording; smaller data is
+//!   recorded as a `Clipboard` event (when capture is on) and passed on.
+//!
+//! Every message between the two sides goes through bounded queues: a side that floods
+//! clipboard messages loses them, never the session.
+//!
+//! [`Limits::max_clipboard_bytes`]: crate::config::Limits::max_clipboard_bytes
+
+use std::sync::{Arc, Mutex};
+
+use ironrdp::cliprdr::CliprdrClient;
+use ironrdp::cliprdr::backend::{ClipboardMessage, CliprdrBackend, CliprdrBackendFactory};
+use ironrdp::cliprdr::pdu::{
+    ClipboardFormat, ClipboardFormatId, ClipboardGeneralCapabilityFlags, FileContentsRequest,
+    FileContentsResponse, FormatDataRequest, FormatDataResponse, LockDataId,
+    OwnedFormatDataResponse,
+};
+use ironrdp::server::{CliprdrServerFactory, ServerEvent, ServerEventSender};
+use psm_recording::ClipboardDirection;
+use tokio::sync::mpsc;
+
+use crate::recorder::Recorder;
+
+/// Clipboard messages queued between the two sides, at most.
+const QUEUE: usize = 64;
+
+/// Which end of the bridge a message came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Side {
+    /// The user's RDP client.
+    User,
+    /// The target.
+    Target,
+}
+
+impl Side {
+    fn name(self) -> &'static str {
+        match self {
+            Side::User => "user's client",
+            Side::Target => "target",
+        }
+    }
+}
+
+/// What one side's `cliprdr` said.
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// It copied: these formats are on its clipboard.
+    Copied(Side, Vec<ClipboardFormat>),
+    /// It pastes: it asks for the other side's data in this format.
+    Requested(Side, ClipboardFormatId),
+    /// It answered the other side's request.
+    Delivered(Side, OwnedFormatDataResponse),
+}
+
+/// What the bridge asks of the target's `cliprdr`.
+#[derive(Debug)]
+pub(crate) enum ToTarget {
+    /// Announce these formats (the user copied).
+    Copy(Vec<ClipboardFormat>),
+    /// Ask the target for its data (the user pastes).
+    Paste(ClipboardFormatId),
+    /// Answer the target's request.
+    Data(OwnedFormatDataResponse),
+}
+
+impl ToTarget {
+    /// Runs this on the target's `cliprdr`: the messages to send.
+    pub(crate) fn apply(
+        self,
+        cliprdr: &mut CliprdrClient,
+    ) -> ironrdp::pdu::PduResult<ironrdp::cliprdr::CliprdrSvcMessages<ironrdp::cliprdr::Client>>
+    {
+        match self {
+            ToTarget::Copy(formats) => cliprdr.initiate_copy(&formats),
+            ToTarget::Paste(format) => cliprdr.initiate_paste(format),
+            ToTarget::Data(data) => cliprdr.submit_format_data(data),
+        }
+    }
+}
+
+/// A backend of one side: it only reports what its `cliprdr` says.
+#[derive(Debug)]
+struct Backend {
+    side: Side,
+    events: mpsc::Sender<Event>,
+}
+
+impl Backend {
+    fn report(&self, event: Event) {
+        if self.events.try_send(event).is_err() {
+            tracing::debug!(
+                side = self.side.name(),
+                "clipboard message dropped (queue full)"
+            );
+        }
+    }
+}
+
+impl ironrdp::core::AsAny for Backend {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+}
+
+impl CliprdrBackend for Backend {
+    fn temporary_directory(&self) -> &str {
+        // File transfer through the clipboard is not bridged; nothing is ever written.
+        ""
+    }
+
+    fn client_capabilities(&self) -> ClipboardGeneralCapabilityFlags {
+        ClipboardGeneralCapabilityFlags::empty()
+    }
+
+    fn on_ready(&mut self) {}
+
+    fn on_request_format_list(&mut self) {}
+
+    fn on_process_negotiated_capabilities(&mut self, _: ClipboardGeneralCapabilityFlags) {}
+
+    fn on_remote_copy(&mut self, available_formats: &[ClipboardFormat]) {
+        self.report(Event::Copied(self.side, available_formats.to_vec()));
+    }
+
+    fn on_format_data_request(&mut self, request: FormatDataRequest) {
+        self.report(Event::Requested(self.side, request.format));
+    }
+
+    fn on_format_data_response(&mut self, response: FormatDataResponse<'_>) {
+        use ironrdp::core::IntoOwned as _;
+        self.report(Event::Delivered(self.side, response.into_owned()));
+    }
+
+    fn on_file_contents_request(&mut self, _: FileContentsRequest) {}
+
+    fn on_file_contents_response(&mut self, _: FileContentsResponse<'_>) {}
+
+    fn on_lock(&mut self, _: LockDataId) {}
+
+    fn on_unlock(&mut self, _: LockDataId) {}
+}
+
+/// The user side's factory, handed to ironrdp-server: one backend per connection, and the
+/// server's event sender, through which the bridge drives the user's `cliprdr`.
+struct UserFactory {
+    events: mpsc::Sender<Event>,
+    server: Arc<Mutex<Option<mpsc::UnboundedSender<ServerEvent>>>>,
+}
+
+impl CliprdrBackendFactory for UserFactory {
+    fn build_cliprdr_backend(&self) -> Box<dyn CliprdrBackend> {
+        Box::new(Backend {
+            side: Side::User,
+            events: self.events.clone(),
+        })
+    }
+}
+
+impl ServerEventSender for UserFactory {
+    fn set_sender(&mut self, sender: mpsc::UnboundedSender<ServerEvent>) {
+        *self.server.lock().unwrap_or_else(|p| p.into_inner()) = Some(sender);
+    }
+}
+
+impl CliprdrServerFactory for UserFactory {}
+
+/// One native connection's clipboard: made before the session exists (ironrdp-server wants
+/// the factory when it is built), joined to the target when the session starts.
+#[derive(Debug)]
+pub(crate) struct Link {
+    events: mpsc::Sender<Event>,
+    receiver: Mutex<Option<mpsc::Receiver<Event>>>,
+    server: Arc<Mutex<Option<mpsc::UnboundedSender<ServerEvent>>>>,
+}
+
+impl Link {
+    pub(crate) fn new() -> Arc<Self> {
+        let (events, receiver) = mpsc::channel(QUEUE);
+        Arc::new(Self {
+            events,
+            receiver: Mutex::new(Some(receiver)),
+            server: Arc::new(Mutex::new(None)),
+        })
+    }
+
+    /// The factory for ironrdp-server's `with_cliprdr_factory`.
+    pub(crate) fn user_factory(&self) -> Box<dyn CliprdrServerFactory> {
+        Box::new(UserFactory {
+            events: self.events.clone(),
+            server: self.server.clone(),
+        })
+    }
+
+    /// The target side's channel, to attach to the connector.
+    pub(crate) fn target_channel(&self) -> CliprdrClient {
+        CliprdrClient::new(Box::new(Backend {
+            side: Side::Target,
+            events: self.events.clone(),
+        }))
+    }
+
+    fn to_user(&self, message: ClipboardMessage) {
+        let server = self.server.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = server.as_ref() {
+            let _ = s.send(ServerEvent::Clipboard(message));
+        }
+    }
+}
+
+/// Whether a format carries text the bridge passes.
+fn is_text(id: ClipboardFormatId) -> bool {
+    id == ClipboardFormatId::CF_UNICODETEXT
+        || id == ClipboardFormatId::CF_TEXT
+        || id == ClipboardFormatId::CF_OEMTEXT
+}
+
+fn text_of(format: ClipboardFormatId, data: &FormatDataResponse<'_>) -> Option<String> {
+    if format == ClipboardFormatId::CF_UNICODETEXT {
+        data.to_unicode_string().ok()
+    } else {
+        data.to_string().ok()
+    }
+}
+
+/// What the bridge decided about data one side delivered.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Pass it on (and record this text, if any).
+    Pass(Option<String>),
+    /// Refuse it: why.
+    Refuse(String),
+}
+
+/// Judges data delivered by `from` in answer to a request for `format`.
+pub(crate) fn judge(
+    from: Side,
+    format: Option<ClipboardFormatId>,
+    data: &FormatDataResponse<'_>,
+    max_bytes: usize,
+) -> Verdict {
+    if data.is_error() {
+        return Verdict::Pass(None);
+    }
+    let Some(format) = format.filter(|f| is_text(*f)) else {
+        return Verdict::Refuse(format!(
+            "clipboard data from the {} that nobody asked for as text",
+            from.name()
+        ));
+    };
+    let n = data.data().len();
+    if n > max_bytes {
+        return Verdict::Refuse(format!(
+            "clipboard refused: {n} bytes from the {} (limit {max_bytes})",
+            from.name()
+        ));
+    }
+    Verdict::Pass(text_of(format, data))
+}
+
+/// Relays the clipboard between the user's client and the target until either side's
+/// channel closes (the session ended).
+pub(crate) async fn bridge(
+    link: Arc<Link>,
+    to_target: mpsc::Sender<ToTarget>,
+    recorder: Recorder,
+    max_bytes: usize,
+) {
+    let Some(mut events) = link
+        .receiver
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+    else {
+        return;
+    };
+    // The format each side asked the other for, to read the answer.
+    let mut asked_by_user: Option<ClipboardFormatId> = None;
+    let mut asked_by_target: Option<ClipboardFormatId> = None;
+    while let Some(event) = events.recv().await {
+        match event {
+            Event::Copied(side, formats) => {
+                let text: Vec<_> = formats.iter().filter(|f| is_text(f.id)).cloned().collect();
+                if text.len() < formats.len() {
+                    recorder
+                        .marker(format!(
+                            "clipboard: the {} copied {} non-text format(s); not passed",
+                            side.name(),
+                            formats.len() - text.len()
+                        ))
+                        .await;
+                }
+                if text.is_empty() {
+                    continue;
+                }
+                match side {
+                    Side::User => {
+                        if to_target.try_send(ToTarget::Copy(text)).is_err() {
+                            tracing::debug!("clipboard: target queue full");
+                        }
+                    }
+                    Side::Target => link.to_user(ClipboardMessage::SendInitiateCopy(text)),
+                }
+            }
+            Event::Requested(side, format) => {
+                if !is_text(format) {
+                    let refusal = FormatDataResponse::new_error();
+                    match side {
+                        Side::User => link.to_user(ClipboardMessage::SendFormatData(refusal)),
+                        Side::Target => {
+                            let _ = to_target.try_send(ToTarget::Data(refusal));
+                        }
+                    }
+                    continue;
+                }
+                match side {
+                    Side::User => {
+                        asked_by_user = Some(format);
+                        let _ = to_target.try_send(ToTarget::Paste(format));
+                    }
+                    Side::Target => {
+                        asked_by_target = Some(format);
+                        link.to_user(ClipboardMessage::SendInitiatePaste(format));
+                    }
+                }
+            }
+            Event::Delivered(side, data) => {
+                let (asked, direction) = match side {
+                    // The user's client answers the target's request, and vice versa.
+                    Side::User => (asked_by_target.take(), ClipboardDirection::ClientToTarget),
+                    Side::Target => (asked_by_user.take(), ClipboardDirection::TargetToClient),
+                };
+                let forward = match judge(side, asked, &data, max_bytes) {
+                    Verdict::Pass(text) => {
+                        if let Some(text) = text {
+                            recorder.clipboard(direction, text).await;
+                        }
+                        data
+                    }
+                    Verdict::Refuse(why) => {
+                        tracing::warn!(reason = %why, "clipboard data refused");
+                        recorder.marker(why).await;
+                        FormatDataResponse::new_error()
+                    }
+                };
+                match side {
+                    Side::User => {
+                        let _ = to_target.try_send(ToTarget::Data(forward));
+                    }
+                    Side::Target => link.to_user(ClipboardMessage::SendFormatData(forward)),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_within_the_limit_passes_and_is_read() {
+        let data = FormatDataResponse::new_unicode_string("ls -l /etc");
+        assert_eq!(
+            judge(
+                Side::User,
+                Some(ClipboardFormatId::CF_UNICODETEXT),
+                &data,
+                1024
+            ),
+            Verdict::Pass(Some("ls -l /etc".into()))
+        );
+        let data = FormatDataResponse::new_string("plain");
+        assert_eq!(
+            judge(Side::Target, Some(ClipboardFormatId::CF_TEXT), &data, 1024),
+            Verdict::Pass(Some("plain".into()))
+        );
+    }
+
+    #[test]
+    fn a_bomb_is_refused_and_unasked_or_non_text_data_too() {
+        let big = "x".repeat(4096);
+        let data = FormatDataResponse::new_unicode_string(&big);
+        match judge(
+            Side::User,
+            Some(ClipboardFormatId::CF_UNICODETEXT),
+            &data,
+            1024,
+        ) {
+            Verdict::Refuse(why) => assert!(why.contains("limit 1024"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        let data = FormatDataResponse::new_string("x");
+        assert!(matches!(
+            judge(Side::Target, None, &data, 1024),
+            Verdict::Refuse(_)
+        ));
+        assert!(matches!(
+            judge(Side::Target, Some(ClipboardFormatId::CF_DIB), &data, 1024),
+            Verdict::Refuse(_)
+        ));
+        // An error answer passes as an error (nothing to record).
+        assert_eq!(
+            judge(Side::User, None, &FormatDataResponse::new_error(), 1024),
+            Verdict::Pass(None)
+        );
+    }
+
+    #[test]
+    fn only_text_formats_are_bridged() {
+        assert!(is_text(ClipboardFormatId::CF_UNICODETEXT));
+        assert!(is_text(ClipboardFormatId::CF_TEXT));
+        assert!(!is_text(ClipboardFormatId::CF_HDROP));
+        assert!(!is_text(ClipboardFormatId::new(0xC0FE)));
+    }
+}
