@@ -314,14 +314,24 @@ async fn connect_and_record(
     let shared = shared.clone();
     let auth = auth.clone();
     tokio::spawn(async move {
-        let heartbeat = heartbeats(&shared, id, control.clone());
-        let stop = async {
-            tokio::select! {
-                _ = control.terminated() => {},
-                () = heartbeat => {},
+        let stop = {
+            let shared = shared.clone();
+            let control = control.clone();
+            async move {
+                let heartbeat = heartbeats(&shared, id, control.clone());
+                tokio::select! {
+                    _ = control.terminated() => {},
+                    () = heartbeat => {},
+                }
             }
         };
-        let end = target.run_with(screen, input_rx, to_target, stop).await;
+        // The target side runs as a task of its own so that a panic in the RDP stack ends
+        // the session properly below (recording sealed, EndSession) instead of leaving it
+        // Connected.
+        let end = match tokio::spawn(target.run_with(screen, input_rx, to_target, stop)).await {
+            Ok(end) => end,
+            Err(e) => TargetEnd::Failed(format!("the target side stopped abnormally: {e}")),
+        };
         let reason = match (&end, control.termination()) {
             (TargetEnd::Stopped, Some(r)) => r,
             (TargetEnd::Stopped, None) => "stopped".to_owned(),

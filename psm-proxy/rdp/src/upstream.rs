@@ -196,7 +196,17 @@ async fn connect_inner(
     let should_upgrade = ironrdp_async::connect_begin(&mut framed, &mut connector)
         .await
         .map_err(|e| connect_err(auth, format!("negotiation: {}", describe(&e))))?;
-    let tcp = framed.into_inner_no_leftover();
+    let (tcp, leftover) = framed.into_inner();
+    if !leftover.is_empty() {
+        // Nothing may come between the X.224 confirm and the TLS handshake.
+        return Err(connect_err(
+            auth,
+            format!(
+                "negotiation: {} unexpected bytes before TLS",
+                leftover.len()
+            ),
+        ));
+    }
     let tls_connector = tls::target_connector(auth.cert_check.clone())?;
     let server_name = rustls::pki_types::ServerName::try_from(auth.host.clone())
         .map_err(|e| connect_err(auth, format!("server name: {e}")))?;
@@ -406,8 +416,9 @@ impl TargetSession {
                 }
             }
         }
-        let mut stream =
-            ironrdp_tokio::unsplit_tokio_framed(reader, writer).into_inner_no_leftover();
+        // Whatever the target sent after the end is not read (the session is over).
+        let (mut stream, _unread) =
+            ironrdp_tokio::unsplit_tokio_framed(reader, writer).into_inner();
         let _ = tokio::time::timeout(Duration::from_secs(2), stream.shutdown()).await;
         end
     }

@@ -197,7 +197,12 @@ async fn the_gateway_binary_works_against_a_remote_control_plane() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(ended, "the session is still Connected in the control plane");
+    assert!(
+        ended,
+        "the session is still Connected in the control plane; gateway log:\n{}\ncontrol plane log:\n{}",
+        std::fs::read_to_string(&gw_err).unwrap_or_default(),
+        std::fs::read_to_string(dir.path().join("cp.err")).unwrap_or_default()
+    );
 
     // The recording is on the gateway's disk, and nothing leaked the target's password.
     let recording = gw_data

@@ -12,7 +12,7 @@
 mod common;
 
 use std::io::Write as _;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -163,7 +163,7 @@ async fn text_crosses_both_ways_is_recorded_and_a_bomb_is_refused() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     display.type_line(
         &window,
-        &format!("xclip -selection clipboard -o > {bombed}; touch {done}"),
+        &format!("timeout 5 xclip -selection clipboard -o > {bombed}; touch {done}"),
     );
     eventually(
         "the target's paste attempt",
