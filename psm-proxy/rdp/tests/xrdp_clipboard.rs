@@ -12,7 +12,7 @@
 mod common;
 
 use std::io::Write as _;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -22,7 +22,7 @@ const LIMIT: usize = 64 << 10;
 
 /// Puts `text` on the client display's CLIPBOARD (xclip keeps serving it in the background
 /// until another owner takes the selection).
-fn set_client_clipboard(display: &Display, text: &str) -> Child {
+fn set_client_clipboard(display: &Display, text: &str) -> Proc {
     let mut c = display
         .cmd("xclip")
         .args(["-selection", "clipboard", "-i", "-quiet"])
@@ -32,7 +32,11 @@ fn set_client_clipboard(display: &Display, text: &str) -> Child {
         .spawn()
         .unwrap();
     c.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    c
+    // Killed and waited for on drop.
+    Proc {
+        child: c,
+        name: "xclip",
+    }
 }
 
 /// Reads the client display's CLIPBOARD (what FreeRDP offers from the target).
