@@ -371,10 +371,86 @@ pub(crate) async fn bridge(
     }
 }
 
+/// Feeds `data` to a clipboard channel set up as the gateway's user side (what a native
+/// client's `cliprdr` messages meet), cut into messages by a 2-byte little-endian length
+/// before each, and judges whatever data the client delivers against `max_bytes`; returns
+/// how many deliveries were judged. For the `rdp_cliprdr` fuzz target and the proptests.
+#[doc(hidden)]
+pub fn exercise_user_side(data: &[u8], max_bytes: usize) -> usize {
+    use ironrdp::svc::SvcProcessor as _;
+    let (events, mut receiver) = mpsc::channel(QUEUE);
+    let mut server = ironrdp::cliprdr::CliprdrServer::new(Box::new(Backend {
+        side: Side::User,
+        events,
+    }));
+    let _ = server.start();
+    let mut judged = 0;
+    let mut rest = data;
+    while rest.len() >= 2 {
+        let n = usize::from(u16::from_le_bytes([rest[0], rest[1]])).min(rest.len() - 2);
+        let (message, tail) = rest[2..].split_at(n);
+        rest = tail;
+        let _ = server.process(message);
+        while let Ok(event) = receiver.try_recv() {
+            if let Event::Delivered(side, response) = event {
+                let verdict = judge(
+                    side,
+                    Some(ClipboardFormatId::CF_UNICODETEXT),
+                    &response,
+                    max_bytes,
+                );
+                if let Verdict::Pass(Some(text)) = &verdict {
+                    assert!(response.data().len() <= max_bytes && text.len() <= 2 * max_bytes);
+                }
+                judged += 1;
+            }
+        }
+    }
+    judged
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_client_bytes_are_handled_without_panic(data in proptest::collection::vec(any::<u8>(), 0..4096)) {
+            exercise_user_side(&data, 256);
+        }
+
+        #[test]
+        fn only_text_within_the_limit_passes(len in 0usize..3000, max in 0usize..2000, unicode in any::<bool>()) {
+            let text = "a".repeat(len);
+            let (format, data) = if unicode {
+                (ClipboardFormatId::CF_UNICODETEXT, FormatDataResponse::new_unicode_string(&text))
+            } else {
+                (ClipboardFormatId::CF_TEXT, FormatDataResponse::new_string(&text))
+            };
+            match judge(Side::User, Some(format), &data, max) {
+                Verdict::Pass(Some(t)) => {
+                    prop_assert!(data.data().len() <= max);
+                    prop_assert_eq!(t, text);
+                }
+                Verdict::Pass(None) => prop_assert!(false, "text data is read"),
+                Verdict::Refuse(_) => prop_assert!(data.data().len() > max),
+            }
+        }
+    }
+
+    #[test]
+    fn a_client_delivering_a_paste_is_judged() {
+        // CB_FORMAT_DATA_RESPONSE (msgType 5, CB_RESPONSE_OK) with "hi\0" in UTF-16.
+        let body = [b'h', 0, b'i', 0, 0, 0];
+        let mut pdu = vec![5, 0, 1, 0];
+        pdu.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        pdu.extend_from_slice(&body);
+        let mut input = (pdu.len() as u16).to_le_bytes().to_vec();
+        input.extend_from_slice(&pdu);
+        assert_eq!(exercise_user_side(&input, 1024), 1);
+    }
 
     #[test]
     fn text_within_the_limit_passes_and_is_read() {

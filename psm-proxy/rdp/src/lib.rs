@@ -45,7 +45,8 @@
 //! [`control`] (pause, terminate, registry). `docs/rdp.md` has the design and its limits.
 
 pub mod access;
-mod clipboard;
+#[doc(hidden)]
+pub mod clipboard;
 pub mod config;
 pub mod control;
 pub mod error;
