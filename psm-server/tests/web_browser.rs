@@ -789,6 +789,167 @@ async fn admin_watches_controls_replays_and_searches_a_real_session_in_chromium(
     println!("screenshots: {}", shots.display());
 }
 
+/// An RDP session's recording, encoded by the real encoder (psm-pipeline driving Debian's
+/// ffmpeg) into `session.mp4` and `contact-sheet.png`, replays in Chromium's own video
+/// player: the replay page shows the video with its full duration, seeks it (the server
+/// answers byte ranges), opens it at `t=`, shows the contact sheet, and the frame on screen
+/// at a second is the colour the recording painted at that second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rdp_session_replays_as_a_seekable_video_in_chromium() {
+    use psm_recording::{BlockingWriter, EventKind, Header, Micros, WriterConfig};
+    need("ffmpeg", "ffmpeg (Debian)");
+    let data = tempfile::tempdir().unwrap();
+    let engine = Engine::new(
+        Arc::new(MemoryStore::new()),
+        Arc::new(SystemClock),
+        EngineConfig::default(),
+    );
+    let vault = Vault::new(
+        Arc::new(MemoryVaultStore::new()),
+        Keyring::new(MasterKey::generate().unwrap()),
+        engine.clone(),
+        VaultConfig::default(),
+    );
+    let cp = LocalControlPlane::new(engine.clone(), vault, PamSettings::default());
+    let directory = Arc::new(MemoryDirectory::new());
+    directory
+        .create_user(&NewUser {
+            name: "admin".parse().unwrap(),
+            password: Some(PasswordHash::hash(ADMIN_PW).unwrap()),
+            roles: vec!["admin".into()],
+            ..NewUser::default()
+        })
+        .await
+        .unwrap();
+    directory.grant("admin", "*").await.unwrap();
+
+    // The session and its recording: a dark desktop whose left half turns red, green, blue
+    // and yellow at 1, 2, 3 and 4 s; it ends at 6 s.
+    const W: u32 = 320;
+    const H: u32 = 240;
+    let colours: [[u8; 3]; 4] = [[220, 30, 30], [30, 200, 30], [30, 30, 220], [230, 230, 40]];
+    let solid = |w: u32, h: u32, c: [u8; 3]| {
+        let px: Vec<u8> = (0..w * h).flat_map(|_| [c[0], c[1], c[2], 255]).collect();
+        psm_recording::export::encode_png(w, h, &px).unwrap()
+    };
+    let frame = |w: u32, c: [u8; 3]| EventKind::Frame {
+        x: 0,
+        y: 0,
+        width: w,
+        height: H,
+        png: solid(w, H, c),
+    };
+    let gw = ProcessInstance::new("rdp-gw-web").unwrap();
+    let id = SessionId::new();
+    cp.open_session(psm_core::NewSession {
+        id,
+        user: "alice".into(),
+        target: "desk-01".into(),
+        protocol: psm_core::Protocol::Rdp,
+        checkout_id: None,
+        process_instance: gw.clone(),
+    })
+    .await
+    .unwrap();
+    let layout = psm_pipeline::LocalLayout::new(data.path());
+    layout.create().unwrap();
+    let mut w = BlockingWriter::create(
+        layout.raw_recording(id),
+        Header::new(
+            id,
+            psm_recording::Protocol::Rdp,
+            "alice",
+            "desk-01",
+            "web-browser-test",
+        ),
+        psm_recording::SigningKey::generate().unwrap(),
+        WriterConfig::default(),
+    )
+    .unwrap();
+    w.record_at(Micros(0), &frame(W, [40, 40, 40])).unwrap();
+    for (i, c) in colours.iter().enumerate() {
+        w.record_at(Micros((i as u64 + 1) * 1_000_000), &frame(W / 2, *c))
+            .unwrap();
+    }
+    w.finish_at(Micros(6_000_000), "user logged off").unwrap();
+    cp.end_session(id, &gw).await.unwrap();
+    let encoder = Arc::new(psm_pipeline::Encoder::new(
+        Arc::new(cp.clone()),
+        layout.clone(),
+        psm_pipeline::EncoderSettings::default(),
+        psm_pipeline::WorkerConfig::new(ProcessInstance::new("encoder-web").unwrap()),
+    ));
+    let summary = encoder.run_until_idle().await;
+    assert_eq!(summary.completed, [id], "{summary:?}");
+    assert!(layout.exports_dir(id).join("session.mp4").is_file());
+    assert_eq!(engine.session(id).await.unwrap().stage, Stage::DoneEncoded);
+
+    let web_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let web_url = format!("http://{}", web_listener.local_addr().unwrap());
+    let server = Server::new(
+        cp.clone(),
+        ApiKeys::new(),
+        data.path().join("artifacts"),
+        ServerConfig::default(),
+    )
+    .with_directory(directory.clone())
+    .with_web(WebConfig::for_data_dir(data.path()))
+    .start(web_listener, None)
+    .unwrap();
+
+    let shots = screenshot_dir().with_file_name("screenshots-rdp");
+    let _ = std::fs::remove_dir_all(&shots);
+    let mut b = tokio::task::block_in_place(|| Browser::start(&shots));
+    tokio::task::block_in_place(|| {
+        b.goto(&format!("{web_url}/ui/"));
+        b.wait("location.pathname === '/ui/login' && !!document.querySelector('#user')");
+        b.fill("#user", "admin");
+        b.fill("#password", ADMIN_PW);
+        b.click("#login");
+        b.wait("!!document.querySelector('#sessions-body')");
+
+        b.goto(&format!("{web_url}/ui/replay?id={id}"));
+        b.wait("window.psm.replay && (window.psm.replay.ready || window.psm.replay.error)");
+        let error = b.eval("window.psm.replay.error || ''");
+        assert_eq!(error, json!(""), "the replay page: {error}");
+        let duration = b.eval("window.psm.replay.video.duration");
+        assert!(
+            (duration.as_f64().unwrap() - 6.0).abs() < 0.6,
+            "video duration {duration}"
+        );
+        b.wait("document.querySelector('#contact-sheet') && document.querySelector('#contact-sheet').naturalWidth > 0");
+        b.wait("window.psm.replay.index && document.querySelectorAll('#index .chunk').length > 0");
+        b.shot("rdp-01-replay");
+
+        // Seek to 3.5 s: the left half is blue there (painted at 3 s), the right half dark.
+        b.step(json!({"op": "eval", "js": "window.psm.replay.seek(3.5)"}));
+        b.wait("Math.abs((window.psm.replay.seekedAt || 0) - 3.5) < 0.3");
+        let pixel = |b: &mut Browser, x: u32| -> Vec<u8> {
+            let v = b.eval(&format!(
+                "(() => {{ const v = window.psm.replay.video; const c = document.createElement('canvas'); \
+                 c.width = v.videoWidth; c.height = v.videoHeight; const g = c.getContext('2d'); \
+                 g.drawImage(v, 0, 0); return Array.from(g.getImageData({x}, 120, 1, 1).data); }})()"
+            ));
+            serde_json::from_value(v).unwrap()
+        };
+        let near = |p: &[u8], c: [u8; 3]| p.iter().zip(c).all(|(a, b)| a.abs_diff(b) <= 40);
+        let left = pixel(&mut b, 40);
+        assert!(near(&left, colours[2]), "left half at 3.5 s: {left:?}");
+        let right = pixel(&mut b, 280);
+        assert!(near(&right, [40, 40, 40]), "right half at 3.5 s: {right:?}");
+        b.shot("rdp-02-seek");
+
+        // Opened at a second from a link (as search results do).
+        b.goto(&format!("{web_url}/ui/replay?id={id}&t=1.5"));
+        b.wait("window.psm.replay && window.psm.replay.ready && Math.abs((window.psm.replay.seekedAt || 0) - 1.5) < 0.3");
+        let left = pixel(&mut b, 40);
+        assert!(near(&left, colours[0]), "left half at 1.5 s: {left:?}");
+        b.shot("rdp-03-open-at");
+    });
+    tokio::task::block_in_place(|| b.close());
+    server.stop().await;
+}
+
 fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| {

@@ -214,6 +214,7 @@ pub fn router(app: AppState, mut config: WebConfig, tls: bool) -> Router {
         .route("/recordings/{id}/screen", get(recordings::screen))
         .route("/recordings/{id}/files", get(recordings::files))
         .route("/recordings/{id}/files/{name}", get(recordings::download))
+        .route("/recordings/{id}/media/{name}", get(recordings::media))
         .route("/search", get(search::search))
         .route("/targets", get(api::targets))
         .route("/terminal", post(api::terminal))

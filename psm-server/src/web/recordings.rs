@@ -28,7 +28,11 @@ pub(crate) const CAST: &str = "session.cast";
 pub(crate) const TRANSCRIPT: &str = "transcript.txt";
 pub(crate) const COMMANDS: &str = "commands.json";
 pub(crate) const MANIFEST: &str = "manifest.json";
-const NAMES: [&str; 5] = [RAW, CAST, TRANSCRIPT, COMMANDS, MANIFEST];
+/// The encoder's video of a graphical (RDP) session.
+pub(crate) const VIDEO: &str = "session.mp4";
+/// The encoder's thumbnails of a graphical session.
+pub(crate) const SHEET: &str = "contact-sheet.png";
+const NAMES: [&str; 7] = [RAW, CAST, TRANSCRIPT, COMMANDS, MANIFEST, VIDEO, SHEET];
 
 /// Where a file was found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -484,6 +488,102 @@ pub(crate) async fn files(
     Ok(axum::Json(list_files(&state, id).await))
 }
 
+/// One `Range: bytes=A-B` request (`A-`, `-N` too); `None`: the whole file. Several ranges
+/// or a malformed header: the whole file (a server may ignore Range).
+fn byte_range(headers: &axum::http::HeaderMap, len: u64) -> Result<Option<(u64, u64)>, ()> {
+    let Some(v) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
+        return Ok(None);
+    };
+    let Some(spec) = v.trim().strip_prefix("bytes=") else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let Some((a, b)) = spec.split_once('-') else {
+        return Ok(None);
+    };
+    let (a, b) = (a.trim(), b.trim());
+    let range = match (a.parse::<u64>(), b.parse::<u64>()) {
+        (Ok(start), Ok(end)) if start <= end => (start, end.min(len.saturating_sub(1))),
+        (Ok(start), Err(_)) if b.is_empty() => (start, len.saturating_sub(1)),
+        (Err(_), Ok(n)) if a.is_empty() && n > 0 => (len.saturating_sub(n), len.saturating_sub(1)),
+        _ => return Ok(None),
+    };
+    if len == 0 || range.0 >= len {
+        return Err(());
+    }
+    Ok(Some(range))
+}
+
+/// GET /ui/api/recordings/{id}/media/{name}: the video (`session.mp4`) or the contact sheet
+/// (`contact-sheet.png`) of a graphical session, shown in the replay page: served inline
+/// with its media type and byte ranges (so the browser's player can seek), `nosniff`.
+/// Viewing is audited once per playback (the request without a range or from byte 0).
+pub(crate) async fn media(
+    State(state): State<WebState>,
+    viewer: Viewer,
+    Path((id, name)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    viewer.require_view(&state, "replay recordings").await?;
+    let id = parse_id(&id)?;
+    let content_type = match name.as_str() {
+        VIDEO => "video/mp4",
+        SHEET => "image/png",
+        _ => {
+            return Err(ApiError::new(
+                404,
+                "not-found",
+                "no such media in a recording set",
+            ));
+        }
+    };
+    let bytes = load(&state, id, &name)
+        .await?
+        .ok_or_else(|| no_recording(id))?;
+    let len = bytes.len() as u64;
+    let range = byte_range(&headers, len);
+    if matches!(range, Ok(None) | Ok(Some((0, _)))) {
+        super::guard::audit(
+            &state,
+            Some(id),
+            &viewer.actor(),
+            psm_core::AuditAction::Other,
+            format!("viewed {name} in the web UI"),
+        )
+        .await;
+    }
+    let mut res = match range {
+        Ok(None) => Body::from(bytes).into_response(),
+        Ok(Some((start, end))) => {
+            let part = bytes.slice(start as usize..=end as usize);
+            let mut r = Body::from(part).into_response();
+            *r.status_mut() = axum::http::StatusCode::PARTIAL_CONTENT;
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{len}")) {
+                r.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            r
+        }
+        Err(()) => {
+            let mut r = Body::empty().into_response();
+            *r.status_mut() = axum::http::StatusCode::RANGE_NOT_SATISFIABLE;
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                r.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            r
+        }
+    };
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    Ok(res)
+}
+
 /// GET /ui/api/recordings/{id}/files/{name}: a download (always an attachment, never
 /// rendered by the browser).
 pub(crate) async fn download(
@@ -521,4 +621,32 @@ pub(crate) async fn download(
         h.insert(header::CONTENT_DISPOSITION, v);
     }
     Ok(res)
+}
+
+#[cfg(test)]
+mod range_tests {
+    use super::byte_range;
+    use axum::http::{HeaderMap, HeaderValue, header};
+
+    fn with(v: &'static str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::RANGE, HeaderValue::from_static(v));
+        h
+    }
+
+    #[test]
+    fn ranges_are_read_and_bounded() {
+        assert_eq!(byte_range(&HeaderMap::new(), 100), Ok(None));
+        assert_eq!(byte_range(&with("bytes=0-9"), 100), Ok(Some((0, 9))));
+        assert_eq!(byte_range(&with("bytes=90-"), 100), Ok(Some((90, 99))));
+        assert_eq!(byte_range(&with("bytes=-10"), 100), Ok(Some((90, 99))));
+        assert_eq!(byte_range(&with("bytes=-1000"), 100), Ok(Some((0, 99))));
+        assert_eq!(byte_range(&with("bytes=50-1000"), 100), Ok(Some((50, 99))));
+        assert_eq!(byte_range(&with("bytes=100-"), 100), Err(()));
+        assert_eq!(byte_range(&with("bytes=0-1,5-6"), 100), Ok(None));
+        assert_eq!(byte_range(&with("bytes=9-1"), 100), Ok(None));
+        assert_eq!(byte_range(&with("items=0-1"), 100), Ok(None));
+        assert_eq!(byte_range(&with("bytes=-0"), 100), Ok(None));
+        assert_eq!(byte_range(&with("bytes=0-0"), 0), Err(()));
+    }
 }

@@ -29,6 +29,11 @@ export async function replayPage(main, params) {
       ' ', h('span', { class: 'muted' }, `${f.size} bytes`)));
   }
 
+  if (s.protocol === 'rdp') {
+    await graphicalReplay(main, enc, detail, startAt, playerBox, indexBox, status, commandsBox);
+    return;
+  }
+
   let commands = [];
   try {
     const idx = await api.get(`/recordings/${enc}/commands`);
@@ -125,4 +130,75 @@ export async function replayPage(main, params) {
 
   await load(startAt);
   if (startAt > 0) status.textContent = `Opened at ${offset(startAt)}.`;
+}
+
+// A graphical (RDP) session: the encoder's video in the browser's own player (seekable: the
+// server answers byte ranges), its contact sheet, and the recording's index bar seeking the
+// video. Before the encoder made the video, the page says so.
+async function graphicalReplay(main, enc, detail, startAt, playerBox, indexBox, status, commandsBox) {
+  window.psm.replay = { ready: false, seekedTo: startAt, graphical: true };
+  clear(commandsBox);
+  append(commandsBox, h('li', { class: 'muted' }, 'A graphical session: keystrokes are in the recording, not a command list.'));
+  const names = new Set(detail.files.map((f) => f.name));
+  if (!names.has('session.mp4')) {
+    status.textContent = 'No video yet: the encoder makes session.mp4 after the session ends.';
+    window.psm.replay.error = 'no video';
+    return;
+  }
+  const video = h('video', {
+    id: 'rdp-video', controls: true, preload: 'metadata',
+    src: `/ui/api/recordings/${enc}/media/session.mp4`,
+  });
+  append(playerBox, video);
+  if (names.has('contact-sheet.png')) {
+    append(playerBox, h('img', {
+      id: 'contact-sheet', class: 'contact-sheet', alt: 'contact sheet',
+      src: `/ui/api/recordings/${enc}/media/contact-sheet.png`,
+    }));
+  }
+  const seek = (t) => {
+    video.currentTime = Math.max(0, Math.min(t, video.duration || t));
+    window.psm.replay.seekedTo = t;
+  };
+  video.addEventListener('seeked', () => { window.psm.replay.seekedAt = video.currentTime; });
+  video.addEventListener('error', () => {
+    status.textContent = 'The browser cannot play this video.';
+    window.psm.replay.error = 'video error';
+  });
+  await new Promise((resolve) => {
+    if (video.readyState >= 1) resolve();
+    else video.addEventListener('loadedmetadata', resolve, { once: true });
+    video.addEventListener('error', resolve, { once: true });
+  });
+  window.psm.replay.video = video;
+  window.psm.replay.seek = seek;
+  window.psm.replay.currentTime = () => video.currentTime;
+  try {
+    const idx = await api.get(`/recordings/${enc}/index`);
+    const total = Math.max(idx.duration, 0.001);
+    const bar = h('div', { class: 'index-bar', title: 'recording index: click to seek' });
+    for (const c of idx.chunks) {
+      const left = (c.start / total) * 100;
+      const width = Math.max(((c.end - c.start) / total) * 100, 0.5);
+      append(bar, h('button', {
+        type: 'button', class: c.keyframe ? 'chunk keyframe' : 'chunk',
+        title: `chunk ${c.seq}: ${offset(c.start)} – ${offset(c.end)}`,
+        dataset: { left: left.toFixed(3), width: width.toFixed(3) },
+        on: { click: () => seek(c.start) },
+      }));
+    }
+    append(indexBox, h('span', { class: 'muted' }, `index: ${idx.chunks.length} chunk(s), ${offset(idx.duration)}, ${idx.integrity}`), bar);
+    for (const b of bar.children) {
+      b.style.left = `${b.dataset.left}%`;
+      b.style.width = `${b.dataset.width}%`;
+    }
+    window.psm.replay.index = idx;
+  } catch (e) {
+    append(indexBox, h('span', { class: 'muted' }, `index unavailable: ${e.message}`));
+  }
+  if (startAt > 0) {
+    seek(startAt);
+    status.textContent = `Opened at ${offset(startAt)}.`;
+  }
+  window.psm.replay.ready = !window.psm.replay.error;
 }
