@@ -282,6 +282,7 @@ pub(crate) async fn bridge(
     to_target: mpsc::Sender<ToTarget>,
     recorder: Recorder,
     max_bytes: usize,
+    artifacts: Option<(psm_core::SessionId, Arc<dyn crate::artifacts::ArtifactSink>)>,
 ) {
     let Some(mut events) = link
         .receiver
@@ -350,6 +351,15 @@ pub(crate) async fn bridge(
                 let forward = match judge(side, asked, &data, max_bytes) {
                     Verdict::Pass(text) => {
                         if let Some(text) = text {
+                            if let Some((id, sink)) = &artifacts {
+                                let (id, sink, t) = (*id, sink.clone(), text.clone());
+                                tokio::spawn(async move {
+                                    if let Err(e) = sink.clipboard(id, t).await {
+                                        tracing::warn!(session_id = %id, error = %e,
+                                            "pushing clipboard text failed");
+                                    }
+                                });
+                            }
                             recorder.clipboard(direction, text).await;
                         }
                         data

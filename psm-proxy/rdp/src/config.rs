@@ -131,6 +131,9 @@ pub struct RdpGatewayConfig {
     pub process_instance: ProcessInstance,
     /// Between heartbeats (Polling); a terminate request takes effect within one interval.
     pub heartbeat_interval: Duration,
+    /// Between screenshots pushed to `GatewayDeps::artifacts` (savescreenshot), the first
+    /// at the start; zero: none. Default 30 s (the recording's keyframe interval).
+    pub screenshot_interval: Duration,
     /// The desktop size used when a client does not say (and for browser sessions that
     /// ask for none).
     pub default_width: u16,
@@ -155,6 +158,7 @@ impl RdpGatewayConfig {
             listen,
             process_instance,
             heartbeat_interval: Duration::from_secs(10),
+            screenshot_interval: Duration::from_secs(30),
             default_width: 1024,
             default_height: 768,
             channels: ChannelPolicy::default(),

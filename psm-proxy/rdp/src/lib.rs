@@ -31,7 +31,7 @@
 //!     psm_recording::SigningKey::generate()?, writer_config(&config.recording));
 //! let deps = GatewayDeps { control_plane, directory, targets: Arc::new(targets),
 //!     recordings: Arc::new(recordings), registry: Registry::new(),
-//!     launch: psm_proxy_rdp::launch::LaunchTokens::new() };
+//!     launch: psm_proxy_rdp::launch::LaunchTokens::new(), artifacts: None };
 //! let identity = ServerIdentity::from_pem_files("gw.crt".as_ref(), "gw.key".as_ref())?;
 //! RdpGateway::bind(config, identity, deps).await?.run(std::future::pending()).await?;
 //! // users now run: xfreerdp /v:gateway:3390 /u:alice+desk-01 /p:alice-pw /sec:tls
@@ -45,6 +45,7 @@
 //! [`control`] (pause, terminate, registry). `docs/rdp.md` has the design and its limits.
 
 pub mod access;
+pub mod artifacts;
 #[doc(hidden)]
 pub mod clipboard;
 pub mod config;

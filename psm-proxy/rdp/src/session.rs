@@ -41,6 +41,10 @@ pub struct GatewayDeps {
     /// One-time launch credentials (NLA toward the gateway; issued by the browser gateway's
     /// `POST /launch` or by an integrator).
     pub launch: crate::launch::LaunchTokens,
+    /// Where screenshots (every `RdpGatewayConfig::screenshot_interval`) and clipboard text
+    /// are pushed beside the recording (the seed's savescreenshot / saveclipboard); `None`:
+    /// the recording only.
+    pub artifacts: Option<Arc<dyn crate::artifacts::ArtifactSink>>,
 }
 
 impl std::fmt::Debug for GatewayDeps {
@@ -308,9 +312,26 @@ async fn connect_and_record(
             tx,
             recorder.clone(),
             shared.config.limits.max_clipboard_bytes,
+            shared
+                .config
+                .recording
+                .capture_clipboard
+                .then(|| deps.artifacts.clone().map(|a| (id, a)))
+                .flatten(),
         ));
         rx
     });
+    if let Some(sink) = deps.artifacts.clone()
+        && !shared.config.screenshot_interval.is_zero()
+    {
+        tokio::spawn(push_screenshots(
+            sink,
+            id,
+            screen.clone(),
+            control.clone(),
+            shared.config.screenshot_interval,
+        ));
+    }
     let shared = shared.clone();
     let auth = auth.clone();
     tokio::spawn(async move {
@@ -349,6 +370,37 @@ async fn connect_and_record(
         let _ = ended_tx.send(Some(reason));
     });
     Ok(session)
+}
+
+/// Pushes a screenshot of the whole desktop every `every` until the session ends.
+async fn push_screenshots(
+    sink: Arc<dyn crate::artifacts::ArtifactSink>,
+    id: SessionId,
+    screen: Screen,
+    control: Arc<SessionControl>,
+    every: Duration,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = control.terminated() => return,
+            _ = tick.tick() => {}
+        }
+        let shot = screen.clone();
+        let png = tokio::task::spawn_blocking(move || shot.snapshot().to_png()).await;
+        match png {
+            Ok(Ok(png)) => {
+                if let Err(e) = sink.screenshot(id, png).await {
+                    tracing::warn!(session_id = %id, error = %e, "pushing a screenshot failed");
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(session_id = %id, error = %e, "encoding a screenshot failed")
+            }
+            Err(_) => return,
+        }
+    }
 }
 
 /// Heartbeats until the control plane asks to terminate (then returns after asking the

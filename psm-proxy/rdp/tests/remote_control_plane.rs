@@ -2,8 +2,9 @@
 //! process (the main workspace's binary) holds the users, the RDP target and its vaulted
 //! credential; the gateway process knows only the control plane's URL and the gateway
 //! role's API key. FreeRDP (under Xvfb) logs in through the gateway to xrdp with the PSM
-//! password; the session appears as live in the control plane, an admin's TerminateSession
-//! ends it within a heartbeat, and the control plane records it as Ended with its recording.
+//! password; the session appears as live in the control plane, the gateway pushes its
+//! screenshots there (savescreenshot), an admin's TerminateSession ends it within a
+//! heartbeat, and the control plane no longer lists it as live.
 //!
 //! `psm-controlplane` is found through `PSM_CONTROLPLANE_BIN`, else in the main workspace's
 //! target directory (`scripts/test` builds every binary before the RDP tests).
@@ -124,6 +125,8 @@ async fn the_gateway_binary_works_against_a_remote_control_plane() {
                 "--allow-unpinned-targets",
                 "--heartbeat-seconds",
                 "1",
+                "--screenshot-seconds",
+                "1",
                 "--process-instance",
                 "rdp-remote-1",
             ])
@@ -173,6 +176,24 @@ async fn the_gateway_binary_works_against_a_remote_control_plane() {
     eventually("the FreeRDP window", Duration::from_secs(30), || {
         display.freerdp_window().is_some()
     })
+    .await;
+    // The gateway pushes screenshots to the control plane (savescreenshot), which keeps them
+    // as PNG files under DATA/artifacts/SESSION/screenshots/.
+    let shots = cp_data
+        .join("artifacts")
+        .join(live.session.to_string())
+        .join("screenshots");
+    eventually(
+        "screenshots in the control plane",
+        Duration::from_secs(30),
+        || {
+            std::fs::read_dir(&shots).is_ok_and(|d| {
+                d.filter_map(Result::ok).any(|e| {
+                    std::fs::read(e.path()).is_ok_and(|b| b.starts_with(b"\x89PNG\r\n\x1a\n"))
+                })
+            })
+        },
+    )
     .await;
 
     // An admin terminates it in the control plane; the gateway's heartbeat carries it out.

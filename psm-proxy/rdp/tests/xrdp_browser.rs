@@ -65,6 +65,7 @@ async fn chromium_through_the_web_gateway_to_xrdp() {
         )),
         registry: Registry::new(),
         launch: psm_proxy_rdp::launch::LaunchTokens::new(),
+        artifacts: None,
     };
     let registry = deps.registry.clone();
     let web = WebGateway::bind("127.0.0.1:0".parse().unwrap(), config, deps)

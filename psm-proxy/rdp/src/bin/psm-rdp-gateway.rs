@@ -58,6 +58,10 @@ struct Args {
     /// Between heartbeats, in seconds.
     #[arg(long, default_value_t = 10)]
     heartbeat_seconds: u64,
+    /// With a remote control plane: seconds between the screenshots pushed to it
+    /// (savescreenshot); 0: none (the recording keeps its own keyframes either way).
+    #[arg(long, default_value_t = 30)]
+    screenshot_seconds: u64,
     /// Let native clients copy and paste text to and from the target (bridged, size-limited
     /// and recorded; denied by default).
     #[arg(long)]
@@ -83,12 +87,14 @@ struct Args {
     allow_plain_http: bool,
 }
 
-/// The control plane and user directory: remote over HTTP, or the node in DATA.
+/// The control plane and user directory: remote over HTTP (with the artifact endpoints),
+/// or the node in DATA.
 async fn control_plane(
     args: &Args,
 ) -> anyhow::Result<(
     Arc<dyn ControlPlane>,
     Arc<dyn psm_core::directory::UserDirectory>,
+    Option<Arc<dyn psm_proxy_rdp::artifacts::ArtifactSink>>,
 )> {
     if let Some(url) = &args.control_plane {
         let mut config = psm_client::ClientConfig::new(url.clone());
@@ -109,7 +115,10 @@ async fn control_plane(
             .with_context(|| format!("the control plane at {url} is not ready"))?;
         return Ok((
             Arc::new(psm_client::HttpControlPlane::new(client.clone())),
-            Arc::new(psm_client::HttpDirectory::new(client)),
+            Arc::new(psm_client::HttpDirectory::new(client.clone())),
+            Some(Arc::new(psm_proxy_rdp::artifacts::HttpArtifacts::new(
+                client,
+            ))),
         ));
     }
     let store = SqliteStore::open(args.data.join("psm.db"))
@@ -137,7 +146,7 @@ async fn control_plane(
         vault,
         PamSettings::default(),
     ));
-    Ok((cp, directory))
+    Ok((cp, directory, None))
 }
 
 #[tokio::main]
@@ -155,11 +164,12 @@ async fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data)
         .with_context(|| format!("creating {}", args.data.display()))?;
 
-    let (cp, directory) = control_plane(&args).await?;
+    let (cp, directory, artifacts) = control_plane(&args).await?;
 
     let pi = ProcessInstance::new(args.process_instance)?;
     let mut config = RdpGatewayConfig::new(args.listen, pi.clone());
     config.heartbeat_interval = Duration::from_secs(args.heartbeat_seconds.max(1));
+    config.screenshot_interval = Duration::from_secs(args.screenshot_seconds);
     config.channels.clipboard = args.allow_clipboard;
     config.limits.max_clipboard_bytes = args.max_clipboard_bytes;
     let signing_path = args.data.join("keys").join("recording-signing.key");
@@ -200,6 +210,7 @@ async fn main() -> anyhow::Result<()> {
         recordings: Arc::new(recordings),
         registry: Registry::new(),
         launch: psm_proxy_rdp::launch::LaunchTokens::new(),
+        artifacts,
     };
     let identity = ServerIdentity::from_pem_files(&args.cert, &args.key)?;
     println!("certificate sha256 {}", identity.fingerprint);

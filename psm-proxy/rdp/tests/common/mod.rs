@@ -645,6 +645,7 @@ pub async fn gateway(
         )),
         registry: Registry::new(),
         launch: psm_proxy_rdp::launch::LaunchTokens::new(),
+        artifacts: None,
     };
     let registry = deps.registry.clone();
     let launch = deps.launch.clone();
