@@ -273,7 +273,8 @@ impl Fanout {
         let elapsed = now.saturating_duration_since(start);
         if elapsed >= RATE_WINDOW {
             // The window closed: the rate over it decides the mode of the next one.
-            g.screen_mode = bytes.saturating_mul(viewers) > limit(elapsed);
+            g.screen_mode = bytes.saturating_mul(viewers) > limit(elapsed)
+                || (len as u64).saturating_mul(viewers) > limit(RATE_WINDOW);
             g.window = Some((now, len as u64));
         } else {
             let bytes = bytes + len as u64;

@@ -539,11 +539,36 @@ pub(crate) async fn media(
             ));
         }
     };
-    let bytes = load(&state, id, &name)
-        .await?
-        .ok_or_else(|| no_recording(id))?;
-    let len = bytes.len() as u64;
+    // A local file is read only in the requested range (a player asks for many ranges);
+    // one in the store is read whole (bounded by `max_recording_bytes`).
+    let local = match local_path(&state, id, &name) {
+        Some(p) => match tokio::fs::metadata(&p).await {
+            Ok(m) if m.is_file() => Some((p, m.len())),
+            _ => None,
+        },
+        None => None,
+    };
+    let (source, len) = match local {
+        Some((path, len)) => (Err(path), len),
+        None => {
+            let bytes = load(&state, id, &name)
+                .await?
+                .ok_or_else(|| no_recording(id))?;
+            let len = bytes.len() as u64;
+            (Ok(bytes), len)
+        }
+    };
     let range = byte_range(&headers, len);
+    let read = |start: u64, end: u64| {
+        let source = source.clone();
+        async move {
+            match source {
+                Ok(bytes) => Ok(bytes.slice(start as usize..=end as usize)),
+                Err(path) => read_range(&path, start, end).await,
+            }
+        }
+    };
+    let limit = state.config.max_recording_bytes;
     if matches!(range, Ok(None) | Ok(Some((0, _)))) {
         super::guard::audit(
             &state,
@@ -555,9 +580,27 @@ pub(crate) async fn media(
         .await;
     }
     let mut res = match range {
-        Ok(None) => Body::from(bytes).into_response(),
+        Ok(None) if len > limit => {
+            return Err(ApiError::new(
+                413,
+                "too-large",
+                format!("{name} of session {id} is {len} bytes; ask for byte ranges"),
+            ));
+        }
+        Ok(None) if len == 0 => Body::empty().into_response(),
+        Ok(None) => Body::from(read(0, len - 1).await?).into_response(),
+        Ok(Some((start, end))) if end - start >= limit => {
+            return Err(ApiError::new(
+                413,
+                "too-large",
+                format!(
+                    "a range of {} bytes is more than the web UI reads",
+                    end - start + 1
+                ),
+            ));
+        }
         Ok(Some((start, end))) => {
-            let part = bytes.slice(start as usize..=end as usize);
+            let part = read(start, end).await?;
             let mut r = Body::from(part).into_response();
             *r.status_mut() = axum::http::StatusCode::PARTIAL_CONTENT;
             if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{len}")) {
@@ -582,6 +625,22 @@ pub(crate) async fn media(
         HeaderValue::from_static("nosniff"),
     );
     Ok(res)
+}
+
+/// Bytes `start..=end` of a local file.
+async fn read_range(path: &std::path::Path, start: u64, end: u64) -> Result<Bytes, ApiError> {
+    use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+    let failed = |e: std::io::Error| {
+        tracing::warn!(path = %path.display(), error = %e, "reading a recording file");
+        ApiError::new(500, "io", "the file could not be read")
+    };
+    let mut f = tokio::fs::File::open(path).await.map_err(failed)?;
+    f.seek(std::io::SeekFrom::Start(start))
+        .await
+        .map_err(failed)?;
+    let mut buf = vec![0u8; usize::try_from(end - start + 1).unwrap_or(0)];
+    f.read_exact(&mut buf).await.map_err(failed)?;
+    Ok(Bytes::from(buf))
 }
 
 /// GET /ui/api/recordings/{id}/files/{name}: a download (always an attachment, never
