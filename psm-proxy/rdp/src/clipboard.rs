@@ -295,7 +295,16 @@ pub(crate) async fn bridge(
     // The format each side asked the other for, to read the answer.
     let mut asked_by_user: Option<ClipboardFormatId> = None;
     let mut asked_by_target: Option<ClipboardFormatId> = None;
-    while let Some(event) = events.recv().await {
+    loop {
+        // The session's end drops the target side's receiver: the bridge ends with it (the
+        // link's own sender would otherwise keep `events` open).
+        let event = tokio::select! {
+            e = events.recv() => match e {
+                Some(e) => e,
+                None => break,
+            },
+            () = to_target.closed() => break,
+        };
         match event {
             Event::Copied(side, formats) => {
                 let text: Vec<_> = formats.iter().filter(|f| is_text(f.id)).cloned().collect();
@@ -508,6 +517,44 @@ mod tests {
             judge(Side::User, None, &FormatDataResponse::new_error(), 1024),
             Verdict::Pass(None)
         );
+    }
+
+    #[tokio::test]
+    async fn the_bridge_ends_with_the_session() {
+        use crate::recorder::{DirRecordings, RecordingFactory as _, writer_config};
+        let dir = tempfile::tempdir().unwrap();
+        let policy = crate::config::RecordingPolicy::default();
+        let recordings = DirRecordings::new(
+            dir.path(),
+            psm_recording::SigningKey::generate().unwrap(),
+            writer_config(&policy),
+        );
+        let id = psm_core::SessionId::new();
+        let writer = recordings
+            .create(psm_recording::Header::new(
+                id,
+                psm_recording::Protocol::Rdp,
+                "alice",
+                "desk-01",
+                "test",
+            ))
+            .await
+            .unwrap();
+        let recorder = Recorder::start(writer, crate::screen::Screen::new(64, 64), policy)
+            .await
+            .unwrap();
+        let link = Link::new();
+        let (tx, rx) = mpsc::channel(4);
+        let task = tokio::spawn(bridge(link.clone(), tx, recorder.clone(), 1024, None));
+        // Still running while the session is.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!task.is_finished());
+        drop(rx);
+        tokio::time::timeout(std::time::Duration::from_secs(10), task)
+            .await
+            .expect("the bridge ended")
+            .unwrap();
+        recorder.finish("done").await.unwrap();
     }
 
     #[test]
