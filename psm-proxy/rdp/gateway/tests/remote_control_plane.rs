@@ -10,6 +10,7 @@
 //! target directory (`scripts/test` builds every binary before the RDP tests).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::path::PathBuf;

@@ -116,9 +116,7 @@ async fn control_plane(
         return Ok((
             Arc::new(psm_client::HttpControlPlane::new(client.clone())),
             Arc::new(psm_client::HttpDirectory::new(client.clone())),
-            Some(Arc::new(psm_proxy_rdp::artifacts::HttpArtifacts::new(
-                client,
-            ))),
+            Some(Arc::new(HttpArtifacts { client })),
         ));
     }
     let store = SqliteStore::open(args.data.join("psm.db"))
@@ -227,4 +225,46 @@ async fn main() -> anyhow::Result<()> {
         })
         .await?;
     Ok(())
+}
+
+/// The control plane's `savescreenshot` and `saveclipboard` endpoints (gateway role): where a
+/// remote gateway pushes screenshots and clipboard text beside the recording.
+struct HttpArtifacts {
+    client: psm_client::Client,
+}
+
+fn failed(what: &str, e: psm_client::ClientError) -> psm_proxy_rdp::RdpError {
+    psm_proxy_rdp::RdpError::Session(format!("{what}: {e}"))
+}
+
+#[async_trait::async_trait]
+impl psm_proxy_rdp::artifacts::ArtifactSink for HttpArtifacts {
+    async fn screenshot(
+        &self,
+        session: psm_core::SessionId,
+        png: Vec<u8>,
+    ) -> Result<(), psm_proxy_rdp::RdpError> {
+        use base64::Engine as _;
+        let image = format!(
+            "data:image/png;base64,{}",
+            base64::engine::general_purpose::STANDARD.encode(png)
+        );
+        self.client
+            .save_screenshot(session, image)
+            .await
+            .map(|_| ())
+            .map_err(|e| failed("savescreenshot", e))
+    }
+
+    async fn clipboard(
+        &self,
+        session: psm_core::SessionId,
+        text: String,
+    ) -> Result<(), psm_proxy_rdp::RdpError> {
+        self.client
+            .save_clipboard(session, text)
+            .await
+            .map(|_| ())
+            .map_err(|e| failed("saveclipboard", e))
+    }
 }
