@@ -104,29 +104,7 @@ export async function replayPage(main, params) {
 
   // The recording's chunk index: every chunk with a keyframe is a place the player (and the
   // server, for large recordings) can seek to directly.
-  try {
-    const idx = await api.get(`/recordings/${enc}/index`);
-    const total = Math.max(idx.duration, 0.001);
-    const bar = h('div', { class: 'index-bar', title: 'recording index: click to seek' });
-    for (const c of idx.chunks) {
-      const left = (c.start / total) * 100;
-      const width = Math.max(((c.end - c.start) / total) * 100, 0.5);
-      append(bar, h('button', {
-        type: 'button', class: c.keyframe ? 'chunk keyframe' : 'chunk',
-        title: `chunk ${c.seq}: ${offset(c.start)} – ${offset(c.end)}, ${c.events} events`,
-        dataset: { left: left.toFixed(3), width: width.toFixed(3) },
-        on: { click: () => seek(c.start) },
-      }));
-    }
-    append(indexBox, h('span', { class: 'muted' }, `index: ${idx.chunks.length} chunk(s), ${offset(idx.duration)}, ${idx.integrity}`), bar);
-    for (const b of bar.children) {
-      b.style.left = `${b.dataset.left}%`;
-      b.style.width = `${b.dataset.width}%`;
-    }
-    window.psm.replay.index = idx;
-  } catch (e) {
-    append(indexBox, h('span', { class: 'muted' }, `index unavailable: ${e.message}`));
-  }
+  await renderIndex(indexBox, enc, seek);
 
   await load(startAt);
   if (startAt > 0) status.textContent = `Opened at ${offset(startAt)}.`;
@@ -173,6 +151,17 @@ async function graphicalReplay(main, enc, detail, startAt, playerBox, indexBox, 
   window.psm.replay.video = video;
   window.psm.replay.seek = seek;
   window.psm.replay.currentTime = () => video.currentTime;
+  await renderIndex(indexBox, enc, seek);
+  if (startAt > 0) {
+    seek(startAt);
+    status.textContent = `Opened at ${offset(startAt)}.`;
+  }
+  window.psm.replay.ready = !window.psm.replay.error;
+}
+
+// The recording's chunk index as a bar under the player: a button per chunk (keyframe chunks
+// marked), each seeking to its start.
+async function renderIndex(indexBox, enc, seek) {
   try {
     const idx = await api.get(`/recordings/${enc}/index`);
     const total = Math.max(idx.duration, 0.001);
@@ -182,7 +171,7 @@ async function graphicalReplay(main, enc, detail, startAt, playerBox, indexBox, 
       const width = Math.max(((c.end - c.start) / total) * 100, 0.5);
       append(bar, h('button', {
         type: 'button', class: c.keyframe ? 'chunk keyframe' : 'chunk',
-        title: `chunk ${c.seq}: ${offset(c.start)} – ${offset(c.end)}`,
+        title: `chunk ${c.seq}: ${offset(c.start)} – ${offset(c.end)}, ${c.events} events`,
         dataset: { left: left.toFixed(3), width: width.toFixed(3) },
         on: { click: () => seek(c.start) },
       }));
@@ -196,9 +185,4 @@ async function graphicalReplay(main, enc, detail, startAt, playerBox, indexBox, 
   } catch (e) {
     append(indexBox, h('span', { class: 'muted' }, `index unavailable: ${e.message}`));
   }
-  if (startAt > 0) {
-    seek(startAt);
-    status.textContent = `Opened at ${offset(startAt)}.`;
-  }
-  window.psm.replay.ready = !window.psm.replay.error;
 }
