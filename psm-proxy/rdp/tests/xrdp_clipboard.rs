@@ -110,20 +110,7 @@ async fn text_crosses_both_ways_is_recorded_and_a_bomb_is_refused() {
     })
     .await;
     // Wait for the xterm to be drawn and settled.
-    let mut last = 0;
-    let mut stable = 0;
-    eventually("the target desktop", Duration::from_secs(60), || {
-        let g = live.screen.generation();
-        let drawn = live.screen.snapshot().rgba.chunks(4).any(|p| p[0] > 0x80);
-        if drawn && g == last {
-            stable += 1;
-        } else {
-            stable = 0;
-        }
-        last = g;
-        stable >= 20
-    })
-    .await;
+    wait_settled_desktop(&live.screen).await;
     let window = display.freerdp_window().unwrap();
     let tag = hex(&std::process::id().to_be_bytes());
 

@@ -72,24 +72,7 @@ async fn freerdp_through_the_gateway_to_xrdp() {
     })
     .await;
     // xterm draws after the X session starts (~3 s): wait for a drawn, settled screen.
-    let mut last = 0;
-    let mut stable = 0;
-    eventually(
-        "the target desktop to be drawn",
-        Duration::from_secs(60),
-        || {
-            let g = live.screen.generation();
-            let drawn = live.screen.snapshot().rgba.chunks(4).any(|p| p[0] > 0x80);
-            if drawn && g == last {
-                stable += 1;
-            } else {
-                stable = 0;
-            }
-            last = g;
-            stable >= 20
-        },
-    )
-    .await;
+    wait_settled_desktop(&live.screen).await;
     let before = live.screen.snapshot();
 
     let proof = format!(

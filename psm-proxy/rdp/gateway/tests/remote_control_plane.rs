@@ -20,7 +20,6 @@ use std::time::Duration;
 use common::*;
 use psm_client::{Client, ClientConfig, HttpDirectory, wire};
 use psm_core::Protocol;
-use psm_core::directory::{NewUser, PasswordHash, UserDirectory};
 
 fn controlplane_bin() -> PathBuf {
     let path = std::env::var_os("PSM_CONTROLPLANE_BIN")
@@ -74,16 +73,7 @@ async fn the_gateway_binary_works_against_a_remote_control_plane() {
     let url = format!("http://{cp_addr}");
     let admin = client(&url, &cp_data.join("keys").join("admin.key"));
     let directory = HttpDirectory::new(admin.clone());
-    directory
-        .create_user(&NewUser {
-            name: PSM_USER.parse().unwrap(),
-            password: Some(PasswordHash::hash(PSM_PASSWORD).unwrap()),
-            roles: vec!["desktop-ops".into()],
-            ..NewUser::default()
-        })
-        .await
-        .unwrap();
-    directory.grant("desktop-ops", "desk-01").await.unwrap();
+    add_psm_user(&directory).await;
     admin
         .put_target(&wire::PutTargetRequest {
             name: "desk-01".into(),

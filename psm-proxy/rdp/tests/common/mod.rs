@@ -95,6 +95,43 @@ pub async fn eventually(what: &str, within: Duration, mut f: impl FnMut() -> boo
     }
 }
 
+/// Waits until the target's desktop is drawn and has settled (xterm draws ~3 s after the X
+/// session starts): some bright pixel, and no change over 20 polls.
+pub async fn wait_settled_desktop(screen: &psm_proxy_rdp::screen::Screen) {
+    let mut last = 0;
+    let mut stable = 0;
+    eventually(
+        "the target desktop to be drawn",
+        Duration::from_secs(60),
+        || {
+            let g = screen.generation();
+            let drawn = screen.snapshot().rgba.chunks(4).any(|p| p[0] > 0x80);
+            if drawn && g == last {
+                stable += 1;
+            } else {
+                stable = 0;
+            }
+            last = g;
+            stable >= 20
+        },
+    )
+    .await;
+}
+
+/// Adds alice (PSM password `PSM_PASSWORD`, role desktop-ops) and lets the role reach desk-01.
+pub async fn add_psm_user(directory: &dyn UserDirectory) {
+    directory
+        .create_user(&NewUser {
+            name: PSM_USER.parse().unwrap(),
+            password: Some(PasswordHash::hash(PSM_PASSWORD).unwrap()),
+            roles: vec!["desktop-ops".into()],
+            ..NewUser::default()
+        })
+        .await
+        .unwrap();
+    directory.grant("desktop-ops", "desk-01").await.unwrap();
+}
+
 /// A child killed by PID on drop.
 pub struct Proc {
     pub child: Child,
@@ -555,16 +592,7 @@ pub async fn plane(target_port: u16, target_password: &str) -> Plane {
         EngineConfig::default(),
     );
     let directory = Arc::new(MemoryDirectory::new());
-    directory
-        .create_user(&NewUser {
-            name: PSM_USER.parse().unwrap(),
-            password: Some(PasswordHash::hash(PSM_PASSWORD).unwrap()),
-            roles: vec!["desktop-ops".into()],
-            ..NewUser::default()
-        })
-        .await
-        .unwrap();
-    directory.grant("desktop-ops", "desk-01").await.unwrap();
+    add_psm_user(directory.as_ref()).await;
     let vault = Vault::new(
         Arc::new(MemoryVaultStore::new()),
         Keyring::new(MasterKey::generate().unwrap()),
