@@ -33,6 +33,8 @@ use psm_server::web::WebConfig;
 use psm_server::{ApiKeys, Server, ServerConfig};
 use serde_json::{Value, json};
 
+mod web_support;
+
 const TARGET_USER: &str = "psmwebtest";
 const ADMIN_PW: &str = "admin-Password-9";
 const ALICE_PW: &str = "alice-Password-9";
@@ -798,30 +800,11 @@ async fn admin_watches_controls_replays_and_searches_a_real_session_in_chromium(
 async fn rdp_session_replays_as_a_seekable_video_in_chromium() {
     use psm_recording::{BlockingWriter, EventKind, Header, Micros, WriterConfig};
     need("ffmpeg", "ffmpeg (Debian)");
-    let data = tempfile::tempdir().unwrap();
-    let engine = Engine::new(
-        Arc::new(MemoryStore::new()),
-        Arc::new(SystemClock),
-        EngineConfig::default(),
-    );
-    let vault = Vault::new(
-        Arc::new(MemoryVaultStore::new()),
-        Keyring::new(MasterKey::generate().unwrap()),
-        engine.clone(),
-        VaultConfig::default(),
-    );
-    let cp = LocalControlPlane::new(engine.clone(), vault, PamSettings::default());
-    let directory = Arc::new(MemoryDirectory::new());
-    directory
-        .create_user(&NewUser {
-            name: "admin".parse().unwrap(),
-            password: Some(PasswordHash::hash(ADMIN_PW).unwrap()),
-            roles: vec!["admin".into()],
-            ..NewUser::default()
-        })
-        .await
-        .unwrap();
-    directory.grant("admin", "*").await.unwrap();
+    // The web UI's test harness: a real psm-server over an in-memory control plane, with an
+    // admin, serving the data directory the encoder writes into.
+    let web = web_support::start(|_| {}).await;
+    let cp = web.cp.clone();
+    let engine = cp.engine().clone();
 
     // The session and its recording: a dark desktop whose left half turns red, green, blue
     // and yellow at 1, 2, 3 and 4 s; it ends at 6 s.
@@ -851,7 +834,7 @@ async fn rdp_session_replays_as_a_seekable_video_in_chromium() {
     })
     .await
     .unwrap();
-    let layout = psm_pipeline::LocalLayout::new(data.path());
+    let layout = psm_pipeline::LocalLayout::new(web.data.path());
     layout.create().unwrap();
     let mut w = BlockingWriter::create(
         layout.raw_recording(id),
@@ -884,18 +867,7 @@ async fn rdp_session_replays_as_a_seekable_video_in_chromium() {
     assert!(layout.exports_dir(id).join("session.mp4").is_file());
     assert_eq!(engine.session(id).await.unwrap().stage, Stage::DoneEncoded);
 
-    let web_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let web_url = format!("http://{}", web_listener.local_addr().unwrap());
-    let server = Server::new(
-        cp.clone(),
-        ApiKeys::new(),
-        data.path().join("artifacts"),
-        ServerConfig::default(),
-    )
-    .with_directory(directory.clone())
-    .with_web(WebConfig::for_data_dir(data.path()))
-    .start(web_listener, None)
-    .unwrap();
+    let web_url = web.url.clone();
 
     let shots = screenshot_dir().with_file_name("screenshots-rdp");
     let _ = std::fs::remove_dir_all(&shots);
@@ -903,8 +875,8 @@ async fn rdp_session_replays_as_a_seekable_video_in_chromium() {
     tokio::task::block_in_place(|| {
         b.goto(&format!("{web_url}/ui/"));
         b.wait("location.pathname === '/ui/login' && !!document.querySelector('#user')");
-        b.fill("#user", "admin");
-        b.fill("#password", ADMIN_PW);
+        b.fill("#user", web_support::ADMIN.0);
+        b.fill("#password", web_support::ADMIN.1);
         b.click("#login");
         b.wait("!!document.querySelector('#sessions-body')");
 
@@ -947,7 +919,7 @@ async fn rdp_session_replays_as_a_seekable_video_in_chromium() {
         b.shot("rdp-03-open-at");
     });
     tokio::task::block_in_place(|| b.close());
-    server.stop().await;
+    web.stop().await;
 }
 
 fn urlencode(s: &str) -> String {
