@@ -269,6 +269,23 @@ pub enum EventKind {
         /// The PNG file's bytes.
         png: Vec<u8>,
     },
+    /// A picture of (part of) a graphical screen as raw palette-indexed pixels, left to the
+    /// recording's zstd stream to compress against earlier pictures (see
+    /// [`graphics`](crate::graphics)).
+    Pixels {
+        /// Left edge of the region, in pixels.
+        x: u32,
+        /// Top edge.
+        y: u32,
+        /// Width of the region.
+        width: u32,
+        /// Height of the region.
+        height: u32,
+        /// The palette: 1..=256 colours as RGB triples (3 bytes each).
+        palette: Vec<u8>,
+        /// One palette index per pixel, row by row: `width × height` bytes.
+        indices: Vec<u8>,
+    },
     /// A named point in time (a bookmark).
     Marker {
         /// Its label.

@@ -3,8 +3,8 @@
 //! PSM's recordings: the `.psmr` container (chunked, zstd-compressed, indexed, BLAKE3
 //! hash-chained, ed25519-signed, optionally encrypted for X25519 recipients), the event
 //! model of a session, a crash-safe async writer, a verifying, seeking reader, exporters
-//! (asciicast v2, text transcript, command index, PNG frames), an asciicast importer, a
-//! player and search. The byte format is specified in `docs/psmr.md`.
+//! (asciicast v2, text transcript, command index, PNG frames), the canvas that replays
+//! graphical sessions, an asciicast importer, a player and search. The byte format is specified in `docs/psmr.md`.
 //!
 //! ```
 //! # async fn demo() -> Result<(), psm_recording::RecordingError> {
@@ -38,7 +38,8 @@
 //!
 //! Where to look: [`event`] (what is recorded), [`writer`] ([`RecordingWriter`] for gateways,
 //! [`BlockingWriter`] for tools), [`reader`] ([`Reader`], [`verify`]), [`terminal`] (the
-//! screen state shared by keyframes, seeking and live viewers), [`export`], [`import`],
+//! screen state shared by keyframes, seeking and live viewers), [`graphics`] (graphical
+//! screens), [`export`], [`import`],
 //! [`play`], [`search`], [`keys`], [`format`] (the byte layout), [`layout`] (where a node
 //! keeps raw recordings and exports on disk).
 
@@ -49,6 +50,7 @@ pub mod format;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod graphics;
 pub mod header;
 pub mod import;
 pub mod index;

@@ -238,3 +238,90 @@ fn index_gives_an_intact_recording_its_seek_index_once() {
         .collect();
     assert!(hidden.is_empty(), "{hidden:?}");
 }
+
+#[test]
+fn export_makes_a_video_a_contact_sheet_and_frames_of_a_graphical_recording() {
+    // Needs Debian's ffmpeg (scripts/test installs it).
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::generate().unwrap();
+    let s = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    // Six seconds of a 64x48 screen: a raw-pixels keyframe, then a PNG region and a
+    // raw-pixels region, each a second apart.
+    let mut palette = graphics::Palette::new();
+    let mut events = Vec::new();
+    for k in 0..6u64 {
+        let c = [40 * k as u8, 200, 255 - 40 * k as u8, 255];
+        let (w, h) = if k == 0 { (64, 48) } else { (16, 16) };
+        let rgba: Vec<u8> = (0..w * h).flat_map(|_| c).collect();
+        let kind = if k % 2 == 0 {
+            EventKind::Pixels {
+                x: 0,
+                y: 0,
+                width: w,
+                height: h,
+                indices: palette.indices(&rgba).unwrap(),
+                palette: palette.rgb(),
+            }
+        } else {
+            EventKind::Frame {
+                x: 8 * k as u32,
+                y: 8,
+                width: w,
+                height: h,
+                png: graphics::encode_png(w, h, &rgba).unwrap(),
+            }
+        };
+        events.push(Event::new(Micros(k * 1_000_000), kind));
+    }
+    let (bytes, _) = write_all(&events, &key, small_chunks());
+    std::fs::write(s("rdp.psmr"), bytes).unwrap();
+
+    let o = run(&["export", "-f", "video", &s("rdp.psmr"), "-o", &s("rdp.mp4")]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let probe = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args(["-show_entries", "stream=width,height,nb_read_frames"])
+        .args(["-of", "csv=p=0", &s("rdp.mp4")])
+        .output()
+        .expect("ffprobe (Debian package ffmpeg)");
+    let probe = String::from_utf8_lossy(&probe.stdout).trim().to_owned();
+    let fields: Vec<u32> = probe.split(',').map(|f| f.parse().unwrap()).collect();
+    assert_eq!(&fields[..2], &[64, 48], "{probe}");
+    assert!(fields[2] >= 25, "5 fps over 5 s: {probe}");
+
+    let o = run(&[
+        "export",
+        "-f",
+        "sheet",
+        &s("rdp.psmr"),
+        "-o",
+        &s("sheet.png"),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        std::fs::read(s("sheet.png"))
+            .unwrap()
+            .starts_with(b"\x89PNG")
+    );
+
+    let o = run(&["export", "-f", "frames", &s("rdp.psmr"), "-o", &s("frames")]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let listed: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(s("frames/frames.json")).unwrap()).unwrap();
+    assert_eq!(listed.len(), 6);
+    // The raw keyframe became a PNG of its own pixels.
+    let png = std::fs::read(s("frames/frame-000000.png")).unwrap();
+    let rgba = graphics::decode_png(&png, 64, 48).unwrap();
+    assert_eq!(&rgba[..4], &[0, 200, 255, 255]);
+
+    // A recording without pictures has no video to make: a clear error.
+    let (bytes, _) = write_all(&sample_events(), &key, small_chunks());
+    std::fs::write(s("ssh.psmr"), bytes).unwrap();
+    let o = run(&["export", "-f", "video", &s("ssh.psmr"), "-o", &s("ssh.mp4")]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no screen"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

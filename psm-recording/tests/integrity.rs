@@ -478,6 +478,7 @@ fn garbage_and_wrong_versions_give_clear_errors() {
     // are both refused by name; a later minor version is read.
     for major in [1u8, 3] {
         bytes[8] = major;
+        bytes[10] = 0;
         let e = Reader::from_bytes(bytes.clone(), ReadOptions::default()).unwrap_err();
         assert!(
             matches!(e, RecordingError::UnsupportedVersion { major: m, .. } if m == u16::from(major)),

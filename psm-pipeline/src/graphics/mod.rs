@@ -1,6 +1,7 @@
 //! Exports of graphical (RDP) sessions: a video through Debian's `ffmpeg` and a contact
-//! sheet of thumbnails, both replayed from the recording's PNG frame events onto one
-//! [`Canvas`].
+//! sheet of thumbnails, both replayed from the recording's picture events (PNG frames and
+//! raw palette-indexed pixels) onto one [`Canvas`] (psm-recording's
+//! [`graphics`](psm_recording::graphics)).
 //!
 //! ```no_run
 //! use psm_pipeline::graphics::{SheetOptions, VideoOptions, export_contact_sheet, export_video};
@@ -16,10 +17,18 @@
 //! # Ok(()) }
 //! ```
 
-mod canvas;
 mod sheet;
 mod video;
 
-pub use canvas::{Canvas, MAX_PIXELS, MAX_SIDE, decode_rgba};
+pub use psm_recording::graphics::{Canvas, MAX_PIXELS, MAX_SIDE, decode_png};
 pub use sheet::{SheetInfo, SheetOptions, export_contact_sheet};
 pub use video::{VideoInfo, VideoOptions, export_video};
+
+/// A picture that cannot be painted, as the exporters report it (skipped and listed as a
+/// gap, see `PipelineError::is_bad_frame`).
+pub(crate) fn frame_error(e: psm_recording::RecordingError) -> crate::error::PipelineError {
+    crate::error::PipelineError::Export {
+        export: "frames".into(),
+        reason: e.to_string(),
+    }
+}

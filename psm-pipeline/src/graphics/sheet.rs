@@ -4,9 +4,10 @@
 use std::io::{Read, Seek, Write};
 
 use psm_recording::export::{ExportSummary, Item, walk};
-use psm_recording::{EventKind, Micros, Reader, RecordingError};
+use psm_recording::{Micros, Reader, RecordingError};
 
-use super::canvas::Canvas;
+use super::Canvas;
+use super::frame_error;
 use crate::error::PipelineError;
 
 /// How contact sheets are laid out.
@@ -66,16 +67,9 @@ pub fn export_contact_sheet<R: Read + Seek>(
         reader,
         |item| {
             let Item::Event(e) = item else { return Ok(()) };
-            let EventKind::Frame {
-                x,
-                y,
-                width,
-                height,
-                png,
-            } = &e.kind
-            else {
+            if psm_recording::graphics::picture_rect(&e.kind).is_none() {
                 return Ok(());
-            };
+            }
             if let Some(c) = &canvas {
                 while thumbs.len() < times.len() && times[thumbs.len()] < e.time {
                     thumbs.push(c.scaled_to_width(thumb_width));
@@ -83,15 +77,16 @@ pub fn export_contact_sheet<R: Read + Seek>(
             }
             let c = match &mut canvas {
                 Some(c) => c,
-                None => match Canvas::new(x.saturating_add(*width), y.saturating_add(*height)) {
-                    Ok(c) => canvas.insert(c),
-                    Err(e2) => {
+                None => match Canvas::for_first(&e.kind) {
+                    Some(Ok(c)) => canvas.insert(c),
+                    Some(Err(e2)) => {
                         bad_frames.push((e.time, e2.to_string()));
                         return Ok(());
                     }
+                    None => return Ok(()),
                 },
             };
-            if let Err(e2) = c.paint(*x, *y, *width, *height, png) {
+            if let Err(e2) = c.apply(&e.kind) {
                 bad_frames.push((e.time, e2.to_string()));
             }
             Ok::<(), RecordingError>(())
@@ -116,7 +111,8 @@ pub fn export_contact_sheet<R: Read + Seek>(
     let mut sheet = Canvas::new(
         columns * (tw + BORDER) + BORDER,
         rows * (th + BORDER) + BORDER,
-    )?;
+    )
+    .map_err(frame_error)?;
     sheet.fill(BACKGROUND);
     let (sw, sh) = (sheet.width(), sheet.height());
     for (i, t) in thumbs.iter().enumerate() {
@@ -127,7 +123,7 @@ pub fn export_contact_sheet<R: Read + Seek>(
             BORDER + (i / columns) * (th + BORDER),
         );
     }
-    let png = sheet.to_png()?;
+    let png = sheet.to_png().map_err(frame_error)?;
     out.write_all(&png).map_err(|e| PipelineError::Export {
         export: "contact-sheet".into(),
         reason: format!("writing: {e}"),

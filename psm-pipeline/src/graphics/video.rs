@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 
 use psm_recording::export::{ExportSummary, Item, walk};
-use psm_recording::{EventKind, Micros, Reader, RecordingError};
+use psm_recording::{Micros, Reader, RecordingError};
 
-use super::canvas::Canvas;
+use super::{Canvas, frame_error};
 use crate::error::PipelineError;
 
 /// How videos are encoded.
@@ -228,25 +228,17 @@ pub fn export_video<R: Read + Seek>(
         reader,
         |item| {
             let Item::Event(e) = item else { return Ok(()) };
-            let EventKind::Frame {
-                x,
-                y,
-                width,
-                height,
-                png,
-            } = &e.kind
-            else {
+            if psm_recording::graphics::picture_rect(&e.kind).is_none() {
                 return Ok(());
-            };
+            }
             last = last.max(e.time);
             let step = (|| -> Result<(), PipelineError> {
                 if canvas.is_none() {
-                    let w = x.saturating_add(*width);
-                    let h = y.saturating_add(*height);
-                    let c = match Canvas::new(w, h) {
-                        Ok(c) => c,
-                        Err(e) => return Err(e),
+                    let Some(c) = Canvas::for_first(&e.kind) else {
+                        return Ok(());
                     };
+                    let c = c.map_err(frame_error)?;
+                    let (w, h) = (c.width(), c.height());
                     size = (w.div_ceil(2) * 2, h.div_ceil(2) * 2);
                     ffmpeg = Some(Ffmpeg::start(options, size.0, size.1, fps, out)?);
                     canvas = Some(c);
@@ -268,7 +260,7 @@ pub fn export_video<R: Read + Seek>(
                 }
             }
             if let Some(c) = canvas.as_mut()
-                && let Err(e2) = c.paint(*x, *y, *width, *height, png)
+                && let Err(e2) = c.apply(&e.kind)
             {
                 bad_frames.push((e.time, e2.to_string()));
             }

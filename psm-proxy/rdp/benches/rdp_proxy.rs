@@ -7,7 +7,8 @@
 //! - the gateway's CPU per session (its connection thread's user+system time) during that
 //!   flood and during an "active desktop" minute;
 //! - recording size per minute of active desktop (a command every 2 s that rewrites the
-//!   screen), the anchor being 50–250 KB/min for a commercial product.
+//!   screen), the anchor being 50–250 KB/min for a commercial product, beside the same
+//!   session's pictures stored as PNG stills (`RecordingPolicy::raw_pixels = false`).
 //!
 //! Run: `cargo bench --bench rdp_proxy` (add `-- --quick` for a 20 s active phase). Needs
 //! the same peers as the tests (xrdp, xorgxrdp).
@@ -194,6 +195,11 @@ fn pct(v: &[Duration], p: f64) -> f64 {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
+    // `--keep DIR`: copy the workloads' recordings there.
+    let keep = std::env::args()
+        .skip_while(|a| a != "--keep")
+        .nth(1)
+        .map(std::path::PathBuf::from);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -236,6 +242,7 @@ fn main() {
         let active = if quick { 20 } else { 60 };
         proxied.close().await;
         let mut sizes = Vec::new();
+        let mut alternatives = Vec::new();
         for (name, command) in [("scrolling", "ls -l /usr/bin | shuf -n 30\n"), ("typing", "echo step $RANDOM\n")] {
             while !gw.registry.is_empty() {
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -264,7 +271,18 @@ fn main() {
             let session_secs = psm_recording::Reader::open(&rec, Default::default())
                 .map(|r| r.duration().0 as f64 / 1e6)
                 .unwrap_or(f64::NAN);
-            sizes.push((name, bytes, session_secs, active_secs, cpu_active));
+            let png_bytes = rewrite(&rec, &dir.path().join(format!("{name}-png.psmr")), None).0;
+            // The same pictures at other zstd settings, to show what the default buys.
+            for (label, level, ldm) in [("level 3, no long-distance matching", 3, false), ("level 9, long-distance", 9, true), ("level 15, long-distance", 15, true)] {
+                let config = psm_recording::WriterConfig { compression_level: level, long_distance_matching: ldm, ..psm_proxy_rdp::recorder::writer_config(&Default::default()) };
+                let (b, secs) = rewrite(&rec, &dir.path().join(format!("{name}-{level}-{ldm}.psmr")), Some(config));
+                alternatives.push(format!("active desktop ({name:9}) raw pixels at {label}: {:.0} KB/min, {:.0} ms to write the whole recording", b as f64 / 1024.0 / (session_secs / 60.0), secs * 1000.0));
+            }
+            if let Some(keep) = &keep {
+                std::fs::create_dir_all(keep).unwrap();
+                std::fs::copy(&rec, keep.join(format!("{name}.psmr"))).unwrap();
+            }
+            sizes.push((name, bytes, png_bytes, session_secs, active_secs, cpu_active));
         }
 
         println!("keystroke latency (ms)      direct p50 {:.1} p95 {:.1} | via gateway p50 {:.1} p95 {:.1} | added p50 {:.1}",
@@ -272,10 +290,78 @@ fn main() {
             pct(&lat_proxy, 0.5) - pct(&lat_direct, 0.5));
         println!("screen updates/s under flood direct {fps_direct:.1} | via gateway {fps_proxy:.1} | ratio {:.2}", fps_proxy / fps_direct);
         println!("gateway CPU per session     flood {cpu_flood:.1}% of one core");
-        for (name, bytes, session_secs, active_secs, cpu_active) in sizes {
-            println!("active desktop ({name:9}) recording {bytes} bytes over a {session_secs:.0} s session ({active_secs:.0} s active) = {:.0} KB/min; gateway CPU {cpu_active:.1}% of one core",
-                bytes as f64 / 1024.0 / (session_secs / 60.0));
+        for (name, bytes, png_bytes, session_secs, active_secs, cpu_active) in sizes {
+            let per_min = |b: u64| b as f64 / 1024.0 / (session_secs / 60.0);
+            println!("active desktop ({name:9}) recording {bytes} bytes over a {session_secs:.0} s session ({active_secs:.0} s active) = {:.0} KB/min; as PNG stills {:.0} KB/min (raw pixels are {:.3}x); gateway CPU {cpu_active:.1}% of one core",
+                per_min(bytes), per_min(png_bytes), bytes as f64 / png_bytes as f64);
+        }
+        for line in alternatives {
+            println!("{line}");
         }
         drop(xrdp);
     });
+}
+
+/// The same session rewritten: with `config`, every event as recorded (the pictures at other
+/// writer settings); with `None`, every picture as a PNG still (the same regions, the same
+/// PNG encoder) with the writer settings of `RecordingPolicy::raw_pixels = false`, which is
+/// how the recorder stores them in that mode. Returns the file's size and the seconds the
+/// rewrite took.
+fn rewrite(
+    rec: &std::path::Path,
+    out: &std::path::Path,
+    config: Option<psm_recording::WriterConfig>,
+) -> (u64, f64) {
+    use psm_recording::graphics::Canvas;
+    use psm_recording::{BlockingWriter, EventKind, FsyncPolicy, Micros, Reader, SigningKey};
+    let mut r = Reader::open(rec, Default::default()).unwrap();
+    let as_png = config.is_none();
+    let policy = psm_proxy_rdp::config::RecordingPolicy {
+        raw_pixels: false,
+        ..Default::default()
+    };
+    let config = psm_recording::WriterConfig {
+        fsync: FsyncPolicy::Never,
+        ..config.unwrap_or_else(|| psm_proxy_rdp::recorder::writer_config(&policy))
+    };
+    let header = r.header().clone();
+    let events: Vec<_> = r.events().map(Result::unwrap).collect();
+    let t0 = Instant::now();
+    let mut w =
+        BlockingWriter::create(out, header, SigningKey::generate().unwrap(), config).unwrap();
+    let (mut end, mut reason) = (Micros(0), String::new());
+    for ev in events {
+        let kind = match ev.kind {
+            EventKind::Pixels {
+                x,
+                y,
+                width,
+                height,
+                palette,
+                indices,
+            } if as_png => {
+                let mut c = Canvas::new(width, height).unwrap();
+                c.paint_indexed(0, 0, width, height, &palette, &indices)
+                    .unwrap();
+                EventKind::Frame {
+                    x,
+                    y,
+                    width,
+                    height,
+                    png: c.to_png().unwrap(),
+                }
+            }
+            EventKind::SessionEnd { reason: r } => {
+                (end, reason) = (ev.time, r);
+                continue;
+            }
+            k => k,
+        };
+        w.record_at(ev.time, &kind).unwrap();
+    }
+    w.finish_at(end, &reason).unwrap();
+    (
+        std::fs::metadata(out).unwrap().len(),
+        t0.elapsed().as_secs_f64(),
+    )
 }

@@ -67,6 +67,11 @@ pub struct RecordingPolicy {
     pub capture_keystrokes: bool,
     /// Pointer moves are recorded at most this often (clicks always). Default 100 ms.
     pub pointer_interval: Duration,
+    /// Store screen changes as raw palette-indexed pixels ([`psm_recording::EventKind::Pixels`]),
+    /// compressed by the recording's zstd stream against earlier frames, instead of PNG
+    /// stills. Default true: 10 to 40 times smaller on a text desktop (docs/benchmarks.md).
+    /// False writes only `Frame` (PNG) events, for readers older than `Pixels`.
+    pub raw_pixels: bool,
 }
 
 impl Default for RecordingPolicy {
@@ -78,6 +83,7 @@ impl Default for RecordingPolicy {
             capture_clipboard: true,
             capture_keystrokes: true,
             pointer_interval: Duration::from_millis(100),
+            raw_pixels: true,
         }
     }
 }

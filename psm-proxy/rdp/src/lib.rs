@@ -40,8 +40,9 @@
 //!
 //! Where to look: [`gateway`] (listener, limits), [`native`] (the RDP server side toward
 //! users), [`upstream`] (the RDP client side toward targets), [`session`] (lifecycle),
-//! [`screen`] (the shared decoded desktop), [`recorder`] (`.psmr`), [`export`] (video and
-//! contact sheet), [`web`] (RDP in the browser), [`access`] (directory and vault),
+//! [`screen`] (the shared decoded desktop), [`recorder`] (`.psmr`; psm-recording's
+//! [`graphics`](psm_recording::graphics) replays it, psm-pipeline exports it to video),
+//! [`web`] (RDP in the browser), [`access`] (directory and vault),
 //! [`control`] (pause, terminate, registry). `docs/rdp.md` has the design and its limits.
 
 pub mod access;
@@ -51,7 +52,6 @@ pub mod clipboard;
 pub mod config;
 pub mod control;
 pub mod error;
-pub mod export;
 pub mod gateway;
 pub mod input;
 pub mod launch;

@@ -2,11 +2,17 @@
 //!
 //! What is recorded, on which channel:
 //!
-//! - the screen as [`EventKind::Frame`] PNG events: a whole-screen keyframe at the start,
-//!   then the changed region at most once per [`RecordingPolicy::frame_interval`] (changes
-//!   in between are merged), and a whole-screen keyframe again at least every
+//! - the screen as picture events: a whole-screen keyframe at the start, then the changed
+//!   region at most once per [`RecordingPolicy::frame_interval`] (changes in between are
+//!   merged), and a whole-screen keyframe again at least every
 //!   [`RecordingPolicy::keyframe_interval`] while the screen changes, or when a change
 //!   covers most of the screen. The keyframes are also the session's periodic screenshots.
+//!   With [`RecordingPolicy::raw_pixels`] (the default) a picture is an
+//!   [`EventKind::Pixels`]: raw indices into a palette kept for the whole session, so
+//!   unchanged pixels are unchanged bytes and the recording's zstd stream (16 MiB window,
+//!   long-distance matching) stores a scrolled terminal or a redrawn window as matches
+//!   against earlier frames; a region with more colours than a palette holds is an
+//!   [`EventKind::Frame`] PNG. Without it every picture is a PNG still.
 //! - keystrokes as text ([`KeyText`]) in `Input` events on channel 1 (`rdp-keyboard`);
 //! - pointer moves (throttled) and clicks as text lines in `Input` events on channel 2
 //!   (`rdp-pointer`);
@@ -14,8 +20,9 @@
 //! - markers for what the gateway did (pause, terminate, dropped input).
 //!
 //! Memory is bounded: the recorder holds one damage rectangle (merged), one frame being
-//! encoded, and a bounded command queue; input that finds the queue full is counted and a
-//! marker says how much was dropped. PNG encoding runs on a blocking thread, one at a time.
+//! encoded, the palette, and a bounded command queue; input that finds the queue full is
+//! counted and a marker says how much was dropped. Encoding runs on a blocking thread, one
+//! at a time.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,6 +33,7 @@ use async_trait::async_trait;
 use psm_recording::{
     ChannelId, ChannelKind, ClipboardDirection, EventKind, FinishedRecording, Header, InputPolicy,
     RecordingWriter, SigningKey, WriterConfig,
+    graphics::{self, Palette},
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -143,6 +151,7 @@ impl Recorder {
             dropped: dropped.clone(),
             reported_drops: 0,
             failed: None,
+            palette: Palette::new(),
         };
         tokio::spawn(task.run(rx));
         Ok(Self { tx, dropped })
@@ -188,6 +197,8 @@ struct Task {
     dropped: Arc<AtomicU64>,
     reported_drops: u64,
     failed: Option<String>,
+    /// The colours of the session's `Pixels` events so far.
+    palette: Palette,
 }
 
 impl Task {
@@ -326,42 +337,94 @@ impl Task {
         if regions.is_empty() {
             return Ok(());
         }
-        let pngs = tokio::task::spawn_blocking(move || {
-            regions
+        let raw = self.policy.raw_pixels;
+        let mut palette = std::mem::take(&mut self.palette);
+        let (events, palette) = tokio::task::spawn_blocking(move || {
+            let events = regions
                 .into_iter()
-                .map(|region| region.to_png().map(|png| (region.rect, png)))
-                .collect::<Result<Vec<_>, _>>()
+                .map(|region| picture(region, raw.then_some(&mut palette)))
+                .collect::<Result<Vec<_>, _>>();
+            (events, palette)
         })
         .await
-        .map_err(|e| RdpError::Session(format!("PNG encoder thread: {e}")))?
-        .map_err(|e| RdpError::Session(format!("PNG encoding: {e}")))?;
-        for (rect, png) in pngs {
-            self.writer
-                .record(EventKind::Frame {
-                    x: u32::from(rect.x),
-                    y: u32::from(rect.y),
-                    width: u32::from(rect.width),
-                    height: u32::from(rect.height),
-                    png,
-                })
-                .await?;
+        .map_err(|e| RdpError::Session(format!("frame encoder thread: {e}")))?;
+        self.palette = palette;
+        for event in events.map_err(|e| RdpError::Session(format!("frame encoding: {e}")))? {
+            self.writer.record(event).await?;
         }
         Ok(())
     }
 }
 
+/// A changed region as a recording event: raw indices into the session's palette when its
+/// colours fit (a full palette is started afresh once), else a PNG still. A region too large
+/// for one event (past any desktop the gateway allows) is a PNG too.
+fn picture(
+    region: Region,
+    palette: Option<&mut Palette>,
+) -> Result<EventKind, psm_recording::RecordingError> {
+    let Region { rect, rgba } = region;
+    let (x, y, width, height) = (
+        u32::from(rect.x),
+        u32::from(rect.y),
+        u32::from(rect.width),
+        u32::from(rect.height),
+    );
+    if let Some(palette) = palette
+        && rgba.len() / 4 <= psm_recording::writer::MAX_EVENT_BYTES
+    {
+        let indices = palette.indices(&rgba).or_else(|| {
+            palette.clear();
+            palette.indices(&rgba)
+        });
+        if let Some(indices) = indices {
+            return Ok(EventKind::Pixels {
+                x,
+                y,
+                width,
+                height,
+                palette: palette.rgb(),
+                indices,
+            });
+        }
+    }
+    Ok(EventKind::Frame {
+        x,
+        y,
+        width,
+        height,
+        png: graphics::encode_png(width, height, &rgba)?,
+    })
+}
+
 /// The writer configuration a gateway should use for RDP: `capture_keystrokes = false`
-/// records only that keys were typed.
+/// records only that keys were typed. With `raw_pixels` the screen's raw pixels are
+/// compressed by the group's zstd stream against the frames before them: a large window
+/// (16 MiB, about twenty 1024x768 screens) with the long-distance matcher finds a scrolled
+/// region or a redrawn line far back, and level 9 stores new text a fifth smaller than
+/// level 3 for about 0.5 % of a core (docs/benchmarks.md). PNG stills are already
+/// compressed: level 1 and the default 1 MiB groups. Big chunks keep the index small.
 pub fn writer_config(policy: &RecordingPolicy) -> WriterConfig {
-    WriterConfig {
+    let base = WriterConfig {
         input_policy: if policy.capture_keystrokes {
             InputPolicy::RecordAll
         } else {
             InputPolicy::RedactAll
         },
-        // PNG frames are already compressed; big chunks keep the index small.
         chunk_bytes: 1 << 20,
-        compression_level: 1,
         ..WriterConfig::default()
+    };
+    if policy.raw_pixels {
+        WriterConfig {
+            group_bytes: 16 << 20,
+            long_distance_matching: true,
+            compression_level: 9,
+            ..base
+        }
+    } else {
+        WriterConfig {
+            compression_level: 1,
+            ..base
+        }
     }
 }

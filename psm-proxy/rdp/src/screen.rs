@@ -68,71 +68,15 @@ pub struct Region {
 }
 
 impl Region {
-    /// Encodes the region as PNG (see [`encode_png`]).
-    pub fn to_png(&self) -> Result<Vec<u8>, png::EncodingError> {
-        encode_png(
-            &self.rgba,
+    /// Encodes the region as PNG (indexed colour when it has at most 256 colours; see
+    /// [`psm_recording::graphics::encode_png`]).
+    pub fn to_png(&self) -> Result<Vec<u8>, psm_recording::RecordingError> {
+        psm_recording::graphics::encode_png(
             u32::from(self.rect.width),
             u32::from(self.rect.height),
-            png::Compression::Balanced,
+            &self.rgba,
         )
     }
-}
-
-/// Encodes opaque RGBA pixels as a PNG file: indexed colour when the picture has at most 256
-/// colours (text and desktop chrome nearly always do: four to eight times smaller than
-/// RGBA), RGB otherwise. Alpha is dropped (screens are opaque).
-pub fn encode_png(
-    rgba: &[u8],
-    width: u32,
-    height: u32,
-    compression: png::Compression,
-) -> Result<Vec<u8>, png::EncodingError> {
-    let mut palette: Vec<[u8; 3]> = Vec::new();
-    let mut index: std::collections::HashMap<[u8; 3], u8> = std::collections::HashMap::new();
-    let mut indexed = Vec::with_capacity(rgba.len() / 4);
-    for px in rgba.chunks_exact(4) {
-        let c = [px[0], px[1], px[2]];
-        let i = match index.get(&c) {
-            Some(i) => *i,
-            None => {
-                if palette.len() == 256 {
-                    indexed.clear();
-                    break;
-                }
-                let i = palette.len() as u8;
-                palette.push(c);
-                index.insert(c, i);
-                i
-            }
-        };
-        indexed.push(i);
-    }
-    let use_palette = indexed.len() * 4 == rgba.len() && !palette.is_empty();
-    let mut out = Vec::with_capacity(rgba.len() / 16 + 64);
-    {
-        let mut enc = png::Encoder::new(&mut out, width, height);
-        enc.set_depth(png::BitDepth::Eight);
-        enc.set_compression(compression);
-        if use_palette {
-            enc.set_color(png::ColorType::Indexed);
-            enc.set_palette(palette.iter().flatten().copied().collect::<Vec<u8>>());
-        } else {
-            enc.set_color(png::ColorType::Rgb);
-        }
-        let mut w = enc.write_header()?;
-        if use_palette {
-            w.write_image_data(&indexed)?;
-        } else {
-            let rgb: Vec<u8> = rgba
-                .chunks_exact(4)
-                .flat_map(|p| [p[0], p[1], p[2]])
-                .collect();
-            w.write_image_data(&rgb)?;
-        }
-        w.finish()?;
-    }
-    Ok(out)
 }
 
 /// One consumer of the screen.

@@ -3,7 +3,7 @@
 //! Checks: the user logs in with their PSM password only (the target account's password is
 //! random per run and lives only in the vault), a typed command reaches the target, the
 //! recording holds the keystrokes and frames that show the screen the client saw, the
-//! recording exports to video and a contact sheet, the target password appears nowhere in
+//! recording exports to video and a contact sheet (`psm export`), the target password appears nowhere in
 //! the recording, and terminate from the control plane ends the session everywhere.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use common::*;
 use psm_core::{ControlPlane, Stage};
-use psm_proxy_rdp::export;
 use psm_proxy_rdp::recorder::KEYBOARD_CHANNEL;
+use psm_recording::graphics;
 use psm_recording::{EventKind, ReadOptions, Reader};
 
 fn ae_difference(a: &std::path::Path, b: &std::path::Path) -> u64 {
@@ -131,6 +131,7 @@ async fn freerdp_through_the_gateway_to_xrdp() {
     let mut reader = Reader::open(&path, ReadOptions::default()).unwrap();
     let mut typed = Vec::new();
     let mut frames = 0;
+    let mut pixel_events = 0;
     let mut leaked = false;
     for ev in reader.events() {
         let ev = ev.unwrap();
@@ -144,6 +145,11 @@ async fn freerdp_through_the_gateway_to_xrdp() {
             EventKind::Frame { png, .. } => {
                 frames += 1;
                 png.clone()
+            }
+            EventKind::Pixels { indices, .. } => {
+                frames += 1;
+                pixel_events += 1;
+                indices.clone()
             }
             EventKind::Marker { label } | EventKind::SessionEnd { reason: label } => {
                 label.clone().into_bytes()
@@ -160,6 +166,11 @@ async fn freerdp_through_the_gateway_to_xrdp() {
         "keyboard channel: {typed:?}"
     );
     assert!(frames >= 2, "{frames} frames");
+    // An xterm desktop has few colours: the screen is recorded as raw palette pixels.
+    assert!(
+        pixel_events >= 2,
+        "{pixel_events} of {frames} pictures are raw pixels"
+    );
     assert!(!leaked, "the target password is in the recording");
     let raw = std::fs::read(&path).unwrap();
     assert!(
@@ -171,7 +182,9 @@ async fn freerdp_through_the_gateway_to_xrdp() {
 
     // The recording's last screen is the screen the client showed: compare it with the
     // FreeRDP window in the client's screenshot.
-    let canvas = export::last_screen(&path).unwrap();
+    let mut reader = Reader::open(&path, ReadOptions::default()).unwrap();
+    let end = reader.duration();
+    let canvas = graphics::screen_at(&mut reader, end).unwrap().unwrap();
     let rec_png = dir.path().join("recording-last.png");
     std::fs::write(&rec_png, canvas.to_png().unwrap()).unwrap();
     let geometry = String::from_utf8_lossy(
@@ -190,7 +203,7 @@ async fn freerdp_through_the_gateway_to_xrdp() {
             .arg(&shot)
             .args([
                 "-crop",
-                &format!("{}x{}+0+0", canvas.width, canvas.height),
+                &format!("{}x{}+0+0", canvas.width(), canvas.height()),
                 "+repage"
             ])
             .arg(&crop)
@@ -199,7 +212,7 @@ async fn freerdp_through_the_gateway_to_xrdp() {
             .success()
     );
     let differing = ae_difference(&crop, &rec_png);
-    let area = u64::from(canvas.width) * u64::from(canvas.height);
+    let area = u64::from(canvas.width()) * u64::from(canvas.height());
     assert!(
         differing * 50 < area,
         "the recording's last frame differs from the client's screen in {differing} of {area} pixels"
@@ -208,11 +221,10 @@ async fn freerdp_through_the_gateway_to_xrdp() {
     let before_png = dir.path().join("before.png");
     std::fs::write(
         &before_png,
-        psm_proxy_rdp::screen::encode_png(
-            &before.rgba,
+        graphics::encode_png(
             before.rect.width.into(),
             before.rect.height.into(),
-            png_fast(),
+            &before.rgba,
         )
         .unwrap(),
     )
@@ -222,16 +234,54 @@ async fn freerdp_through_the_gateway_to_xrdp() {
         "the typed command is visible in the recording"
     );
 
-    // Export: video and contact sheet.
+    // Export: video and contact sheet, by the main workspace's `psm export` (psm-pipeline,
+    // the encoder's exporters).
     let video = dir.path().join("session.mp4");
-    let n = export::to_video(&path, &video, &export::VideoOptions::default()).unwrap();
-    assert!(
-        n > 0 && std::fs::metadata(&video).unwrap().len() > 1000,
-        "{n} frames"
-    );
     let sheet = dir.path().join("sheet.png");
-    assert_eq!(export::contact_sheet(&path, &sheet, 6, 200).unwrap(), 6);
-    assert!(std::fs::metadata(&sheet).unwrap().len() > 1000);
+    for (format, out) in [("video", &video), ("sheet", &sheet)] {
+        let done = Command::new(main_bin("psm"))
+            .args(["export", "--format", format, "-o"])
+            .arg(out)
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            done.status.success(),
+            "psm export --format {format}: {}",
+            String::from_utf8_lossy(&done.stderr)
+        );
+        assert!(
+            std::fs::metadata(out).unwrap().len() > 1000,
+            "{format}: {}",
+            String::from_utf8_lossy(&done.stderr)
+        );
+    }
+    let probe = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args([
+            "-show_entries",
+            "stream=nb_read_frames,width,height",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&video)
+        .output()
+        .unwrap();
+    let probe = String::from_utf8_lossy(&probe.stdout);
+    let fields: Vec<u64> = probe
+        .trim()
+        .split(',')
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    assert_eq!(
+        fields.get(..2),
+        Some(&[u64::from(canvas.width()), u64::from(canvas.height())][..]),
+        "video size: {probe}"
+    );
+    assert!(
+        fields.get(2).is_some_and(|&n| n > 5),
+        "video frames: {probe}"
+    );
 
     let _ = std::fs::remove_file(&proof);
     let mut gw = gw;
@@ -240,10 +290,6 @@ async fn freerdp_through_the_gateway_to_xrdp() {
     client.stop();
     drop(display);
     drop(xrdp);
-}
-
-fn png_fast() -> png::Compression {
-    png::Compression::Fast
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::{ExportSummary, Item, walk};
 use crate::error::RecordingError;
 use crate::event::EventKind;
+use crate::graphics;
 use crate::reader::Reader;
 
 const PNG_SIGNATURE: [u8; 8] = [0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n'];
@@ -31,9 +32,10 @@ pub struct FrameFile {
     pub height: u32,
 }
 
-/// Writes every [`EventKind::Frame`] into `dir` (created if needed) as
-/// `frame-NNNNNN.png`, and `frames.json`. Frames whose bytes are not a PNG are skipped and
-/// counted as gaps.
+/// Writes every picture event into `dir` (created if needed) as `frame-NNNNNN.png`, and
+/// `frames.json`: [`EventKind::Frame`] PNGs as they are, [`EventKind::Pixels`] encoded as PNG.
+/// Pictures that are bad (not a PNG, an index outside the palette) are skipped and counted
+/// as gaps.
 pub fn export_frames<R: Read + Seek>(
     reader: &mut Reader<R>,
     dir: &Path,
@@ -46,34 +48,51 @@ pub fn export_frames<R: Read + Seek>(
     let mut summary = walk(
         reader,
         |item| {
-            if let Item::Event(e) = item
-                && let EventKind::Frame {
-                    x,
-                    y,
-                    width,
-                    height,
-                    png,
-                } = &e.kind
-            {
-                if !png.starts_with(&PNG_SIGNATURE) {
+            let Item::Event(e) = item else { return Ok(()) };
+            let Some((x, y, width, height)) = graphics::picture_rect(&e.kind) else {
+                return Ok(());
+            };
+            let png = match &e.kind {
+                EventKind::Frame { png, .. } if png.starts_with(&PNG_SIGNATURE) => {
+                    std::borrow::Cow::Borrowed(png)
+                }
+                EventKind::Pixels {
+                    palette, indices, ..
+                } => {
+                    let mut region = match graphics::Canvas::new(width, height) {
+                        Ok(c) => c,
+                        Err(_) => {
+                            bad.push(e.time);
+                            return Ok(());
+                        }
+                    };
+                    if region
+                        .paint_indexed(0, 0, width, height, palette, indices)
+                        .is_err()
+                    {
+                        bad.push(e.time);
+                        return Ok(());
+                    }
+                    std::borrow::Cow::Owned(region.to_png()?)
+                }
+                _ => {
                     bad.push(e.time);
                     return Ok(());
                 }
-                let file = format!("frame-{:06}.png", files.len());
-                let path = dir.join(&file);
-                std::fs::write(&path, png).map_err(|err| {
-                    RecordingError::io(format!("writing {}", path.display()), err)
-                })?;
-                files.push(FrameFile {
-                    file,
-                    time_us: e.time.0,
-                    offset: e.time.to_string(),
-                    x: *x,
-                    y: *y,
-                    width: *width,
-                    height: *height,
-                });
-            }
+            };
+            let file = format!("frame-{:06}.png", files.len());
+            let path = dir.join(&file);
+            std::fs::write(&path, &*png)
+                .map_err(|err| RecordingError::io(format!("writing {}", path.display()), err))?;
+            files.push(FrameFile {
+                file,
+                time_us: e.time.0,
+                offset: e.time.to_string(),
+                x,
+                y,
+                width,
+                height,
+            });
             Ok(())
         },
         progress,
@@ -82,7 +101,7 @@ pub fn export_frames<R: Read + Seek>(
         summary.gaps.push(super::Gap {
             from: t,
             to: Some(t),
-            reason: "frame is not a PNG".into(),
+            reason: "frame is not a picture (a bad PNG or pixels)".into(),
         });
     }
     let json = serde_json::to_vec_pretty(&files)
@@ -94,27 +113,4 @@ pub fn export_frames<R: Read + Seek>(
     Ok(summary)
 }
 
-/// Encodes an RGBA image as PNG, for [`EventKind::Frame`].
-pub fn encode_png(width: u32, height: u32, rgba: &[u8]) -> Result<Vec<u8>, RecordingError> {
-    let expected = (width as usize)
-        .checked_mul(height as usize)
-        .and_then(|n| n.checked_mul(4));
-    if expected != Some(rgba.len()) {
-        return Err(RecordingError::InvalidInput {
-            field: "rgba",
-            reason: format!("{} bytes for {width}x{height} RGBA", rgba.len()),
-        });
-    }
-    let mut out = Vec::new();
-    let mut enc = png::Encoder::new(&mut out, width, height);
-    enc.set_color(png::ColorType::Rgba);
-    enc.set_depth(png::BitDepth::Eight);
-    let mut w = enc
-        .write_header()
-        .map_err(|e| RecordingError::Export(format!("PNG header: {e}")))?;
-    w.write_image_data(rgba)
-        .map_err(|e| RecordingError::Export(format!("PNG data: {e}")))?;
-    w.finish()
-        .map_err(|e| RecordingError::Export(format!("PNG end: {e}")))?;
-    Ok(out)
-}
+pub use crate::graphics::encode_png;

@@ -110,6 +110,17 @@ pub(crate) fn describe(e: &EventKind) -> Option<String> {
             "screen frame {width}x{height} at {x},{y} ({} bytes PNG)",
             png.len()
         ),
+        EventKind::Pixels {
+            x,
+            y,
+            width,
+            height,
+            palette,
+            ..
+        } => format!(
+            "screen frame {width}x{height} at {x},{y} (raw, {} colours)",
+            palette.len() / 3
+        ),
         EventKind::Marker { label } => format!("marker: {label}"),
         EventKind::Annotation { author, text } => format!("note by {author}: {text}"),
         EventKind::Policy {

@@ -8,7 +8,7 @@ pub const MAGIC: [u8; 8] = *b"\x89PSMR\r\n\x1a";
 /// The format's major version: readers refuse other majors.
 pub const VERSION_MAJOR: u16 = 2;
 /// The format's minor version: additions older readers can skip.
-pub const VERSION_MINOR: u16 = 0;
+pub const VERSION_MINOR: u16 = 1;
 
 pub(crate) const PREAMBLE_LEN: usize = 12;
 pub(crate) const FRAME_HEADER_LEN: usize = 6;

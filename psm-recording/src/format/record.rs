@@ -33,6 +33,7 @@ pub(crate) const T_VIEWER_JOINED: u8 = 0x0d;
 pub(crate) const T_VIEWER_LEFT: u8 = 0x0e;
 pub(crate) const T_SESSION_END: u8 = 0x0f;
 pub(crate) const T_OUTPUT_DELTA: u8 = 0x10;
+pub(crate) const T_PIXELS: u8 = 0x11;
 pub(crate) const T_KEYFRAME: u8 = 0x40;
 
 /// The cleartext part of a chunk body (also the AEAD's associated data).
@@ -311,6 +312,21 @@ pub(crate) fn encode_event(buf: &mut Vec<u8>, scratch: &mut Vec<u8>, dt: u64, ki
             }
             put_bytes(b, png);
             T_FRAME
+        }
+        EventKind::Pixels {
+            x,
+            y,
+            width,
+            height,
+            palette,
+            indices,
+        } => {
+            for v in [x, y, width, height] {
+                put_uvarint(b, u64::from(*v));
+            }
+            put_bytes(b, palette);
+            put_bytes(b, indices);
+            T_PIXELS
         }
         EventKind::Marker { label } => {
             put_str(b, label);
@@ -749,6 +765,24 @@ fn decode_record(
                 width,
                 height,
                 png,
+            })
+        }
+        T_PIXELS => {
+            let x = d.u32v("pixels x")?;
+            let y = d.u32v("pixels y")?;
+            let width = d.u32v("pixels width")?;
+            let height = d.u32v("pixels height")?;
+            let palette = d.bytes("pixels palette")?;
+            let indices = d.bytes("pixel indices")?;
+            crate::graphics::check_pixels(width, height, palette, indices)
+                .map_err(|reason| d.err("pixels", reason))?;
+            ev(EventKind::Pixels {
+                x,
+                y,
+                width,
+                height,
+                palette: palette.to_vec(),
+                indices: indices.to_vec(),
             })
         }
         T_MARKER => ev(EventKind::Marker {

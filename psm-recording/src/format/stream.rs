@@ -27,13 +27,16 @@ impl std::fmt::Debug for StreamCompressor {
 }
 
 impl StreamCompressor {
-    /// A compressor at `level` whose frames declare a window of `2^window_log` bytes.
-    pub(crate) fn new(level: i32, window_log: u32) -> Result<Self, String> {
+    /// A compressor at `level` whose frames declare a window of `2^window_log` bytes; with
+    /// `long_distance`, zstd's long-distance matcher also looks for long repeats anywhere in
+    /// the window (the decoder needs nothing more).
+    pub(crate) fn new(level: i32, window_log: u32, long_distance: bool) -> Result<Self, String> {
         let mut cctx = CCtx::try_create().ok_or("zstd could not allocate a context")?;
         let window_log = window_log.clamp(MIN_WINDOW_LOG, MAX_WINDOW_LOG);
         for p in [
             CParameter::CompressionLevel(level),
             CParameter::WindowLog(window_log),
+            CParameter::EnableLongDistanceMatching(long_distance),
             CParameter::ChecksumFlag(false),
             CParameter::ContentSizeFlag(false),
         ] {
@@ -149,7 +152,7 @@ mod tests {
 
     #[test]
     fn pieces_decode_one_by_one_and_later_pieces_use_earlier_history() {
-        let mut c = StreamCompressor::new(3, 20).unwrap();
+        let mut c = StreamCompressor::new(3, 20, false).unwrap();
         let a = b"top - 10:00:01 up 12 days, load average: 0.51, 0.42, 0.40\r\n".repeat(20);
         let mut b = a.clone();
         b[10] = b'9';
@@ -186,7 +189,7 @@ mod tests {
     #[test]
     fn a_bomb_piece_is_refused_within_its_length() {
         let zeros = vec![0u8; 64 << 20];
-        let mut c = StreamCompressor::new(19, 24).unwrap();
+        let mut c = StreamCompressor::new(19, 24, true).unwrap();
         let mut p = Vec::new();
         c.piece(&zeros, &mut p).unwrap();
         assert!(p.len() < 64 << 10);

@@ -164,6 +164,21 @@ impl ChunkBuilder {
             | EventKind::Input { data, .. }
             | EventKind::Clipboard { data, .. } => data.len(),
             EventKind::Frame { png, .. } => png.len(),
+            EventKind::Pixels {
+                width,
+                height,
+                palette,
+                indices,
+                ..
+            } => {
+                crate::graphics::check_pixels(*width, *height, palette, indices).map_err(
+                    |reason| RecordingError::InvalidInput {
+                        field: "pixels",
+                        reason,
+                    },
+                )?;
+                indices.len()
+            }
             _ => 0,
         };
         if size > MAX_EVENT_BYTES {

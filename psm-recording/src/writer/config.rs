@@ -56,6 +56,12 @@ pub struct WriterConfig {
     /// ...or when no event came for this long (default 10 s): an idle writer then frees its
     /// chunk buffers and compression state, so an idle session costs little memory.
     pub idle_release: Duration,
+    /// zstd's long-distance matcher (default false): finds long repeats anywhere in the
+    /// group's window, not only near ones. Worth it for raw screen pixels
+    /// ([`EventKind::Pixels`](crate::EventKind::Pixels)), where a scrolled or redrawn
+    /// region repeats a frame written hundreds of kilobytes earlier; costs some CPU and
+    /// about `group_bytes / 16` of tables. Readers need nothing more.
+    pub long_distance_matching: bool,
     /// Keystroke redaction (default [`InputPolicy::RedactEchoOff`]).
     pub input_policy: InputPolicy,
     /// Emulate every terminal while writing and append a seek index (keyframes) when
@@ -89,6 +95,7 @@ impl Default for WriterConfig {
             group_bytes: 1 << 20,
             group_chunks: 64,
             idle_release: Duration::from_secs(10),
+            long_distance_matching: false,
             input_policy: InputPolicy::RedactEchoOff,
             live_keyframes: false,
             keyframe_bytes: 64 << 10,

@@ -48,6 +48,7 @@ pub(crate) struct Sealer {
     index: Vec<ChunkInfo>,
     level: i32,
     window_log: u32,
+    long_distance: bool,
     /// The open group's zstd stream; `None` between groups once released.
     stream: Option<StreamCompressor>,
     keyframes: Option<KeyframeCollector>,
@@ -119,6 +120,7 @@ impl Sealer {
             index: Vec::new(),
             level: config.compression_level,
             window_log: config.window_log(),
+            long_distance: config.long_distance_matching,
             stream: None,
             keyframes,
             fsync: config.fsync,
@@ -156,7 +158,8 @@ impl Sealer {
                         s
                     }
                     None => slot.insert(
-                        StreamCompressor::new(self.level, self.window_log).map_err(zstd_err)?,
+                        StreamCompressor::new(self.level, self.window_log, self.long_distance)
+                            .map_err(zstd_err)?,
                     ),
                 }
             }

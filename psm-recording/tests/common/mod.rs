@@ -173,6 +173,10 @@ pub fn event_kind() -> impl Strategy<Value = EventKind> {
         1 => (any::<bool>(), text(), bytes(100)).prop_map(|(c, mime, data)| EventKind::Clipboard {
             direction: if c { ClipboardDirection::ClientToTarget } else { ClipboardDirection::TargetToClient }, mime, data }),
         1 => (any::<u32>(), any::<u32>(), any::<u32>(), any::<u32>(), bytes(200)).prop_map(|(x, y, width, height, png)| EventKind::Frame { x, y, width, height, png }),
+        1 => (any::<u32>(), any::<u32>(), 1u32..40, 1u32..20, 1usize..=256, any::<u64>()).prop_map(|(x, y, width, height, colours, seed)| EventKind::Pixels {
+            x, y, width, height,
+            palette: (0..colours * 3).map(|i| (i as u64 ^ seed) as u8).collect(),
+            indices: (0..u64::from(width * height)).map(|i| ((i ^ seed) % colours as u64) as u8).collect() }),
         1 => text().prop_map(|label| EventKind::Marker { label }),
         1 => (text(), text()).prop_map(|(author, text)| EventKind::Annotation { author, text }),
         1 => (0u8..5, text(), text()).prop_map(|(a, rule, detail)| EventKind::Policy {

@@ -93,6 +93,11 @@ pub enum Format {
     Commands,
     /// PNG frames of a graphical session, into the directory given by -o.
     Frames,
+    /// A graphical session as a video (format from -o's extension, MP4 by default options),
+    /// through Debian's `ffmpeg`.
+    Video,
+    /// A graphical session's contact sheet: one PNG of thumbnails at even times.
+    Sheet,
 }
 
 #[derive(Args)]
@@ -102,7 +107,7 @@ pub struct ExportArgs {
     format: Format,
     /// The recording.
     file: PathBuf,
-    /// Output file (`-`: standard output), or directory for frames.
+    /// Output file (`-`: standard output; not for video), or directory for frames.
     #[arg(long, short)]
     output: PathBuf,
     /// Terminal channel to export (asciicast; default: the first terminal).
@@ -472,6 +477,26 @@ fn export_cmd(a: ExportArgs) -> anyhow::Result<()> {
         Format::Text => export::export_text(&mut r, output(&a.output)?, progress)?,
         Format::Commands => export::export_commands(&mut r, output(&a.output)?, progress)?,
         Format::Frames => export::export_frames(&mut r, &a.output, progress)?,
+        Format::Video => {
+            let options = psm_pipeline::graphics::VideoOptions::default();
+            let (summary, info) =
+                psm_pipeline::graphics::export_video(&mut r, &a.output, &options, progress)?
+                    .ok_or_else(|| anyhow::anyhow!("the recording has no screen to export"))?;
+            eprintln!(
+                "{} frames of {}x{} at {} fps",
+                info.frames, info.width, info.height, info.fps
+            );
+            summary
+        }
+        Format::Sheet => {
+            let options = psm_pipeline::graphics::SheetOptions::default();
+            let mut png = Vec::new();
+            let (summary, _) =
+                psm_pipeline::graphics::export_contact_sheet(&mut r, &mut png, &options, progress)?
+                    .ok_or_else(|| anyhow::anyhow!("the recording has no screen to export"))?;
+            output(&a.output)?.write_all(&png)?;
+            summary
+        }
     };
     b.finish_and_clear();
     eprintln!(

@@ -22,22 +22,9 @@ use psm_client::{Client, ClientConfig, HttpDirectory, wire};
 use psm_core::Protocol;
 
 fn controlplane_bin() -> PathBuf {
-    let path = std::env::var_os("PSM_CONTROLPLANE_BIN")
+    std::env::var_os("PSM_CONTROLPLANE_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let target = std::env::var_os("PSM_MAIN_TARGET")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from("/var/tmp/psm-target"));
-            target.join("debug").join("psm-controlplane")
-        });
-    assert!(
-        path.is_file(),
-        "{} is missing: build the main workspace's binaries first \
-         (`cargo build --bins` at the repository root; scripts/test does), or set \
-         PSM_CONTROLPLANE_BIN",
-        path.display()
-    );
-    path
+        .unwrap_or_else(|| main_bin("psm-controlplane"))
 }
 
 fn client(url: &str, key_file: &std::path::Path) -> Client {

@@ -56,6 +56,7 @@ pub fn require_all() {
         ("import", "imagemagick"),
         ("compare", "imagemagick"),
         ("ffmpeg", "ffmpeg"),
+        ("ffprobe", "ffmpeg"),
         ("openssl", "openssl"),
     ] {
         require(p, pkg);
@@ -65,6 +66,23 @@ pub fn require_all() {
             || Path::new("/usr/lib/xorg/modules/drivers/xrdpdev_drv.so").exists(),
         "xorgxrdp is missing: install the Debian package `xorgxrdp`"
     );
+}
+
+/// A binary of the main workspace (`psm`, `psm-controlplane`): `$PSM_MAIN_TARGET/debug/NAME`
+/// (scripts/test.d/rdp sets it; default /var/tmp/psm-target), built by scripts/test before
+/// the RDP tests run.
+pub fn main_bin(name: &str) -> PathBuf {
+    let target = std::env::var_os("PSM_MAIN_TARGET")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/psm-target"));
+    let path = target.join("debug").join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build the main workspace's binaries first \
+         (`cargo build --bins` at the repository root; scripts/test does)",
+        path.display()
+    );
+    path
 }
 
 pub fn free_port() -> u16 {
