@@ -71,7 +71,6 @@ fn raw_config() -> WriterConfig {
         chunk_bytes: 1 << 20,
         group_bytes: 16 << 20,
         long_distance_matching: true,
-        compression_level: 9,
         fsync: FsyncPolicy::Never,
         ..WriterConfig::default()
     }

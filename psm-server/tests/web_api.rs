@@ -591,10 +591,19 @@ async fn replay_data_comes_from_the_recording() {
     let window = res.text().await.unwrap();
     let first: Value = serde_json::from_str(window.lines().nth(1).unwrap()).unwrap();
     assert_eq!(first[0], 0.0);
+    // Played through a terminal, the window shows the whole session (wherever the cut fell
+    // inside the typed `sudo -i`, the screen before it and the events after it add up).
+    let mut term = psm_recording::TerminalState::new(psm_recording::TermSize::new(80, 24)).unwrap();
+    for line in window.lines().skip(1) {
+        let ev: Value = serde_json::from_str(line).unwrap();
+        term.feed(ev[2].as_str().unwrap().as_bytes());
+    }
+    let screen = term.lines().join("\n");
     assert!(
-        window.contains("sudo -i") || window.contains("s\"]"),
-        "{window}"
+        screen.contains("alice@web-01:~$ sudo -i"),
+        "{screen}\n{window}"
     );
+    assert!(screen.contains("Linux web-01 6.1.0"), "{screen}");
     assert_eq!(
         get(format!("/ui/api/recordings/{id}/cast?from=-1"))
             .await

@@ -849,9 +849,28 @@ async fn rdp_session_replays_as_a_seekable_video_in_chromium() {
         WriterConfig::default(),
     )
     .unwrap();
-    w.record_at(Micros(0), &frame(W, [40, 40, 40])).unwrap();
+    // As the RDP gateway records: raw palette pixels (the keyframe, blue), with PNG stills
+    // where a region has too many colours (here: red, green and yellow).
+    let mut palette = psm_recording::graphics::Palette::new();
+    let mut pixels = |w: u32, c: [u8; 3]| {
+        let px: Vec<u8> = (0..w * H).flat_map(|_| [c[0], c[1], c[2], 255]).collect();
+        EventKind::Pixels {
+            x: 0,
+            y: 0,
+            width: w,
+            height: H,
+            indices: palette.indices(&px).unwrap(),
+            palette: palette.rgb(),
+        }
+    };
+    w.record_at(Micros(0), &pixels(W, [40, 40, 40])).unwrap();
     for (i, c) in colours.iter().enumerate() {
-        w.record_at(Micros((i as u64 + 1) * 1_000_000), &frame(W / 2, *c))
+        let event = if i == 2 {
+            pixels(W / 2, *c)
+        } else {
+            frame(W / 2, *c)
+        };
+        w.record_at(Micros((i as u64 + 1) * 1_000_000), &event)
             .unwrap();
     }
     w.finish_at(Micros(6_000_000), "user logged off").unwrap();
@@ -892,6 +911,11 @@ async fn rdp_session_replays_as_a_seekable_video_in_chromium() {
         b.wait("document.querySelector('#contact-sheet') && document.querySelector('#contact-sheet').naturalWidth > 0");
         b.wait("window.psm.replay.index && document.querySelectorAll('#index .chunk').length > 0");
         b.shot("rdp-01-replay");
+        // A graphical session has no command list to filter.
+        assert_eq!(
+            b.eval("!!document.querySelector('#command-filter')"),
+            json!(false)
+        );
 
         // Seek to 3.5 s: the left half is blue there (painted at 3 s), the right half dark.
         b.step(json!({"op": "eval", "js": "window.psm.replay.seek(3.5)"}));

@@ -271,12 +271,18 @@ fn main() {
             let session_secs = psm_recording::Reader::open(&rec, Default::default())
                 .map(|r| r.duration().0 as f64 / 1e6)
                 .unwrap_or(f64::NAN);
-            let png_bytes = rewrite(&rec, &dir.path().join(format!("{name}-png.psmr")), None).0;
-            // The same pictures at other zstd settings, to show what the default buys.
-            for (label, level, ldm) in [("level 3, no long-distance matching", 3, false), ("level 9, long-distance", 9, true), ("level 15, long-distance", 15, true)] {
-                let config = psm_recording::WriterConfig { compression_level: level, long_distance_matching: ldm, ..psm_proxy_rdp::recorder::writer_config(&Default::default()) };
-                let (b, secs) = rewrite(&rec, &dir.path().join(format!("{name}-{level}-{ldm}.psmr")), Some(config));
-                alternatives.push(format!("active desktop ({name:9}) raw pixels at {label}: {:.0} KB/min, {:.0} ms to write the whole recording", b as f64 / 1024.0 / (session_secs / 60.0), secs * 1000.0));
+            let (png_bytes, _, png_held) = rewrite(&rec, &dir.path().join(format!("{name}-png.psmr")), None);
+            alternatives.push(format!("active desktop ({name:9}) as PNG stills (raw_pixels = false): {:.0} KB/min, writer holds at most {:.1} MiB", png_bytes as f64 / 1024.0 / (session_secs / 60.0), png_held as f64 / 1048576.0));
+            // The same pictures at other zstd settings, to show what the default buys and costs.
+            for (level, ldm, group_mib) in [(3, false, 16), (3, true, 16), (9, true, 16), (15, true, 16), (3, true, 4), (9, true, 4)] {
+                let config = psm_recording::WriterConfig {
+                    compression_level: level,
+                    long_distance_matching: ldm,
+                    group_bytes: group_mib << 20,
+                    ..psm_proxy_rdp::recorder::writer_config(&Default::default())
+                };
+                let (b, secs, held) = rewrite(&rec, &dir.path().join(format!("{name}-{level}-{ldm}-{group_mib}.psmr")), Some(config));
+                alternatives.push(format!("active desktop ({name:9}) raw pixels, level {level:2}, long-distance {ldm:5}, {group_mib:2} MiB window: {:.0} KB/min, {:.0} ms to write it all, writer holds at most {:.1} MiB", b as f64 / 1024.0 / (session_secs / 60.0), secs * 1000.0, held as f64 / 1048576.0));
             }
             if let Some(keep) = &keep {
                 std::fs::create_dir_all(keep).unwrap();
@@ -305,13 +311,13 @@ fn main() {
 /// The same session rewritten: with `config`, every event as recorded (the pictures at other
 /// writer settings); with `None`, every picture as a PNG still (the same regions, the same
 /// PNG encoder) with the writer settings of `RecordingPolicy::raw_pixels = false`, which is
-/// how the recorder stores them in that mode. Returns the file's size and the seconds the
-/// rewrite took.
+/// how the recorder stores them in that mode. Returns the file's size, the seconds the
+/// rewrite took and the most bytes the writer held (buffers and zstd state) meanwhile.
 fn rewrite(
     rec: &std::path::Path,
     out: &std::path::Path,
     config: Option<psm_recording::WriterConfig>,
-) -> (u64, f64) {
+) -> (u64, f64, usize) {
     use psm_recording::graphics::Canvas;
     use psm_recording::{BlockingWriter, EventKind, FsyncPolicy, Micros, Reader, SigningKey};
     let mut r = Reader::open(rec, Default::default()).unwrap();
@@ -330,6 +336,7 @@ fn rewrite(
     let mut w =
         BlockingWriter::create(out, header, SigningKey::generate().unwrap(), config).unwrap();
     let (mut end, mut reason) = (Micros(0), String::new());
+    let mut held = 0;
     for ev in events {
         let kind = match ev.kind {
             EventKind::Pixels {
@@ -358,10 +365,12 @@ fn rewrite(
             k => k,
         };
         w.record_at(ev.time, &kind).unwrap();
+        held = held.max(w.held_bytes());
     }
     w.finish_at(end, &reason).unwrap();
     (
         std::fs::metadata(out).unwrap().len(),
         t0.elapsed().as_secs_f64(),
+        held,
     )
 }

@@ -401,9 +401,10 @@ fn picture(
 /// records only that keys were typed. With `raw_pixels` the screen's raw pixels are
 /// compressed by the group's zstd stream against the frames before them: a large window
 /// (16 MiB, about twenty 1024x768 screens) with the long-distance matcher finds a scrolled
-/// region or a redrawn line far back, and level 9 stores new text a fifth smaller than
-/// level 3 for about 0.5 % of a core (docs/benchmarks.md). PNG stills are already
-/// compressed: level 1 and the default 1 MiB groups. Big chunks keep the index small.
+/// region or a redrawn line far back. Level 3 holds about 22 MiB per active session;
+/// `compression_level: 9` stores 15-20 % less for about 32 MiB (docs/benchmarks.md). PNG
+/// stills are already compressed: level 1 and the default 1 MiB groups (about 2.5 MiB).
+/// Big chunks keep the index small either way.
 pub fn writer_config(policy: &RecordingPolicy) -> WriterConfig {
     let base = WriterConfig {
         input_policy: if policy.capture_keystrokes {
@@ -418,7 +419,7 @@ pub fn writer_config(policy: &RecordingPolicy) -> WriterConfig {
         WriterConfig {
             group_bytes: 16 << 20,
             long_distance_matching: true,
-            compression_level: 9,
+            compression_level: 3,
             ..base
         }
     } else {

@@ -642,6 +642,13 @@ impl BlockingWriter {
         self.sealer.sync(Place::Trailer)
     }
 
+    /// Bytes of buffers and compression state this writer holds now (the open chunk, the
+    /// output-delta reference, the zstd stream of the open group), as
+    /// [`RecordingWriter::held_bytes`] counts them.
+    pub fn held_bytes(&self) -> usize {
+        self.builder.held_bytes() + self.sealer.held_bytes()
+    }
+
     /// Records the end of the session at the last event's time, writes the trailer, syncs.
     pub fn finish(self, reason: &str) -> Result<FinishedRecording, RecordingError> {
         let t = self.builder.last_time;

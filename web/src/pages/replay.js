@@ -14,6 +14,8 @@ export async function replayPage(main, params) {
   const status = h('p', { class: 'muted', id: 'replay-status' });
   const files = h('ul', { class: 'files' });
   const filter = h('input', { id: 'command-filter', placeholder: 'filter commands' });
+  // A graphical (RDP) session has a video and no command list to filter.
+  const graphical = s.protocol === 'rdp';
 
   append(main,
     h('h1', {}, `Replay ${s.user}@${s.target}`),
@@ -21,7 +23,7 @@ export async function replayPage(main, params) {
     h('div', { class: 'replay' },
       h('div', { class: 'replay-main' }, playerBox, indexBox, status),
       h('aside', { class: 'replay-side' },
-        h('h2', {}, 'Commands'), filter, commandsBox,
+        h('h2', {}, graphical ? 'Session' : 'Commands'), graphical ? null : filter, commandsBox,
         h('h2', {}, 'Downloads'), files)));
 
   for (const f of detail.files) {
@@ -29,7 +31,7 @@ export async function replayPage(main, params) {
       ' ', h('span', { class: 'muted' }, `${f.size} bytes`)));
   }
 
-  if (s.protocol === 'rdp') {
+  if (graphical) {
     await graphicalReplay(main, enc, detail, startAt, playerBox, indexBox, status, commandsBox);
     return;
   }
