@@ -153,3 +153,47 @@ async fn unreachable_target_is_explained_and_no_session_stays_connected() {
     );
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_wrong_passwords_lock_the_name_out() {
+    let sshd = Sshd::start();
+    let gw = Gateway::start(&sshd).await;
+    need("sshpass", "sshpass");
+    let login = |password: &str| {
+        let mut c = std::process::Command::new("sshpass");
+        c.args(["-p", password, "ssh"])
+            .args(gw.ssh_opts())
+            .args([
+                "-o",
+                "PreferredAuthentications=password",
+                "-o",
+                "PubkeyAuthentication=no",
+                "-o",
+                "NumberOfPasswordPrompts=1",
+            ])
+            .args([
+                "-p",
+                &gw.addr.port().to_string(),
+                "alice+t1@127.0.0.1",
+                "echo in",
+            ]);
+        c
+    };
+    let out = run(login(ALICE_PW), LIMIT).await;
+    assert_eq!(text(&out.stdout).trim(), "in", "{}", text(&out.stderr));
+    let opened = gw.sessions().await.len();
+    for _ in 0..5 {
+        let out = run(login("wrong"), LIMIT).await;
+        assert!(!out.status.success(), "{}", text(&out.stderr));
+    }
+    // The sixth attempt, with the right password, is refused like a wrong one.
+    let out = run(login(ALICE_PW), LIMIT).await;
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("Permission denied"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(gw.sessions().await.len(), opened, "no session was opened");
+    gw.stop().await;
+}

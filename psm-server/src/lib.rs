@@ -187,6 +187,7 @@ impl Server {
                 artifacts: sink,
                 config: Arc::new(config),
                 directory: None,
+                logins: psm_core::directory::LoginThrottle::default(),
             },
             web: None,
         }

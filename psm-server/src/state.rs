@@ -69,6 +69,9 @@ pub struct AppState {
     /// The user directory, if this control plane serves one (the directory endpoints answer
     /// 501 otherwise).
     pub directory: Option<Arc<dyn psm_core::directory::UserDirectory>>,
+    /// Failed VerifyUser answers per user name: past the limit the name is refused without
+    /// a check until the lockout ends (default five in five minutes).
+    pub logins: psm_core::directory::LoginThrottle,
 }
 
 impl std::fmt::Debug for AppState {

@@ -391,3 +391,52 @@ async fn directory_over_http_on_sqlite() {
 async fn directory_over_http_on_postgres() {
     run(Backend::Postgres).await;
 }
+
+#[tokio::test]
+async fn verify_user_locks_a_name_out_after_five_refusals() {
+    let h = Harness::start(Backend::Sqlite).await;
+    let admin = HttpDirectory::new(h.client(Role::Admin));
+    let gateway = HttpDirectory::new(h.client(Role::Gateway));
+    for name in ["bob", "carol"] {
+        admin
+            .create_user(&NewUser {
+                name: name.parse().unwrap(),
+                password: Some(PasswordHash::hash(&format!("{name}-pw")).unwrap()),
+                ..NewUser::default()
+            })
+            .await
+            .unwrap();
+    }
+    // A success clears the count: four wrong, one right, four wrong again is no lockout.
+    for _ in 0..4 {
+        assert!(!gateway.verify_password("bob", &pw("guess")).await.unwrap());
+    }
+    assert!(gateway.verify_password("bob", &pw("bob-pw")).await.unwrap());
+    for _ in 0..4 {
+        assert!(!gateway.verify_password("BOB", &pw("guess")).await.unwrap());
+    }
+    assert!(gateway.verify_password("bob", &pw("bob-pw")).await.unwrap());
+    // Five refusals in a row: the right password is refused too, without a check, and
+    // the refusal is audited as a lockout; another user is not affected.
+    for _ in 0..5 {
+        assert!(!gateway.verify_password("bob", &pw("guess")).await.unwrap());
+    }
+    let before = refusals(&h).await.len();
+    assert!(
+        !gateway.verify_password("bob", &pw("bob-pw")).await.unwrap(),
+        "locked out"
+    );
+    let audited = refusals(&h).await;
+    assert_eq!(audited.len(), before + 1);
+    assert!(
+        audited[before].contains("user bob: locked out after 5 failed attempts"),
+        "{audited:?}"
+    );
+    assert!(
+        gateway
+            .verify_password("carol", &pw("carol-pw"))
+            .await
+            .unwrap()
+    );
+    h.stop().await;
+}

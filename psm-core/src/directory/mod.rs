@@ -54,11 +54,13 @@ mod password;
 mod postgres;
 mod sql;
 mod sqlite;
+pub mod throttle;
 mod totp;
 
 pub use factor::Factor;
 pub use memory::MemoryDirectory;
 pub use password::{MAX_PASSWORD_LEN, PasswordHash};
+pub use throttle::LoginThrottle;
 pub use totp::TotpSecret;
 
 /// Longest user, role or target name, in bytes.

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use psm_core::directory::UserDirectory;
+use psm_core::directory::{LoginThrottle, UserDirectory};
 use psm_core::vault::{CheckoutRequest, CredentialSecret, Secret};
 use psm_core::{CheckoutId, ControlPlane, ProcessInstance, Protocol, SessionId};
 use tokio::sync::Semaphore;
@@ -289,6 +289,7 @@ pub struct Authenticator {
     directory: Arc<dyn UserDirectory>,
     default_target: Option<String>,
     hashing: Arc<Semaphore>,
+    logins: LoginThrottle,
 }
 
 impl fmt::Debug for Authenticator {
@@ -314,7 +315,17 @@ impl Authenticator {
             directory,
             default_target,
             hashing: Arc::new(Semaphore::new(max_concurrent_hashing.max(1))),
+            logins: LoginThrottle::default(),
         }
+    }
+
+    /// Counts failed logins with `logins` instead of the default throttle (five failed
+    /// passwords or TOTP codes per user name lock it out for five minutes; a complete login
+    /// clears the count). Clones share counts: give an SSH and an RDP gateway one to count
+    /// together.
+    pub fn with_throttle(mut self, logins: LoginThrottle) -> Self {
+        self.logins = logins;
+        self
     }
 
     /// Checks `login` (`USER+TARGET`) and `password` (followed by the 6-digit TOTP code when
@@ -338,6 +349,10 @@ impl Authenticator {
             .ok_or_else(|| refused("no such user"))?;
         if user.disabled {
             return Err(refused("the user is disabled"));
+        }
+        let key = LoginThrottle::user_key(&name.user);
+        if self.logins.locked_out(&key) {
+            return Err(refused("too many failed logins: the name is locked out"));
         }
         let (password, code) = if user.needs_totp() {
             if password.len() < TOTP_DIGITS
@@ -364,6 +379,7 @@ impl Authenticator {
                 .await?
         };
         if !ok {
+            self.logins.failed(&key);
             return Err(refused("wrong password"));
         }
         if let Some(code) = code {
@@ -377,9 +393,11 @@ impl Authenticator {
                 .verify_totp(&name.user, code.expose_secret(), now)
                 .await?
             {
+                self.logins.failed(&key);
                 return Err(refused("wrong TOTP code"));
             }
         }
+        self.logins.succeeded(&key);
         if !self.directory.may_reach(&user, &target).await? {
             return Err(RdpError::Target {
                 target,
@@ -419,6 +437,37 @@ mod tests {
         assert!(auth.authenticate("alice+db-01", "alice-pw").await.is_err());
         assert!(auth.authenticate("alice", "alice-pw").await.is_err());
         assert!(auth.authenticate("bob+web-01", "alice-pw").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn five_failed_logins_lock_the_name_out() {
+        let dir = Arc::new(MemoryDirectory::new());
+        for name in ["alice", "bob"] {
+            dir.create_user(&NewUser {
+                name: name.parse().unwrap(),
+                password: Some(PasswordHash::hash(&format!("{name}-pw")).unwrap()),
+                roles: vec!["ops".into()],
+                ..NewUser::default()
+            })
+            .await
+            .unwrap();
+        }
+        dir.grant("ops", "web-01").await.unwrap();
+        let auth = Authenticator::new(dir, None, 2)
+            .with_throttle(LoginThrottle::new(5, std::time::Duration::from_secs(300)));
+        for _ in 0..5 {
+            let e = auth
+                .authenticate("alice+web-01", "guess")
+                .await
+                .unwrap_err();
+            assert!(e.to_string().contains("wrong password"), "{e}");
+        }
+        let e = auth
+            .authenticate("alice+web-01", "alice-pw")
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("locked out"), "{e}");
+        assert!(auth.authenticate("bob+web-01", "bob-pw").await.is_ok());
     }
 
     #[tokio::test]

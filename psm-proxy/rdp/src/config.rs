@@ -67,9 +67,9 @@ pub struct RecordingPolicy {
     pub capture_keystrokes: bool,
     /// Pointer moves are recorded at most this often (clicks always). Default 100 ms.
     pub pointer_interval: Duration,
-    /// Store screen changes as raw palette-indexed pixels ([`psm_recording::EventKind::Pixels`]),
-    /// compressed by the recording's zstd stream against earlier frames, instead of PNG
-    /// stills. Default true: 10 to 40 times smaller on a text desktop (docs/benchmarks.md).
+    /// Store screen changes as raw palette-indexed pixels
+    /// ([`psm_recording::EventKind::Pixels`]), compressed by the recording's zstd stream
+    /// against earlier frames, instead of PNG stills. Default true: 3 to 8 times smaller on a text desktop (docs/benchmarks.md).
     /// False writes only `Frame` (PNG) events, for readers older than `Pixels`.
     pub raw_pixels: bool,
 }

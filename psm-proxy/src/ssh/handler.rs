@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use psm_core::directory::DirectoryUser;
+use psm_core::directory::{DirectoryUser, LoginThrottle};
 use psm_core::vault::Secret;
 use russh::keys::PublicKey;
 use russh::server::{Auth, Msg, Response, Session, VerifiedPublicKey};
@@ -134,6 +134,11 @@ impl Handler {
     }
 
     fn accept(&mut self, user: &DirectoryUser) -> Auth {
+        self.conn
+            .shared
+            .config
+            .logins
+            .succeeded(&LoginThrottle::user_key(user.name.as_str()));
         match self.conn.shared.sessions.clone().try_acquire_owned() {
             Ok(permit) => {
                 *self
@@ -155,6 +160,21 @@ impl Handler {
     /// Asks the directory, which holds the hash (in-process, or the control plane for a
     /// remote directory): the record the gateway read never carries it from a remote one.
     async fn check_password(&self, user: &DirectoryUser, password: &str) -> bool {
+        let logins = &self.conn.shared.config.logins;
+        let key = LoginThrottle::user_key(user.name.as_str());
+        if logins.locked_out(&key) {
+            tracing::warn!(user = %user.name, peer = %self.conn.peer_text(),
+                "too many failed logins: the name is locked out");
+            return false;
+        }
+        let ok = self.verify_password(user, password).await;
+        if !ok {
+            logins.failed(&key);
+        }
+        ok
+    }
+
+    async fn verify_password(&self, user: &DirectoryUser, password: &str) -> bool {
         // argon2 is deliberately slow and memory-hungry (and a remote check holds a request
         // open): bound how many run at once.
         let Ok(_permit) = self.conn.shared.hashing.acquire().await else {
@@ -179,6 +199,21 @@ impl Handler {
 
     /// Asks the directory whether `code` is the user's current TOTP code.
     async fn check_totp(&self, user: &DirectoryUser, code: &str) -> bool {
+        let logins = &self.conn.shared.config.logins;
+        let key = LoginThrottle::user_key(user.name.as_str());
+        if logins.locked_out(&key) {
+            tracing::warn!(user = %user.name, peer = %self.conn.peer_text(),
+                "too many failed logins: the name is locked out");
+            return false;
+        }
+        let ok = self.verify_totp(user, code).await;
+        if !ok {
+            logins.failed(&key);
+        }
+        ok
+    }
+
+    async fn verify_totp(&self, user: &DirectoryUser, code: &str) -> bool {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())

@@ -104,6 +104,10 @@ pub struct SshGatewayConfig {
     pub shutdown_grace: Duration,
     /// Most password hashes checked at once (argon2 uses ~19 MiB each).
     pub max_concurrent_hashing: usize,
+    /// Failed passwords and TOTP codes per user name before the name is refused without a
+    /// check for the rest of the lockout (default five in five minutes; a complete login
+    /// clears the count). Clones share counts: give several gateways one to count together.
+    pub logins: psm_core::directory::LoginThrottle,
 }
 
 impl SshGatewayConfig {
@@ -130,6 +134,7 @@ impl SshGatewayConfig {
             banner: None,
             shutdown_grace: Duration::from_secs(10),
             max_concurrent_hashing: 4,
+            logins: psm_core::directory::LoginThrottle::default(),
         }
     }
 }

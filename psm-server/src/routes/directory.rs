@@ -12,7 +12,8 @@ use axum::extract::{Extension, State};
 use psm_client::wire;
 use psm_core::CoreError;
 use psm_core::directory::{
-    AuthorizedKey, PasswordHash, TotpSecret, UserDirectory, UserUpdate, is_valid_name,
+    AuthorizedKey, LoginThrottle, PasswordHash, TotpSecret, UserDirectory, UserUpdate,
+    is_valid_name,
 };
 use psm_core::vault::Secret;
 use tokio::sync::Semaphore;
@@ -86,8 +87,10 @@ fn verifications() -> &'static Semaphore {
 /// time; the TOTP code is judged by this server's clock). The answer is only accepted or
 /// refused, `200` either way: an unknown user, a disabled one, a missing factor and a wrong
 /// answer all read `"Accepted":false`, and an unknown user costs the same argon2 run. Every
-/// refusal is audited (`Refused`, actor = the gateway). Errors are for malformed requests
-/// and an unavailable directory only.
+/// refusal is audited (`Refused`, actor = the gateway). After five refusals in five minutes
+/// a name is refused without a check until the five minutes are over
+/// ([`AppState::logins`](crate::state::AppState::logins)); an accepted answer clears the
+/// count. Errors are for malformed requests and an unavailable directory only.
 #[utoipa::path(post, path = "/api/services/v1/secureaccessgateway/VerifyUser",
     request_body = wire::VerifyUserRequest,
     responses((status = 200, body = wire::VerifyUserResponse)),
@@ -104,6 +107,19 @@ pub async fn verify_user(
             reason: "VerifyUser needs a password, a totpCode or both".into(),
         }
         .into());
+    }
+    let key = LoginThrottle::user_key(&req.name);
+    if state.logins.locked_out(&key) {
+        let reason = CoreError::Unauthenticated(format!(
+            "VerifyUser refused user {}: locked out after {} failed attempts",
+            shown_name(&req.name),
+            state.logins.max_failures()
+        ));
+        let _ = state.cp.vault().refuse(None, &principal.name, reason).await;
+        return Ok(Json(wire::VerifyUserResponse {
+            result: wire::SUCCESS.into(),
+            accepted: false,
+        }));
     }
     let mut accepted = true;
     let mut checked = Vec::new();
@@ -125,14 +141,13 @@ pub async fn verify_user(
         accepted &= d.verify_totp(&req.name, code.expose_secret(), now).await?;
         checked.push("TOTP code");
     }
-    if !accepted {
-        let user = if is_valid_name(&req.name) {
-            req.name.as_str()
-        } else {
-            "(not a valid user name)"
-        };
+    if accepted {
+        state.logins.succeeded(&key);
+    } else {
+        state.logins.failed(&key);
         let reason = CoreError::Unauthenticated(format!(
-            "VerifyUser refused user {user} (checked: {})",
+            "VerifyUser refused user {} (checked: {})",
+            shown_name(&req.name),
             checked.join(" and ")
         ));
         let _ = state.cp.vault().refuse(None, &principal.name, reason).await;
@@ -141,6 +156,15 @@ pub async fn verify_user(
         result: wire::SUCCESS.into(),
         accepted,
     }))
+}
+
+/// A user name as audit events may show it.
+fn shown_name(name: &str) -> &str {
+    if is_valid_name(name) {
+        name
+    } else {
+        "(not a valid user name)"
+    }
 }
 
 /// CreateUser (admin): the password arrives already hashed (argon2 PHC string).

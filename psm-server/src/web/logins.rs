@@ -9,13 +9,13 @@ use base64::Engine as _;
 use rand::TryRngCore;
 use subtle::ConstantTimeEq;
 
+use psm_core::directory::LoginThrottle;
+
 use super::WebConfig;
 use super::guard::Capabilities;
 
 /// Most login sessions kept at once; the oldest is dropped beyond it.
 const MAX_SESSIONS: usize = 10_000;
-/// Most names/addresses the limiter remembers.
-const MAX_TRACKED: usize = 10_000;
 
 /// Random bytes as base64url (256 bits).
 pub(crate) fn random_token() -> Option<String> {
@@ -49,15 +49,8 @@ impl LoginSession {
     }
 }
 
-#[derive(Default)]
-struct Failures {
-    count: u32,
-    since: Option<Instant>,
-}
-
 struct Inner {
     sessions: HashMap<[u8; 32], LoginSession>,
-    failures: HashMap<String, Failures>,
 }
 
 /// The web UI's login sessions and failed-login counters (in memory: a restart logs
@@ -67,8 +60,7 @@ pub struct LoginSessions {
     inner: Arc<Mutex<Inner>>,
     idle: Duration,
     max: Duration,
-    max_failures: u32,
-    lockout: Duration,
+    throttle: LoginThrottle,
 }
 
 impl std::fmt::Debug for LoginSessions {
@@ -82,12 +74,10 @@ impl LoginSessions {
         Self {
             inner: Arc::new(Mutex::new(Inner {
                 sessions: HashMap::new(),
-                failures: HashMap::new(),
             })),
             idle: config.idle_timeout,
             max: config.max_session,
-            max_failures: config.max_failed_logins.max(1),
-            lockout: config.lockout,
+            throttle: LoginThrottle::new(config.max_failed_logins, config.lockout),
         }
     }
 
@@ -155,47 +145,17 @@ impl LoginSessions {
 
     /// Whether `key` (a user name or an address) is locked out now.
     pub(crate) fn locked_out(&self, key: &str) -> bool {
-        let now = Instant::now();
-        let mut inner = self.lock();
-        let Some(f) = inner.failures.get(key) else {
-            return false;
-        };
-        match f.since {
-            Some(since) if now.duration_since(since) < self.lockout => f.count >= self.max_failures,
-            _ => {
-                inner.failures.remove(key);
-                false
-            }
-        }
+        self.throttle.locked_out(key)
     }
 
     /// Counts a failed login against `key`.
     pub(crate) fn failed(&self, key: &str) {
-        let now = Instant::now();
-        let lockout = self.lockout;
-        let mut inner = self.lock();
-        if inner.failures.len() >= MAX_TRACKED && !inner.failures.contains_key(key) {
-            inner
-                .failures
-                .retain(|_, f| f.since.is_some_and(|s| now.duration_since(s) < lockout));
-            if inner.failures.len() >= MAX_TRACKED {
-                // Under a flood of distinct names, forget the lot rather than grow.
-                inner.failures.clear();
-            }
-        }
-        let f = inner.failures.entry(key.to_owned()).or_default();
-        match f.since {
-            Some(since) if now.duration_since(since) < lockout => f.count += 1,
-            _ => {
-                f.count = 1;
-                f.since = Some(now);
-            }
-        }
+        self.throttle.failed(key);
     }
 
     /// Clears the failures of `key` (after a successful login).
     pub(crate) fn succeeded(&self, key: &str) {
-        self.lock().failures.remove(key);
+        self.throttle.succeeded(key);
     }
 }
 
@@ -234,28 +194,5 @@ mod tests {
         });
         let (token, _) = s.create("alice", Capabilities::admin()).unwrap();
         assert!(s.get(&token).is_none());
-    }
-
-    #[test]
-    fn failures_lock_out_after_the_limit() {
-        let s = LoginSessions::new(&config());
-        for _ in 0..2 {
-            s.failed("bob");
-            assert!(!s.locked_out("bob"));
-        }
-        s.failed("bob");
-        assert!(s.locked_out("bob"));
-        assert!(!s.locked_out("carol"));
-        s.succeeded("bob");
-        assert!(!s.locked_out("bob"));
-    }
-
-    #[test]
-    fn a_flood_of_names_stays_bounded() {
-        let s = LoginSessions::new(&config());
-        for i in 0..(MAX_TRACKED + 10) {
-            s.failed(&format!("u{i}"));
-        }
-        assert!(s.lock().failures.len() <= MAX_TRACKED);
     }
 }
