@@ -429,3 +429,84 @@ pub fn writer_config(policy: &RecordingPolicy) -> WriterConfig {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn region(w: u16, h: u16, colour: impl Fn(usize) -> [u8; 3]) -> Region {
+        let rgba = (0..usize::from(w) * usize::from(h))
+            .flat_map(|i| {
+                let c = colour(i);
+                [c[0], c[1], c[2], 0xff]
+            })
+            .collect();
+        Region {
+            rect: Rect {
+                x: 3,
+                y: 4,
+                width: w,
+                height: h,
+            },
+            rgba,
+        }
+    }
+
+    /// The picture an event paints, as RGBA.
+    fn painted(e: &EventKind) -> Vec<u8> {
+        let (_, _, w, h) = graphics::picture_rect(e).unwrap();
+        let mut c = graphics::Canvas::new(w, h).unwrap();
+        match e {
+            EventKind::Pixels {
+                palette, indices, ..
+            } => c.paint_indexed(0, 0, w, h, palette, indices).unwrap(),
+            EventKind::Frame { png, .. } => c.paint_png(0, 0, w, h, png).unwrap(),
+            _ => unreachable!(),
+        }
+        c.rgba().to_vec()
+    }
+
+    #[test]
+    fn few_colours_are_raw_pixels_with_a_stable_palette_and_many_are_png() {
+        let mut palette = Palette::new();
+        let text = region(8, 4, |i| if i % 3 == 0 { [0, 0, 0] } else { [255; 3] });
+        let e = picture(text.clone(), Some(&mut palette)).unwrap();
+        assert!(matches!(e, EventKind::Pixels { x: 3, y: 4, .. }), "{e:?}");
+        assert_eq!(painted(&e), text.rgba);
+        // The same pixels later are the same bytes (the palette kept its order).
+        let again = picture(text.clone(), Some(&mut palette)).unwrap();
+        assert_eq!(again, e);
+        // 400 colours do not fit a palette: a PNG still of the same pixels, and the
+        // palette starts afresh for the next region.
+        let photo = region(20, 20, |i| [(i % 256) as u8, (i / 256) as u8, 9]);
+        let e = picture(photo.clone(), Some(&mut palette)).unwrap();
+        assert!(matches!(e, EventKind::Frame { .. }), "{e:?}");
+        assert_eq!(painted(&e), photo.rgba);
+        // A full palette is cleared once for a region that fits on its own.
+        let mut full = Palette::new();
+        let many: Vec<u8> = (0..256u32).flat_map(|i| [i as u8, 1, 2, 255]).collect();
+        full.indices(&many).unwrap();
+        let e = picture(text.clone(), Some(&mut full)).unwrap();
+        assert!(matches!(e, EventKind::Pixels { .. }));
+        assert_eq!(full.len(), 2);
+        // Without raw pixels every picture is a PNG.
+        let e = picture(text.clone(), None).unwrap();
+        assert!(matches!(e, EventKind::Frame { .. }));
+        assert_eq!(painted(&e), text.rgba);
+    }
+
+    #[test]
+    fn the_writer_settings_follow_the_picture_kind() {
+        let raw = writer_config(&RecordingPolicy::default());
+        assert!(raw.long_distance_matching && raw.group_bytes == 16 << 20);
+        let png = writer_config(&RecordingPolicy {
+            raw_pixels: false,
+            capture_keystrokes: false,
+            ..RecordingPolicy::default()
+        });
+        assert!(!png.long_distance_matching);
+        assert_eq!(png.compression_level, 1);
+        assert_eq!(png.input_policy, InputPolicy::RedactAll);
+    }
+}
