@@ -2,7 +2,8 @@
 //! (a user name, a client address) within [`LoginThrottle::lockout`], further attempts are
 //! refused without being checked until the lockout has passed. Every place that checks a
 //! password uses one: the web UI's login, the control plane's VerifyUser, and the SSH and
-//! RDP gateways, so a password cannot be guessed faster through one door than another.
+//! RDP gateways, each with its own count (clones share one), so no door allows more
+//! guessing than another.
 //!
 //! A lockout by name can be triggered by anyone who knows the name (the price of stopping
 //! guessing); it ends by itself after `lockout`, and a successful login clears the count.
