@@ -160,6 +160,17 @@ impl Handler {
     /// Asks the directory, which holds the hash (in-process, or the control plane for a
     /// remote directory): the record the gateway read never carries it from a remote one.
     async fn check_password(&self, user: &DirectoryUser, password: &str) -> bool {
+        self.throttled(user, self.verify_password(user, password))
+            .await
+    }
+
+    /// Runs `check` unless `user`'s name is locked out after too many failed logins, and
+    /// counts it when it fails. A complete login clears the count ([`Self::accept`]).
+    async fn throttled(
+        &self,
+        user: &DirectoryUser,
+        check: impl std::future::Future<Output = bool>,
+    ) -> bool {
         let logins = &self.conn.shared.config.logins;
         let key = LoginThrottle::user_key(user.name.as_str());
         if logins.locked_out(&key) {
@@ -167,7 +178,7 @@ impl Handler {
                 "too many failed logins: the name is locked out");
             return false;
         }
-        let ok = self.verify_password(user, password).await;
+        let ok = check.await;
         if !ok {
             logins.failed(&key);
         }
@@ -199,18 +210,7 @@ impl Handler {
 
     /// Asks the directory whether `code` is the user's current TOTP code.
     async fn check_totp(&self, user: &DirectoryUser, code: &str) -> bool {
-        let logins = &self.conn.shared.config.logins;
-        let key = LoginThrottle::user_key(user.name.as_str());
-        if logins.locked_out(&key) {
-            tracing::warn!(user = %user.name, peer = %self.conn.peer_text(),
-                "too many failed logins: the name is locked out");
-            return false;
-        }
-        let ok = self.verify_totp(user, code).await;
-        if !ok {
-            logins.failed(&key);
-        }
-        ok
+        self.throttled(user, self.verify_totp(user, code)).await
     }
 
     async fn verify_totp(&self, user: &DirectoryUser, code: &str) -> bool {
