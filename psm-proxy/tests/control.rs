@@ -134,24 +134,8 @@ async fn password_and_totp_checked_by_a_directory_that_keeps_its_secrets() {
         },
     )
     .await;
-    let password_login = |password: &str| {
-        let mut c = Command::new("sshpass");
-        c.args(["-p", password, "ssh"])
-            .args(gw.ssh_opts())
-            .args([
-                "-o",
-                "PreferredAuthentications=password",
-                "-o",
-                "PubkeyAuthentication=no",
-            ])
-            .args([
-                "-p",
-                &gw.addr.port().to_string(),
-                "alice+t1@127.0.0.1",
-                "echo password-ok",
-            ]);
-        c
-    };
+    let password_login =
+        |password: &str| gw.ssh_password(password, "alice+t1", &[], "echo password-ok");
     let out = run(password_login(ALICE_PW), LIMIT).await;
     assert_eq!(
         text(&out.stdout).trim(),

@@ -73,22 +73,7 @@ async fn exec_runs_as_the_vaulted_account_with_its_exit_status() {
 async fn private_key_credential_and_password_login() {
     let sshd = Sshd::start();
     let gw = Gateway::start(&sshd).await;
-    need("sshpass", "sshpass");
-    let mut c = std::process::Command::new("sshpass");
-    c.args(["-p", ALICE_PW, "ssh"])
-        .args(gw.ssh_opts())
-        .args([
-            "-o",
-            "PreferredAuthentications=password",
-            "-o",
-            "PubkeyAuthentication=no",
-        ])
-        .args([
-            "-p",
-            &gw.addr.port().to_string(),
-            "alice+t2@127.0.0.1",
-            "echo via-key-credential",
-        ]);
+    let c = gw.ssh_password(ALICE_PW, "alice+t2", &[], "echo via-key-credential");
     let out = run(c, LIMIT).await;
     assert_eq!(
         text(&out.stdout).trim(),
@@ -97,21 +82,7 @@ async fn private_key_credential_and_password_login() {
         text(&out.stderr)
     );
 
-    let mut c = std::process::Command::new("sshpass");
-    c.args(["-p", "wrong", "ssh"])
-        .args(gw.ssh_opts())
-        .args([
-            "-o",
-            "PreferredAuthentications=password",
-            "-o",
-            "PubkeyAuthentication=no",
-        ])
-        .args([
-            "-p",
-            &gw.addr.port().to_string(),
-            "alice+t1@127.0.0.1",
-            "true",
-        ]);
+    let c = gw.ssh_password("wrong", "alice+t1", &[], "true");
     let out = run(c, LIMIT).await;
     assert!(!out.status.success());
     assert!(
@@ -158,26 +129,13 @@ async fn unreachable_target_is_explained_and_no_session_stays_connected() {
 async fn five_wrong_passwords_lock_the_name_out() {
     let sshd = Sshd::start();
     let gw = Gateway::start(&sshd).await;
-    need("sshpass", "sshpass");
     let login = |password: &str| {
-        let mut c = std::process::Command::new("sshpass");
-        c.args(["-p", password, "ssh"])
-            .args(gw.ssh_opts())
-            .args([
-                "-o",
-                "PreferredAuthentications=password",
-                "-o",
-                "PubkeyAuthentication=no",
-                "-o",
-                "NumberOfPasswordPrompts=1",
-            ])
-            .args([
-                "-p",
-                &gw.addr.port().to_string(),
-                "alice+t1@127.0.0.1",
-                "echo in",
-            ]);
-        c
+        gw.ssh_password(
+            password,
+            "alice+t1",
+            &["-o", "NumberOfPasswordPrompts=1"],
+            "echo in",
+        )
     };
     let out = run(login(ALICE_PW), LIMIT).await;
     assert_eq!(text(&out.stdout).trim(), "in", "{}", text(&out.stderr));

@@ -599,6 +599,33 @@ impl Gateway {
         c
     }
 
+    /// `ssh` through `sshpass` with `password`, password authentication only.
+    pub fn ssh_password(
+        &self,
+        password: &str,
+        login: &str,
+        extra: &[&str],
+        remote: &str,
+    ) -> Command {
+        need("sshpass", "sshpass");
+        let mut c = Command::new("sshpass");
+        c.args(["-p", password, "ssh"])
+            .args(self.ssh_opts())
+            .args([
+                "-o",
+                "PreferredAuthentications=password",
+                "-o",
+                "PubkeyAuthentication=no",
+            ])
+            .args(extra)
+            .args(["-p", &self.addr.port().to_string()])
+            .arg(format!("{login}@127.0.0.1"));
+        if !remote.is_empty() {
+            c.arg(remote);
+        }
+        c
+    }
+
     pub async fn stop(mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
