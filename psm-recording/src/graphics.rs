@@ -106,6 +106,24 @@ impl Canvas {
         Some(Self::new(x.saturating_add(w), y.saturating_add(h)))
     }
 
+    /// A picture event on its own: a canvas of exactly its size painted with it (its place
+    /// on the screen ignored). `None` for other events; an error for a bad picture.
+    pub fn of_picture(kind: &EventKind) -> Option<Result<Self, RecordingError>> {
+        let (_, _, width, height) = picture_rect(kind)?;
+        let mut c = match Self::new(width, height) {
+            Ok(c) => c,
+            Err(e) => return Some(Err(e)),
+        };
+        let painted = match kind {
+            EventKind::Frame { png, .. } => c.paint_png(0, 0, width, height, png),
+            EventKind::Pixels {
+                palette, indices, ..
+            } => c.paint_indexed(0, 0, width, height, palette, indices),
+            _ => Ok(()),
+        };
+        Some(painted.map(|()| c))
+    }
+
     fn black(width: u32, height: u32) -> Self {
         let px = width as usize * height as usize;
         let mut rgba = vec![0u8; px * 4];

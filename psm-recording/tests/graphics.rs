@@ -167,30 +167,16 @@ fn a_bad_pixels_event_is_refused_by_the_writer_and_a_bad_index_is_a_gap() {
     }
     // An index past the palette is well-formed on disk but cannot be painted: the
     // exporters skip it as a gap and keep going.
-    w.record_at(
-        Micros(1),
-        &EventKind::Pixels {
-            x: 0,
-            y: 0,
-            width: 2,
-            height: 1,
-            palette: vec![9, 9, 9],
-            indices: vec![0, 5],
-        },
-    )
-    .unwrap();
-    w.record_at(
-        Micros(2),
-        &EventKind::Pixels {
-            x: 0,
-            y: 0,
-            width: 2,
-            height: 1,
-            palette: vec![9, 9, 9],
-            indices: vec![0, 0],
-        },
-    )
-    .unwrap();
+    let two_pixels = |indices: Vec<u8>| EventKind::Pixels {
+        x: 0,
+        y: 0,
+        width: 2,
+        height: 1,
+        palette: vec![9, 9, 9],
+        indices,
+    };
+    w.record_at(Micros(1), &two_pixels(vec![0, 5])).unwrap();
+    w.record_at(Micros(2), &two_pixels(vec![0, 0])).unwrap();
     w.finish_at(Micros(3), "done").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut r = Reader::new(Cursor::new(sink.bytes()), ReadOptions::default()).unwrap();

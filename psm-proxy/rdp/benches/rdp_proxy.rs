@@ -344,20 +344,18 @@ fn rewrite(
                 y,
                 width,
                 height,
-                palette,
-                indices,
-            } if as_png => {
-                let mut c = Canvas::new(width, height).unwrap();
-                c.paint_indexed(0, 0, width, height, &palette, &indices)
-                    .unwrap();
-                EventKind::Frame {
-                    x,
-                    y,
-                    width,
-                    height,
-                    png: c.to_png().unwrap(),
-                }
-            }
+                ..
+            } if as_png => EventKind::Frame {
+                x,
+                y,
+                width,
+                height,
+                png: Canvas::of_picture(&ev.kind)
+                    .unwrap()
+                    .unwrap()
+                    .to_png()
+                    .unwrap(),
+            },
             EventKind::SessionEnd { reason: r } => {
                 (end, reason) = (ev.time, r);
                 continue;

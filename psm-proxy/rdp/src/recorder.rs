@@ -455,16 +455,11 @@ mod tests {
 
     /// The picture an event paints, as RGBA.
     fn painted(e: &EventKind) -> Vec<u8> {
-        let (_, _, w, h) = graphics::picture_rect(e).unwrap();
-        let mut c = graphics::Canvas::new(w, h).unwrap();
-        match e {
-            EventKind::Pixels {
-                palette, indices, ..
-            } => c.paint_indexed(0, 0, w, h, palette, indices).unwrap(),
-            EventKind::Frame { png, .. } => c.paint_png(0, 0, w, h, png).unwrap(),
-            _ => unreachable!(),
-        }
-        c.rgba().to_vec()
+        graphics::Canvas::of_picture(e)
+            .unwrap()
+            .unwrap()
+            .rgba()
+            .to_vec()
     }
 
     #[test]

@@ -56,25 +56,13 @@ pub fn export_frames<R: Read + Seek>(
                 EventKind::Frame { png, .. } if png.starts_with(&PNG_SIGNATURE) => {
                     std::borrow::Cow::Borrowed(png)
                 }
-                EventKind::Pixels {
-                    palette, indices, ..
-                } => {
-                    let mut region = match graphics::Canvas::new(width, height) {
-                        Ok(c) => c,
-                        Err(_) => {
-                            bad.push(e.time);
-                            return Ok(());
-                        }
-                    };
-                    if region
-                        .paint_indexed(0, 0, width, height, palette, indices)
-                        .is_err()
-                    {
+                EventKind::Pixels { .. } => match graphics::Canvas::of_picture(&e.kind) {
+                    Some(Ok(region)) => std::borrow::Cow::Owned(region.to_png()?),
+                    _ => {
                         bad.push(e.time);
                         return Ok(());
                     }
-                    std::borrow::Cow::Owned(region.to_png()?)
-                }
+                },
                 _ => {
                     bad.push(e.time);
                     return Ok(());
