@@ -13,8 +13,10 @@ pub struct ChannelPolicy {
     /// paste at most `Limits::max_clipboard_bytes`, recorded when
     /// `RecordingPolicy::capture_clipboard` is on. Browser sessions have no clipboard.
     pub clipboard: bool,
-    /// Drive redirection (`rdpdr` file system devices): not bridged by this version;
-    /// `RdpGateway::bind` refuses `true`.
+    /// Drive redirection: the target gets the session drive, a folder on the gateway
+    /// (`RdpGatewayConfig::drive`, which must be set), as a redirected drive; every file
+    /// the target reads or writes there is recorded ([`crate::drive`]). The user's own
+    /// drives are never relayed (the gateway terminates RDP on both sides).
     pub drives: bool,
     /// Printer redirection (`rdpdr` printer devices): not bridged by this version;
     /// `RdpGateway::bind` refuses `true`.
@@ -155,6 +157,9 @@ pub struct RdpGatewayConfig {
     pub target_security: TargetSecurity,
     /// The target used when a login names none (`alice` instead of `alice+web-01`).
     pub default_target: Option<String>,
+    /// Where session drives live and their limits; required when `channels.drives` is
+    /// allowed. Default none.
+    pub drive: Option<crate::drive::DriveConfig>,
 }
 
 impl RdpGatewayConfig {
@@ -172,6 +177,7 @@ impl RdpGatewayConfig {
             limits: Limits::default(),
             target_security: TargetSecurity::default(),
             default_target: None,
+            drive: None,
         }
     }
 }

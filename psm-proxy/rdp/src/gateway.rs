@@ -30,21 +30,33 @@ impl std::fmt::Debug for RdpGateway {
 }
 
 impl RdpGateway {
-    /// Binds the listener. Refuses a policy this version cannot enforce: drive and printer
-    /// redirection are not bridged, so allowing them is an error rather than a silent no.
-    /// (The clipboard is bridged, text only, for native clients: see `ChannelPolicy`.)
+    /// Binds the listener. Refuses a policy this version cannot enforce: printer redirection
+    /// is not bridged, so allowing it is an error rather than a silent no, and drives need
+    /// `RdpGatewayConfig::drive`. (The clipboard is bridged, text only, for native clients;
+    /// drives as the gateway-held session drive: see `ChannelPolicy`.)
     pub async fn bind(
         config: RdpGatewayConfig,
         identity: ServerIdentity,
         deps: GatewayDeps,
     ) -> Result<Self, RdpError> {
         let c = config.channels;
-        if c.drives || c.printers {
+        if c.printers {
             return Err(RdpError::Config(
-                "drive and printer redirection are not bridged by this version of the RDP \
-                 gateway: set them to denied"
+                "printer redirection is not bridged by this version of the RDP gateway: set \
+                 it to denied"
                     .into(),
             ));
+        }
+        match (&config.drive, c.drives) {
+            (None, true) => {
+                return Err(RdpError::Config(
+                    "drive redirection is allowed but no session drive is configured \
+                     (RdpGatewayConfig::drive: a directory for the session drives)"
+                        .into(),
+                ));
+            }
+            (Some(d), true) => d.validate().map_err(RdpError::Config)?,
+            _ => {}
         }
         let listener = TcpListener::bind(config.listen)
             .await

@@ -51,6 +51,7 @@ pub mod artifacts;
 pub mod clipboard;
 pub mod config;
 pub mod control;
+pub mod drive;
 pub mod error;
 pub mod gateway;
 pub mod input;

@@ -17,6 +17,8 @@
 //! - pointer moves (throttled) and clicks as text lines in `Input` events on channel 2
 //!   (`rdp-pointer`);
 //! - clipboard text as `Clipboard` events when capture is on;
+//! - the session drive's files as `FileTransfer` events on channel 3 (`rdp-drive`, opened
+//!   with the first one), its deletions and renames as markers ([`crate::drive`]);
 //! - markers for what the gateway did (pause, terminate, dropped input).
 //!
 //! Memory is bounded: the recorder holds one damage rectangle (merged), one frame being
@@ -46,6 +48,8 @@ use crate::screen::{Rect, Region, Screen};
 pub const KEYBOARD_CHANNEL: ChannelId = ChannelId(1);
 /// The pointer channel of an RDP recording.
 pub const POINTER_CHANNEL: ChannelId = ChannelId(2);
+/// The session drive's channel of an RDP recording.
+pub const DRIVE_CHANNEL: ChannelId = ChannelId(3);
 
 /// Creates the recording of each new session. An error refuses the session: PSM never
 /// proxies a session it cannot record.
@@ -102,6 +106,7 @@ enum Command {
     Input(InputEvent),
     Clipboard(ClipboardDirection, String),
     Marker(String),
+    Drive(crate::drive::DriveEvent),
     Finish(String, oneshot::Sender<Result<FinishedRecording, RdpError>>),
 }
 
@@ -152,6 +157,7 @@ impl Recorder {
             reported_drops: 0,
             failed: None,
             palette: Palette::new(),
+            drive_open: false,
         };
         tokio::spawn(task.run(rx));
         Ok(Self { tx, dropped })
@@ -172,6 +178,11 @@ impl Recorder {
     /// Records a marker.
     pub async fn marker(&self, label: impl Into<String>) {
         let _ = self.tx.send(Command::Marker(label.into())).await;
+    }
+
+    /// Records what the session drive reported.
+    pub async fn drive(&self, event: crate::drive::DriveEvent) {
+        let _ = self.tx.send(Command::Drive(event)).await;
     }
 
     /// Records the last frame, the end and `reason`, and seals the file.
@@ -199,6 +210,8 @@ struct Task {
     failed: Option<String>,
     /// The colours of the session's `Pixels` events so far.
     palette: Palette,
+    /// Whether the drive channel was opened in the recording.
+    drive_open: bool,
 }
 
 impl Task {
@@ -236,6 +249,44 @@ impl Task {
                         self.fail(e);
                     }
                 }
+            }
+        }
+    }
+
+    async fn drive(
+        &mut self,
+        event: crate::drive::DriveEvent,
+    ) -> Result<(), psm_recording::RecordingError> {
+        use crate::drive::DriveEvent;
+        match event {
+            DriveEvent::Note(label) => self.writer.record(EventKind::Marker { label }).await,
+            DriveEvent::Transfer {
+                path,
+                direction,
+                size,
+                blake3,
+            } => {
+                if !self.drive_open {
+                    self.writer
+                        .record(EventKind::ChannelOpen {
+                            channel: DRIVE_CHANNEL,
+                            kind: ChannelKind::Other {
+                                name: "rdp-drive".into(),
+                            },
+                        })
+                        .await?;
+                    self.drive_open = true;
+                }
+                self.writer
+                    .record(EventKind::FileTransfer(psm_recording::FileTransfer {
+                        channel: DRIVE_CHANNEL,
+                        direction,
+                        protocol: "rdp-drive".into(),
+                        path,
+                        size: Some(size),
+                        blake3,
+                    }))
+                    .await
             }
         }
     }
@@ -299,6 +350,7 @@ impl Task {
                 }
             }
             Command::Marker(label) => self.writer.record(EventKind::Marker { label }).await,
+            Command::Drive(event) => self.drive(event).await,
             Command::Finish(..) => Ok(()),
         };
         if let Err(e) = r {

@@ -84,6 +84,7 @@ pub struct ActiveSession {
     recorder: Recorder,
     ended: watch::Receiver<Option<String>>,
     dropped_input: std::sync::atomic::AtomicU64,
+    drive: Option<std::path::PathBuf>,
 }
 
 impl ActiveSession {
@@ -103,6 +104,13 @@ impl ActiveSession {
     /// The recorder (clipboard, markers).
     pub fn recorder(&self) -> &Recorder {
         &self.recorder
+    }
+
+    /// The session drive's folder on the gateway, when drives are allowed: files placed
+    /// here can be opened on the target, files the target writes here stay after the
+    /// session ([`crate::drive`]).
+    pub fn drive_dir(&self) -> Option<&std::path::Path> {
+        self.drive.as_deref()
     }
 
     /// Waits until the session has fully ended (recording sealed, PrivSession ended);
@@ -238,6 +246,14 @@ async fn connect_and_record(
     clipboard: Option<Arc<crate::clipboard::Link>>,
 ) -> Result<Arc<ActiveSession>, RdpError> {
     let deps = &shared.deps;
+    let drive = match (&shared.config.drive, shared.config.channels.drives) {
+        (Some(config), true) => Some(session_drive(config, id)?),
+        _ => None,
+    };
+    let (drive_dir, drive_channel, drive_events) = match drive {
+        Some((dir, channel, events)) => (Some(dir), Some(channel), Some(events)),
+        None => (None, None, None),
+    };
     let login = deps.targets.credential(id, auth).await?;
     let target = upstream::connect_with(
         auth,
@@ -247,6 +263,7 @@ async fn connect_and_record(
         shared.config.target_security,
         shared.config.limits.target_connect_timeout,
         clipboard.as_ref().map(|l| l.target_channel()),
+        drive_channel,
     )
     .await?;
     drop(login);
@@ -279,6 +296,11 @@ async fn connect_and_record(
     }
     let writer = deps.recordings.create(header).await?;
     let recorder = Recorder::start(writer, screen.clone(), shared.config.recording.clone()).await?;
+    if let Some(dir) = &drive_dir {
+        header_note_drive(&recorder, dir).await;
+    }
+    let drive_forward = drive_events
+        .map(|(events, rx)| tokio::spawn(forward_drive_events(events, rx, recorder.clone())));
     let control = Arc::new(SessionControl::new());
     let info = SessionInfo {
         id,
@@ -299,6 +321,7 @@ async fn connect_and_record(
         recorder: recorder.clone(),
         ended: ended_rx,
         dropped_input: std::sync::atomic::AtomicU64::new(0),
+        drive: drive_dir,
     });
     let registration = deps.registry.register(LiveSession {
         info,
@@ -362,6 +385,14 @@ async fn connect_and_record(
         // The client side watches `ended`; make sure it hears a terminate too.
         control.terminate(&reason);
         tracing::info!(session_id = %id, reason = %reason, "RDP session ending");
+        // The drive's last events (files closed as the session ended) go in before the seal.
+        if let Some(forward) = drive_forward
+            && tokio::time::timeout(Duration::from_secs(5), forward)
+                .await
+                .is_err()
+        {
+            tracing::warn!(session_id = %id, "the drive's last events were not recorded in time");
+        }
         if let Err(e) = recorder.finish(&reason).await {
             tracing::error!(session_id = %id, error = %e, "sealing the RDP recording failed");
         }
@@ -370,6 +401,63 @@ async fn connect_and_record(
         let _ = ended_tx.send(Some(reason));
     });
     Ok(session)
+}
+
+/// Creates the session drive: its folder, the `rdpdr` channel serving it, and the queue of
+/// its events.
+#[allow(clippy::type_complexity)]
+fn session_drive(
+    config: &crate::drive::DriveConfig,
+    id: SessionId,
+) -> Result<
+    (
+        std::path::PathBuf,
+        crate::drive::DriveChannel,
+        (
+            crate::drive::DriveEvents,
+            mpsc::Receiver<crate::drive::DriveEvent>,
+        ),
+    ),
+    RdpError,
+> {
+    let dir = config.create_session_dir(id).map_err(|e| {
+        RdpError::io(
+            format!("creating the session drive under {}", config.root.display()),
+            e,
+        )
+    })?;
+    let (events, rx) = crate::drive::DriveEvents::channel(1024);
+    let backend = crate::drive::SessionDrive::new(config, &dir, events.clone())
+        .map_err(|e| RdpError::io(format!("opening the session drive {}", dir.display()), e))?;
+    tracing::info!(session_id = %id, dir = %dir.display(), name = %config.name, "session drive ready");
+    Ok((dir, crate::drive::DriveChannel::new(backend), (events, rx)))
+}
+
+/// Marks in the recording where the session drive is kept.
+async fn header_note_drive(recorder: &Recorder, dir: &std::path::Path) {
+    recorder
+        .marker(format!("drive: session drive at {}", dir.display()))
+        .await;
+}
+
+/// Forwards the drive's events to the recorder until the drive is gone, then marks how many
+/// a full queue dropped.
+async fn forward_drive_events(
+    events: crate::drive::DriveEvents,
+    mut rx: mpsc::Receiver<crate::drive::DriveEvent>,
+    recorder: Recorder,
+) {
+    while let Some(event) = rx.recv().await {
+        recorder.drive(event).await;
+    }
+    let dropped = events.dropped();
+    if dropped > 0 {
+        recorder
+            .marker(format!(
+                "{dropped} drive events were not recorded (drive event queue full)"
+            ))
+            .await;
+    }
 }
 
 /// Pushes a screenshot of the whole desktop every `every` until the session ends.

@@ -149,10 +149,12 @@ pub async fn connect(
     security: TargetSecurity,
     timeout: Duration,
 ) -> Result<TargetSession, RdpError> {
-    connect_with(auth, login, width, height, security, timeout, None).await
+    connect_with(auth, login, width, height, security, timeout, None, None).await
 }
 
-/// [`connect`], with the target side of a clipboard bridge when it is given.
+/// [`connect`], with the target side of a clipboard bridge and the session drive when
+/// they are given.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn connect_with(
     auth: &Authorization,
     login: &TargetLogin,
@@ -161,10 +163,11 @@ pub(crate) async fn connect_with(
     security: TargetSecurity,
     timeout: Duration,
     clipboard: Option<ironrdp::cliprdr::CliprdrClient>,
+    drive: Option<crate::drive::DriveChannel>,
 ) -> Result<TargetSession, RdpError> {
     tokio::time::timeout(
         timeout,
-        connect_inner(auth, login, width, height, security, clipboard),
+        connect_inner(auth, login, width, height, security, clipboard, drive),
     )
     .await
     .map_err(|_| connect_err(auth, format!("no answer within {timeout:?}")))?
@@ -177,6 +180,7 @@ async fn connect_inner(
     height: u16,
     security: TargetSecurity,
     clipboard: Option<ironrdp::cliprdr::CliprdrClient>,
+    drive: Option<crate::drive::DriveChannel>,
 ) -> Result<TargetSession, RdpError> {
     let tcp = TcpStream::connect((auth.host.as_str(), auth.port))
         .await
@@ -192,6 +196,14 @@ async fn connect_inner(
     );
     if let Some(cliprdr) = clipboard {
         connector.attach_static_channel(cliprdr);
+    }
+    if let Some(drive) = drive {
+        connector.attach_static_channel(drive);
+        // Windows answers `rdpdr` only when `rdpsnd` is offered too ([MS-RDPEFS] appendix
+        // A <1>): a sound channel that plays nothing.
+        connector.attach_static_channel(ironrdp::rdpsnd::client::Rdpsnd::new(Box::new(
+            ironrdp::rdpsnd::client::NoopRdpsndBackend,
+        )));
     }
     let should_upgrade = ironrdp_async::connect_begin(&mut framed, &mut connector)
         .await
