@@ -657,9 +657,6 @@ impl SessionDrive {
     fn write(&mut self, req: &DeviceWriteRequest) -> Result<u32, NtStatus> {
         let len = req.write_data.len() as u64;
         let length = u32::try_from(len).map_err(|_| status(STATUS_INVALID_PARAMETER))?;
-        if self.written_total.saturating_add(len) > self.max_bytes {
-            return Err(status(STATUS_DISK_FULL));
-        }
         let open = self
             .files
             .get_mut(&req.device_io_request.file_id)
@@ -667,6 +664,9 @@ impl SessionDrive {
         let Handle::File(file) = &open.handle else {
             return Err(status(STATUS_FILE_IS_A_DIRECTORY));
         };
+        if self.written_total.saturating_add(len) > self.max_bytes {
+            return Err(status(STATUS_DISK_FULL));
+        }
         req.offset
             .checked_add(len)
             .ok_or(status(STATUS_INVALID_PARAMETER))?;

@@ -4,7 +4,8 @@
 //! to the gateway; the gateway authenticates the PSM user against the directory, opens a
 //! PrivSession (`Protocol::Rdp`), fetches the vaulted target credential through the
 //! control plane, logs in to the target with it (the user never sees it), records the
-//! session into `.psmr` (screen as PNG frames, keyboard, pointer), heartbeats, obeys
+//! session into `.psmr` (screen as raw palette pixels or PNG frames, keyboard, pointer,
+//! clipboard text and session-drive files where policy allows them), heartbeats, obeys
 //! terminate, and ends the session in the control plane however it ends.
 //!
 //! ```no_run
@@ -43,7 +44,7 @@
 //! [`screen`] (the shared decoded desktop), [`recorder`] (`.psmr`; psm-recording's
 //! [`graphics`](psm_recording::graphics) replays it, psm-pipeline exports it to video),
 //! [`web`] (RDP in the browser), [`access`] (directory and vault),
-//! [`control`] (pause, terminate, registry). `docs/rdp.md` has the design and its limits.
+//! [`control`] (pause, terminate, registry), [`drive`] (the session drive). `docs/rdp.md` has the design and its limits.
 
 pub mod access;
 pub mod artifacts;

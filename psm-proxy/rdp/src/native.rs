@@ -8,8 +8,9 @@
 //! credential cannot leak to the client, and a side channel (clipboard, drives, printers)
 //! exists only when the gateway bridges it. The gateway offers the client a `cliprdr`
 //! channel only when policy allows the clipboard (bridged as text by [`crate::clipboard`]),
-//! and never `rdpdr`: drive and printer redirection are denied, and allowing them is
-//! reported as unsupported at start-up.
+//! and never `rdpdr`: the user's own drives and printers are not relayed (ironrdp-server
+//! has no `rdpdr` server side). When policy allows drives, the target gets the gateway's
+//! session drive instead ([`crate::drive`], on the target side).
 
 use std::net::SocketAddr;
 use std::num::{NonZeroU16, NonZeroUsize};

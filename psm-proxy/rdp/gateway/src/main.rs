@@ -69,6 +69,14 @@ struct Args {
     /// The largest clipboard text passed, in bytes (larger pastes are refused).
     #[arg(long, default_value_t = 1 << 20)]
     max_clipboard_bytes: usize,
+    /// Give each session's target a drive held by the gateway (`DATA/drives/SESSION/`, shown
+    /// as `PSM`): files placed there can be opened on the target, files written there stay;
+    /// every file is recorded. Denied by default. The user's own drives are never relayed.
+    #[arg(long)]
+    allow_drive: bool,
+    /// The most bytes a target may write to its session drive, in MiB.
+    #[arg(long, default_value_t = 1024)]
+    drive_max_mib: u64,
     /// A remote control plane (`https://host:port`); unset: the node in the data directory.
     /// Users, targets and credentials then come from it (VerifyUser, GetCredential), and
     /// the data directory holds only recordings and the recording signing key.
@@ -170,6 +178,12 @@ async fn main() -> anyhow::Result<()> {
     config.screenshot_interval = Duration::from_secs(args.screenshot_seconds);
     config.channels.clipboard = args.allow_clipboard;
     config.limits.max_clipboard_bytes = args.max_clipboard_bytes;
+    if args.allow_drive {
+        let mut drive = psm_proxy_rdp::drive::DriveConfig::new(args.data.join("drives"));
+        drive.max_bytes = args.drive_max_mib.saturating_mul(1 << 20);
+        config.channels.drives = true;
+        config.drive = Some(drive);
+    }
     let signing_path = args.data.join("keys").join("recording-signing.key");
     let signing = match std::fs::read_to_string(&signing_path) {
         Ok(t) => psm_recording::SigningKey::from_text(t.trim())?,
