@@ -68,6 +68,16 @@ const MAX_NAME: usize = 255;
 /// Deepest path accepted.
 const MAX_DEPTH: usize = 32;
 
+/// The `FileTransfer` protocol of files the target reads or writes on the drive.
+pub const PROTOCOL: &str = "rdp-drive";
+/// The `FileTransfer` protocol of files a browser user uploads to or downloads from the
+/// drive through the gateway's page.
+pub const WEB_PROTOCOL: &str = "rdp-drive-web";
+/// Largest file moved through the browser page, in bytes (the websocket message bound).
+pub const MAX_WEB_FILE: usize = 16 << 20;
+/// Most names the browser page lists.
+pub const MAX_WEB_LISTING: usize = 1000;
+
 /// How the session drive is set up (`RdpGatewayConfig::drive`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DriveConfig {
@@ -127,6 +137,8 @@ pub enum DriveEvent {
     /// A file was read by the target (an upload: from the gateway's side to the target) or
     /// written by it (a download), reported when the target closes it.
     Transfer {
+        /// [`PROTOCOL`] for the target's files, [`WEB_PROTOCOL`] for the browser page's.
+        protocol: &'static str,
         /// The file's path on the drive, `NAME/dir/file`.
         path: String,
         /// Read by the target: `Upload`; written: `Download`.
@@ -597,6 +609,7 @@ impl SessionDrive {
         };
         if open.read.bytes > 0 {
             self.events.send(DriveEvent::Transfer {
+                protocol: PROTOCOL,
                 path: open.shown.clone(),
                 direction: TransferDirection::Upload,
                 size: open.read.bytes,
@@ -605,6 +618,7 @@ impl SessionDrive {
         }
         if open.written.bytes > 0 && !open.delete_on_close {
             self.events.send(DriveEvent::Transfer {
+                protocol: PROTOCOL,
                 path: open.shown.clone(),
                 direction: TransferDirection::Download,
                 size,
@@ -1076,6 +1090,115 @@ fn failed(request: DeviceIoRequest, s: NtStatus) -> RdpdrPdu {
     RdpdrPdu::DeviceCloseResponse(DeviceCloseResponse {
         device_io_response: DeviceIoResponse::new(request, s),
     })
+}
+
+/// A file name the browser page may upload or download: one path component, no `..`, no
+/// leading dot, no `/`, `\\`, `:` or control characters, at most 255 bytes.
+pub fn check_web_name(name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || name.len() > MAX_NAME
+        || name.starts_with('.')
+        || name
+            .chars()
+            .any(|c| c.is_control() || matches!(c, '/' | '\\' | ':'))
+    {
+        return Err(format!("{name:?} is not a file name the drive accepts"));
+    }
+    Ok(())
+}
+
+/// One entry of the browser page's listing.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct WebEntry {
+    /// The file's name in the drive's top folder.
+    pub name: String,
+    /// Its size in bytes (0 for a directory).
+    pub size: u64,
+    /// A directory (listed, not downloadable).
+    pub dir: bool,
+}
+
+/// The drive's top folder as the browser page lists it: sorted, without symbolic links or
+/// names that are not UTF-8, at most [`MAX_WEB_LISTING`] entries.
+pub fn web_listing(dir: &Path) -> io::Result<Vec<WebEntry>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let Ok(entry) = entry else { continue };
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        let Ok(m) = entry.metadata() else { continue };
+        if m.file_type().is_symlink() || check_web_name(&name).is_err() {
+            continue;
+        }
+        out.push(WebEntry {
+            name,
+            size: if m.is_dir() { 0 } else { m.len() },
+            dir: m.is_dir(),
+        });
+        if out.len() >= MAX_WEB_LISTING {
+            break;
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// Reads a file of the drive's top folder for the browser page (a regular file, not a
+/// link, at most [`MAX_WEB_FILE`] bytes).
+pub async fn web_read(dir: &Path, name: &str) -> Result<Vec<u8>, String> {
+    check_web_name(name)?;
+    let path = dir.join(name);
+    let m = tokio::fs::symlink_metadata(&path)
+        .await
+        .map_err(|e| format!("{name}: {e}"))?;
+    if !m.is_file() {
+        return Err(format!("{name} is not a file"));
+    }
+    if m.len() > MAX_WEB_FILE as u64 {
+        return Err(format!(
+            "{name} has {} bytes; the page moves at most {MAX_WEB_FILE}",
+            m.len()
+        ));
+    }
+    let mut data = Vec::with_capacity(m.len() as usize);
+    use tokio::io::AsyncReadExt as _;
+    tokio::fs::File::open(&path)
+        .await
+        .map_err(|e| format!("{name}: {e}"))?
+        .take(MAX_WEB_FILE as u64)
+        .read_to_end(&mut data)
+        .await
+        .map_err(|e| format!("{name}: {e}"))?;
+    Ok(data)
+}
+
+/// Writes a new file in the drive's top folder for the browser page: refused when the name
+/// exists (nothing on the drive is overwritten from the page); written under a temporary
+/// name and renamed, so the target never sees half a file.
+pub async fn web_write(dir: &Path, name: &str, data: &[u8]) -> Result<(), String> {
+    check_web_name(name)?;
+    if data.len() > MAX_WEB_FILE {
+        return Err(format!(
+            "{name} has {} bytes; the page moves at most {MAX_WEB_FILE}",
+            data.len()
+        ));
+    }
+    let path = dir.join(name);
+    if tokio::fs::symlink_metadata(&path).await.is_ok() {
+        return Err(format!("{name} already exists on the drive"));
+    }
+    let partial = dir.join(format!(
+        ".psm-upload-{}",
+        blake3::hash(name.as_bytes()).to_hex()
+    ));
+    tokio::fs::write(&partial, data)
+        .await
+        .map_err(|e| format!("{name}: {e}"))?;
+    // `link` + `unlink` instead of `rename`: fails if the target created the name meanwhile.
+    let linked = tokio::fs::hard_link(&partial, &path).await;
+    let _ = tokio::fs::remove_file(&partial).await;
+    linked.map_err(|e| format!("{name}: {e}"))
 }
 
 // RDPDR shared header bytes (component, packet id; little-endian).

@@ -39,25 +39,7 @@ impl RdpGateway {
         identity: ServerIdentity,
         deps: GatewayDeps,
     ) -> Result<Self, RdpError> {
-        let c = config.channels;
-        if c.printers {
-            return Err(RdpError::Config(
-                "printer redirection is not bridged by this version of the RDP gateway: set \
-                 it to denied"
-                    .into(),
-            ));
-        }
-        match (&config.drive, c.drives) {
-            (None, true) => {
-                return Err(RdpError::Config(
-                    "drive redirection is allowed but no session drive is configured \
-                     (RdpGatewayConfig::drive: a directory for the session drives)"
-                        .into(),
-                ));
-            }
-            (Some(d), true) => d.validate().map_err(RdpError::Config)?,
-            _ => {}
-        }
+        check_policy(&config)?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| RdpError::io(format!("listening on {}", config.listen), e))?;
@@ -180,3 +162,27 @@ impl RdpGateway {
 }
 
 use tokio::net::TcpStream;
+
+/// Refuses a policy this version cannot enforce (both the native and the browser gateway).
+pub(crate) fn check_policy(config: &RdpGatewayConfig) -> Result<(), RdpError> {
+    let c = config.channels;
+    if c.printers {
+        return Err(RdpError::Config(
+            "printer redirection is not bridged by this version of the RDP gateway: set \
+         it to denied"
+                .into(),
+        ));
+    }
+    match (&config.drive, c.drives) {
+        (None, true) => {
+            return Err(RdpError::Config(
+                "drive redirection is allowed but no session drive is configured \
+             (RdpGatewayConfig::drive: a directory for the session drives)"
+                    .into(),
+            ));
+        }
+        (Some(d), true) => d.validate().map_err(RdpError::Config)?,
+        _ => {}
+    }
+    Ok(())
+}

@@ -48,6 +48,7 @@
 
 pub mod access;
 pub mod artifacts;
+pub mod bitmaps;
 #[doc(hidden)]
 pub mod clipboard;
 pub mod config;

@@ -261,6 +261,7 @@ impl Task {
         match event {
             DriveEvent::Note(label) => self.writer.record(EventKind::Marker { label }).await,
             DriveEvent::Transfer {
+                protocol,
                 path,
                 direction,
                 size,
@@ -281,7 +282,7 @@ impl Task {
                     .record(EventKind::FileTransfer(psm_recording::FileTransfer {
                         channel: DRIVE_CHANNEL,
                         direction,
-                        protocol: "rdp-drive".into(),
+                        protocol: protocol.into(),
                         path,
                         size: Some(size),
                         blake3,

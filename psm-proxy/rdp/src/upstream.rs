@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use tokio_rustls::client::TlsStream;
 
 use crate::access::{Authorization, TargetLogin};
+use crate::bitmaps::{Normalized, Normalizer};
 use crate::config::TargetSecurity;
 use crate::error::RdpError;
 use crate::input::InputEvent;
@@ -48,6 +49,7 @@ impl NetworkClient for NoKdc {
 pub struct TargetSession {
     framed: TokioFramed<TargetStream>,
     stage: ActiveStage,
+    io_channel_id: u16,
     /// The desktop size the target chose.
     pub width: u16,
     /// See `width`.
@@ -252,6 +254,7 @@ async fn connect_inner(
     .map_err(|e| connect_err(auth, format!("login: {}", describe(&e))))?;
     let width = result.desktop_size.width;
     let height = result.desktop_size.height;
+    let io_channel_id = result.io_channel_id;
     let stage = ActiveStageBuilder {
         static_channels: result.static_channels,
         user_channel_id: result.user_channel_id,
@@ -266,6 +269,7 @@ async fn connect_inner(
     Ok(TargetSession {
         framed,
         stage,
+        io_channel_id,
         width,
         height,
     })
@@ -321,6 +325,8 @@ impl TargetSession {
         tokio::pin!(stop);
         let (mut reader, mut writer) = ironrdp_tokio::split_tokio_framed(self.framed);
         let stage = &mut self.stage;
+        let mut normalizer = Normalizer::new(self.width, self.height);
+        let io_channel_id = self.io_channel_id;
         let mut batch: Vec<InputEvent> = Vec::with_capacity(32);
         let end = loop {
             tokio::select! {
@@ -333,22 +339,45 @@ impl TargetSession {
                         }
                         Err(e) => break TargetEnd::Failed(format!("reading from the target: {e}")),
                     };
+                    // Padded bitmaps are cropped before the session paints them (see
+                    // `crate::bitmaps`).
+                    let rewritten = match action {
+                        ironrdp::pdu::Action::FastPath => match normalizer.normalize(&payload) {
+                            Normalized::Unchanged => None,
+                            Normalized::Rewritten(pdus) => Some(pdus),
+                        },
+                        ironrdp::pdu::Action::X224 => match normalizer.normalize_slow_path(&payload, io_channel_id) {
+                            Normalized::Unchanged => None,
+                            Normalized::Rewritten(pdus) => Some(pdus),
+                        },
+                    };
+                    // Rewritten PDUs are fast-path PDUs, whatever came in.
+                    let part_action = if rewritten.is_some() { ironrdp::pdu::Action::FastPath } else { action };
                     let outputs = screen.update(|image| {
-                        match stage.process(image, action, &payload) {
-                            Ok(outs) => {
-                                let rects = outs.iter().filter_map(|o| match o {
-                                    ActiveStageOutput::GraphicsUpdate(r) => Some(Rect {
-                                        x: r.left,
-                                        y: r.top,
-                                        width: r.right.saturating_sub(r.left).saturating_add(1),
-                                        height: r.bottom.saturating_sub(r.top).saturating_add(1),
-                                    }),
-                                    _ => None,
-                                }).collect();
-                                (Ok(outs), rects)
+                        let parts: Vec<&[u8]> = match &rewritten {
+                            Some(pdus) => pdus.iter().map(Vec::as_slice).collect(),
+                            None => vec![&payload[..]],
+                        };
+                        let mut all = Vec::new();
+                        let mut rects = Vec::new();
+                        for part in parts {
+                            match stage.process(image, part_action, part) {
+                                Ok(outs) => {
+                                    rects.extend(outs.iter().filter_map(|o| match o {
+                                        ActiveStageOutput::GraphicsUpdate(r) => Some(Rect {
+                                            x: r.left,
+                                            y: r.top,
+                                            width: r.right.saturating_sub(r.left).saturating_add(1),
+                                            height: r.bottom.saturating_sub(r.top).saturating_add(1),
+                                        }),
+                                        _ => None,
+                                    }));
+                                    all.extend(outs);
+                                }
+                                Err(e) => return (Err(e), rects),
                             }
-                            Err(e) => (Err(e), Vec::new()),
                         }
+                        (Ok(all), rects)
                     });
                     let outputs = match outputs {
                         Ok(o) => o,

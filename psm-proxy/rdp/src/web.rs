@@ -11,9 +11,20 @@
 //!   code), `{"type":"move","x":10,"y":20}`,
 //!   `{"type":"button","button":"left","down":true,"x":10,"y":20}`,
 //!   `{"type":"wheel","delta":120,"x":10,"y":20}`;
-//! - gateway → browser: text `{"type":"ready","session":"ID","width":W,"height":H}`,
-//!   `{"type":"error","message":"..."}`, `{"type":"end","reason":"..."}`; binary tiles:
-//!   byte `1`, then x, y, width, height as little-endian u16, then a PNG of that region.
+//! - gateway → browser: text
+//!   `{"type":"ready","session":"ID","width":W,"height":H,"drive":"PSM"}` (`drive` null
+//!   without a session drive), `{"type":"error","message":"..."}`,
+//!   `{"type":"end","reason":"..."}`; binary tiles: byte `1`, then x, y, width, height as
+//!   little-endian u16, then a PNG of that region.
+//! - the session drive ([`crate::drive`]), when policy allows drives: browser → gateway
+//!   `{"type":"files"}` (answered `{"type":"files","files":[{"name":..,"size":..,"dir":..}]}`),
+//!   `{"type":"download","name":"report.txt"}` (answered by a binary file message), and a
+//!   binary file message to upload: byte `2`, the name's length (u16 little-endian), the
+//!   name, the content (at most [`MAX_WEB_FILE`](crate::drive::MAX_WEB_FILE) bytes; a name
+//!   that exists is refused, nothing is overwritten). Failures are
+//!   `{"type":"file-error","message":"..."}` and the session goes on; an upload is
+//!   answered `{"type":"uploaded","name":..,"size":..}`. Each file moved is recorded as a
+//!   `FileTransfer` (`rdp-drive-web`, with its BLAKE3).
 //!
 //! A slow browser never makes the gateway queue frames: changes merge until the browser has
 //! taken the previous tile (the websocket send completes). Pause holds the stream, terminate
@@ -94,6 +105,13 @@ pub enum ClientMessage {
         /// Y.
         y: u16,
     },
+    /// List the session drive's top folder (when drives are allowed).
+    Files,
+    /// Download a file of the session drive's top folder.
+    Download {
+        /// Its name.
+        name: String,
+    },
 }
 
 /// Parses one browser message (bounded, strict: unknown fields are refused).
@@ -141,7 +159,9 @@ impl ClientMessage {
                 y,
             },
             ClientMessage::Wheel { delta, x, y } => InputEvent::Wheel { delta, x, y },
-            ClientMessage::Login { .. } => return None,
+            ClientMessage::Login { .. } | ClientMessage::Files | ClientMessage::Download { .. } => {
+                return None;
+            }
         })
     }
 }
@@ -166,6 +186,7 @@ impl WebGateway {
         config: RdpGatewayConfig,
         deps: GatewayDeps,
     ) -> Result<Self, RdpError> {
+        crate::gateway::check_policy(&config)?;
         let listener = TcpListener::bind(listen)
             .await
             .map_err(|e| RdpError::io(format!("listening on {listen}"), e))?;
@@ -207,8 +228,15 @@ async fn ws_handler(
     State(shared): State<Arc<Shared>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
 ) -> impl IntoResponse {
-    ws.max_message_size(MAX_MESSAGE)
-        .max_frame_size(MAX_MESSAGE)
+    // Uploads to the session drive are binary messages up to `MAX_WEB_FILE`; without a
+    // drive every message stays within `MAX_MESSAGE`.
+    let max = if shared.config.channels.drives && shared.config.drive.is_some() {
+        crate::drive::MAX_WEB_FILE + 1024
+    } else {
+        MAX_MESSAGE
+    };
+    ws.max_message_size(max)
+        .max_frame_size(max)
         .on_upgrade(move |socket| async move {
             if let Err(e) = browser_session(shared, socket, peer).await {
                 tracing::info!(peer = %peer, error = %e, "browser RDP connection ended with an error");
@@ -349,10 +377,15 @@ async fn browser_session(
     };
     let (sw, sh) = s.screen.size();
     socket
-        .send(text(serde_json::json!({"type":"ready","session":s.info.id.to_string(),"width":sw,"height":sh})))
+        .send(text(serde_json::json!({"type":"ready","session":s.info.id.to_string(),"width":sw,"height":sh,
+            "drive": s.drive_dir().and(shared.config.drive.as_ref()).map(|d| d.name.clone())})))
         .await
         .map_err(|e| RdpError::Client { peer: peer.to_string(), reason: e.to_string() })?;
     let watch = s.screen.watch();
+    let mut files = WebFiles {
+        drive: s.drive_dir().and(shared.config.drive.clone()),
+        uploaded: 0,
+    };
     let reason = loop {
         tokio::select! {
             r = s.control.terminated() => break r,
@@ -375,12 +408,30 @@ async fn browser_session(
             }
             m = socket.recv() => match m {
                 Some(Ok(Message::Text(t))) => match parse_client_message(&t) {
+                    Ok(ClientMessage::Files) => {
+                        let reply = files.list(&s).await;
+                        if socket.send(reply).await.is_err() {
+                            break "browser disconnected".to_owned();
+                        }
+                    }
+                    Ok(ClientMessage::Download { name }) => {
+                        let reply = files.download(&s, &name).await;
+                        if socket.send(reply).await.is_err() {
+                            break "browser disconnected".to_owned();
+                        }
+                    }
                     Ok(m) => if let Some(ev) = m.input() { s.input(ev) },
                     Err(e) => {
                         tracing::warn!(peer = %peer, session_id = %s.info.id, error = %e, "bad browser message");
                         break format!("browser sent a bad message: {e}");
                     }
                 },
+                Some(Ok(Message::Binary(b))) if b.first() == Some(&FILE_MESSAGE) => {
+                    let reply = files.upload(&s, &b).await;
+                    if socket.send(reply).await.is_err() {
+                        break "browser disconnected".to_owned();
+                    }
+                }
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break "browser disconnected".to_owned(),
                 Some(Ok(_)) => {}
             },
@@ -392,6 +443,132 @@ async fn browser_session(
         .await;
     let _ = socket.send(Message::Close(None)).await;
     Ok(())
+}
+
+/// The first byte of a binary message that carries a file (both ways): then the name's
+/// length (u16, little-endian), the name (UTF-8), and the content.
+pub const FILE_MESSAGE: u8 = 2;
+
+/// Splits a file message into its name and content.
+pub fn parse_file_message(b: &[u8]) -> Result<(&str, &[u8]), String> {
+    let [FILE_MESSAGE, lo, hi, rest @ ..] = b else {
+        return Err("not a file message".into());
+    };
+    let n = usize::from(u16::from_le_bytes([*lo, *hi]));
+    if rest.len() < n {
+        return Err("a file message shorter than its name".into());
+    }
+    let (name, data) = rest.split_at(n);
+    let name = std::str::from_utf8(name).map_err(|_| "a file name that is not UTF-8".to_owned())?;
+    Ok((name, data))
+}
+
+/// A file message for `name` with `data`.
+pub fn file_message(name: &str, data: &[u8]) -> Vec<u8> {
+    let name = &name.as_bytes()[..name.len().min(usize::from(u16::MAX))];
+    let mut m = Vec::with_capacity(3 + name.len() + data.len());
+    m.push(FILE_MESSAGE);
+    m.extend_from_slice(&(name.len() as u16).to_le_bytes());
+    m.extend_from_slice(name);
+    m.extend_from_slice(data);
+    m
+}
+
+/// The browser page's access to its session drive: list the top folder, upload new files
+/// (never overwriting), download files; each file moved is recorded as a transfer
+/// (`rdp-drive-web`). Refused while the session is paused.
+struct WebFiles {
+    drive: Option<crate::drive::DriveConfig>,
+    uploaded: u64,
+}
+
+fn file_error(message: String) -> Message {
+    text(serde_json::json!({"type":"file-error","message":message}))
+}
+
+impl WebFiles {
+    fn usable<'a>(
+        &'a self,
+        s: &'a crate::ActiveSession,
+    ) -> Result<(&'a std::path::Path, &'a crate::drive::DriveConfig), String> {
+        let (Some(dir), Some(drive)) = (s.drive_dir(), self.drive.as_ref()) else {
+            return Err("this session has no drive (policy)".into());
+        };
+        if s.control.is_paused() {
+            return Err("the session is paused".into());
+        }
+        Ok((dir, drive))
+    }
+
+    async fn list(&self, s: &crate::ActiveSession) -> Message {
+        let (dir, _) = match self.usable(s) {
+            Ok(d) => d,
+            Err(e) => return file_error(e),
+        };
+        let dir = dir.to_owned();
+        match tokio::task::spawn_blocking(move || crate::drive::web_listing(&dir)).await {
+            Ok(Ok(files)) => text(serde_json::json!({"type":"files","files":files})),
+            Ok(Err(e)) => file_error(format!("listing the drive: {e}")),
+            Err(e) => file_error(format!("listing the drive: {e}")),
+        }
+    }
+
+    async fn download(&self, s: &crate::ActiveSession, name: &str) -> Message {
+        let (dir, drive) = match self.usable(s) {
+            Ok(d) => d,
+            Err(e) => return file_error(e),
+        };
+        match crate::drive::web_read(dir, name).await {
+            Ok(data) => {
+                s.recorder()
+                    .drive(crate::drive::DriveEvent::Transfer {
+                        protocol: crate::drive::WEB_PROTOCOL,
+                        path: format!("{}/{name}", drive.name),
+                        direction: psm_recording::TransferDirection::Download,
+                        size: data.len() as u64,
+                        blake3: Some(*blake3::hash(&data).as_bytes()),
+                    })
+                    .await;
+                tracing::info!(session_id = %s.info.id, file = %name, bytes = data.len(), "drive file downloaded by the browser");
+                Message::Binary(file_message(name, &data).into())
+            }
+            Err(e) => file_error(e),
+        }
+    }
+
+    async fn upload(&mut self, s: &crate::ActiveSession, message: &[u8]) -> Message {
+        let (dir, drive) = match self.usable(s) {
+            Ok(d) => d,
+            Err(e) => return file_error(e),
+        };
+        let (name, data) = match parse_file_message(message) {
+            Ok(m) => m,
+            Err(e) => return file_error(e),
+        };
+        let size = data.len() as u64;
+        if self.uploaded.saturating_add(size) > drive.max_bytes {
+            return file_error(format!(
+                "uploading {name} would pass this session's drive limit ({} bytes)",
+                drive.max_bytes
+            ));
+        }
+        if let Err(e) = crate::drive::web_write(dir, name, data).await {
+            return file_error(e);
+        }
+        s.recorder()
+            .drive(crate::drive::DriveEvent::Transfer {
+                protocol: crate::drive::WEB_PROTOCOL,
+                path: format!("{}/{name}", drive.name),
+                direction: psm_recording::TransferDirection::Upload,
+                size,
+                blake3: Some(*blake3::hash(data).as_bytes()),
+            })
+            .await;
+        tracing::info!(session_id = %s.info.id, file = %name, bytes = size, "drive file uploaded by the browser");
+        let reply = text(serde_json::json!({"type":"uploaded","name":name,"size":size}));
+        self.uploaded += size;
+        reply
+    }
 }
 
 #[cfg(test)]

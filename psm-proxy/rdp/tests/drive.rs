@@ -255,12 +255,14 @@ fn files_are_read_and_written_inside_the_folder_and_reported() {
         d.events(),
         vec![
             DriveEvent::Transfer {
+                protocol: "rdp-drive",
                 path: "PSM/notes.txt".into(),
                 direction: TransferDirection::Download,
                 size: 11,
                 blake3: Some(hash),
             },
             DriveEvent::Transfer {
+                protocol: "rdp-drive",
                 path: "PSM/notes.txt".into(),
                 direction: TransferDirection::Upload,
                 size: 11,

@@ -91,10 +91,44 @@ async fn freerdp_through_the_gateway_to_xrdp() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let shot = dir.path().join("client.png");
     display.screenshot(&shot);
+    // Kept for a person to look at (the comparison below cannot tell a garbled screen
+    // that both sides share).
+    let _ = std::fs::copy(
+        &shot,
+        std::env::temp_dir().join("psm-rdp-native-client.png"),
+    );
     let after = live.screen.snapshot();
     assert_ne!(
         before.rgba, after.rgba,
         "typing changed the target's screen"
+    );
+    // The gateway's decoded screen is the target's screen, pixel for pixel (a bitmap decoded
+    // at the wrong stride shears text and fails this, whatever the client then shows).
+    let truth = dir.path().join("target.png");
+    target_screenshot(&truth);
+    let decoded = dir.path().join("decoded.png");
+    std::fs::write(
+        &decoded,
+        graphics::encode_png(
+            after.rect.width.into(),
+            after.rect.height.into(),
+            &after.rgba,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let wrong = ae_difference(&truth, &decoded);
+    let _ = std::fs::copy(
+        &decoded,
+        std::env::temp_dir().join("psm-rdp-native-decoded.png"),
+    );
+    let _ = std::fs::copy(
+        &truth,
+        std::env::temp_dir().join("psm-rdp-native-target.png"),
+    );
+    assert!(
+        wrong * 2000 < u64::from(after.rect.width) * u64::from(after.rect.height),
+        "the gateway's screen differs from the target's own display in {wrong} pixels"
     );
 
     // Terminate through the control plane: the gateway sees it on its next heartbeat.

@@ -717,3 +717,26 @@ pub async fn gateway(
         signer,
     }
 }
+
+/// A screenshot of the target's own X display (the xorgxrdp server of `TARGET_USER`'s
+/// session, read with its X authority): what is really on the target's screen, to check
+/// the gateway's decoded screen against.
+pub fn target_screenshot(out: &Path) {
+    let ps = Command::new("pgrep")
+        .args(["-u", TARGET_USER, "-a", "Xorg"])
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&ps.stdout);
+    let display = listing
+        .split_whitespace()
+        .find(|w| w.starts_with(':') && w[1..].parse::<u32>().is_ok())
+        .unwrap_or_else(|| panic!("no Xorg display of {TARGET_USER} in: {listing}"))
+        .to_owned();
+    let status = Command::new("import")
+        .args(["-display", &display, "-window", "root"])
+        .arg(out)
+        .env("XAUTHORITY", format!("/home/{TARGET_USER}/.Xauthority"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "import -display {display} -window root");
+}
