@@ -27,7 +27,7 @@ use ironrdp::graphics::rdp6::BitmapStreamDecoder;
 use ironrdp::graphics::rle::{self, RlePixelFormat};
 use ironrdp::pdu::bitmap::{BitmapData, BitmapUpdateData, Compression};
 use ironrdp::pdu::fast_path::{FastPathHeader, FastPathUpdatePdu, Fragmentation, UpdateCode};
-use ironrdp::pdu::geometry::{InclusiveRectangle, Rectangle as _};
+use ironrdp::pdu::geometry::InclusiveRectangle;
 
 /// Largest fragmented bitmap update reassembled, in bytes.
 pub const MAX_REASSEMBLY: usize = 8 << 20;
@@ -212,8 +212,10 @@ impl Normalizer {
             tracing::trace!(rect = ?b.rectangle, width = b.width, height = b.height, bpp = b.bits_per_pixel,
                 flags = ?b.compression_flags, "bitmap");
         }
-        let mismatched =
-            |b: &BitmapData<'_>| b.width != b.rectangle.width() || b.height != b.rectangle.height();
+        // A rectangle whose right is left of its left (or bottom above its top) has no size:
+        // ironrdp's `width()` would overflow on it, so it counts as mismatched and is dropped
+        // below.
+        let mismatched = |b: &BitmapData<'_>| rect_size(&b.rectangle) != Some((b.width, b.height));
         if !update.rectangles.iter().any(mismatched) {
             return None;
         }
@@ -314,8 +316,9 @@ impl Normalizer {
         if rows.len() != w * h * bytes {
             return None;
         }
-        let keep_w = w.min(usize::from(b.rectangle.width()));
-        let keep_h = h.min(usize::from(b.rectangle.height()));
+        let (rect_w, rect_h) = rect_size(&b.rectangle)?;
+        let keep_w = w.min(usize::from(rect_w));
+        let keep_h = h.min(usize::from(rect_h));
         if keep_w == 0 || keep_h == 0 {
             return None;
         }
@@ -336,6 +339,7 @@ impl Normalizer {
                 data.resize(data.len() + (row_out - keep_w * bytes), 0);
             }
             let left = b.rectangle.left;
+            // Within the (valid) rectangle: these cannot overflow.
             let band_top = b.rectangle.top + top as u16;
             bands.push(Raw {
                 rect: InclusiveRectangle {
@@ -353,6 +357,13 @@ impl Normalizer {
         }
         Some(bands)
     }
+}
+
+/// Width and height of an inclusive rectangle, `None` when it is inverted.
+fn rect_size(r: &InclusiveRectangle) -> Option<(u16, u16)> {
+    let w = r.right.checked_sub(r.left)?.checked_add(1)?;
+    let h = r.bottom.checked_sub(r.top)?.checked_add(1)?;
+    Some((w, h))
 }
 
 /// One update as a PDU of its own (unchanged bytes).

@@ -18,8 +18,11 @@ pub struct ChannelPolicy {
     /// the target reads or writes there is recorded ([`crate::drive`]). The user's own
     /// drives are never relayed (the gateway terminates RDP on both sides).
     pub drives: bool,
-    /// Printer redirection (`rdpdr` printer devices): not bridged by this version;
-    /// `RdpGateway::bind` refuses `true`.
+    /// Printer redirection: the target gets the session printer (`PSM Printer`, a
+    /// PostScript printer held by the gateway); each print job is saved in the session
+    /// folder (`RdpGatewayConfig::drive`, which must be set) as `print-NNN.ps` and recorded
+    /// ([`crate::drive`]). The user's own printers are never relayed. xrdp has no printer
+    /// redirection: this is for Windows targets.
     pub printers: bool,
 }
 

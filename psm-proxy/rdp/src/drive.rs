@@ -46,9 +46,9 @@ use ironrdp::rdpdr::pdu::efs::{
     FileFsVolumeInformation, FileFullDirectoryInformation, FileInformationClass,
     FileInformationClassLevel, FileNamesInformation, FileStandardInformation, FileSystemAttributes,
     FileSystemInformationClass, FileSystemInformationClassLevel, Information, NtStatus,
-    ServerDeviceAnnounceResponse, ServerDriveIoRequest, ServerDriveQueryDirectoryRequest,
-    ServerDriveQueryInformationRequest, ServerDriveQueryVolumeInformationRequest,
-    ServerDriveSetInformationRequest,
+    PrinterIoRequest, ServerDeviceAnnounceResponse, ServerDriveIoRequest,
+    ServerDriveQueryDirectoryRequest, ServerDriveQueryInformationRequest,
+    ServerDriveQueryVolumeInformationRequest, ServerDriveSetInformationRequest,
 };
 use ironrdp::rdpdr::pdu::esc::{ScardCall, ScardIoCtlCode};
 use ironrdp::rdpdr::{Rdpdr, RdpdrBackend};
@@ -58,6 +58,12 @@ use tokio::sync::mpsc;
 
 /// The device id of the session drive in the `rdpdr` channel.
 pub const DEVICE_ID: u32 = 1;
+/// The device id of the session printer in the `rdpdr` channel.
+pub const PRINTER_DEVICE_ID: u32 = 2;
+/// The session printer's name on the target.
+pub const PRINTER_NAME: &str = "PSM Printer";
+/// The `FileTransfer` protocol of print jobs the target sends to the session printer.
+pub const PRINTER_PROTOCOL: &str = "rdp-printer";
 /// Most bytes one read request is answered with (a shorter read is legal; the target asks
 /// again for the rest).
 pub const MAX_READ: u32 = 1 << 20;
@@ -407,6 +413,9 @@ pub struct SessionDrive {
     max_open: usize,
     written_total: u64,
     files: HashMap<u32, Open>,
+    /// Print jobs being received: file id → (the job's file, its name, its bytes).
+    jobs: HashMap<u32, (fs::File, String, Flow)>,
+    printed: u32,
     next_id: u32,
     events: DriveEvents,
 }
@@ -434,6 +443,8 @@ impl SessionDrive {
             max_open: config.max_open_files,
             written_total: 0,
             files: HashMap::new(),
+            jobs: HashMap::new(),
+            printed: 0,
             next_id: 1,
             events,
         })
@@ -480,7 +491,7 @@ impl SessionDrive {
         loop {
             let id = self.next_id;
             self.next_id = self.next_id.wrapping_add(1).max(1);
-            if !self.files.contains_key(&id) {
+            if !self.files.contains_key(&id) && !self.jobs.contains_key(&id) {
                 return id;
             }
         }
@@ -886,6 +897,72 @@ impl SessionDrive {
     }
 }
 
+impl SessionDrive {
+    /// A new print job: a file `print-NNN.ps` in the session folder (the target's printer
+    /// driver writes PostScript).
+    fn print_start(&mut self) -> Result<u32, NtStatus> {
+        if self.files.len() + self.jobs.len() >= self.max_open {
+            return Err(status(STATUS_INSUFFICIENT_RESOURCES));
+        }
+        for _ in 0..1000 {
+            self.printed += 1;
+            let name = format!("print-{:03}.ps", self.printed);
+            match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(self.root.join(&name))
+            {
+                Ok(file) => {
+                    let id = self.new_file_id();
+                    self.jobs.insert(id, (file, name, Flow::default()));
+                    return Ok(id);
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(io_status(&e)),
+            }
+        }
+        Err(NtStatus::OBJECT_NAME_COLLISION)
+    }
+
+    fn print_write(&mut self, req: &DeviceWriteRequest) -> Result<u32, NtStatus> {
+        let len = req.write_data.len() as u64;
+        let length = u32::try_from(len).map_err(|_| status(STATUS_INVALID_PARAMETER))?;
+        let (file, _, flow) = self
+            .jobs
+            .get_mut(&req.device_io_request.file_id)
+            .ok_or(status(STATUS_INVALID_HANDLE))?;
+        if self.written_total.saturating_add(len) > self.max_bytes {
+            return Err(status(STATUS_DISK_FULL));
+        }
+        // A print job is a stream: its bytes are appended in the order they come.
+        let at = flow.bytes;
+        file.write_all_at(&req.write_data, at)
+            .map_err(|e| io_status(&e))?;
+        flow.feed(at, &req.write_data);
+        self.written_total += len;
+        Ok(length)
+    }
+
+    fn print_end(&mut self, file_id: u32) -> NtStatus {
+        let Some((_, name, flow)) = self.jobs.remove(&file_id) else {
+            return status(STATUS_INVALID_HANDLE);
+        };
+        let path = format!("{}/{name}", self.name);
+        self.events.send(DriveEvent::Transfer {
+            protocol: PRINTER_PROTOCOL,
+            path: path.clone(),
+            direction: TransferDirection::Download,
+            size: flow.bytes,
+            blake3: flow.whole(flow.bytes),
+        });
+        self.events.send(DriveEvent::Note(format!(
+            "printer: a print job of {} bytes saved as {path}",
+            flow.bytes
+        )));
+        NtStatus::SUCCESS
+    }
+}
+
 impl Stat {
     fn of_level_supported(level: FileInformationClassLevel) -> Option<()> {
         [
@@ -990,6 +1067,39 @@ impl RdpdrBackend for SessionDrive {
     ) -> PduResult<()> {
         // No smart card is announced, so the library never routes one here.
         Ok(())
+    }
+
+    fn handle_printer_io_request(&mut self, req: PrinterIoRequest) -> PduResult<Vec<SvcMessage>> {
+        let reply = match req {
+            PrinterIoRequest::Create(r) => {
+                let (s, file_id) = match self.print_start() {
+                    Ok(id) => (NtStatus::SUCCESS, id),
+                    Err(s) => (s, 0),
+                };
+                RdpdrPdu::DeviceCreateResponse(DeviceCreateResponse {
+                    device_io_reply: DeviceIoResponse::new(r.device_io_request, s),
+                    file_id,
+                    information: Information::FILE_OPENED,
+                })
+            }
+            PrinterIoRequest::Write(r) => {
+                let (s, length) = match self.print_write(&r) {
+                    Ok(n) => (NtStatus::SUCCESS, n),
+                    Err(s) => (s, 0),
+                };
+                RdpdrPdu::DeviceWriteResponse(DeviceWriteResponse {
+                    device_io_reply: DeviceIoResponse::new(r.device_io_request, s),
+                    length,
+                })
+            }
+            PrinterIoRequest::Close(DeviceCloseRequest { device_io_request }) => {
+                let s = self.print_end(device_io_request.file_id);
+                RdpdrPdu::DeviceCloseResponse(DeviceCloseResponse {
+                    device_io_response: DeviceIoResponse::new(device_io_request, s),
+                })
+            }
+        };
+        Ok(vec![SvcMessage::from(reply)])
     }
 
     fn handle_drive_io_request(&mut self, req: ServerDriveIoRequest) -> PduResult<Vec<SvcMessage>> {
@@ -1224,16 +1334,29 @@ ironrdp::core::impl_as_any!(DriveChannel);
 impl DriveChannel {
     /// The channel serving `drive` as `name` (checked by [`DriveConfig::validate`]).
     pub fn new(drive: SessionDrive) -> Self {
+        Self::with_devices(drive, true, false)
+    }
+
+    /// The channel announcing the drive (when `drive_device`) and the session printer
+    /// [`PRINTER_NAME`] (when `printer`), whose jobs are saved in the session folder as
+    /// `print-NNN.ps` and recorded (protocol [`PRINTER_PROTOCOL`]).
+    pub fn with_devices(drive: SessionDrive, drive_device: bool, printer: bool) -> Self {
         let mut dos_name = [0u8; 8];
         for (d, b) in dos_name.iter_mut().zip(drive.name.bytes().take(7)) {
             *d = b.to_ascii_uppercase();
         }
         let name = drive.name.clone();
         let events = drive.events.clone();
-        let mut inner = Rdpdr::new(Box::new(drive), "psm-gateway".into()).with_drives(None);
-        // The announce this returns is sent by the library itself after the target's
-        // Client ID Confirm or User Logged On (patched below).
-        let _ = inner.add_drive(DEVICE_ID, name);
+        let mut inner = Rdpdr::new(Box::new(drive), "psm-gateway".into());
+        if drive_device {
+            inner = inner.with_drives(None);
+            // The announce this returns is sent by the library itself after the target's
+            // Client ID Confirm or User Logged On (patched below).
+            let _ = inner.add_drive(DEVICE_ID, name);
+        }
+        if printer {
+            inner = inner.with_printer(PRINTER_DEVICE_ID, PRINTER_NAME.into());
+        }
         Self {
             inner,
             dos_name,

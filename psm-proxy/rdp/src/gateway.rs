@@ -30,10 +30,10 @@ impl std::fmt::Debug for RdpGateway {
 }
 
 impl RdpGateway {
-    /// Binds the listener. Refuses a policy this version cannot enforce: printer redirection
-    /// is not bridged, so allowing it is an error rather than a silent no, and drives need
-    /// `RdpGatewayConfig::drive`. (The clipboard is bridged, text only, for native clients;
-    /// drives as the gateway-held session drive: see `ChannelPolicy`.)
+    /// Binds the listener. Refuses a policy this version cannot enforce: drives and printers
+    /// need `RdpGatewayConfig::drive`. (The clipboard is bridged, text only, for native
+    /// clients; drives and printers as the gateway-held session drive and printer: see
+    /// `ChannelPolicy`.)
     pub async fn bind(
         config: RdpGatewayConfig,
         identity: ServerIdentity,
@@ -166,18 +166,12 @@ use tokio::net::TcpStream;
 /// Refuses a policy this version cannot enforce (both the native and the browser gateway).
 pub(crate) fn check_policy(config: &RdpGatewayConfig) -> Result<(), RdpError> {
     let c = config.channels;
-    if c.printers {
-        return Err(RdpError::Config(
-            "printer redirection is not bridged by this version of the RDP gateway: set \
-         it to denied"
-                .into(),
-        ));
-    }
-    match (&config.drive, c.drives) {
+    match (&config.drive, c.drives || c.printers) {
         (None, true) => {
             return Err(RdpError::Config(
-                "drive redirection is allowed but no session drive is configured \
-             (RdpGatewayConfig::drive: a directory for the session drives)"
+                "drive or printer redirection is allowed but no session drive is configured \
+                 (RdpGatewayConfig::drive: a directory for the session drives, where print \
+                 jobs are saved too)"
                     .into(),
             ));
         }

@@ -246,8 +246,9 @@ async fn connect_and_record(
     clipboard: Option<Arc<crate::clipboard::Link>>,
 ) -> Result<Arc<ActiveSession>, RdpError> {
     let deps = &shared.deps;
-    let drive = match (&shared.config.drive, shared.config.channels.drives) {
-        (Some(config), true) => Some(session_drive(config, id)?),
+    let channels = shared.config.channels;
+    let drive = match (&shared.config.drive, channels.drives || channels.printers) {
+        (Some(config), true) => Some(session_drive(config, id, channels)?),
         _ => None,
     };
     let (drive_dir, drive_channel, drive_events) = match drive {
@@ -409,6 +410,7 @@ async fn connect_and_record(
 fn session_drive(
     config: &crate::drive::DriveConfig,
     id: SessionId,
+    channels: crate::config::ChannelPolicy,
 ) -> Result<
     (
         std::path::PathBuf,
@@ -430,7 +432,9 @@ fn session_drive(
     let backend = crate::drive::SessionDrive::new(config, &dir, events.clone())
         .map_err(|e| RdpError::io(format!("opening the session drive {}", dir.display()), e))?;
     tracing::info!(session_id = %id, dir = %dir.display(), name = %config.name, "session drive ready");
-    Ok((dir, crate::drive::DriveChannel::new(backend), (events, rx)))
+    let channel =
+        crate::drive::DriveChannel::with_devices(backend, channels.drives, channels.printers);
+    Ok((dir, channel, (events, rx)))
 }
 
 /// Marks in the recording where the session drive is kept.

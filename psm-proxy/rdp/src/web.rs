@@ -230,7 +230,8 @@ async fn ws_handler(
 ) -> impl IntoResponse {
     // Uploads to the session drive are binary messages up to `MAX_WEB_FILE`; without a
     // drive every message stays within `MAX_MESSAGE`.
-    let max = if shared.config.channels.drives && shared.config.drive.is_some() {
+    let c = shared.config.channels;
+    let max = if (c.drives || c.printers) && shared.config.drive.is_some() {
         crate::drive::MAX_WEB_FILE + 1024
     } else {
         MAX_MESSAGE

@@ -9,8 +9,8 @@ use std::path::Path;
 use ironrdp::svc::SvcProcessor as _;
 use proptest::prelude::*;
 use psm_proxy_rdp::drive::{
-    DEVICE_ID, DriveChannel, DriveConfig, DriveEvent, DriveEvents, MAX_READ, SessionDrive,
-    matches_pattern, patch_dos_name,
+    DEVICE_ID, DriveChannel, DriveConfig, DriveEvent, DriveEvents, MAX_READ, PRINTER_DEVICE_ID,
+    SessionDrive, matches_pattern, patch_dos_name,
 };
 use psm_recording::TransferDirection;
 use tokio::sync::mpsc;
@@ -92,9 +92,13 @@ impl Drive {
     }
 
     fn irp(&mut self, file_id: u32, major: u32, minor: u32, body: &[u8]) -> Reply {
+        self.irp_to(DEVICE_ID, file_id, major, minor, body)
+    }
+
+    fn irp_to(&mut self, device: u32, file_id: u32, major: u32, minor: u32, body: &[u8]) -> Reply {
         self.completion += 1;
         let mut p = b"rDRI".to_vec();
-        p.extend(u32s(&[DEVICE_ID, file_id, self.completion, major, minor]));
+        p.extend(u32s(&[device, file_id, self.completion, major, minor]));
         p.extend_from_slice(body);
         let mut out = self.raw(&p);
         assert_eq!(out.len(), 1, "one completion per request");
@@ -552,6 +556,78 @@ fn the_drive_is_announced_with_its_dos_name() {
         DEVICE_ID
     );
     assert_eq!(&list[16..24], b"PSM\0\0\0\0\0");
+}
+
+#[test]
+fn print_jobs_are_saved_in_the_folder_and_recorded() {
+    let (_outer, folder, config) = setup();
+    let (events, rx) = DriveEvents::channel(64);
+    let backend = SessionDrive::new(&config, &folder, events).unwrap();
+    let mut d = Drive {
+        channel: DriveChannel::with_devices(backend, false, true),
+        events: rx,
+        completion: 0,
+    };
+    // Announced as a printer only (no drive) after User Logged On.
+    let out = d.raw(b"rDLU");
+    assert_eq!(&out[0][..4], b"rDAD");
+    assert_eq!(u32::from_le_bytes(out[0][4..8].try_into().unwrap()), 1);
+    assert_eq!(
+        u32::from_le_bytes(out[0][8..12].try_into().unwrap()),
+        4,
+        "a printer"
+    );
+    assert_eq!(
+        u32::from_le_bytes(out[0][12..16].try_into().unwrap()),
+        PRINTER_DEVICE_ID
+    );
+    // The drive is not there.
+    assert!(
+        d.raw(&{
+            let mut p = b"rDRI".to_vec();
+            p.extend(u32s(&[DEVICE_ID, 0, 1, 0, 0]));
+            p
+        })
+        .is_empty()
+    );
+
+    let job = b"%!PS-Adobe-3.0\n/Helvetica findfont 12 scalefont setfont\nshowpage\n";
+    for round in 1..=2 {
+        let mut create = u32s(&[0x40000000]);
+        create.extend(0u64.to_le_bytes());
+        create.extend(u32s(&[0, 0, FILE_OVERWRITE_IF, 0, 0]));
+        let r = d.irp_to(PRINTER_DEVICE_ID, 0, 0, 0, &create);
+        assert_eq!(r.status, SUCCESS);
+        let id = r.u32_at(0);
+        for piece in job.chunks(20) {
+            let mut w = u32s(&[piece.len() as u32]);
+            w.extend(0u64.to_le_bytes());
+            w.extend([0; 20]);
+            w.extend_from_slice(piece);
+            assert_eq!(d.irp_to(PRINTER_DEVICE_ID, id, 4, 0, &w).status, SUCCESS);
+        }
+        assert_eq!(
+            d.irp_to(PRINTER_DEVICE_ID, id, 2, 0, &[0; 32]).status,
+            SUCCESS
+        );
+        let name = format!("print-{round:03}.ps");
+        assert_eq!(std::fs::read(folder.join(&name)).unwrap(), job);
+        let events = d.events();
+        assert_eq!(
+            events[0],
+            DriveEvent::Transfer {
+                protocol: "rdp-printer",
+                path: format!("PSM/{name}"),
+                direction: TransferDirection::Download,
+                size: job.len() as u64,
+                blake3: Some(*blake3::hash(job).as_bytes()),
+            }
+        );
+        assert!(
+            matches!(&events[1], DriveEvent::Note(n) if n.contains(&name)),
+            "{events:?}"
+        );
+    }
 }
 
 #[test]

@@ -74,7 +74,12 @@ struct Args {
     /// every file is recorded. Denied by default. The user's own drives are never relayed.
     #[arg(long)]
     allow_drive: bool,
-    /// The most bytes a target may write to its session drive, in MiB.
+    /// Give each session's target a printer held by the gateway (`PSM Printer`, for Windows
+    /// targets): each print job is saved as `DATA/drives/SESSION/print-NNN.ps` and recorded.
+    /// Denied by default.
+    #[arg(long)]
+    allow_printer: bool,
+    /// The most bytes a target may write to its session drive (print jobs included), in MiB.
     #[arg(long, default_value_t = 1024)]
     drive_max_mib: u64,
     /// A remote control plane (`https://host:port`); unset: the node in the data directory.
@@ -178,10 +183,11 @@ async fn main() -> anyhow::Result<()> {
     config.screenshot_interval = Duration::from_secs(args.screenshot_seconds);
     config.channels.clipboard = args.allow_clipboard;
     config.limits.max_clipboard_bytes = args.max_clipboard_bytes;
-    if args.allow_drive {
+    if args.allow_drive || args.allow_printer {
         let mut drive = psm_proxy_rdp::drive::DriveConfig::new(args.data.join("drives"));
         drive.max_bytes = args.drive_max_mib.saturating_mul(1 << 20);
-        config.channels.drives = true;
+        config.channels.drives = args.allow_drive;
+        config.channels.printers = args.allow_printer;
         config.drive = Some(drive);
     }
     let signing_path = args.data.join("keys").join("recording-signing.key");
