@@ -345,8 +345,8 @@ impl Normalizer {
                 rect: InclusiveRectangle {
                     left,
                     top: band_top,
-                    right: left + keep_w as u16 - 1,
-                    bottom: band_top + n as u16 - 1,
+                    right: left + (keep_w as u16 - 1),
+                    bottom: band_top + (n as u16 - 1),
                 },
                 width: keep_w as u16,
                 height: n as u16,

@@ -292,13 +292,18 @@ proptest! {
     /// Any bytes, as a fast-path PDU or a slow-path frame: no panic, and every PDU it
     /// rewrites to is one ironrdp-session reads without error.
     #[test]
-    fn any_bytes_are_handled(bytes in proptest::collection::vec(any::<u8>(), 0..256), w in 1u16..40, h in 1u16..20, rw in 1u16..40, rh in 1u16..20, bpp in prop_oneof![Just(8u16), Just(15), Just(16), Just(24), Just(32)], compressed in any::<bool>()) {
+    fn any_bytes_are_handled(bytes in proptest::collection::vec(any::<u8>(), 0..256), w in 1u16..40, h in 1u16..20, corners in prop_oneof![
+        (1u16..30, 1u16..12, 1u16..40, 1u16..20).prop_map(|(l, t, rw, rh)| (l, t, l + rw - 1, t + rh - 1)),
+        // Anywhere, inverted or at the edge of the coordinate space.
+        (any::<u16>(), any::<u16>(), any::<u16>(), any::<u16>()),
+    ], bpp in prop_oneof![Just(8u16), Just(15), Just(16), Just(24), Just(32)], compressed in any::<bool>()) {
+        let (left, top, right, bottom) = corners;
         let mut n = Normalizer::new(W, H);
         let _ = n.normalize(&bytes);
         let _ = n.normalize_slow_path(&bytes, 1003);
         // A well-formed update around arbitrary bitmap bytes.
         let pdu = fast_path(Fragmentation::Single, &bitmap_update(BitmapData {
-            rectangle: rect(1, 1, rw, rh),
+            rectangle: InclusiveRectangle { left, top, right, bottom },
             width: w,
             height: h,
             bits_per_pixel: bpp,
