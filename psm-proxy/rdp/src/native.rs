@@ -208,11 +208,10 @@ impl RdpServerDisplay for Display {
             .await
             .map_err(|e| anyhow!("session refused: {e}"))?;
         let told = Conn::lock(&self.0.requested).unwrap_or(s.screen.size());
-        let resize = (told != s.screen.size()).then(|| s.screen.size());
         Ok(Box::new(Updates {
             watch: s.screen.watch(),
             session: s,
-            resize,
+            told,
         }))
     }
 }
@@ -220,16 +219,21 @@ impl RdpServerDisplay for Display {
 struct Updates {
     session: Arc<ActiveSession>,
     watch: ScreenWatch,
-    resize: Option<(u16, u16)>,
+    /// The desktop size the client was last told; a different screen size (the target's
+    /// desktop was clamped, or the target resized it) is sent as a resize first.
+    told: (u16, u16),
 }
 
 #[async_trait::async_trait]
 impl RdpServerDisplayUpdates for Updates {
     async fn next_update(&mut self) -> anyhow::Result<Option<DisplayUpdate>> {
-        if let Some((width, height)) = self.resize.take() {
-            return Ok(Some(DisplayUpdate::Resize(DesktopSize { width, height })));
-        }
         loop {
+            let size = self.session.screen.size();
+            if size != self.told {
+                self.told = size;
+                let (width, height) = size;
+                return Ok(Some(DisplayUpdate::Resize(DesktopSize { width, height })));
+            }
             // Every await below is cancel-safe: damage stays in the watch until taken.
             tokio::select! {
                 _ = self.session.control.terminated() => return Ok(None),

@@ -50,6 +50,10 @@ pub struct TargetSession {
     framed: TokioFramed<TargetStream>,
     stage: ActiveStage,
     io_channel_id: u16,
+    user_channel_id: u16,
+    /// The connector configuration for a deactivation-reactivation (capabilities only: its
+    /// password is empty).
+    reactivation: connector::Config,
     /// The desktop size the target chose.
     pub width: u16,
     /// See `width`.
@@ -255,6 +259,7 @@ async fn connect_inner(
     let width = result.desktop_size.width;
     let height = result.desktop_size.height;
     let io_channel_id = result.io_channel_id;
+    let user_channel_id = result.user_channel_id;
     let stage = ActiveStageBuilder {
         static_channels: result.static_channels,
         user_channel_id: result.user_channel_id,
@@ -270,6 +275,13 @@ async fn connect_inner(
         framed,
         stage,
         io_channel_id,
+        user_channel_id,
+        reactivation: connector_config(
+            &TargetLogin::new(&login.username, String::new()),
+            width,
+            height,
+            security,
+        ),
         width,
         height,
     })
@@ -289,6 +301,62 @@ async fn next_clipboard(
         },
         None => std::future::pending().await,
     }
+}
+
+/// Longest a target's deactivation-reactivation sequence may take.
+const REACTIVATION_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// What a finished deactivation-reactivation decided.
+struct Reactivated {
+    width: u16,
+    height: u16,
+    share_id: u32,
+    enable_server_pointer: bool,
+    pointer_software_rendering: bool,
+}
+
+/// Runs a Deactivation-Reactivation Sequence ([MS-RDPBCGR] 1.3.1.3) to its end: the
+/// target's new Demand Active, our Confirm Active and the connection finalization.
+async fn reactivate<R, W>(
+    mut sequence: connector::connection_activation::ConnectionActivationSequence,
+    reader: &mut ironrdp_async::Framed<R>,
+    writer: &mut ironrdp_async::Framed<W>,
+) -> Result<Reactivated, String>
+where
+    R: ironrdp_async::FramedRead,
+    W: ironrdp_async::FramedWrite,
+{
+    use connector::connection_activation::ConnectionActivationState;
+    let mut buf = ironrdp::core::WriteBuf::new();
+    // A capability exchange and a finalization are a handful of PDUs; a target that keeps
+    // the sequence going is refused.
+    for _ in 0..64 {
+        let written = ironrdp_async::single_sequence_step_read(reader, &mut sequence, &mut buf)
+            .await
+            .map_err(|e| describe(&e))?;
+        if let Some(n) = written.size() {
+            writer
+                .write_all(&buf.filled()[..n])
+                .await
+                .map_err(|e| format!("writing to the target: {e}"))?;
+        }
+        if let ConnectionActivationState::Finalized {
+            desktop_size,
+            share_id,
+            enable_server_pointer,
+            pointer_software_rendering,
+        } = sequence.connection_activation_state()
+        {
+            return Ok(Reactivated {
+                width: desktop_size.width,
+                height: desktop_size.height,
+                share_id,
+                enable_server_pointer,
+                pointer_software_rendering,
+            });
+        }
+    }
+    Err("the sequence did not finish".into())
 }
 
 /// How the target side ended.
@@ -397,10 +465,52 @@ impl TargetSession {
                                 break;
                             }
                             ActiveStageOutput::DeactivateAll => {
-                                closed = Some(TargetEnd::Failed(
-                                    "the target asked for a deactivation-reactivation, which the gateway does not support yet".into(),
-                                ));
-                                break;
+                                // The target restarts the capability exchange (a resize, or a
+                                // reconnection to a desktop of another size): run it, then go
+                                // on with the new size.
+                                let sequence = connector::connection_activation::ConnectionActivationSequence::new(
+                                    self.reactivation.clone(),
+                                    io_channel_id,
+                                    self.user_channel_id,
+                                );
+                                match tokio::time::timeout(
+                                    REACTIVATION_TIMEOUT,
+                                    reactivate(sequence, &mut reader, &mut writer),
+                                )
+                                .await
+                                {
+                                    Ok(Ok(done)) => {
+                                        stage.set_fastpath_processor(
+                                            ironrdp::session::fast_path::ProcessorBuilder {
+                                                io_channel_id,
+                                                user_channel_id: self.user_channel_id,
+                                                share_id: done.share_id,
+                                                enable_server_pointer: done.enable_server_pointer,
+                                                pointer_software_rendering: done.pointer_software_rendering,
+                                                bulk_decompressor: None,
+                                            }
+                                            .build(),
+                                        );
+                                        stage.set_share_id(done.share_id);
+                                        stage.set_enable_server_pointer(done.enable_server_pointer);
+                                        let (w, h) = (done.width, done.height);
+                                        tracing::info!(width = w, height = h, "the target reactivated the session");
+                                        if (w, h) != screen.size() {
+                                            screen.resize(w, h);
+                                            normalizer.resize(w, h);
+                                        }
+                                    }
+                                    Ok(Err(e)) => {
+                                        closed = Some(TargetEnd::Failed(format!("the target's deactivation-reactivation failed: {e}")));
+                                        break;
+                                    }
+                                    Err(_) => {
+                                        closed = Some(TargetEnd::Failed(format!(
+                                            "the target's deactivation-reactivation did not finish within {REACTIVATION_TIMEOUT:?}"
+                                        )));
+                                        break;
+                                    }
+                                }
                             }
                             _ => {}
                         }

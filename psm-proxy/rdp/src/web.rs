@@ -14,8 +14,9 @@
 //! - gateway → browser: text
 //!   `{"type":"ready","session":"ID","width":W,"height":H,"drive":"PSM"}` (`drive` null
 //!   without a session drive), `{"type":"error","message":"..."}`,
-//!   `{"type":"end","reason":"..."}`; binary tiles: byte `1`, then x, y, width, height as
-//!   little-endian u16, then a PNG of that region.
+//!   `{"type":"end","reason":"..."}`, `{"type":"resize","width":W,"height":H}` (the target
+//!   resized its desktop; tiles that follow are for the new size); binary tiles: byte `1`,
+//!   then x, y, width, height as little-endian u16, then a PNG of that region.
 //! - the session drive ([`crate::drive`]), when policy allows drives: browser → gateway
 //!   `{"type":"files"}` (answered `{"type":"files","files":[{"name":..,"size":..,"dir":..}]}`),
 //!   `{"type":"download","name":"report.txt"}` (answered by a binary file message), and a
@@ -383,6 +384,7 @@ async fn browser_session(
         .await
         .map_err(|e| RdpError::Client { peer: peer.to_string(), reason: e.to_string() })?;
     let watch = s.screen.watch();
+    let mut told = (sw, sh);
     let mut files = WebFiles {
         drive: s.drive_dir().and(shared.config.drive.clone()),
         uploaded: 0,
@@ -391,6 +393,15 @@ async fn browser_session(
         tokio::select! {
             r = s.control.terminated() => break r,
             () = watch.changed(), if !s.control.is_paused() => {
+                let size = s.screen.size();
+                if size != told {
+                    // The target resized its desktop (a deactivation-reactivation).
+                    told = size;
+                    let resized = text(serde_json::json!({"type":"resize","width":size.0,"height":size.1}));
+                    if socket.send(resized).await.is_err() {
+                        break "browser disconnected".to_owned();
+                    }
+                }
                 let Some(region) = watch.take_region() else { continue };
                 let rect = region.rect;
                 let png = tokio::task::spawn_blocking(move || region.to_png())

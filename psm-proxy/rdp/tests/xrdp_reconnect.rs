@@ -1,0 +1,143 @@
+//! A second session to a target desktop that already exists at another size: FreeRDP logs
+//! in through the gateway at 1024x768 and leaves (xrdp keeps the desktop), then logs in
+//! again at 800x600 and gets the existing desktop back. The session goes on: a typed
+//! command reaches the target, the gateway's screen is the target's screen, pixel for pixel
+//! and at the same size, and the recording ends with a picture of that size.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use psm_recording::{ReadOptions, Reader, graphics};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reattached_desktop_of_another_size_is_followed() {
+    require_all();
+    let _lock = MachineLock::take();
+    let dir = tempfile::tempdir().unwrap();
+    let target_password = target_account();
+    let xrdp = Xrdp::start(dir.path());
+    let plane = plane(xrdp.port, &target_password).await;
+    let gw = gateway(&plane, dir.path(), |_| {}).await;
+    let display = Display::start();
+
+    // 1. A first session creates the desktop at 1024x768, then the client leaves.
+    let mut first = xfreerdp(
+        &display,
+        gw.addr.port(),
+        &format!("{PSM_USER}+desk-01"),
+        PSM_PASSWORD,
+        &["/sec:tls"],
+        &dir.path().join("first.log"),
+    );
+    eventually("the first session", Duration::from_secs(60), || {
+        gw.registry.len() == 1
+    })
+    .await;
+    let live = gw.registry.get(gw.registry.list()[0].id).unwrap();
+    wait_settled_desktop(&live.screen).await;
+    assert_eq!(live.screen.size(), (1024, 768));
+    drop(live);
+    first.stop();
+    eventually("the first session to end", Duration::from_secs(30), || {
+        gw.registry.is_empty()
+    })
+    .await;
+
+    // 2. The second asks for 800x600 and gets the existing desktop.
+    let mut second = xfreerdp(
+        &display,
+        gw.addr.port(),
+        &format!("{PSM_USER}+desk-01"),
+        PSM_PASSWORD,
+        &["/sec:tls", "/size:800x600"],
+        &dir.path().join("second.log"),
+    );
+    eventually("the second session", Duration::from_secs(60), || {
+        gw.registry.len() == 1
+    })
+    .await;
+    let info = gw.registry.list().remove(0);
+    let live = gw.registry.get(info.id).unwrap();
+    wait_settled_desktop(&live.screen).await;
+    assert_eq!(gw.registry.len(), 1, "the session goes on");
+    assert!(second.running());
+
+    let proof = format!(
+        "/tmp/psm-rdp-reconnect-{}",
+        hex(&std::process::id().to_be_bytes())
+    );
+    let _ = std::fs::remove_file(&proof);
+    let window = display.freerdp_window().unwrap();
+    display.type_line(&window, &format!("touch {proof}"));
+    eventually(
+        "the typed command to reach the target",
+        Duration::from_secs(30),
+        || std::path::Path::new(&proof).exists(),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // The gateway's screen is the target's screen.
+    let after = live.screen.snapshot();
+    let truth = dir.path().join("target.png");
+    target_screenshot(&truth);
+    let decoded = dir.path().join("decoded.png");
+    std::fs::write(
+        &decoded,
+        graphics::encode_png(
+            after.rect.width.into(),
+            after.rect.height.into(),
+            &after.rgba,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let size = std::process::Command::new("identify")
+        .args(["-format", "%w %h"])
+        .arg(&truth)
+        .output()
+        .unwrap();
+    let size = String::from_utf8_lossy(&size.stdout).to_string();
+    assert_eq!(
+        size,
+        format!("{} {}", after.rect.width, after.rect.height),
+        "the target's desktop and the gateway's screen have one size"
+    );
+    let out = std::process::Command::new("compare")
+        .args(["-metric", "AE", "-fuzz", "8%"])
+        .arg(&truth)
+        .arg(&decoded)
+        .arg("null:")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr).to_string();
+    let wrong: f64 = said
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("compare said: {said}"));
+    assert!(
+        wrong * 2000.0 < f64::from(after.rect.width) * f64::from(after.rect.height),
+        "the gateway's screen differs from the target's display in {wrong} pixels"
+    );
+
+    drop(live);
+    second.stop();
+    eventually("the second session to end", Duration::from_secs(30), || {
+        gw.registry.is_empty()
+    })
+    .await;
+    let path = gw.recordings.join(format!("{}.psmr", info.id));
+    let mut reader = Reader::open(&path, ReadOptions::default()).unwrap();
+    let end = reader.duration();
+    let canvas = graphics::screen_at(&mut reader, end).unwrap().unwrap();
+    assert_eq!(
+        (canvas.width(), canvas.height()),
+        (u32::from(after.rect.width), u32::from(after.rect.height)),
+        "the recording has the desktop's size"
+    );
+    let _ = std::fs::remove_file(&proof);
+}
