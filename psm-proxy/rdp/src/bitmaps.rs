@@ -158,7 +158,9 @@ impl Normalizer {
                     needed = true;
                     out.extend(pdus);
                 }
-                None => out.push(pdu_of(Fragmentation::Single, UpdateCode::Bitmap, &data)),
+                // Nothing to crop: the update goes on whole (reassembled from its fragments,
+                // if it came in fragments, and fragmented again if it needs to be).
+                None => out.extend(pdus_of(UpdateCode::Bitmap, &data)),
             }
         }
         if needed {
@@ -251,14 +253,14 @@ impl Normalizer {
             };
             let size = ironrdp::core::Encode::size(&data);
             if !batch.is_empty() && batch_size + size > MAX_PDU_PAYLOAD {
-                pdus.push(encode_bitmaps(std::mem::take(&mut batch))?);
+                pdus.extend(encode_bitmaps(std::mem::take(&mut batch))?);
                 batch_size = 4;
             }
             batch_size += size;
             batch.push(data);
         }
         if !batch.is_empty() {
-            pdus.push(encode_bitmaps(batch)?);
+            pdus.extend(encode_bitmaps(batch)?);
         }
         Some(pdus)
     }
@@ -366,11 +368,34 @@ fn rect_size(r: &InclusiveRectangle) -> Option<(u16, u16)> {
     Some((w, h))
 }
 
-/// One update as a PDU of its own (unchanged bytes).
+/// One update as a PDU of its own (unchanged bytes: it fitted in one PDU as it came).
 fn single(u: &FastPathUpdatePdu<'_>) -> Vec<u8> {
     pdu_of(u.fragmentation, u.update_code, u.data)
 }
 
+/// A complete update as PDUs: one when it fits, else fragments (first, next..., last) that
+/// the session reassembles, so no PDU ever exceeds the fast-path length field.
+fn pdus_of(update_code: UpdateCode, data: &[u8]) -> Vec<Vec<u8>> {
+    if data.len() <= MAX_PDU_PAYLOAD {
+        return vec![pdu_of(Fragmentation::Single, update_code, data)];
+    }
+    let pieces: Vec<&[u8]> = data.chunks(MAX_PDU_PAYLOAD).collect();
+    let last = pieces.len() - 1;
+    pieces
+        .iter()
+        .enumerate()
+        .map(|(i, piece)| {
+            let fragmentation = match i {
+                0 => Fragmentation::First,
+                i if i == last => Fragmentation::Last,
+                _ => Fragmentation::Next,
+            };
+            pdu_of(fragmentation, update_code, piece)
+        })
+        .collect()
+}
+
+/// One update in one PDU; `data` is at most [`MAX_PDU_PAYLOAD`] bytes (callers split).
 fn pdu_of(fragmentation: Fragmentation, update_code: UpdateCode, data: &[u8]) -> Vec<u8> {
     let update = FastPathUpdatePdu {
         fragmentation,
@@ -383,17 +408,15 @@ fn pdu_of(fragmentation: Fragmentation, update_code: UpdateCode, data: &[u8]) ->
     let header = FastPathHeader::new(ironrdp::pdu::fast_path::EncryptionFlags::empty(), body);
     let mut out = vec![0u8; ironrdp::core::Encode::size(&header) + body];
     let mut dst = WriteCursor::new(&mut out);
-    // Sizes were computed from these very values: encoding cannot run short.
-    if ironrdp::core::Encode::encode(&header, &mut dst).is_err()
-        || ironrdp::core::Encode::encode(&update, &mut dst).is_err()
-    {
-        return Vec::new();
-    }
+    // Sizes were computed from these very values and the length fits its 15 bits: encoding
+    // cannot fail.
+    let _ = ironrdp::core::Encode::encode(&header, &mut dst);
+    let _ = ironrdp::core::Encode::encode(&update, &mut dst);
     out
 }
 
-fn encode_bitmaps(rectangles: Vec<BitmapData<'_>>) -> Option<Vec<u8>> {
+fn encode_bitmaps(rectangles: Vec<BitmapData<'_>>) -> Option<Vec<Vec<u8>>> {
     let update = BitmapUpdateData { rectangles };
     let data = ironrdp::core::encode_vec(&update).ok()?;
-    Some(pdu_of(Fragmentation::Single, UpdateCode::Bitmap, &data))
+    Some(pdus_of(UpdateCode::Bitmap, &data))
 }

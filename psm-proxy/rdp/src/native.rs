@@ -39,6 +39,8 @@ struct Conn {
     nla: Option<(String, psm_core::vault::Secret<String>)>,
     identity: Mutex<Option<Identity>>,
     requested: Mutex<Option<(u16, u16)>>,
+    /// The last desktop size sent to the client as a resize.
+    resized_to: Mutex<Option<(u16, u16)>>,
     session: tokio::sync::Mutex<SessionSlot>,
     current: SessionCell,
     /// The clipboard bridge's link when policy allows the clipboard.
@@ -207,11 +209,17 @@ impl RdpServerDisplay for Display {
             .ensure_session()
             .await
             .map_err(|e| anyhow!("session refused: {e}"))?;
-        let told = Conn::lock(&self.0.requested).unwrap_or(s.screen.size());
+        let mut told = Conn::lock(&self.0.requested).unwrap_or(s.screen.size());
+        // After the reactivation a resize starts, the client is told once: a client that
+        // comes back asking for its old size is not resized again and again.
+        if *Conn::lock(&self.0.resized_to) == Some(s.screen.size()) {
+            told = s.screen.size();
+        }
         Ok(Box::new(Updates {
             watch: s.screen.watch(),
             session: s,
             told,
+            resized_to: self.0.clone(),
         }))
     }
 }
@@ -222,6 +230,8 @@ struct Updates {
     /// The desktop size the client was last told; a different screen size (the target's
     /// desktop was clamped, or the target resized it) is sent as a resize first.
     told: (u16, u16),
+    /// Where the last resize sent is remembered across the client's reactivations.
+    resized_to: Arc<Conn>,
 }
 
 #[async_trait::async_trait]
@@ -231,6 +241,7 @@ impl RdpServerDisplayUpdates for Updates {
             let size = self.session.screen.size();
             if size != self.told {
                 self.told = size;
+                *Conn::lock(&self.resized_to.resized_to) = Some(size);
                 let (width, height) = size;
                 return Ok(Some(DisplayUpdate::Resize(DesktopSize { width, height })));
             }
@@ -478,6 +489,7 @@ pub(crate) async fn serve(
         nla: nla.clone(),
         identity: Mutex::new(None),
         requested: Mutex::new(None),
+        resized_to: Mutex::new(None),
         session: tokio::sync::Mutex::new(SessionSlot::NotStarted),
         current,
         clipboard: shared

@@ -240,6 +240,60 @@ fn a_bitmap_taller_than_its_rectangle_shows_its_top_rows() {
 }
 
 #[test]
+fn a_large_reassembled_update_is_fragmented_again() {
+    // Raw 32-bpp rectangles whose widths match (nothing to crop), sent in fragments.
+    let (w, h) = (60usize, 200usize);
+    let pic = picture(w, h);
+    let raw = raw32(&pic, w);
+    let update = bitmap_update(BitmapData {
+        rectangle: rect(0, 0, w as u16, 32),
+        width: w as u16,
+        height: 32,
+        bits_per_pixel: 32,
+        compression_flags: Compression::empty(),
+        compressed_data_header: None,
+        bitmap_data: &raw[..w * 4 * 32],
+    });
+    let mut big = bitmap_update(BitmapData {
+        rectangle: rect(0, 0, w as u16, 32),
+        width: w as u16,
+        height: 32,
+        bits_per_pixel: 32,
+        compression_flags: Compression::empty(),
+        compressed_data_header: None,
+        bitmap_data: &raw[..w * 4 * 32],
+    });
+    // Five rectangles in one update: 5 x 7 700 bytes, more than the 32 767 a fast-path
+    // PDU's length field can say.
+    big.truncate(2);
+    big.extend(5u16.to_le_bytes());
+    for _ in 0..5 {
+        big.extend_from_slice(&update[4..]);
+    }
+    assert!(big.len() > 0x7FFF);
+    let third = big.len() / 3;
+    let pdus = vec![
+        fast_path(Fragmentation::First, &big[..third]),
+        fast_path(Fragmentation::Next, &big[third..2 * third]),
+        fast_path(Fragmentation::Last, &big[2 * third..]),
+    ];
+    let mut n = Normalizer::new(W, H);
+    let mut out = Vec::new();
+    for p in &pdus {
+        match n.normalize(p) {
+            Normalized::Unchanged => out.push(p.clone()),
+            Normalized::Rewritten(v) => out.extend(v),
+        }
+    }
+    assert!(out.len() >= 2, "fragmented again");
+    assert!(
+        out.iter().all(|p| p.len() <= 0x7FFF),
+        "every PDU fits its length field"
+    );
+    assert_eq!(paint(&out), paint(&pdus));
+}
+
+#[test]
 fn matching_bitmaps_and_other_updates_pass_unchanged() {
     let pic = picture(4, 4);
     let pdu = fast_path(
