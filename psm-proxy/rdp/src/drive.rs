@@ -1072,10 +1072,8 @@ impl RdpdrBackend for SessionDrive {
     fn handle_printer_io_request(&mut self, req: PrinterIoRequest) -> PduResult<Vec<SvcMessage>> {
         let reply = match req {
             PrinterIoRequest::Create(r) => {
-                let (s, file_id) = match self.print_start() {
-                    Ok(id) => (NtStatus::SUCCESS, id),
-                    Err(s) => (s, 0),
-                };
+                let (s, file_id) = split(self.print_start());
+                let file_id = file_id.unwrap_or(0);
                 RdpdrPdu::DeviceCreateResponse(DeviceCreateResponse {
                     device_io_reply: DeviceIoResponse::new(r.device_io_request, s),
                     file_id,
@@ -1083,10 +1081,8 @@ impl RdpdrBackend for SessionDrive {
                 })
             }
             PrinterIoRequest::Write(r) => {
-                let (s, length) = match self.print_write(&r) {
-                    Ok(n) => (NtStatus::SUCCESS, n),
-                    Err(s) => (s, 0),
-                };
+                let (s, length) = split(self.print_write(&r));
+                let length = length.unwrap_or(0);
                 RdpdrPdu::DeviceWriteResponse(DeviceWriteResponse {
                     device_io_reply: DeviceIoResponse::new(r.device_io_request, s),
                     length,
@@ -1105,10 +1101,8 @@ impl RdpdrBackend for SessionDrive {
     fn handle_drive_io_request(&mut self, req: ServerDriveIoRequest) -> PduResult<Vec<SvcMessage>> {
         let reply = match req {
             ServerDriveIoRequest::ServerCreateDriveRequest(r) => {
-                let (s, file_id, information) = match self.create(&r) {
-                    Ok((id, info)) => (NtStatus::SUCCESS, id, info),
-                    Err(s) => (s, 0, Information::empty()),
-                };
+                let (s, opened) = split(self.create(&r));
+                let (file_id, information) = opened.unwrap_or((0, Information::empty()));
                 tracing::debug!(path = %r.path, status = ?s, file_id, "drive create");
                 RdpdrPdu::DeviceCreateResponse(DeviceCreateResponse {
                     device_io_reply: DeviceIoResponse::new(r.device_io_request, s),
@@ -1123,50 +1117,37 @@ impl RdpdrBackend for SessionDrive {
                 })
             }
             ServerDriveIoRequest::DeviceReadRequest(r) => {
-                let (s, read_data) = match self.read(&r) {
-                    Ok(d) => (NtStatus::SUCCESS, d),
-                    Err(s) => (s, Vec::new()),
-                };
+                let (s, read_data) = split(self.read(&r));
+                let read_data = read_data.unwrap_or_default();
                 RdpdrPdu::DeviceReadResponse(DeviceReadResponse {
                     device_io_reply: DeviceIoResponse::new(r.device_io_request, s),
                     read_data,
                 })
             }
             ServerDriveIoRequest::DeviceWriteRequest(r) => {
-                let (s, length) = match self.write(&r) {
-                    Ok(n) => (NtStatus::SUCCESS, n),
-                    Err(s) => (s, 0),
-                };
+                let (s, length) = split(self.write(&r));
+                let length = length.unwrap_or(0);
                 RdpdrPdu::DeviceWriteResponse(DeviceWriteResponse {
                     device_io_reply: DeviceIoResponse::new(r.device_io_request, s),
                     length,
                 })
             }
             ServerDriveIoRequest::ServerDriveQueryInformationRequest(r) => {
-                let (s, buffer) = match self.query_information(&r) {
-                    Ok(b) => (NtStatus::SUCCESS, Some(b)),
-                    Err(s) => (s, None),
-                };
+                let (s, buffer) = split(self.query_information(&r));
                 RdpdrPdu::ClientDriveQueryInformationResponse(ClientDriveQueryInformationResponse {
                     device_io_response: DeviceIoResponse::new(r.device_io_request, s),
                     buffer,
                 })
             }
             ServerDriveIoRequest::ServerDriveQueryDirectoryRequest(r) => {
-                let (s, buffer) = match self.query_directory(&r) {
-                    Ok(b) => (NtStatus::SUCCESS, Some(b)),
-                    Err(s) => (s, None),
-                };
+                let (s, buffer) = split(self.query_directory(&r));
                 RdpdrPdu::ClientDriveQueryDirectoryResponse(ClientDriveQueryDirectoryResponse {
                     device_io_reply: DeviceIoResponse::new(r.device_io_request, s),
                     buffer,
                 })
             }
             ServerDriveIoRequest::ServerDriveQueryVolumeInformationRequest(r) => {
-                let (s, buffer) = match self.query_volume(&r) {
-                    Ok(b) => (NtStatus::SUCCESS, Some(b)),
-                    Err(s) => (s, None),
-                };
+                let (s, buffer) = split(self.query_volume(&r));
                 RdpdrPdu::ClientDriveQueryVolumeInformationResponse(
                     ClientDriveQueryVolumeInformationResponse::new(r.device_io_request, s, buffer),
                 )
@@ -1192,6 +1173,14 @@ impl RdpdrBackend for SessionDrive {
             }
         };
         Ok(vec![SvcMessage::from(reply)])
+    }
+}
+
+/// A result as the status and the value a completion carries.
+fn split<T>(r: Result<T, NtStatus>) -> (NtStatus, Option<T>) {
+    match r {
+        Ok(v) => (NtStatus::SUCCESS, Some(v)),
+        Err(s) => (s, None),
     }
 }
 

@@ -82,47 +82,7 @@ async fn a_reattached_desktop_of_another_size_is_followed() {
 
     // The gateway's screen is the target's screen.
     let after = live.screen.snapshot();
-    let truth = dir.path().join("target.png");
-    target_screenshot(&truth);
-    let decoded = dir.path().join("decoded.png");
-    std::fs::write(
-        &decoded,
-        graphics::encode_png(
-            after.rect.width.into(),
-            after.rect.height.into(),
-            &after.rgba,
-        )
-        .unwrap(),
-    )
-    .unwrap();
-    let size = std::process::Command::new("identify")
-        .args(["-format", "%w %h"])
-        .arg(&truth)
-        .output()
-        .unwrap();
-    let size = String::from_utf8_lossy(&size.stdout).to_string();
-    assert_eq!(
-        size,
-        format!("{} {}", after.rect.width, after.rect.height),
-        "the target's desktop and the gateway's screen have one size"
-    );
-    let out = std::process::Command::new("compare")
-        .args(["-metric", "AE", "-fuzz", "8%"])
-        .arg(&truth)
-        .arg(&decoded)
-        .arg("null:")
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&out.stderr).to_string();
-    let wrong: f64 = said
-        .split_whitespace()
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("compare said: {said}"));
-    assert!(
-        wrong * 2000.0 < f64::from(after.rect.width) * f64::from(after.rect.height),
-        "the gateway's screen differs from the target's display in {wrong} pixels"
-    );
+    assert_screen_is_the_targets(dir.path(), &after);
 
     drop(live);
     second.stop();

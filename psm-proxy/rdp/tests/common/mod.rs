@@ -740,3 +740,53 @@ pub fn target_screenshot(out: &Path) {
         .unwrap();
     assert!(status.success(), "import -display {display} -window root");
 }
+
+/// Pixels that differ between two images (imagemagick `compare -metric AE`, 8 % fuzz).
+pub fn ae_difference(a: &Path, b: &Path) -> u64 {
+    let out = Command::new("compare")
+        .args(["-metric", "AE", "-fuzz", "8%"])
+        .arg(a)
+        .arg(b)
+        .arg("null:")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    text.split_whitespace()
+        .next()
+        .and_then(|n| n.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("compare said: {text}")) as u64
+}
+
+/// Checks that the gateway's decoded screen (`shot`) is the target's own display: the same
+/// size, and within 0.05 % of its pixels (a bitmap decoded at the wrong stride shears text
+/// and fails this, whatever a client then shows). Keeps both pictures in `dir`.
+pub fn assert_screen_is_the_targets(dir: &Path, shot: &psm_proxy_rdp::screen::Region) {
+    let truth = dir.join("target.png");
+    target_screenshot(&truth);
+    let decoded = dir.join("decoded.png");
+    std::fs::write(
+        &decoded,
+        psm_recording::graphics::encode_png(
+            shot.rect.width.into(),
+            shot.rect.height.into(),
+            &shot.rgba,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let size = Command::new("identify")
+        .args(["-format", "%w %h"])
+        .arg(&truth)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&size.stdout),
+        format!("{} {}", shot.rect.width, shot.rect.height),
+        "the target's desktop and the gateway's screen have one size"
+    );
+    let wrong = ae_difference(&truth, &decoded);
+    assert!(
+        wrong * 2000 < u64::from(shot.rect.width) * u64::from(shot.rect.height),
+        "the gateway's screen differs from the target's own display in {wrong} pixels"
+    );
+}
