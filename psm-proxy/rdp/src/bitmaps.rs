@@ -106,7 +106,6 @@ impl Normalizer {
             }
         }
         let touches_bitmaps = updates.iter().any(|u| u.update_code == UpdateCode::Bitmap);
-        tracing::trace!(flags = ?header.flags, updates = ?updates.iter().map(|u| (u.update_code, u.fragmentation, u.compression_flags)).collect::<Vec<_>>(), "fast-path pdu");
         if !touches_bitmaps
             || updates
                 .iter()
@@ -210,10 +209,6 @@ impl Normalizer {
                 return None;
             }
         };
-        for b in &update.rectangles {
-            tracing::trace!(rect = ?b.rectangle, width = b.width, height = b.height, bpp = b.bits_per_pixel,
-                flags = ?b.compression_flags, "bitmap");
-        }
         // A rectangle whose right is left of its left (or bottom above its top) has no size:
         // ironrdp's `width()` would overflow on it, so it counts as mismatched and is dropped
         // below.

@@ -987,32 +987,47 @@ fn wants_write(req: &DeviceCreateRequest) -> bool {
         != 0
 }
 
-/// The names in `dir` matching `pattern` (`*` and `?` wildcards, ASCII case-insensitive),
-/// sorted, without symbolic links or names that are not UTF-8, at most [`MAX_LISTING`].
-fn list(dir: &Path, pattern: &str, shown: &str) -> Result<Vec<(String, Stat)>, NtStatus> {
+/// The entries of `dir` whose names `keep` accepts, in the order the directory gives them,
+/// without symbolic links or names that are not UTF-8: at most `limit`, and whether more
+/// were left out. The walk shared by the target's listings and the browser page's.
+fn entries(
+    dir: &Path,
+    limit: usize,
+    keep: impl Fn(&str) -> bool,
+) -> io::Result<(Vec<(String, fs::Metadata)>, bool)> {
     let mut out = Vec::new();
-    let mut truncated = false;
-    for entry in fs::read_dir(dir).map_err(|e| io_status(&e))? {
+    for entry in fs::read_dir(dir)? {
         let Ok(entry) = entry else { continue };
         let Ok(name) = entry.file_name().into_string() else {
             continue;
         };
-        if !matches_pattern(pattern, &name) {
+        if !keep(&name) {
             continue;
         }
         let Ok(m) = entry.metadata() else { continue };
         if m.file_type().is_symlink() {
             continue;
         }
-        if out.len() >= MAX_LISTING {
-            truncated = true;
-            break;
+        if out.len() >= limit {
+            return Ok((out, true));
         }
-        out.push((name, Stat::of(&m)));
+        out.push((name, m));
     }
+    Ok((out, false))
+}
+
+/// The names in `dir` matching `pattern` (`*` and `?` wildcards, ASCII case-insensitive),
+/// sorted, without symbolic links or names that are not UTF-8, at most [`MAX_LISTING`].
+fn list(dir: &Path, pattern: &str, shown: &str) -> Result<Vec<(String, Stat)>, NtStatus> {
+    let (found, truncated) = entries(dir, MAX_LISTING, |name| matches_pattern(pattern, name))
+        .map_err(|e| io_status(&e))?;
     if truncated {
         tracing::warn!(dir = %shown, limit = MAX_LISTING, "drive listing truncated");
     }
+    let mut out: Vec<_> = found
+        .into_iter()
+        .map(|(name, m)| (name, Stat::of(&m)))
+        .collect();
     out.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(out)
 }
@@ -1220,25 +1235,15 @@ pub struct WebEntry {
 /// The drive's top folder as the browser page lists it: sorted, without symbolic links or
 /// names that are not UTF-8, at most [`MAX_WEB_LISTING`] entries.
 pub fn web_listing(dir: &Path) -> io::Result<Vec<WebEntry>> {
-    let mut out = Vec::new();
-    for entry in fs::read_dir(dir)? {
-        let Ok(entry) = entry else { continue };
-        let Ok(name) = entry.file_name().into_string() else {
-            continue;
-        };
-        let Ok(m) = entry.metadata() else { continue };
-        if m.file_type().is_symlink() || check_web_name(&name).is_err() {
-            continue;
-        }
-        out.push(WebEntry {
+    let (found, _) = entries(dir, MAX_WEB_LISTING, |name| check_web_name(name).is_ok())?;
+    let mut out: Vec<_> = found
+        .into_iter()
+        .map(|(name, m)| WebEntry {
             name,
             size: if m.is_dir() { 0 } else { m.len() },
             dir: m.is_dir(),
-        });
-        if out.len() >= MAX_WEB_LISTING {
-            break;
-        }
-    }
+        })
+        .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
 }

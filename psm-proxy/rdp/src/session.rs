@@ -298,7 +298,9 @@ async fn connect_and_record(
     let writer = deps.recordings.create(header).await?;
     let recorder = Recorder::start(writer, screen.clone(), shared.config.recording.clone()).await?;
     if let Some(dir) = &drive_dir {
-        header_note_drive(&recorder, dir).await;
+        recorder
+            .marker(format!("drive: session drive at {}", dir.display()))
+            .await;
     }
     let drive_forward = drive_events
         .map(|(events, rx)| tokio::spawn(forward_drive_events(events, rx, recorder.clone())));
@@ -435,13 +437,6 @@ fn session_drive(
     let channel =
         crate::drive::DriveChannel::with_devices(backend, channels.drives, channels.printers);
     Ok((dir, channel, (events, rx)))
-}
-
-/// Marks in the recording where the session drive is kept.
-async fn header_note_drive(recorder: &Recorder, dir: &std::path::Path) {
-    recorder
-        .marker(format!("drive: session drive at {}", dir.display()))
-        .await;
 }
 
 /// Forwards the drive's events to the recorder until the drive is gone, then marks how many

@@ -498,6 +498,27 @@ fn file_error(message: String) -> Message {
     text(serde_json::json!({"type":"file-error","message":message}))
 }
 
+/// Records a file the browser page moved, with its hash (the page always moves whole files).
+async fn record_web_file(
+    s: &crate::ActiveSession,
+    drive: &crate::drive::DriveConfig,
+    name: &str,
+    direction: psm_recording::TransferDirection,
+    data: &[u8],
+) {
+    s.recorder()
+        .drive(crate::drive::DriveEvent::Transfer {
+            protocol: crate::drive::WEB_PROTOCOL,
+            path: format!("{}/{name}", drive.name),
+            direction,
+            size: data.len() as u64,
+            blake3: Some(*blake3::hash(data).as_bytes()),
+        })
+        .await;
+    tracing::info!(session_id = %s.info.id, file = %name, bytes = data.len(), ?direction,
+        "drive file moved by the browser page");
+}
+
 impl WebFiles {
     fn usable<'a>(
         &'a self,
@@ -532,16 +553,14 @@ impl WebFiles {
         };
         match crate::drive::web_read(dir, name).await {
             Ok(data) => {
-                s.recorder()
-                    .drive(crate::drive::DriveEvent::Transfer {
-                        protocol: crate::drive::WEB_PROTOCOL,
-                        path: format!("{}/{name}", drive.name),
-                        direction: psm_recording::TransferDirection::Download,
-                        size: data.len() as u64,
-                        blake3: Some(*blake3::hash(&data).as_bytes()),
-                    })
-                    .await;
-                tracing::info!(session_id = %s.info.id, file = %name, bytes = data.len(), "drive file downloaded by the browser");
+                record_web_file(
+                    s,
+                    drive,
+                    name,
+                    psm_recording::TransferDirection::Download,
+                    &data,
+                )
+                .await;
                 Message::Binary(file_message(name, &data).into())
             }
             Err(e) => file_error(e),
@@ -567,16 +586,14 @@ impl WebFiles {
         if let Err(e) = crate::drive::web_write(dir, name, data).await {
             return file_error(e);
         }
-        s.recorder()
-            .drive(crate::drive::DriveEvent::Transfer {
-                protocol: crate::drive::WEB_PROTOCOL,
-                path: format!("{}/{name}", drive.name),
-                direction: psm_recording::TransferDirection::Upload,
-                size,
-                blake3: Some(*blake3::hash(data).as_bytes()),
-            })
-            .await;
-        tracing::info!(session_id = %s.info.id, file = %name, bytes = size, "drive file uploaded by the browser");
+        record_web_file(
+            s,
+            drive,
+            name,
+            psm_recording::TransferDirection::Upload,
+            data,
+        )
+        .await;
         let reply = text(serde_json::json!({"type":"uploaded","name":name,"size":size}));
         self.uploaded += size;
         reply

@@ -91,20 +91,13 @@ async fn text_crosses_both_ways_is_recorded_and_a_bomb_is_refused() {
     .await;
 
     let display = Display::start();
-    let mut client = xfreerdp(
-        &display,
-        gw.addr.port(),
-        &format!("{PSM_USER}+desk-01"),
-        PSM_PASSWORD,
-        &["/sec:tls", "+clipboard"],
-        &dir.path().join("xfreerdp.log"),
-    );
-    eventually("the session to be live", Duration::from_secs(60), || {
-        gw.registry.len() == 1
-    })
-    .await;
-    let info = gw.registry.list().remove(0);
-    let live = gw.registry.get(info.id).unwrap();
+    let (mut client, info, live) = gw
+        .native_session(
+            &display,
+            &["/sec:tls", "+clipboard"],
+            &dir.path().join("xfreerdp.log"),
+        )
+        .await;
     eventually("the FreeRDP window", Duration::from_secs(30), || {
         display.freerdp_window().is_some()
     })
@@ -174,15 +167,7 @@ async fn text_crosses_both_ways_is_recorded_and_a_bomb_is_refused() {
 
     // End the session and read the recording.
     drop(live);
-    client.stop();
-    eventually("the session to end", Duration::from_secs(30), || {
-        gw.registry.is_empty()
-    })
-    .await;
-    let path = gw.recordings.join(format!("{}.psmr", info.id));
-    let report =
-        psm_recording::verify(&path, &psm_recording::VerifyOptions::trusting(gw.signer)).unwrap();
-    assert!(report.status.is_intact(), "{report:?}");
+    let path = gw.end_session(&mut client, info.id).await;
     let mut reader = Reader::open(&path, ReadOptions::default()).unwrap();
     let mut clips = Vec::new();
     let mut markers = Vec::new();

@@ -34,20 +34,9 @@ async fn the_target_reads_and_writes_the_session_drive_and_it_is_recorded() {
     .await;
 
     let display = Display::start();
-    let mut client = xfreerdp(
-        &display,
-        gw.addr.port(),
-        &format!("{PSM_USER}+desk-01"),
-        PSM_PASSWORD,
-        &["/sec:tls"],
-        &dir.path().join("xfreerdp.log"),
-    );
-    eventually("the session to be live", Duration::from_secs(60), || {
-        gw.registry.len() == 1
-    })
-    .await;
-    let info = gw.registry.list().remove(0);
-    let live = gw.registry.get(info.id).unwrap();
+    let (mut client, info, live) = gw
+        .native_session(&display, &["/sec:tls"], &dir.path().join("xfreerdp.log"))
+        .await;
     let folder = drives.join(info.id.to_string());
     assert!(folder.is_dir(), "the session's drive folder {folder:?}");
     eventually("the FreeRDP window", Duration::from_secs(30), || {
@@ -127,15 +116,7 @@ touch {done}
     assert!(client.running());
 
     drop(live);
-    client.stop();
-    eventually("the session to end", Duration::from_secs(30), || {
-        gw.registry.is_empty()
-    })
-    .await;
-    let path = gw.recordings.join(format!("{}.psmr", info.id));
-    let report =
-        psm_recording::verify(&path, &psm_recording::VerifyOptions::trusting(gw.signer)).unwrap();
-    assert!(report.status.is_intact(), "{report:?}");
+    let path = gw.end_session(&mut client, info.id).await;
     let mut reader = Reader::open(&path, ReadOptions::default()).unwrap();
     let mut transfers = Vec::new();
     let mut markers = Vec::new();

@@ -29,24 +29,13 @@ async fn freerdp_through_the_gateway_to_xrdp() {
     let gw = gateway(&plane, dir.path(), |_| {}).await;
 
     let display = Display::start();
-    let mut client = xfreerdp(
-        &display,
-        gw.addr.port(),
-        &format!("{PSM_USER}+desk-01"),
-        PSM_PASSWORD,
-        &["/sec:tls"],
-        &dir.path().join("xfreerdp.log"),
-    );
-    eventually("the session to be live", Duration::from_secs(60), || {
-        gw.registry.len() == 1
-    })
-    .await;
-    let info = gw.registry.list().remove(0);
+    let (mut client, info, live) = gw
+        .native_session(&display, &["/sec:tls"], &dir.path().join("xfreerdp.log"))
+        .await;
     assert_eq!(
         (info.user.as_str(), info.target.as_str()),
         (PSM_USER, "desk-01")
     );
-    let live = gw.registry.get(info.id).unwrap();
     assert_eq!(
         plane.cp.engine().session(info.id).await.unwrap().stage,
         Stage::Connected

@@ -24,43 +24,22 @@ async fn a_reattached_desktop_of_another_size_is_followed() {
     let display = Display::start();
 
     // 1. A first session creates the desktop at 1024x768, then the client leaves.
-    let mut first = xfreerdp(
-        &display,
-        gw.addr.port(),
-        &format!("{PSM_USER}+desk-01"),
-        PSM_PASSWORD,
-        &["/sec:tls"],
-        &dir.path().join("first.log"),
-    );
-    eventually("the first session", Duration::from_secs(60), || {
-        gw.registry.len() == 1
-    })
-    .await;
-    let live = gw.registry.get(gw.registry.list()[0].id).unwrap();
+    let (mut first, info, live) = gw
+        .native_session(&display, &["/sec:tls"], &dir.path().join("first.log"))
+        .await;
     wait_settled_desktop(&live.screen).await;
     assert_eq!(live.screen.size(), (1024, 768));
     drop(live);
-    first.stop();
-    eventually("the first session to end", Duration::from_secs(30), || {
-        gw.registry.is_empty()
-    })
-    .await;
+    gw.end_session(&mut first, info.id).await;
 
     // 2. The second asks for 800x600 and gets the existing desktop.
-    let mut second = xfreerdp(
-        &display,
-        gw.addr.port(),
-        &format!("{PSM_USER}+desk-01"),
-        PSM_PASSWORD,
-        &["/sec:tls", "/size:800x600"],
-        &dir.path().join("second.log"),
-    );
-    eventually("the second session", Duration::from_secs(60), || {
-        gw.registry.len() == 1
-    })
-    .await;
-    let info = gw.registry.list().remove(0);
-    let live = gw.registry.get(info.id).unwrap();
+    let (mut second, info, live) = gw
+        .native_session(
+            &display,
+            &["/sec:tls", "/size:800x600"],
+            &dir.path().join("second.log"),
+        )
+        .await;
     wait_settled_desktop(&live.screen).await;
     assert_eq!(gw.registry.len(), 1, "the session goes on");
     assert!(second.running());
@@ -85,12 +64,7 @@ async fn a_reattached_desktop_of_another_size_is_followed() {
     assert_screen_is_the_targets(dir.path(), &after);
 
     drop(live);
-    second.stop();
-    eventually("the second session to end", Duration::from_secs(30), || {
-        gw.registry.is_empty()
-    })
-    .await;
-    let path = gw.recordings.join(format!("{}.psmr", info.id));
+    let path = gw.end_session(&mut second, info.id).await;
     let mut reader = Reader::open(&path, ReadOptions::default()).unwrap();
     let end = reader.duration();
     let canvas = graphics::screen_at(&mut reader, end).unwrap().unwrap();

@@ -660,6 +660,50 @@ pub struct Gateway {
     pub signer: psm_recording::VerifyingKey,
 }
 
+impl Gateway {
+    /// FreeRDP on `display` logs in through the gateway as alice to desk-01 with `extra`
+    /// options (its output in `log`); returns the client once its session is live, with
+    /// the session's info and live handle.
+    pub async fn native_session(
+        &self,
+        display: &Display,
+        extra: &[&str],
+        log: &Path,
+    ) -> (Proc, psm_proxy_rdp::SessionInfo, psm_proxy_rdp::LiveSession) {
+        let client = xfreerdp(
+            display,
+            self.addr.port(),
+            &format!("{PSM_USER}+desk-01"),
+            PSM_PASSWORD,
+            extra,
+            log,
+        );
+        eventually("the session to be live", Duration::from_secs(60), || {
+            self.registry.len() == 1
+        })
+        .await;
+        let info = self.registry.list().remove(0);
+        let live = self.registry.get(info.id).unwrap();
+        (client, info, live)
+    }
+
+    /// Stops `client`, waits for its session `id` to end, and returns the session's
+    /// recording, checked intact (signed, complete).
+    pub async fn end_session(&self, client: &mut Proc, id: psm_core::SessionId) -> PathBuf {
+        client.stop();
+        eventually("the session to end", Duration::from_secs(30), || {
+            self.registry.is_empty()
+        })
+        .await;
+        let path = self.recordings.join(format!("{id}.psmr"));
+        let report =
+            psm_recording::verify(&path, &psm_recording::VerifyOptions::trusting(self.signer))
+                .unwrap();
+        assert!(report.status.is_intact(), "{report:?}");
+        path
+    }
+}
+
 pub async fn gateway(
     plane: &Plane,
     dir: &Path,
