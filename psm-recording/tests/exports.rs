@@ -338,3 +338,52 @@ fn player_starts_from_a_keyframe_and_respects_speed() {
         "{waits:?}"
     );
 }
+
+/// An RDP recording's channels as the RDP gateway writes them: typed text on
+/// `rdp-keyboard`, pointer moves and clicks on `rdp-pointer`.
+#[test]
+fn command_index_of_a_graphical_session_holds_typed_lines_never_pointer_moves() {
+    let kb = ChannelId(1);
+    let ptr = ChannelId(2);
+    let open = |channel, name: &str| EventKind::ChannelOpen {
+        channel,
+        kind: ChannelKind::Other { name: name.into() },
+    };
+    let input = |channel, s: &str| EventKind::Input {
+        channel,
+        data: s.as_bytes().to_vec(),
+        echo_off: false,
+    };
+    let kinds = [
+        open(kb, "rdp-keyboard"),
+        open(ptr, "rdp-pointer"),
+        input(ptr, "move 640 512\n"),
+        input(ptr, "move 200 200\n"),
+        input(ptr, "down left 200 200\n"),
+        input(ptr, "up left 200 200\n"),
+        input(kb, "touch /tmp/proof\r"),
+        input(ptr, "wheel -120 200 200\n"),
+        input(kb, "<C-c>"),
+        input(ptr, "move 10 10\n"),
+        input(kb, "ls -l\r"),
+    ];
+    let events: Vec<Event> = kinds
+        .into_iter()
+        .enumerate()
+        .map(|(i, k)| Event::new(Micros(i as u64 * 1000), k))
+        .collect();
+    let key = SigningKey::generate().unwrap();
+    let (bytes, _) = write_all(&events, &key, small_chunks());
+    let mut r = Reader::from_bytes(bytes, ReadOptions::default()).unwrap();
+    let mut out = Vec::new();
+    export::export_commands(&mut r, &mut out, |_, _| {}).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let cmds: Vec<&str> = v["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["command"].as_str().unwrap())
+        .collect();
+    // The shortcut typed before `ls -l` stays on its line, as typed.
+    assert_eq!(cmds, ["touch /tmp/proof", "<C-c>ls -l"], "{v}");
+}

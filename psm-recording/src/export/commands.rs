@@ -7,8 +7,13 @@
 //! included), and the prompt is cut at its first `$ `, `# `, `% ` or `> `. Without a
 //! terminal the typed keys are used (backspace applied). Lines typed with the echo off
 //! (passwords) and keys typed inside full-screen programs are never commands.
+//!
+//! Graphical sessions (RDP) record the keyboard as typed text, whose lines and shortcuts
+//! are indexed like any typed input, and the pointer (`move X Y`, clicks, the wheel) on a
+//! channel of its own, which is never indexed: an auditor searches for what was typed, and
+//! pointer positions would bury it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Seek, Write};
 
 use serde::Serialize;
@@ -70,6 +75,8 @@ struct ChannelState {
 pub struct CommandIndex {
     tracker: TerminalTracker,
     channels: BTreeMap<ChannelId, ChannelState>,
+    /// Open pointer channels (see [`is_pointer_channel`]): their input is not typed text.
+    pointers: BTreeSet<ChannelId>,
     commands: Vec<Command>,
 }
 
@@ -79,6 +86,12 @@ impl std::fmt::Debug for CommandIndex {
             .field("commands", &self.commands.len())
             .finish_non_exhaustive()
     }
+}
+
+/// Whether a channel carries pointer events (a graphical session's `rdp-pointer` channel,
+/// or any `*-pointer` channel of another graphical protocol) rather than typed text.
+fn is_pointer_channel(kind: &ChannelKind) -> bool {
+    matches!(kind, ChannelKind::Other { name } if name.ends_with("-pointer"))
 }
 
 /// The command part of a screen line: after the prompt's first `$ `, `# `, `% ` or `> `.
@@ -102,6 +115,7 @@ impl CommandIndex {
         Self {
             tracker: TerminalTracker::new(header.terminal),
             channels: BTreeMap::new(),
+            pointers: BTreeSet::new(),
             commands: Vec::new(),
         }
     }
@@ -134,6 +148,11 @@ impl CommandIndex {
             EventKind::ChannelOpen { channel, kind } => {
                 let st = self.channels.entry(*channel).or_default();
                 *st = ChannelState::default();
+                if is_pointer_channel(kind) {
+                    self.pointers.insert(*channel);
+                } else {
+                    self.pointers.remove(channel);
+                }
                 let cmd = match kind {
                     ChannelKind::Exec { command, .. } => {
                         Some((CommandSource::Exec, command.clone()))
@@ -155,6 +174,7 @@ impl CommandIndex {
                 exit_status,
                 exit_signal,
             } => {
+                self.pointers.remove(channel);
                 if let Some(i) = self.channels.remove(channel).and_then(|s| s.command)
                     && let Some(c) = self.commands.get_mut(i)
                 {
@@ -183,7 +203,9 @@ impl CommandIndex {
                 channel,
                 data,
                 echo_off,
-            } => self.input(e.time, *channel, data, *echo_off),
+            } if !self.pointers.contains(channel) => {
+                self.input(e.time, *channel, data, *echo_off)
+            }
             _ => {}
         }
         self.tracker.apply(&e.kind);
