@@ -142,7 +142,11 @@ pub struct PamSettings {
     pub record_keystrokes: bool,
     /// Whether clipboard transfers are captured.
     pub capture_clipboard: bool,
-    /// The export formats encoders produce (e.g. `asciicast`, `text`, `commands`).
+    /// The export formats encoders produce (`asciicast`, `text`, `commands`, `video`,
+    /// `contact-sheet`). Encoders write each one only where it applies, by what the recording
+    /// holds: `asciicast` for terminal sessions, `video` and `contact-sheet` for graphical
+    /// ones (RDP), the text exports for every session; so listing the video costs terminal
+    /// sessions nothing. The default lists them all.
     pub export_formats: Vec<String>,
     /// How often gateways and workers should call Polling.
     pub polling_interval: Duration,
@@ -159,7 +163,11 @@ impl Default for PamSettings {
             encryption_key: None,
             record_keystrokes: true,
             capture_clipboard: true,
-            export_formats: vec!["asciicast".into(), "text".into(), "commands".into()],
+            // Each where it applies: the video and contact sheet for RDP sessions, the
+            // asciicast for SSH sessions (the web UI replays one or the other).
+            export_formats: ["asciicast", "text", "commands", "video", "contact-sheet"]
+                .map(String::from)
+                .to_vec(),
             polling_interval: Duration::from_secs(20),
             checkout_warning: Duration::from_secs(5 * 60),
         }

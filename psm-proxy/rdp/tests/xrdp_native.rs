@@ -110,6 +110,11 @@ async fn freerdp_through_the_gateway_to_xrdp() {
     let report =
         psm_recording::verify(&path, &psm_recording::VerifyOptions::trusting(gw.signer)).unwrap();
     assert!(report.status.is_intact(), "{report:?}");
+    // PSM_RDP_KEEP_RECORDING=FILE keeps this real recording: psm-pipeline's encoder test
+    // runs on one made so (psm-pipeline/tests/data/xrdp-session.psmr).
+    if let Some(keep) = std::env::var_os("PSM_RDP_KEEP_RECORDING") {
+        std::fs::copy(&path, keep).unwrap();
+    }
     let mut reader = Reader::open(&path, ReadOptions::default()).unwrap();
     let mut typed = Vec::new();
     let mut frames = 0;

@@ -203,9 +203,7 @@ impl CommandIndex {
                 channel,
                 data,
                 echo_off,
-            } if !self.pointers.contains(channel) => {
-                self.input(e.time, *channel, data, *echo_off)
-            }
+            } if !self.pointers.contains(channel) => self.input(e.time, *channel, data, *echo_off),
             _ => {}
         }
         self.tracker.apply(&e.kind);
