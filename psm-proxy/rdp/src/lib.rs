@@ -61,6 +61,7 @@ pub mod launch;
 pub mod login;
 mod native;
 pub mod recorder;
+mod refusal;
 pub mod screen;
 pub mod session;
 pub mod tls;

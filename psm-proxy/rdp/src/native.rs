@@ -11,6 +11,10 @@
 //! and never `rdpdr`: the user's own drives and printers are not relayed (ironrdp-server
 //! has no `rdpdr` server side). When policy allows drives, the target gets the gateway's
 //! session drive instead ([`crate::drive`], on the target side).
+//!
+//! A refused client is told why ([`crate::refusal`]): the gateway keeps the user's TLS
+//! stream in hand and, once ironrdp-server is done with it, sends the RDP error code that
+//! fits (denied, insufficient privileges, target not found, target unreachable...).
 
 use std::net::SocketAddr;
 use std::num::{NonZeroU16, NonZeroUsize};
@@ -27,6 +31,7 @@ use tokio::net::TcpStream;
 use crate::access::Identity;
 use crate::error::RdpError;
 use crate::input::{Button, InputEvent};
+use crate::refusal::{HeldTls, Refusal};
 use crate::screen::ScreenWatch;
 use crate::session::{self, ActiveSession, ClientKind, Shared};
 
@@ -45,6 +50,11 @@ struct Conn {
     current: SessionCell,
     /// The clipboard bridge's link when policy allows the clipboard.
     clipboard: Option<Arc<crate::clipboard::Link>>,
+    /// Whether the gateway holds the user's TLS stream, and so can tell a refused client
+    /// why after ironrdp-server is done ([`crate::refusal`]).
+    held: bool,
+    /// Why the client is refused, once it is.
+    refusal: Mutex<Option<Refusal>>,
 }
 
 /// Where a connection's running session is kept, so the connection thread can still end it
@@ -62,13 +72,32 @@ impl Conn {
         m.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Starts the session once the user is known (idempotent; a failure is remembered).
+    fn refuse(&self, refusal: Refusal) {
+        Conn::lock(&self.refusal).get_or_insert(refusal);
+    }
+
+    /// Starts the session once the user is known (idempotent; a failure is remembered, and
+    /// so is the refusal the client is told).
     async fn ensure_session(&self) -> Result<Arc<ActiveSession>, RdpError> {
+        let result = self.start_session().await;
+        if let Err(e) = &result {
+            self.refuse(Refusal::of(e));
+        }
+        result
+    }
+
+    async fn start_session(&self) -> Result<Arc<ActiveSession>, RdpError> {
         let mut slot = self.session.lock().await;
         match &*slot {
             SessionSlot::Running(s) => return Ok(s.clone()),
             SessionSlot::Failed(e) => return Err(RdpError::Session(e.clone())),
             SessionSlot::NotStarted => {}
+        }
+        if Conn::lock(&self.refusal).is_some() {
+            return Err(RdpError::AuthRefused {
+                user: String::new(),
+                reason: "the login was refused".into(),
+            });
         }
         if Conn::lock(&self.identity).is_none()
             && let Some((login, password)) = &self.nla
@@ -164,7 +193,21 @@ impl CredentialValidator for Validator {
             }
             Err(e) => {
                 tracing::warn!(peer = %conn.peer, error = %e, "RDP login refused");
-                Ok(CredentialDecision::Reject)
+                if conn.held {
+                    // ironrdp-server's own denial is malformed (see `refusal`): let the
+                    // connection on without a user; no session starts, and the client is
+                    // told why once ironrdp-server lets go of the stream. A user whose
+                    // password was right but who has no grant for the target (or names
+                    // one that does not exist: the directory cannot tell them apart, and
+                    // should not tell a user which targets exist) lacks privileges.
+                    conn.refuse(match e {
+                        RdpError::Target { .. } => Refusal::NotAllowed,
+                        other => Refusal::of(&other),
+                    });
+                    Ok(CredentialDecision::Accept)
+                } else {
+                    Ok(CredentialDecision::Reject)
+                }
             }
         }
     }
@@ -447,6 +490,46 @@ impl tokio::io::AsyncWrite for Replay {
     }
 }
 
+/// The user's connection after the Connection Request: TLS in the gateway's hands, or the
+/// plain TCP stream left to ironrdp-server (which answers a client with no security in
+/// common).
+enum UserStream {
+    Held(Arc<Mutex<tokio_rustls::server::TlsStream<TcpStream>>>),
+    Plain(TcpStream),
+}
+
+/// Sends `refusal` to the client on its TLS stream, then closes it (best effort: the client
+/// may be gone already).
+async fn tell_refused(
+    tls: Arc<Mutex<tokio_rustls::server::TlsStream<TcpStream>>>,
+    refusal: Refusal,
+    peer: SocketAddr,
+    within: std::time::Duration,
+) {
+    use tokio::io::AsyncWriteExt as _;
+    // ironrdp-server dropped its handle with the connection: this is the last one.
+    let Ok(tls) = Arc::try_unwrap(tls) else {
+        tracing::warn!(peer = %peer, "the client's TLS stream is still shared: refusal not sent");
+        return;
+    };
+    let mut tls = tls.into_inner().unwrap_or_else(|p| p.into_inner());
+    let send = async {
+        tls.write_all(&refusal.pdus()?)
+            .await
+            .map_err(|e| RdpError::io("sending the refusal", e))?;
+        tls.shutdown()
+            .await
+            .map_err(|e| RdpError::io("closing the connection", e))
+    };
+    match tokio::time::timeout(within, send).await {
+        Ok(Ok(())) => {
+            tracing::info!(peer = %peer, refusal = ?refusal, code = ?refusal.error_info(), "refused RDP client told why");
+        }
+        Ok(Err(e)) => tracing::debug!(peer = %peer, error = %e, "refusal not delivered"),
+        Err(_) => tracing::debug!(peer = %peer, "refusal not delivered in time"),
+    }
+}
+
 /// Serves one native RDP client on `stream` until it leaves or the session ends. Runs on
 /// the calling thread's `LocalSet` (ironrdp-server's connection future is not `Send`).
 pub(crate) async fn serve(
@@ -478,10 +561,38 @@ pub(crate) async fn serve(
                 .peek(&login)
                 .map(|(_, password)| (login, password))
         });
-    let stream = Replay {
-        prefix: request.bytes,
-        pos: 0,
-        inner: stream,
+    // Answer the Connection Request and run the TLS handshake here when the security the
+    // client asked for is one ironrdp-server would secure with TLS, so the stream is still
+    // in hand when ironrdp-server is done with it (to tell a refused client why).
+    let offered = if nla.is_some() {
+        ironrdp::pdu::nego::SecurityProtocol::HYBRID
+            | ironrdp::pdu::nego::SecurityProtocol::HYBRID_EX
+    } else {
+        ironrdp::pdu::nego::SecurityProtocol::SSL
+    };
+    let user = match crate::refusal::selected_protocol(request.protocols, offered) {
+        Some(protocol) => {
+            use tokio::io::AsyncWriteExt as _;
+            let confirm = crate::refusal::connection_confirm(protocol)?;
+            stream
+                .write_all(&confirm)
+                .await
+                .map_err(|e| RdpError::io("sending the connection confirm", e))?;
+            let tls = tokio::time::timeout(handshake, identity.acceptor.accept(stream))
+                .await
+                .map_err(|_| RdpError::Timeout("the client's TLS handshake"))?
+                .map_err(|e| RdpError::Tls {
+                    side: "user",
+                    reason: e.to_string(),
+                })?;
+            UserStream::Held(Arc::new(Mutex::new(tls)))
+        }
+        // No security in common: ironrdp-server answers with the negotiation failure.
+        None => UserStream::Plain(stream),
+    };
+    let held = match &user {
+        UserStream::Held(tls) => Some(tls.clone()),
+        UserStream::Plain(_) => None,
     };
     let conn = Arc::new(Conn {
         shared: shared.clone(),
@@ -497,6 +608,8 @@ pub(crate) async fn serve(
             .channels
             .clipboard
             .then(crate::clipboard::Link::new),
+        held: held.is_some(),
+        refusal: Mutex::new(None),
     });
     let builder = RdpServer::builder().with_addr(shared.config.listen);
     let builder = if nla.is_some() {
@@ -528,13 +641,38 @@ pub(crate) async fn serve(
             std::future::pending::<()>().await;
         }
     };
+    let run = async {
+        match user {
+            UserStream::Held(tls) => {
+                server
+                    .run_connection_with(
+                        HeldTls::new(tls, request.bytes),
+                        ironrdp::server::TransportTls::AlreadyDone,
+                    )
+                    .await
+            }
+            UserStream::Plain(stream) => {
+                server
+                    .run_connection(Replay {
+                        prefix: request.bytes,
+                        pos: 0,
+                        inner: stream,
+                    })
+                    .await
+            }
+        }
+    };
     let result = tokio::select! {
-        r = server.run_connection(stream) => r.map_err(|e| RdpError::Client {
+        r = run => r.map_err(|e| RdpError::Client {
             peer: peer.to_string(),
             reason: format!("{e:#}"),
         }),
         () = authenticated => Err(RdpError::Timeout("the client's connection sequence")),
     };
+    let refusal = *Conn::lock(&conn.refusal);
+    if let (Some(tls), Some(refusal)) = (held, refusal) {
+        tell_refused(tls, refusal, peer, handshake).await;
+    }
     if let Some(s) = conn.session_now() {
         let reason = match &result {
             Ok(()) => "client disconnected".to_owned(),
