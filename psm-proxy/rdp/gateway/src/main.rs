@@ -211,11 +211,21 @@ async fn main() -> anyhow::Result<()> {
             k
         }
     };
-    let recordings = DirRecordings::new(
-        args.data.join("recordings"),
-        signing,
-        writer_config(&config.recording),
-    );
+    // PSMEncryptionKey: recordings are encrypted for the control plane's recipient key. It is
+    // read once at start (a changed key applies from the next start); a gateway that cannot
+    // read it does not start, rather than record in clear text.
+    let mut writer = writer_config(&config.recording);
+    let settings = cp.pam_settings().await.context(
+        "reading GetPAMSettings (PSMEncryptionKey) from the control plane; not starting rather \
+         than recording unencrypted",
+    )?;
+    if let Some(key) = settings.encryption_key {
+        writer
+            .recipients
+            .push(psm_recording::RecipientPublic::from_bytes(*key.as_bytes()));
+        println!("recordings encrypted for PSMEncryptionKey {key}");
+    }
+    let recordings = DirRecordings::new(args.data.join("recordings"), signing, writer);
     let deps = GatewayDeps {
         control_plane: cp.clone(),
         directory,
