@@ -187,6 +187,17 @@ impl std::fmt::Debug for Encoder {
     }
 }
 
+/// Whether `ffmpeg -version` runs and succeeds.
+fn ffmpeg_runs(ffmpeg: &Path) -> bool {
+    std::process::Command::new(ffmpeg)
+        .arg("-version")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// Output of one encoding, before the manifest is written.
 struct Encoded {
     manifest: Manifest,
@@ -218,7 +229,28 @@ impl Encoder {
 
     /// Serves until `stop` turns true, then finishes the sessions in hand.
     pub async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) -> RunSummary {
+        self.warn_without_ffmpeg().await;
         run_loop(self, stop, false).await
+    }
+
+    /// Says at start, rather than at the first RDP session, that the video export is
+    /// configured (it is by default) but ffmpeg cannot be run: such sessions fail their
+    /// encoding attempts, naming the package, until it is installed.
+    async fn warn_without_ffmpeg(&self) {
+        if !self.settings.exports.contains(&ExportKind::Video) {
+            return;
+        }
+        let ffmpeg = self.settings.video.ffmpeg.clone();
+        let probe = ffmpeg.clone();
+        let runs = tokio::task::spawn_blocking(move || ffmpeg_runs(&probe))
+            .await
+            .unwrap_or(false);
+        if !runs {
+            tracing::warn!(ffmpeg = %ffmpeg.display(),
+                "the video export is configured but ffmpeg cannot be run: RDP sessions will \
+                 fail encoding (and be retried) until it is installed (apt-get install ffmpeg), \
+                 its path is given, or video is left out of the exports");
+        }
     }
 
     /// Encodes every session that can be claimed now, then returns (the `psm encode` command).
@@ -646,5 +678,18 @@ impl StepWorker for Encoder {
             session,
             bytes: 0,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ffmpeg_probe_tells_a_program_that_cannot_encode() {
+        assert!(!ffmpeg_runs(Path::new("/nonexistent/ffmpeg")));
+        assert!(!ffmpeg_runs(Path::new("false")));
+        // Debian's ffmpeg, which scripts/test installs (the graphics tests need it too).
+        assert!(ffmpeg_runs(Path::new("ffmpeg")));
     }
 }
