@@ -45,6 +45,8 @@ async fn refused(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_users_are_told_why() {
     require_all();
+    // No xrdp here, but the X displays are picked the same way as the other RDP tests'.
+    let _lock = MachineLock::take();
     let dir = tempfile::tempdir().unwrap();
     // No target runs on this port: the vault's desk-01 cannot be reached. The credential is
     // fetched for that session only, and must never reach the client.
