@@ -1,0 +1,494 @@
+//! `psm up` runs the RDP gateway: the real `psm up` (the main workspace's binary) finds this
+//! workspace's `psm-rdp-gateway` through `$PSM_RDP_GATEWAY`, starts it as a supervised child
+//! against its own control plane and says so. An operator adds the xrdp target (its
+//! certificate pinned) and a user with the real `psm` CLI; FreeRDP (under Xvfb) logs in through
+//! `psm up`'s RDP port as `alice+desk-01` with alice's PSM password; the control plane lists
+//! the session Connected and receives its screenshot; once FreeRDP leaves, the node's encoder
+//! and uploader carry it to Done-Uploaded, with its `.psmr`, transcript, video and contact
+//! sheet in the store under the data directory. A SIGKILLed gateway is started again by
+//! `psm up`; SIGINT to `psm up` stops both. The target's password is in none of the outputs.
+//!
+//! `psm` is found through `PSM_BIN`, else in the main workspace's target directory
+//! (`scripts/test` builds every binary before the RDP tests).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use psm_client::{Client, ClientConfig};
+use psm_core::{Protocol, Stage};
+
+const ROLE: &str = "desktop-ops";
+
+fn psm_bin() -> PathBuf {
+    std::env::var_os("PSM_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| main_bin("psm"))
+}
+
+fn client(url: &str, key_file: &Path) -> Client {
+    let key = std::fs::read_to_string(key_file).unwrap();
+    Client::new(ClientConfig::new(url).with_api_key(key.trim())).unwrap()
+}
+
+fn log_file(path: &Path) -> Stdio {
+    Stdio::from(std::fs::File::create(path).unwrap())
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// `psm up`, interrupted (SIGINT, as Ctrl-C) when dropped; any gateway it left behind with
+/// this data directory in its arguments is then killed by PID.
+struct Up {
+    child: Child,
+    data: PathBuf,
+}
+
+impl Up {
+    fn interrupt(&self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+    }
+
+    /// Waits for it to exit.
+    fn wait(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if start.elapsed() > within {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.interrupt();
+            if self.wait(Duration::from_secs(20)).is_none() {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
+        }
+        for pid in gateway_pids(&self.data) {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+    }
+}
+
+/// The `psm-rdp-gateway` processes whose arguments name `data` (the ones this test's
+/// `psm up` started), from /proc.
+fn gateway_pids(data: &Path) -> Vec<u32> {
+    let data = data.as_os_str().as_encoded_bytes();
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().filter_map(Result::ok) {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let mut args = cmdline.split(|b| *b == 0);
+        let program = args.next().unwrap_or_default();
+        if program.ends_with(b"psm-rdp-gateway") && args.any(|a| a == data) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Runs the `psm` CLI with `stdin`; returns stdout + stderr, asserting success.
+fn psm(args: &[&str], data: &Path, stdin: &str) -> String {
+    let mut child = Command::new(psm_bin())
+        .args(args)
+        .arg("--data")
+        .arg(data)
+        .env_remove("PSM_CONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "psm {args:?}: {printed}");
+    printed
+}
+
+/// The certificate's SHA-256 fingerprint as `psm targets add --host-key` takes it, read with
+/// openssl as an operator would.
+fn fingerprint(cert: &Path) -> String {
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(cert)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let hex = text
+        .trim()
+        .split_once('=')
+        .unwrap_or_else(|| panic!("openssl said: {text}"))
+        .1;
+    format!("sha256:{}", hex.replace(':', "").to_lowercase())
+}
+
+/// Every file under `dir` whose path contains `needle` and whose name satisfies `name`.
+fn files(dir: &Path, needle: &str, name: impl Fn(&str) -> bool) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.filter_map(Result::ok) {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if p.to_string_lossy().contains(needle)
+                && p.file_name().and_then(|n| n.to_str()).is_some_and(&name)
+            {
+                found.push(p);
+            }
+        }
+    }
+    found
+}
+
+fn accepts(port: u16) -> bool {
+    std::net::TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(200),
+    )
+    .is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psm_up_runs_supervises_and_stops_the_rdp_gateway() {
+    require_all();
+    let psm_program = psm_bin();
+    let _lock = MachineLock::take();
+    let dir = tempfile::tempdir().unwrap();
+    let target_password = target_account();
+    let xrdp = Xrdp::start(dir.path());
+
+    // psm up, on free loopback ports, with this workspace's gateway.
+    let data = dir.path().join("data");
+    let [api, ssh, live, rdp, rdp_web] = [(); 5].map(|()| free_port());
+    let (up_out, up_err) = (dir.path().join("up.out"), dir.path().join("up.err"));
+    let child = Command::new(&psm_program)
+        .arg("up")
+        .arg("--data")
+        .arg(&data)
+        .args([
+            "--api-listen",
+            &format!("127.0.0.1:{api}"),
+            "--ssh-listen",
+            &format!("127.0.0.1:{ssh}"),
+            "--live-listen",
+            &format!("127.0.0.1:{live}"),
+            "--rdp-listen",
+            &format!("127.0.0.1:{rdp}"),
+            "--rdp-web-listen",
+            &format!("127.0.0.1:{rdp_web}"),
+            "--watchdog-interval",
+            "1",
+        ])
+        .env("PSM_RDP_GATEWAY", env!("CARGO_BIN_EXE_psm-rdp-gateway"))
+        .env("RUST_LOG", "info")
+        .env_remove("PSM_CONFIG")
+        .env_remove("PSM_DATA")
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(log_file(&up_out))
+        .stderr(log_file(&up_err))
+        .spawn()
+        .unwrap();
+    let mut up = Up {
+        child,
+        data: data.clone(),
+    };
+    let start = Instant::now();
+    while !read(&up_out).contains("Press Ctrl-C") {
+        assert!(
+            matches!(up.child.try_wait(), Ok(None)),
+            "psm up exited:\n{}\n{}",
+            read(&up_out),
+            read(&up_err)
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "psm up did not come up:\n{}\n{}",
+            read(&up_out),
+            read(&up_err)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let printed = read(&up_out);
+    assert!(
+        printed.contains(&format!("RDP gateway: 127.0.0.1:{rdp}"))
+            && !printed.contains("not started"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains(&format!("xfreerdp /v:127.0.0.1:{rdp} ")),
+        "{printed}"
+    );
+    assert!(data.join("rdp").join("gateway.crt").is_file());
+    wait_port(
+        format!("127.0.0.1:{rdp}").parse().unwrap(),
+        Duration::from_secs(30),
+    );
+    let first = gateway_pids(&data);
+    assert_eq!(first.len(), 1, "one gateway child: {first:?}");
+
+    // The operator adds alice and the target with the CLI, beside the running node.
+    let said = psm(
+        &["users", "add", PSM_USER, "--role", ROLE, "--password-stdin"],
+        &data,
+        PSM_PASSWORD,
+    );
+    let pin = fingerprint(&dir.path().join("xrdp.crt"));
+    let said = said
+        + &psm(
+            &[
+                "targets",
+                "add",
+                "desk-01",
+                "--protocol",
+                "rdp",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &xrdp.port.to_string(),
+                "--user",
+                TARGET_USER,
+                "--password-stdin",
+                "--host-key",
+                &pin,
+                "--grant",
+                ROLE,
+            ],
+            &data,
+            &target_password,
+        );
+    assert!(!said.contains(&target_password), "the CLI's output");
+
+    // FreeRDP through psm up's RDP port, as alice, with her PSM password.
+    let url = format!("http://127.0.0.1:{api}");
+    let admin = client(&url, &data.join("keys").join("admin.key"));
+    let display = Display::start();
+    let freerdp_log = dir.path().join("xfreerdp.log");
+    let mut freerdp = xfreerdp(
+        &display,
+        rdp,
+        &format!("{PSM_USER}+desk-01"),
+        PSM_PASSWORD,
+        &["/sec:tls"],
+        &freerdp_log,
+    );
+    let mut live_session = None;
+    for _ in 0..600 {
+        if let Some(s) = admin
+            .live_sessions()
+            .await
+            .unwrap()
+            .sessions
+            .into_iter()
+            .next()
+        {
+            live_session = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let live_session = live_session.unwrap_or_else(|| {
+        panic!(
+            "no live session in psm up's control plane; psm up's log:\n{}\nFreeRDP:\n{}",
+            read(&up_err),
+            read(&freerdp_log)
+        )
+    });
+    assert_eq!(live_session.user, PSM_USER);
+    assert_eq!(live_session.target, "desk-01");
+    assert_eq!(live_session.protocol, Protocol::Rdp);
+    assert_eq!(live_session.gateway.as_deref(), Some("rdp-gateway-1"));
+    let id = live_session.session;
+    let stage = |s: Vec<psm_client::wire::RecordingStatusEntry>| {
+        s.into_iter().find(|e| e.session == id).unwrap()
+    };
+    assert_eq!(
+        stage(admin.get_recording_process_status(&[id]).await.unwrap()).status,
+        Stage::Connected
+    );
+    eventually("the FreeRDP window", Duration::from_secs(30), || {
+        display.freerdp_window().is_some()
+    })
+    .await;
+    // The target's desktop came through: the gateway pushed its first screenshot to psm up's
+    // control plane (DATA/artifacts/SESSION/screenshots/).
+    let id_text = id.to_string();
+    eventually(
+        "a screenshot in psm up's control plane",
+        Duration::from_secs(30),
+        || {
+            files(&data.join("artifacts"), &id_text, |n| n.ends_with(".png"))
+                .iter()
+                .any(|p| std::fs::read(p).is_ok_and(|b| b.starts_with(b"\x89PNG\r\n\x1a\n")))
+        },
+    )
+    .await;
+    // Let the desktop draw into the recording for a while.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // The user leaves; the session ends and the node's encoder and uploader finish it.
+    freerdp.stop();
+    let start = Instant::now();
+    let last = loop {
+        let entry = stage(admin.get_recording_process_status(&[id]).await.unwrap());
+        match entry.status {
+            Stage::DoneUploaded => break entry,
+            Stage::Failed => panic!("the session failed: {entry:?}\n{}", read(&up_err)),
+            _ if start.elapsed() > Duration::from_secs(300) => panic!(
+                "the session is still {:?} after 300 s: {entry:?}\npsm up's log:\n{}",
+                entry.status,
+                read(&up_err)
+            ),
+            _ => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    };
+    eprintln!(
+        "Done-Uploaded {:.1} s after FreeRDP left",
+        start.elapsed().as_secs_f64()
+    );
+    assert!(admin.live_sessions().await.unwrap().sessions.is_empty());
+    let recordings = files(&data, &id_text, |n| n.ends_with(".psmr"));
+    assert!(
+        !recordings.is_empty(),
+        "no .psmr for {id} under {} ({last:?})",
+        data.display()
+    );
+    for r in &recordings {
+        let bytes = std::fs::read(r).unwrap();
+        assert!(bytes.len() > 1000, "{}: {} bytes", r.display(), bytes.len());
+        assert!(!String::from_utf8_lossy(&bytes).contains(&target_password));
+    }
+    // The encoder's exports for a graphical session, in the store beside it: the transcript,
+    // a video of the target's screen and a contact sheet.
+    let store = data.join("store");
+    let export = |name: &str| {
+        let found = files(&store, &id_text, |n| n == name);
+        assert!(
+            !found.is_empty(),
+            "no {name} for {id} in {}: {:?}\npsm up's log:\n{}",
+            store.display(),
+            files(&store, &id_text, |_| true),
+            read(&up_err)
+        );
+        found[0].clone()
+    };
+    let transcript = read(&export("transcript.txt"));
+    assert!(
+        transcript.contains("alice") && transcript.contains("desk-01"),
+        "{transcript}"
+    );
+    assert!(!transcript.contains(&target_password));
+    let video = export("session.mp4");
+    let probe = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=width,height",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&video)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&probe.stdout).trim(),
+        "1024,768",
+        "ffprobe {}: {}",
+        video.display(),
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    let sheet = std::fs::read(export("contact-sheet.png")).unwrap();
+    assert!(sheet.starts_with(b"\x89PNG\r\n\x1a\n"));
+
+    // A gateway that dies is started again.
+    let pid = first[0];
+    let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    let start = Instant::now();
+    let restarted = loop {
+        let now = gateway_pids(&data);
+        if now.len() == 1 && now[0] != pid && accepts(rdp) {
+            break now[0];
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the gateway was not restarted within 10 s (processes {now:?}); psm up's log:\n{}",
+            read(&up_err)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!(
+        "gateway {pid} killed; {restarted} listening {:.1} s later",
+        start.elapsed().as_secs_f64()
+    );
+    assert!(matches!(up.child.try_wait(), Ok(None)), "psm up is running");
+
+    // Ctrl-C stops psm up and its gateway.
+    up.interrupt();
+    let status = up.wait(Duration::from_secs(30)).unwrap_or_else(|| {
+        panic!("psm up did not stop within 30 s:\n{}", read(&up_err));
+    });
+    assert!(status.success(), "psm up: {status}\n{}", read(&up_err));
+    assert!(read(&up_out).contains("PSM stopped."));
+    assert!(
+        gateway_pids(&data).is_empty(),
+        "a gateway outlived psm up: {:?}",
+        gateway_pids(&data)
+    );
+    assert!(!accepts(rdp), "the RDP port is closed");
+
+    // The gateway's log joined psm up's, and the target's password is nowhere.
+    let (out, err) = (read(&up_out), read(&up_err));
+    assert!(err.contains("rdp: "), "the gateway's log lines:\n{err}");
+    assert!(!out.contains(&target_password), "psm up's stdout");
+    assert!(!err.contains(&target_password), "psm up's stderr");
+    assert!(
+        !read(&freerdp_log).contains(&target_password),
+        "FreeRDP's output"
+    );
+    drop(xrdp);
+}
