@@ -6,7 +6,8 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use psm_core::policy::{Feed, Policy, SessionPolicy, SessionScope, TrackerConfig};
+use psm_core::policy::{Policy, SessionPolicy, SessionScope};
+use psm_proxy::tracker::{CommandTracker, Feed, TrackerConfig};
 
 fn session() -> &'static SessionPolicy {
     static S: OnceLock<SessionPolicy> = OnceLock::new();
@@ -34,12 +35,15 @@ fuzz_target!(|data: &[u8]| {
     let [cols, rows, chunk, flags, rest @ ..] = data else {
         return;
     };
-    let mut t = session().tracker(TrackerConfig {
-        cols: u16::from(*cols),
-        rows: u16::from(*rows),
-        max_line: 64 + usize::from(*flags) * 8,
-        wait_for_echo: flags & 1 == 1,
-    });
+    let mut t = CommandTracker::new(
+        session().clone(),
+        TrackerConfig {
+            cols: u16::from(*cols),
+            rows: u16::from(*rows),
+            max_line: 64 + usize::from(*flags) * 8,
+            wait_for_echo: flags & 1 == 1,
+        },
+    );
     let mut out = Vec::new();
     let size = usize::from(*chunk % 32) + 1;
     for (i, piece) in rest.chunks(size).enumerate() {

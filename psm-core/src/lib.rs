@@ -63,7 +63,7 @@ pub use control_plane::{ControlPlane, HeartbeatReply, LocalControlPlane};
 pub use engine::{Engine, EngineConfig, RecordingStatusUpdate, SweepReport};
 pub use error::CoreError;
 pub use id::{CheckoutId, FencingToken, ProcessInstance, SessionId};
-pub use policy::{CommandTracker, Decision, Policy, SessionPolicy};
+pub use policy::{Decision, Policy, SessionPolicy};
 pub use session::{Completion, Lease, NewSession, PrivSession, Protocol, RecordingStatus};
 pub use stage::Stage;
 pub use timestamp::Timestamp;

@@ -12,6 +12,8 @@
 //! - [`ssh`]: the SSH gateway on russh (server toward users, client toward targets);
 //! - [`policy_tap`]: psm-core's command policy enforced in the session (hold the Enter,
 //!   alert, ask for approval, pause, lock, terminate);
+//! - [`tracker`]: the terminal-aware command tracker the policy tap runs (the user's keys
+//!   and psm-recording's emulated screen, read into command lines for psm-core's policy);
 //! - [`live`]: live viewers (screens, fan-out that never slows the user), the websocket
 //!   server for viewers and the browser terminal, and the link that carries admin commands
 //!   and reports to and from the control plane (`docs/live.md`).
@@ -60,6 +62,7 @@ pub mod session;
 pub mod ssh;
 pub mod tap;
 pub mod target;
+pub mod tracker;
 
 pub use error::ProxyError;
 pub use registry::{Registration, SessionRegistry};

@@ -1,4 +1,4 @@
-//! The command policy, enforced in the session: a [`Tap`] that feeds psm-core's
+//! The command policy, enforced in the session: a [`Tap`] that feeds the
 //! [`CommandTracker`] with every byte of each terminal channel, judges `exec` requests,
 //! shells without a terminal line by line, output lines and file transfers, and acts on the
 //! [`Decision`]s (`docs/policy.md`, "Enforcement"):
@@ -46,8 +46,7 @@ use async_trait::async_trait;
 use psm_core::directory::UserDirectory;
 use psm_core::live::LiveReportKind;
 use psm_core::policy::{
-    Action, CommandTracker, Decision, Feed, Policy, PolicyEvent, SessionPolicy, SessionScope,
-    TrackerConfig, TransferDirection,
+    Action, Decision, Policy, PolicyEvent, SessionPolicy, SessionScope, TransferDirection,
 };
 use tokio::sync::Notify;
 
@@ -57,6 +56,7 @@ use crate::tap::{
     ChannelInfo, ChannelRequest, DataEvent, DataVerdict, Direction, FileTransfer, RequestVerdict,
     Tap, TapFactory, TapSet,
 };
+use crate::tracker::{CommandTracker, Feed, TrackerConfig};
 
 /// ^C: what the gateway sends to discard a line whose Enter it dropped.
 const INTERRUPT: &[u8] = b"\x03";
@@ -80,7 +80,7 @@ impl Default for Enforcement {
         Self {
             echo_timeout: Duration::from_secs(2),
             approval_timeout: Some(Duration::from_secs(600)),
-            max_line: psm_core::policy::DEFAULT_MAX_LINE,
+            max_line: crate::tracker::DEFAULT_MAX_LINE,
         }
     }
 }
@@ -469,7 +469,10 @@ impl Tap for PolicyTap {
                 let mut tracker = chan.tracker.lock().unwrap_or_else(|p| p.into_inner());
                 if pty.is_some() || self.policy.watches_output() {
                     // With a terminal: keystrokes and screen. Without: output lines only.
-                    *tracker = Some(self.policy.tracker(self.tracker_config(pty)));
+                    *tracker = Some(CommandTracker::new(
+                        self.policy.clone(),
+                        self.tracker_config(pty),
+                    ));
                 }
                 if pty.is_none() && matches!(request, ChannelRequest::Shell) {
                     *chan.plain.lock().unwrap_or_else(|p| p.into_inner()) = Some(Vec::new());

@@ -1,13 +1,22 @@
 //! Knowing when the user types a secret: a terminal prompt that does not echo.
 //!
 //! The target's terminal decides whether typed characters echo, and SSH does not carry that
-//! state, so the proxy infers it from the output: after a prompt whose last line names a
+//! state, so the proxy infers it from the screen: when the line left of the cursor names a
 //! password, passphrase, passcode or PIN and ends in `:` (`Password:`, `[sudo] password for
 //! alice:`, `Enter passphrase for key ...:`), input is hidden until the user presses Enter.
 //! Hidden input reaches the target unchanged; taps get `hidden = true` and must not keep it.
+//!
+//! The screen is psm-recording's terminal emulator ([`TerminalState`]), the one the command
+//! tracker, the recorder and live viewers read; output is only
+//! [deferred](TerminalState::defer) until the user types.
 
-/// How much output is kept to recognise a prompt.
-const TAIL: usize = 160;
+use psm_recording::{TermSize, TerminalState};
+
+/// The most characters of the cursor's line read to recognise a prompt.
+const MAX_PROMPT: usize = 512;
+/// How much output is kept for the screen between two keys: a prompt is the last line or
+/// two, and bulk output (a download on a channel without a terminal) then costs little.
+const KEEP: usize = 2048;
 
 const WORDS: [&str; 5] = [
     "password",
@@ -27,10 +36,26 @@ const WORDS: [&str; 5] = [
 /// assert!(t.input(b"\r"));        // the Enter itself is still part of the secret entry
 /// assert!(!t.input(b"ls\r"));     // visible again
 /// ```
-#[derive(Clone, Debug, Default)]
+#[derive(Debug)]
 pub struct EchoTracker {
-    tail: Vec<u8>,
+    screen: TerminalState,
+    /// Output arrived since the screen was last read.
+    fresh: bool,
     hidden: bool,
+    line: Vec<char>,
+    text: String,
+}
+
+impl Default for EchoTracker {
+    fn default() -> Self {
+        Self {
+            screen: TerminalState::clamped(TermSize::new(80, 24)).with_backlog(KEEP),
+            fresh: false,
+            hidden: false,
+            line: Vec::new(),
+            text: String::new(),
+        }
+    }
 }
 
 impl EchoTracker {
@@ -39,53 +64,42 @@ impl EchoTracker {
         if bytes.is_empty() {
             return;
         }
-        if self.hidden && bytes.iter().any(|b| matches!(b, b'\n' | b'\r')) {
-            // The target moved on (it prints a newline once the secret is entered).
-            self.hidden = false;
-        }
-        let start = bytes.len().saturating_sub(TAIL);
-        self.tail.extend_from_slice(&bytes[start..]);
-        if self.tail.len() > TAIL {
-            let cut = self.tail.len() - TAIL;
-            self.tail.drain(..cut);
-        }
-        if is_secret_prompt(&self.tail) {
-            self.hidden = true;
-        }
+        self.screen.defer(bytes);
+        self.fresh = true;
     }
 
     /// Input from the user; returns whether these bytes are hidden.
     pub fn input(&mut self, bytes: &[u8]) -> bool {
-        let hidden = self.hidden;
+        let hidden = self.is_hidden();
         if hidden && bytes.iter().any(|b| matches!(b, b'\n' | b'\r' | 3 | 4)) {
-            // Enter, ^C or ^D ends the secret entry.
+            // Enter, ^C or ^D ends the secret entry; the prompt still on the screen does
+            // not start another until the target writes again.
             self.hidden = false;
-            self.tail.clear();
         }
         hidden
     }
 
     /// Whether input is hidden now.
-    pub fn is_hidden(&self) -> bool {
+    pub fn is_hidden(&mut self) -> bool {
+        if std::mem::take(&mut self.fresh) {
+            // The target wrote: the line left of the cursor says whether it asks for a
+            // secret (a newline after the secret moves the cursor off the prompt).
+            self.screen.line_before_cursor(&mut self.line, MAX_PROMPT);
+            self.text.clear();
+            self.text.extend(self.line.iter());
+            self.hidden = is_secret_prompt(&self.text);
+        }
         self.hidden
     }
 }
 
-/// Whether the last line of `tail` is a secret prompt.
-pub fn is_secret_prompt(tail: &[u8]) -> bool {
-    let trimmed = match tail.iter().rposition(|b| !matches!(b, b' ' | b'\t')) {
-        Some(end) => &tail[..=end],
-        None => return false,
-    };
-    if trimmed.last() != Some(&b':') {
-        return false;
+/// Whether `line`, the text of a screen line up to the cursor, is a secret prompt.
+pub fn is_secret_prompt(line: &str) -> bool {
+    let line = line.trim_end_matches([' ', '\t']);
+    line.ends_with(':') && {
+        let line = line.to_ascii_lowercase();
+        WORDS.iter().any(|w| line.contains(w))
     }
-    let line_start = trimmed
-        .iter()
-        .rposition(|b| matches!(b, b'\n' | b'\r'))
-        .map_or(0, |p| p + 1);
-    let line = String::from_utf8_lossy(&trimmed[line_start..]).to_ascii_lowercase();
-    WORDS.iter().any(|w| line.contains(w))
 }
 
 #[cfg(test)]
@@ -94,13 +108,33 @@ mod tests {
 
     #[test]
     fn prompts() {
-        assert!(is_secret_prompt(b"Password: "));
-        assert!(is_secret_prompt(b"\r\n[sudo] password for bob:"));
-        assert!(is_secret_prompt(b"Enter passphrase for key '/x':  "));
-        assert!(!is_secret_prompt(b"password changed\r\n$ "));
-        assert!(!is_secret_prompt(b"$ "));
-        assert!(!is_secret_prompt(b""));
-        assert!(!is_secret_prompt(b"Password: ok\r\nuser@host:"));
+        assert!(is_secret_prompt("Password: "));
+        assert!(is_secret_prompt("[sudo] password for bob:"));
+        assert!(is_secret_prompt("Enter passphrase for key '/x':  "));
+        assert!(!is_secret_prompt("password changed"));
+        assert!(!is_secret_prompt("$ "));
+        assert!(!is_secret_prompt(""));
+        assert!(!is_secret_prompt("user@host:"));
+    }
+
+    fn hidden_after(output: &[u8]) -> bool {
+        let mut t = EchoTracker::default();
+        t.output(output);
+        t.input(b"x")
+    }
+
+    #[test]
+    fn the_line_at_the_cursor_decides() {
+        assert!(hidden_after(b"\r\n[sudo] password for bob:"));
+        assert!(hidden_after(b"\x1b[1mPassword:\x1b[0m "));
+        assert!(!hidden_after(b"password changed\r\n$ "));
+        assert!(!hidden_after(b"Password: ok\r\nuser@host:"));
+        // A prompt longer than the terminal is wide, soft-wrapped.
+        let long = format!(
+            "Enter passphrase for key '/home/alice/{}':",
+            "k".repeat(120)
+        );
+        assert!(hidden_after(long.as_bytes()));
     }
 
     #[test]
@@ -114,6 +148,18 @@ mod tests {
         assert!(!t.input(b"ls"));
     }
 
+    #[test]
+    fn a_wrong_password_asks_again() {
+        let mut t = EchoTracker::default();
+        t.output(b"$ sudo -i\r\n[sudo] password for alice: ");
+        assert!(t.input(b"wrong\r"));
+        assert!(!t.input(b"typed ahead"));
+        t.output(b"\r\nSorry, try again.\r\n[sudo] password for alice: ");
+        assert!(t.input(b"right\r"));
+        t.output(b"\r\nroot# ");
+        assert!(!t.input(b"id\r"));
+    }
+
     proptest::proptest! {
         #[test]
         fn never_panics(out in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600),
@@ -121,7 +167,7 @@ mod tests {
             let mut t = EchoTracker::default();
             t.output(&out);
             t.input(&inp);
-            proptest::prop_assert!(t.tail.len() <= TAIL);
+            proptest::prop_assert!(t.line.len() <= MAX_PROMPT);
         }
     }
 }

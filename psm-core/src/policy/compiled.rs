@@ -19,7 +19,6 @@ use super::action::{Action, Decision, LineSource, PolicyEvent, RuleMatch, Transf
 use super::config::{PolicyConfig, RuleConfig, Subject, invalid};
 use super::pattern::glob_to_regex;
 use super::shell::command_forms;
-use super::tracker::{CommandTracker, TrackerConfig};
 use crate::CoreError;
 
 /// Bytes one compiled pattern may take.
@@ -194,7 +193,7 @@ impl Policy {
     }
 
     /// The rules that apply to one session: call once per session, then judge with the
-    /// result (or give it to each channel's [`CommandTracker`]).
+    /// result (or give it to each terminal channel's command tracker, in psm-proxy).
     pub fn for_session(self: &Arc<Self>, scope: &SessionScope) -> SessionPolicy {
         let applies: Vec<bool> = self
             .rules
@@ -245,11 +244,6 @@ pub struct SessionPolicy {
 }
 
 impl SessionPolicy {
-    /// A tracker for one terminal channel of the session.
-    pub fn tracker(&self, config: TrackerConfig) -> CommandTracker {
-        CommandTracker::new(self.clone(), config)
-    }
-
     /// Judges a command line that did not come from a terminal (an SSH `exec` request).
     pub fn judge_command(&self, line: &str) -> Decision {
         self.judge_line(line, LineSource::Exec, false, false)
@@ -296,7 +290,19 @@ impl SessionPolicy {
         (!d.matched.is_empty()).then_some(d)
     }
 
-    pub(crate) fn judge_line(
+    /// Judges one command line read off a terminal: `source` says how it was read, `late`
+    /// that it is judged after its Enter was forwarded, `truncated` that it was cut at the
+    /// reader's longest line.
+    ///
+    /// ```
+    /// use psm_core::policy::{Action, LineSource, Policy, SessionScope};
+    /// let policy = Policy::from_toml("[[rule]]\nname = \"wipe\"\nglob = \"rm -rf /*\"\naction = \"terminate\"")?;
+    /// let session = policy.for_session(&SessionScope::new("web-01", ["ops"]));
+    /// let d = session.judge_line("rm -rf /", LineSource::Keystrokes, false, false);
+    /// assert_eq!(d.action, Action::Terminate);
+    /// # Ok::<(), psm_core::CoreError>(())
+    /// ```
+    pub fn judge_line(
         &self,
         line: &str,
         source: LineSource,
@@ -307,8 +313,9 @@ impl SessionPolicy {
     }
 
     /// Judges a submission seen in several readings (keystrokes and screen): a rule
-    /// matches if it matches any form of any reading. `shown` is the line reported.
-    pub(crate) fn judge_lines(
+    /// matches if it matches any form of any reading. `shown` is the line reported; the other
+    /// arguments are [`judge_line`](Self::judge_line)'s.
+    pub fn judge_lines(
         &self,
         readings: &[&str],
         shown: &str,
@@ -339,7 +346,9 @@ impl SessionPolicy {
             })
     }
 
-    pub(crate) fn unechoed(&self, chars: usize) -> Decision {
+    /// The decision for a line of `chars` characters typed and never shown on the screen (it
+    /// may be a password): the policy's `unechoed_input` action, no text.
+    pub fn unechoed(&self, chars: usize) -> Decision {
         Decision {
             event: PolicyEvent::UnechoedInput { chars },
             action: self.policy.unechoed_input,

@@ -14,6 +14,8 @@ pub const MAX_ROWS: u16 = 500;
 const SKIP_MIN: usize = 16 << 10;
 /// A plain run is resolved when it reaches this size, bounding memory.
 const DEFER_CAP: usize = 256 << 10;
+/// The least output [`TerminalState::defer`] keeps.
+const BACKLOG_MIN: usize = 16 << 10;
 
 /// The state of one terminal: screens, cursor, pen, modes. Feed it the bytes a program
 /// wrote; ask it for the screen text or a [`Keyframe`] (an escape-sequence dump that
@@ -24,6 +26,12 @@ const DEFER_CAP: usize = 256 << 10;
 /// lines are emulated, which leaves exactly the state full emulation would (a line feed
 /// scrolls within the full screen; `2 × rows + 1` of them push every earlier line off). The
 /// fast path is taken only when the scroll margins are the full screen.
+///
+/// A reader that looks at the screen only now and then (the command tracker reads it while a
+/// line is typed or judged, echo-off detection when the user types) can go further with
+/// [`defer`](Self::defer): output is kept in a bounded backlog, its alternate-screen switches
+/// noted, and emulated only when the state is read next. The backlog holds at least two
+/// screenfuls, so the lines at the cursor come out as full emulation would show them.
 ///
 /// ```
 /// use psm_recording::{TerminalState, TermSize};
@@ -45,6 +53,14 @@ pub struct TerminalState {
     /// Bytes of an SGR candidate at the end of the last feed (ESC, ESC [, params).
     carry: Vec<u8>,
     skipped: u64,
+    /// Deferred output, not emulated yet (see [`TerminalState::defer`]).
+    backlog: Vec<u8>,
+    /// The backlog's front was dropped.
+    backlog_cut: bool,
+    /// The alternate-screen state at the backlog's front.
+    front_alt: bool,
+    /// How much deferred output is kept, if not two screenfuls.
+    backlog_keep: Option<usize>,
 }
 
 impl std::fmt::Debug for TerminalState {
@@ -59,6 +75,19 @@ impl std::fmt::Debug for TerminalState {
 pub(crate) fn valid_size(size: TermSize) -> bool {
     size.cols >= 1 && size.rows >= 1 && size.cols <= MAX_COLS && size.rows <= MAX_ROWS
 }
+
+/// `size` moved into the emulated range.
+fn clamp_size(size: TermSize) -> TermSize {
+    TermSize::new(size.cols.clamp(1, MAX_COLS), size.rows.clamp(1, MAX_ROWS))
+}
+
+/// How much deferred output is kept by default: two screenfuls, at least 16 KiB.
+fn backlog_cap(size: TermSize) -> usize {
+    (usize::from(size.cols) * usize::from(size.rows) * 2).max(BACKLOG_MIN)
+}
+
+/// The least a reader may ask [`TerminalState::defer`] to keep.
+const KEEP_MIN: usize = 256;
 
 impl TerminalState {
     /// A blank terminal of `size` (1×1 up to [`MAX_COLS`]×[`MAX_ROWS`]).
@@ -76,7 +105,28 @@ impl TerminalState {
                     reason: e.to_string(),
                 }
             })?;
-        Ok(Self {
+        Ok(Self::with_terminal(term, size))
+    }
+
+    /// A blank terminal of `size` moved into the emulated range (1×1 up to
+    /// [`MAX_COLS`]×[`MAX_ROWS`]), for callers that take sizes from a peer and must not fail.
+    pub fn clamped(size: TermSize) -> Self {
+        let size = clamp_size(size);
+        match avt::Terminal::new(usize::from(size.cols), usize::from(size.rows)) {
+            Ok(term) => Self::with_terminal(term, size),
+            // Unreachable: clamp_size keeps both at least 1. The classic size rather than a
+            // panic.
+            Err(_) => Self::with_terminal(Self::classic(), TermSize::new(80, 24)),
+        }
+    }
+
+    #[allow(clippy::expect_used)]
+    fn classic() -> avt::Terminal {
+        avt::Terminal::new(80, 24).expect("80x24 is a valid terminal size")
+    }
+
+    fn with_terminal(term: avt::Terminal, size: TermSize) -> Self {
+        Self {
             term,
             size,
             utf8: Utf8Decoder::new(),
@@ -84,7 +134,20 @@ impl TerminalState {
             deferred: Vec::new(),
             carry: Vec::new(),
             skipped: 0,
-        })
+            backlog: Vec::new(),
+            backlog_cut: false,
+            front_alt: false,
+            backlog_keep: None,
+        }
+    }
+
+    /// Sets how much output [`defer`](Self::defer) keeps (at least 256 bytes). The default,
+    /// two screenfuls and at least 16 KiB, reads every line at the cursor as full emulation
+    /// would; a reader that needs only the last line or two (echo-off detection) keeps less,
+    /// so that reading after bulk output costs little.
+    pub fn with_backlog(mut self, bytes: usize) -> Self {
+        self.backlog_keep = Some(bytes.max(KEEP_MIN));
+        self
     }
 
     /// A terminal in the state a keyframe describes.
@@ -107,7 +170,7 @@ impl TerminalState {
     /// Changes its size (sizes outside the emulated range are clamped into it).
     pub fn resize(&mut self, size: TermSize) {
         self.settle();
-        let size = TermSize::new(size.cols.clamp(1, MAX_COLS), size.rows.clamp(1, MAX_ROWS));
+        let size = clamp_size(size);
         self.term
             .resize(usize::from(size.cols), usize::from(size.rows));
         self.size = size;
@@ -115,6 +178,7 @@ impl TerminalState {
 
     /// Feeds bytes a program wrote to the terminal.
     pub fn feed(&mut self, data: &[u8]) {
+        self.catch_up();
         let mut data = data;
         let joined;
         if !self.carry.is_empty() {
@@ -148,8 +212,60 @@ impl TerminalState {
         }
     }
 
-    /// Feeds everything held back (deferred plain text and a partial escape sequence).
+    /// Keeps bytes a program wrote for later: they are emulated when the state is read or
+    /// more output is [fed](Self::feed). Of a long run of deferred output only the last part
+    /// (two screenfuls and at least 16 KiB, or what [`with_backlog`](Self::with_backlog)
+    /// sets) is emulated, from a line start, in the alternate-screen state the dropped part
+    /// left: the lines at the cursor read as with full emulation, while what scrolled away
+    /// is never emulated at all.
+    pub fn defer(&mut self, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        if self.backlog.is_empty() {
+            self.settle();
+            self.front_alt = self.alternate_now();
+        }
+        self.backlog.extend_from_slice(data);
+        let cap = self.backlog_keep.unwrap_or_else(|| backlog_cap(self.size));
+        if self.backlog.len() > 2 * cap {
+            let cut = self.backlog.len() - cap;
+            self.front_alt = scan_alt(self.front_alt, &self.backlog[..cut]);
+            self.backlog.drain(..cut);
+            self.backlog_cut = true;
+        }
+    }
+
+    /// Emulates the deferred output.
+    fn catch_up(&mut self) {
+        if self.backlog.is_empty() {
+            return;
+        }
+        let backlog = std::mem::take(&mut self.backlog);
+        let mut start = 0;
+        if std::mem::take(&mut self.backlog_cut) {
+            // The front was dropped mid-stream: start at a line boundary, in the
+            // alternate-screen state the dropped output left. A character the decoder held
+            // back was completed by dropped bytes.
+            start = backlog
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(backlog.len(), |i| i + 1);
+            self.utf8 = Utf8Decoder::new();
+            let alt = scan_alt(self.front_alt, &backlog[..start]);
+            if alt != self.alternate_now() {
+                self.feed_now(if alt { b"\x1b[?1049h" } else { b"\x1b[?1049l" });
+            }
+        }
+        self.feed(&backlog[start..]);
+        self.backlog = backlog;
+        self.backlog.clear();
+    }
+
+    /// Feeds everything held back (deferred output, deferred plain text and a partial
+    /// escape sequence).
     fn settle(&mut self) {
+        self.catch_up();
         self.resolve();
         if !self.carry.is_empty() {
             let c = std::mem::take(&mut self.carry);
@@ -266,7 +382,101 @@ impl TerminalState {
     /// Whether a full-screen program (editor, pager, `top`) has the alternate screen.
     pub fn is_alternate_screen(&mut self) -> bool {
         self.settle();
+        self.alternate_now()
+    }
+
+    fn alternate_now(&self) -> bool {
         self.term.active_screen_kind() == avt::ScreenKind::Alternate
+    }
+
+    /// The cursor, inside the screen (avt leaves the column at the width after the last
+    /// column is written).
+    fn cursor_cell(&self) -> (usize, usize) {
+        let c = self.term.cursor();
+        let (cols, rows) = self.term.size();
+        (c.col.min(cols), c.row.min(rows.saturating_sub(1)))
+    }
+
+    /// The rows of the logical line (soft wraps joined) holding the cursor.
+    fn logical_rows(&self) -> (usize, usize) {
+        let screen = self.term.screen();
+        let (_, row) = self.cursor_cell();
+        let mut first = row;
+        while first > 0 && screen.line(first - 1).is_some_and(avt::Line::is_wrapped) {
+            first -= 1;
+        }
+        let mut last = row;
+        while screen.line(last).is_some_and(avt::Line::is_wrapped)
+            && screen.line(last + 1).is_some()
+        {
+            last += 1;
+        }
+        (first, last)
+    }
+
+    /// Appends to `out` the characters of rows `first..=last`, the last one only up to
+    /// column `end_col` if given; at most `max` characters. A wide character counts once.
+    fn collect(
+        &self,
+        first: usize,
+        last: usize,
+        end_col: Option<usize>,
+        out: &mut Vec<char>,
+        max: usize,
+    ) {
+        let screen = self.term.screen();
+        for (i, line) in screen
+            .visible_lines()
+            .enumerate()
+            .skip(first)
+            .take(last + 1 - first)
+        {
+            let cells = line.cells();
+            let cells = match end_col {
+                Some(end) if i == last => &cells[..end.min(cells.len())],
+                _ => cells,
+            };
+            for cell in cells {
+                if cell.width() == 0 {
+                    continue;
+                }
+                if out.len() >= max {
+                    return;
+                }
+                out.push(cell.char());
+            }
+        }
+    }
+
+    /// Sets `out` to the logical line at the cursor (soft-wrapped rows joined) up to the
+    /// cursor, at most `max` characters: what a prompt looks like when the user starts
+    /// typing after it.
+    pub fn line_before_cursor(&mut self, out: &mut Vec<char>, max: usize) {
+        out.clear();
+        self.settle();
+        let (first, _) = self.logical_rows();
+        let (col, row) = self.cursor_cell();
+        self.collect(first, row, Some(col), out, max);
+    }
+
+    /// Sets `out` to the whole logical line at the cursor (soft-wrapped rows joined),
+    /// trailing blanks removed, at most `max` characters.
+    pub fn line_at_cursor(&mut self, out: &mut Vec<char>, max: usize) {
+        out.clear();
+        self.settle();
+        let (first, last) = self.logical_rows();
+        self.collect(first, last, None, out, max);
+        trim_end(out);
+    }
+
+    /// Sets `out` to the bottom row (a full-screen editor's command line), trailing blanks
+    /// removed, at most `max` characters.
+    pub fn bottom_row(&mut self, out: &mut Vec<char>, max: usize) {
+        out.clear();
+        self.settle();
+        let last = usize::from(self.size.rows).saturating_sub(1);
+        self.collect(last, last, None, out, max);
+        trim_end(out);
     }
 
     /// Cursor `(column, row, visible)`.
@@ -293,6 +503,41 @@ impl TerminalState {
             screen,
         }
     }
+}
+
+fn trim_end(out: &mut Vec<char>) {
+    while out.last().is_some_and(|c| c.is_whitespace()) {
+        out.pop();
+    }
+}
+
+/// The alternate-screen state after `bytes`, starting from `alt`: notices the switches
+/// (`ESC [ ? 1049 h`, `1047`, `47`, and `l`) in deferred output without emulating it.
+fn scan_alt(mut alt: bool, bytes: &[u8]) -> bool {
+    let mut state = 0u8;
+    let mut param = 0u32;
+    for &b in bytes {
+        state = match (state, b) {
+            (_, 0x1b) => 1,
+            (1, b'[') => 2,
+            (2, b'?') => {
+                param = 0;
+                3
+            }
+            (3, d @ b'0'..=b'9') => {
+                param = param.saturating_mul(10).saturating_add(u32::from(d - b'0'));
+                3
+            }
+            (3, f @ (b'h' | b'l')) => {
+                if matches!(param, 47 | 1047 | 1049) {
+                    alt = f == b'h';
+                }
+                0
+            }
+            _ => 0,
+        };
+    }
+    alt
 }
 
 enum Stop {
@@ -493,6 +738,100 @@ mod tests {
             skipped > text.len() as u64 / 2,
             "fast path skipped only {skipped} bytes"
         );
+    }
+
+    fn text(v: &[char]) -> String {
+        v.iter().collect()
+    }
+
+    #[test]
+    fn reads_wrapped_logical_line() {
+        let mut t = TerminalState::new(TermSize::new(10, 4)).unwrap();
+        t.feed(b"out\r\n$ abcdefghijklmnop");
+        let mut v = Vec::new();
+        t.line_at_cursor(&mut v, 100);
+        assert_eq!(text(&v), "$ abcdefghijklmnop");
+        t.line_before_cursor(&mut v, 100);
+        assert_eq!(text(&v), "$ abcdefghijklmnop");
+        t.feed(b"\x1b[5D");
+        t.line_before_cursor(&mut v, 100);
+        assert_eq!(text(&v), "$ abcdefghijk");
+        t.line_at_cursor(&mut v, 5);
+        assert_eq!(v.len(), 5);
+        t.feed(b"\x1b[4;1H:!ls   ");
+        t.bottom_row(&mut v, 100);
+        assert_eq!(text(&v), ":!ls");
+    }
+
+    #[test]
+    fn deferred_output_reads_like_emulated_output() {
+        let mut stream = String::new();
+        for i in 0..5000 {
+            stream.push_str(&format!("\x1b[1mline\x1b[0m {i} of a long listing\r\n"));
+            if i == 100 {
+                stream.push_str("\x1b[?1049hfull screen\x1b[?1049l");
+            }
+        }
+        stream.push_str("user@host:~$ ls -l");
+        for alt_at_end in [false, true] {
+            let mut stream = stream.clone();
+            if alt_at_end {
+                stream.push_str("\x1b[?1049h\x1b[24;1H:!ls");
+            }
+            let size = TermSize::new(80, 24);
+            let mut live = TerminalState::new(size).unwrap();
+            let mut deferred = TerminalState::new(size).unwrap();
+            // Pieces that cut escape sequences and characters.
+            for piece in stream.as_bytes().chunks(7) {
+                live.feed(piece);
+                deferred.defer(piece);
+                assert!(deferred.backlog.len() <= 2 * backlog_cap(size));
+            }
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            live.line_at_cursor(&mut a, 1000);
+            deferred.line_at_cursor(&mut b, 1000);
+            assert_eq!(text(&a), text(&b));
+            assert_eq!(live.is_alternate_screen(), alt_at_end);
+            assert_eq!(deferred.is_alternate_screen(), alt_at_end);
+            live.line_before_cursor(&mut a, 1000);
+            deferred.line_before_cursor(&mut b, 1000);
+            assert_eq!(text(&a), text(&b));
+        }
+    }
+
+    #[test]
+    fn clamped_sizes() {
+        let mut t = TerminalState::clamped(TermSize::new(0, 0));
+        assert_eq!(t.size(), TermSize::new(1, 1));
+        t.feed(b"x");
+        t.resize(TermSize::new(u16::MAX, u16::MAX));
+        assert_eq!(t.size(), TermSize::new(MAX_COLS, MAX_ROWS));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Output deferred (less than the backlog keeps) and then read is emulated exactly
+        /// as output fed at once, however feeds and defers interleave.
+        #[test]
+        fn deferred_then_read_equals_fed(
+            pieces in proptest::collection::vec(line_piece(), 0..60),
+            splits in proptest::collection::vec(1usize..200, 1..6),
+            defer_mask in any::<u64>(),
+            cols in 2u16..120, rows in 1u16..40,
+        ) {
+            let size = TermSize::new(cols, rows);
+            let all: Vec<u8> = pieces.concat();
+            let chunks = resplit(&all, &splits);
+            let mut t = TerminalState::new(size).unwrap();
+            for (i, c) in chunks.iter().enumerate() {
+                if defer_mask >> (i % 64) & 1 == 1 {
+                    t.defer(c);
+                } else {
+                    t.feed(c);
+                }
+            }
+            prop_assert_eq!(t.dump(), reference(size, &chunks));
+        }
     }
 
     #[test]

@@ -15,10 +15,8 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
-use psm_core::policy::{
-    Action, CommandTracker, Decision, Feed, LineSource, Policy, PolicyEvent, SessionScope,
-    TrackerConfig,
-};
+use psm_core::policy::{Action, Decision, LineSource, Policy, PolicyEvent, SessionScope};
+use psm_proxy::tracker::{CommandTracker, Feed, TrackerConfig};
 
 const RULES: &str = r#"
 unechoed_input = "alert"
@@ -96,14 +94,15 @@ impl Bash {
             }
         });
         let policy = Policy::from_toml(RULES).unwrap();
-        let tracker = policy
-            .for_session(&SessionScope::new("bash", ["ops"]))
-            .tracker(TrackerConfig {
+        let tracker = CommandTracker::new(
+            policy.for_session(&SessionScope::new("bash", ["ops"])),
+            TrackerConfig {
                 cols: 100,
                 rows: 30,
                 wait_for_echo,
                 ..TrackerConfig::default()
-            });
+            },
+        );
         let mut bash = Self {
             child,
             stdin,

@@ -1,5 +1,5 @@
-//! [`CommandTracker`]: the per-channel state machine that turns a terminal's two byte
-//! streams into policy decisions.
+//! The terminal-aware command tracker: the per-channel state machine that turns a
+//! terminal's two byte streams into psm-core policy [`Decision`]s.
 //!
 //! ## How a line is read
 //!
@@ -9,9 +9,10 @@
 //!   (backspace, `C-h`, `C-u`, `C-w`, `C-k`, left/right and insert, Home/End, Delete,
 //!   word motions, bracketed paste, `C-v`). It is *certain* while every key had a known
 //!   effect; history recall, completion, undo, yank and unknown keys make it uncertain;
-//! - the **screen**: the target's output run through a terminal emulator; the prompt is
-//!   what stood left of the cursor when the user began the line, and the line is the
-//!   logical (soft-wrapped) row at the cursor, minus that prompt.
+//! - the **screen**: the target's output run through psm-recording's terminal emulator
+//!   ([`TerminalState`], the one the recorder, the exporters and live viewers use); the
+//!   prompt is what stood left of the cursor when the user began the line, and the line is
+//!   the logical (soft-wrapped) row at the cursor, minus that prompt.
 //!
 //! When Enter arrives the line is judged at once if the screen confirms it: the screen
 //! equals the certain model, or (for an uncertain model) the screen was updated after the
@@ -23,20 +24,62 @@
 //! screen, when the output moves past it. Either way, when the output moves past a judged
 //! line the final screen text is read again and, if it matches rules the first reading
 //! did not, judged again (late). A line typed but never shown on the screen yields an
-//! [`UnechoedInput`](super::PolicyEvent::UnechoedInput) decision that does not carry its
-//! text.
+//! [`UnechoedInput`](psm_core::policy::PolicyEvent::UnechoedInput) decision that does not
+//! carry its text.
 //!
 //! A line that ends in `\`, leaves a quote open or ends in `|`/`&&`/`||` is joined with the
 //! next one and judged once, whole.
+//!
+//! Between lines (a command printing megabytes) the output is only
+//! [deferred](TerminalState::defer): emulated when the screen is read next.
+//!
+//! ```
+//! use psm_core::policy::{Action, Policy, PolicyEvent, SessionScope};
+//! use psm_proxy::tracker::{CommandTracker, TrackerConfig};
+//!
+//! let policy = Policy::from_toml(r#"
+//!     [[rule]]
+//!     name = "wipe"
+//!     regex = '^rm\s+-\w*r\w*\s+/\S*$'
+//!     action = "terminate"
+//!     message = "Recursive delete from the root"
+//! "#)?;
+//! let session = policy.for_session(&SessionScope::new("db-01", ["dba"]));
+//! let mut tracker = CommandTracker::new(session, TrackerConfig::default());
+//! let mut decisions = Vec::new();
+//!
+//! // The shell prints its prompt; the user recalls the last command from history
+//! // (up arrow): only the echo says what the line is.
+//! tracker.output(b"$ ", &mut decisions);
+//! let _ = tracker.input(b"\x1b[A", false, &mut decisions);
+//! tracker.output(b"rm -rf /etc", &mut decisions);
+//! let _ = tracker.input(b"\r", false, &mut decisions);
+//!
+//! let d = &decisions[0];
+//! assert_eq!(d.command_line(), Some("rm -rf /etc"));
+//! assert_eq!(d.action, Action::Terminate);
+//! assert!(matches!(d.event, PolicyEvent::Command { late: false, .. }));
+//! # Ok::<(), psm_core::CoreError>(())
+//! ```
 
-use super::action::{Decision, LineSource};
-use super::compiled::SessionPolicy;
-use super::editor::{Effect, LineModel};
-use super::keys::{Key, KeyDecoder};
-use super::output::{LineEvent, OutputLines, Utf8};
-use super::screen::{Screen, strip_prompt, trim};
-use super::shell::continues;
+mod editor;
+mod keys;
+mod output;
+mod prompt;
 
+use psm_core::policy::{Decision, LineSource, SessionPolicy, continues};
+use psm_recording::{TermSize, TerminalState, Utf8Decoder};
+
+use editor::{Effect, LineModel};
+use keys::{Key, KeyDecoder};
+use output::{LineEvent, OutputLines};
+use prompt::{strip_prompt, trim};
+
+/// The widest terminal the tracker emulates; wider ones are clamped (memory bound: two
+/// screens of `cols * rows` cells).
+pub const MAX_COLS: u16 = 500;
+/// The tallest terminal the tracker emulates (see [`MAX_COLS`]).
+pub const MAX_ROWS: u16 = 200;
 /// The default longest line (characters).
 pub const DEFAULT_MAX_LINE: usize = 4096;
 /// The most lines joined by continuation.
@@ -68,6 +111,11 @@ impl Default for TrackerConfig {
             wait_for_echo: false,
         }
     }
+}
+
+/// A requested size in the tracker's range (1×1 up to [`MAX_COLS`]×[`MAX_ROWS`]).
+fn clamp(cols: u16, rows: u16) -> TermSize {
+    TermSize::new(cols.clamp(1, MAX_COLS), rows.clamp(1, MAX_ROWS))
 }
 
 /// What [`CommandTracker::input`] did with the bytes.
@@ -107,7 +155,8 @@ struct AfterSubmit {
 /// judged (`docs/policy.md`, "How the command line is reconstructed", says how lines are read).
 ///
 /// ```
-/// use psm_core::policy::{Action, Feed, Policy, SessionScope, TrackerConfig};
+/// use psm_core::policy::{Action, Policy, SessionScope};
+/// use psm_proxy::tracker::{CommandTracker, Feed, TrackerConfig};
 /// let policy = Policy::from_toml(r#"
 ///     [[rule]]
 ///     name = "wipe"
@@ -115,7 +164,7 @@ struct AfterSubmit {
 ///     action = "terminate"
 /// "#).unwrap();
 /// let session = policy.for_session(&SessionScope::new("web-01", ["ops"]));
-/// let mut tracker = session.tracker(TrackerConfig::default());
+/// let mut tracker = CommandTracker::new(session, TrackerConfig::default());
 /// let mut decisions = Vec::new();
 ///
 /// tracker.output(b"alice@web-01:~$ ", &mut decisions);
@@ -137,8 +186,9 @@ pub struct CommandTracker {
     wait_for_echo: bool,
     keys: KeyDecoder,
     model: LineModel,
-    screen: Screen,
-    out_utf8: Utf8,
+    screen: TerminalState,
+    out_utf8: Utf8Decoder,
+    out_text: String,
     out_lines: Option<OutputLines>,
 
     line_open: bool,
@@ -158,7 +208,7 @@ pub struct CommandTracker {
 }
 
 impl CommandTracker {
-    /// A tracker for one channel (usually through [`SessionPolicy::tracker`]).
+    /// A tracker for one terminal channel of a session.
     pub fn new(policy: SessionPolicy, config: TrackerConfig) -> Self {
         let max_line = config.max_line.clamp(64, 65_536);
         let out_lines = policy.watches_output().then(|| OutputLines::new(max_line));
@@ -168,8 +218,9 @@ impl CommandTracker {
             wait_for_echo: config.wait_for_echo,
             keys: KeyDecoder::default(),
             model: LineModel::new(max_line),
-            screen: Screen::new(config.cols, config.rows),
-            out_utf8: Utf8::default(),
+            screen: TerminalState::clamped(clamp(config.cols, config.rows)),
+            out_utf8: Utf8Decoder::new(),
+            out_text: String::new(),
             out_lines,
             line_open: false,
             prompt: Vec::with_capacity(MAX_PROMPT),
@@ -187,7 +238,7 @@ impl CommandTracker {
 
     /// The terminal was resized (SSH `window-change`).
     pub fn resize(&mut self, cols: u16, rows: u16) {
-        self.screen.resize(cols, rows);
+        self.screen.resize(clamp(cols, rows));
     }
 
     /// Judges an SSH `exec` command of this channel.
@@ -219,7 +270,7 @@ impl CommandTracker {
             let fresh = self.output_since_input;
             self.output_since_input = false;
 
-            if self.screen.alternate() {
+            if self.screen.is_alternate_screen() {
                 if key == Key::Enter {
                     self.vi_command(out);
                 }
@@ -267,33 +318,47 @@ impl CommandTracker {
         if bytes.is_empty() {
             return;
         }
-        for &b in bytes {
-            let mut chars = ['\0'; 2];
-            let mut n = 0;
-            self.out_utf8.feed(b, |c| {
-                chars[n] = c;
-                n += 1;
-            });
-            for &c in &chars[..n] {
-                if c == '\n' && self.after.is_some() {
-                    self.settle(out);
-                }
-                if self.line_open || self.after.is_some() {
-                    self.screen.feed(c);
-                } else {
-                    self.screen.defer(c);
-                }
-                if let Some(lines) = &mut self.out_lines
-                    && lines.feed(c) == LineEvent::Complete
-                {
-                    if let Some(d) = self.policy.judge_output_line(lines.line()) {
-                        out.push(d);
-                    }
-                    lines.clear();
-                }
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            // A submitted line is read again just before the output moves past it (its
+            // line feed), so the screen is fed up to there and judged.
+            let upto = match self.after {
+                Some(_) => rest.iter().position(|&b| b == b'\n'),
+                None => None,
+            };
+            let (piece, next) = rest.split_at(upto.unwrap_or(rest.len()));
+            if self.line_open || self.after.is_some() {
+                self.screen.feed(piece);
+            } else {
+                self.screen.defer(piece);
             }
+            self.output_lines(piece, out);
+            if upto.is_some() {
+                self.settle(out);
+            }
+            rest = next;
         }
         self.output_since_input = true;
+    }
+
+    /// Judges the output lines `bytes` complete, if output rules apply.
+    fn output_lines(&mut self, bytes: &[u8], out: &mut Vec<Decision>) {
+        let Some(lines) = &mut self.out_lines else {
+            return;
+        };
+        self.out_text.clear();
+        self.out_utf8.decode(bytes, &mut self.out_text);
+        for c in self.out_text.chars() {
+            if lines.feed(c) == LineEvent::Complete {
+                if let Some(d) = self.policy.judge_output_line(lines.line()) {
+                    out.push(d);
+                }
+                lines.clear();
+            }
+        }
+        if self.out_text.capacity() > 64 << 10 {
+            self.out_text = String::new();
+        }
     }
 
     /// Whether the line waiting after [`Feed::WaitForEcho`] is now on the screen.
@@ -317,7 +382,7 @@ impl CommandTracker {
     fn open_line(&mut self) {
         self.line_open = true;
         self.hidden_line = false;
-        self.screen.before_cursor(&mut self.prompt, MAX_PROMPT);
+        self.screen.line_before_cursor(&mut self.prompt, MAX_PROMPT);
         if std::mem::take(&mut self.prefill_next) {
             self.model.set_uncertain();
         }
@@ -504,7 +569,8 @@ impl CommandTracker {
 
     /// Enter on the alternate screen: a vi `:` command line with a `!` runs a command.
     fn vi_command(&mut self, out: &mut Vec<Decision>) {
-        if !self.screen.cursor_on_bottom_row() {
+        let (_, row, _) = self.screen.cursor();
+        if row + 1 < usize::from(self.screen.size().rows) {
             return;
         }
         self.screen.bottom_row(&mut self.scratch, self.max_line);
@@ -528,8 +594,8 @@ impl CommandTracker {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::policy::{Action, Policy, PolicyEvent, SessionScope};
     use proptest::prelude::*;
+    use psm_core::policy::{Action, Policy, PolicyEvent, SessionScope};
 
     const RULES: &str = r#"
         unechoed_input = "alert"
@@ -547,13 +613,16 @@ mod tests {
     "#;
 
     fn tracker(wait: bool) -> CommandTracker {
-        Policy::from_toml(RULES)
+        let session = Policy::from_toml(RULES)
             .unwrap()
-            .for_session(&SessionScope::new("t", ["r"]))
-            .tracker(TrackerConfig {
+            .for_session(&SessionScope::new("t", ["r"]));
+        CommandTracker::new(
+            session,
+            TrackerConfig {
                 wait_for_echo: wait,
                 ..TrackerConfig::default()
-            })
+            },
+        )
     }
 
     /// Types each key and echoes it the way readline does for plain characters.

@@ -1,5 +1,7 @@
-//! From the user's bytes to keys: UTF-8, control characters, escape sequences, bracketed
-//! paste. One byte in, at most one key out, no allocation.
+//! From the user's bytes to keys: UTF-8 (psm-recording's decoder), control characters,
+//! escape sequences, bracketed paste. One byte in, at most one key out, no allocation.
+
+use psm_recording::Utf8Decoder;
 
 /// A key (or pasted character) as a line editor sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,9 +71,9 @@ pub(crate) struct KeyDecoder {
     params: [u8; MAX_PARAMS],
     params_len: usize,
     params_overflow: bool,
-    utf8: [u8; 4],
-    utf8_len: usize,
-    utf8_need: usize,
+    utf8: Utf8Decoder,
+    /// What the decoder made of the last byte (at most two characters).
+    decoded: String,
     in_paste: bool,
     dropped: bool,
 }
@@ -83,9 +85,8 @@ impl Default for KeyDecoder {
             params: [0; MAX_PARAMS],
             params_len: 0,
             params_overflow: false,
-            utf8: [0; 4],
-            utf8_len: 0,
-            utf8_need: 0,
+            utf8: Utf8Decoder::new(),
+            decoded: String::with_capacity(8),
             in_paste: false,
             dropped: false,
         }
@@ -194,43 +195,37 @@ impl KeyDecoder {
     }
 
     fn ground(&mut self, b: u8) -> Option<Key> {
-        if self.utf8_need > 0 {
-            if b & 0xc0 == 0x80 {
-                self.utf8[self.utf8_len] = b;
-                self.utf8_len += 1;
-                if self.utf8_len == self.utf8_need {
-                    self.utf8_need = 0;
-                    let c = std::str::from_utf8(&self.utf8[..self.utf8_len])
-                        .ok()
-                        .and_then(|s| s.chars().next())
-                        .unwrap_or('\u{fffd}');
-                    self.utf8_len = 0;
-                    return Some(self.text(c));
-                }
-                return None;
-            }
-            // A broken sequence: it stands for one replacement character, then the byte
-            // is read afresh.
-            // One byte yields at most one key: the broken character is dropped and
-            // reported through `take_dropped`, and the byte is read afresh (it may be an
-            // Enter, which must never be lost).
-            self.utf8_need = 0;
-            self.utf8_len = 0;
-            self.dropped = true;
-            return self.ground(b);
+        if self.utf8.has_pending() || b >= 0x80 {
+            return self.multibyte(b);
         }
-        if b >= 0x80 {
-            let need = match b {
-                0xc2..=0xdf => 2,
-                0xe0..=0xef => 3,
-                0xf0..=0xf4 => 4,
-                _ => return Some(self.text('\u{fffd}')),
-            };
-            self.utf8[0] = b;
-            self.utf8_len = 1;
-            self.utf8_need = need;
-            return None;
+        self.ascii(b)
+    }
+
+    /// A byte of a multi-byte character, or one that breaks it.
+    fn multibyte(&mut self, b: u8) -> Option<Key> {
+        let pending = self.utf8.has_pending();
+        self.decoded.clear();
+        self.utf8.decode(&[b], &mut self.decoded);
+        let mut chars = self.decoded.chars();
+        let (first, second) = (chars.next(), chars.next());
+        // Nothing yet: the character continues.
+        let first = first?;
+        if !pending || (second.is_none() && b & 0xc0 == 0x80) {
+            // A whole character, or a byte invalid on its own (U+FFFD).
+            return Some(self.text(first));
         }
+        // A broken sequence. One byte yields at most one key: the broken character is
+        // dropped and reported through `take_dropped`, and the byte is read afresh (it may
+        // be an Enter, which must never be lost).
+        self.dropped = true;
+        if b < 0x80 {
+            return self.ascii(b);
+        }
+        // The byte starts a character of its own (pending), or is invalid (U+FFFD).
+        second.map(|c| self.text(c))
+    }
+
+    fn ascii(&mut self, b: u8) -> Option<Key> {
         if self.in_paste {
             return match b {
                 0x1b => {
@@ -311,6 +306,18 @@ mod tests {
         );
         assert_eq!(keys("é€".as_bytes()), [Key::Char('é'), Key::Char('€')]);
         assert_eq!(keys(b"\xff"), [Key::Char('\u{fffd}')]);
+    }
+
+    #[test]
+    fn a_broken_character_is_dropped_and_the_byte_read_afresh() {
+        let mut d = KeyDecoder::default();
+        let got: Vec<Key> = b"\xe2\x82\r\xc3x\xe2\xc3\xa9"
+            .iter()
+            .filter_map(|&b| d.feed(b))
+            .collect();
+        assert_eq!(got, [Key::Enter, Key::Char('x'), Key::Char('é')]);
+        assert!(d.take_dropped());
+        assert!(!d.take_dropped());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //!
 //! The model is *certain* while every key had a known effect; history recall, completion,
 //! undo, yank and unknown keys make it *uncertain*, and then only the screen tells what
-//! the line is (see [`super::screen`]).
+//! the line is (see [how a line is read](super)).
 
 use super::keys::Key;
 
@@ -200,7 +200,7 @@ impl LineModel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::keys::KeyDecoder;
+    use crate::tracker::keys::KeyDecoder;
 
     fn line(bytes: &[u8]) -> (String, bool) {
         let mut d = KeyDecoder::default();

@@ -1,16 +1,16 @@
 //! Command-policy hot path: what the tracker costs per byte of output, per keystroke and
 //! per submitted command.
 //!
-//! `cargo bench -p psm-core --bench policy`. Output throughput is measured side by side
-//! with the floor it cannot beat: the same bytes fed to a bare `avt` terminal (the
-//! emulator the tracker runs), as a ratio. Results go to docs/benchmarks.md.
+//! `cargo bench -p psm-proxy --bench policy`. Output throughput is measured side by side
+//! with the floor it cannot beat: the same bytes fed to psm-recording's `TerminalState` (the
+//! emulator the tracker reads), as a ratio. Results go to docs/benchmarks.md.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use psm_core::policy::{
-    Feed, Policy, PolicyConfig, RuleConfig, SessionScope, Subject, TrackerConfig,
-};
+use psm_core::policy::{Policy, PolicyConfig, RuleConfig, SessionScope, Subject};
+use psm_proxy::tracker::{CommandTracker, Feed, TrackerConfig};
+use psm_recording::{TermSize, TerminalState};
 
 fn policy(command_rules: usize, output_rules: usize) -> psm_core::policy::SessionPolicy {
     let mut cfg = PolicyConfig::default();
@@ -82,16 +82,16 @@ fn main() {
     let mb = text.len() as f64 / 1e6;
 
     let floor = best_of(3, || {
-        let mut term = avt::Terminal::new(80, 24).expect("80x24");
+        let mut term = TerminalState::new(TermSize::new(80, 24)).expect("80x24");
         let start = Instant::now();
         for c in &chunks {
-            term.feed(String::from_utf8_lossy(c).as_ref());
+            term.feed(c);
         }
         black_box(term.cursor());
         start.elapsed()
     });
     println!(
-        "output, bare avt terminal (floor): {:.1} MB/s",
+        "output, the terminal emulator alone (floor): {:.1} MB/s",
         mb / floor.as_secs_f64()
     );
     for (label, s) in [
@@ -99,7 +99,7 @@ fn main() {
         ("tracker, 20 output rules", policy(50, 20)),
     ] {
         let t = best_of(3, || {
-            let mut tr = s.tracker(TrackerConfig::default());
+            let mut tr = CommandTracker::new(s.clone(), TrackerConfig::default());
             let mut out = Vec::new();
             let start = Instant::now();
             for c in &chunks {
@@ -119,7 +119,7 @@ fn main() {
     let s = policy(200, 20);
     let keys = 200_000;
     let t = best_of(3, || {
-        let mut tr = s.tracker(TrackerConfig::default());
+        let mut tr = CommandTracker::new(s.clone(), TrackerConfig::default());
         let mut out = Vec::new();
         tr.output(b"alice@web-01:~$ ", &mut out);
         let start = Instant::now();
@@ -148,7 +148,7 @@ fn main() {
     let line = b"tool17 --verbose --config /etc/tool.conf";
     let mut decisions = 0usize;
     let t = best_of(3, || {
-        let mut tr = s.tracker(TrackerConfig::default());
+        let mut tr = CommandTracker::new(s.clone(), TrackerConfig::default());
         let mut out = Vec::new();
         let mut judging = Duration::ZERO;
         for _ in 0..commands {

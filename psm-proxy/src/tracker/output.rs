@@ -1,60 +1,10 @@
-//! Output as text lines for output rules, and the UTF-8 decoder both directions share.
+//! Output as text lines for output rules.
 //!
 //! Output rules see the *text* of the output, one line at a time: escape sequences (colours,
 //! cursor moves, titles) are removed, a line ends at LF or CR, backspace removes the last
 //! character, and a line longer than the tracker's maximum is judged in pieces of that
 //! size. This is cheaper than reading the emulated screen and sees text that scrolls by
 //! faster than any screen refresh.
-
-/// Incremental UTF-8 decoder: invalid bytes become U+FFFD, never an error.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Utf8 {
-    buf: [u8; 4],
-    len: usize,
-    need: usize,
-}
-
-impl Utf8 {
-    /// Feeds one byte; calls `emit` with each decoded character (at most two: a broken
-    /// sequence's replacement and the byte read afresh).
-    #[inline]
-    pub(crate) fn feed(&mut self, b: u8, mut emit: impl FnMut(char)) {
-        if self.need > 0 {
-            if b & 0xc0 == 0x80 {
-                self.buf[self.len] = b;
-                self.len += 1;
-                if self.len == self.need {
-                    let c = std::str::from_utf8(&self.buf[..self.len])
-                        .ok()
-                        .and_then(|s| s.chars().next())
-                        .unwrap_or('\u{fffd}');
-                    self.need = 0;
-                    self.len = 0;
-                    emit(c);
-                }
-                return;
-            }
-            self.need = 0;
-            self.len = 0;
-            emit('\u{fffd}');
-        }
-        if b < 0x80 {
-            emit(char::from(b));
-            return;
-        }
-        self.need = match b {
-            0xc2..=0xdf => 2,
-            0xe0..=0xef => 3,
-            0xf0..=0xf4 => 4,
-            _ => {
-                emit('\u{fffd}');
-                return;
-            }
-        };
-        self.buf[0] = b;
-        self.len = 1;
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
@@ -170,15 +120,17 @@ impl OutputLines {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use psm_recording::Utf8Decoder;
 
     fn lines(bytes: &[u8]) -> Vec<String> {
-        let mut u = Utf8::default();
+        let mut u = Utf8Decoder::new();
         let mut o = OutputLines::new(16);
         let mut out = Vec::new();
-        for &b in bytes {
-            let mut chars = Vec::new();
-            u.feed(b, |c| chars.push(c));
-            for c in chars {
+        // Byte by byte, as the stream may be cut anywhere.
+        for b in bytes.chunks(1) {
+            let mut text = String::new();
+            u.decode(b, &mut text);
+            for c in text.chars() {
                 if o.feed(c) == LineEvent::Complete {
                     out.push(o.line().to_owned());
                     o.clear();
