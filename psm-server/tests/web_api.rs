@@ -814,8 +814,184 @@ async fn search_finds_commands_and_output_with_their_second() {
     );
     assert_eq!(search("?q=".into()).await.status(), 400);
     assert_eq!(
-        search(format!("?q={}", "a".repeat(300))).await.status(),
+        search(format!("?q={}", "a".repeat(1001))).await.status(),
         400
     );
+    web.stop().await;
+}
+
+/// Once the encoder (then the uploader) takes a session over, the session's owner changes;
+/// its **Gateway** stays the gateway that ran it, and the current owner is shown apart.
+#[tokio::test]
+async fn the_gateway_that_ran_a_session_stays_once_the_pipeline_owns_it() {
+    let web = start(|_| {}).await;
+    let engine = web.cp.engine().clone();
+    let gw = psm_core::ProcessInstance::new("gw-1").unwrap();
+    let live = web.open_session("alice", "web-01").await;
+    let ended = web.open_session("bob", "db-01").await;
+    engine.end_session(ended, &gw).await.unwrap();
+    let encoder = psm_core::ProcessInstance::new("encoder-7").unwrap();
+    let leases = engine.claim_for_encoding(&encoder, 10).await.unwrap();
+    assert_eq!(leases.len(), 1);
+    let login = web.login(AUDITOR.0, AUDITOR.1).await;
+    let get = |p: String| {
+        let req = web.get(&p).header("cookie", login.cookie.clone());
+        async move { req.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+
+    let d = get(format!("/ui/api/sessions/{ended}")).await;
+    assert_eq!(d["session"]["stage"], "Encoding");
+    assert_eq!(d["session"]["gateway"], "gw-1", "{d:#}");
+    assert_eq!(d["session"]["owner"], "encoder-7", "{d:#}");
+    let d = get(format!("/ui/api/sessions/{live}")).await;
+    assert_eq!(d["session"]["gateway"], "gw-1");
+    assert_eq!(d["session"]["owner"], "gw-1");
+
+    // The list does not read every trail: the gateway of live sessions (their owner), the
+    // owner of all.
+    let l = get("/ui/api/sessions".into()).await;
+    let row = |id: SessionId| {
+        l["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == id.to_string().as_str())
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(row(live)["gateway"], "gw-1");
+    assert_eq!(row(ended)["owner"], "encoder-7");
+    assert!(row(ended).get("gateway").is_none(), "{l:#}");
+    web.stop().await;
+}
+
+/// The replay page shows the index's integrity to people: a sentence, never Rust's debug
+/// text (`Intact { fully_checked: false }`); and an encrypted recording's error lists its
+/// recipients as text.
+#[tokio::test]
+async fn the_replay_index_says_in_words_what_the_integrity_check_found() {
+    let web = start(|_| {}).await;
+    let login = web.login(AUDITOR.0, AUDITOR.1).await;
+    let get = |p: String| {
+        let req = web.get(&p).header("cookie", login.cookie.clone());
+        async move { req.send().await.unwrap() }
+    };
+    let no_debug = |s: &str| {
+        assert!(
+            !s.contains('{') && !s.contains('}') && !s.contains("fully_checked"),
+            "debug text shown to users: {s}"
+        );
+    };
+
+    // Finished and signed.
+    let id = web.open_session("alice", "web-01").await;
+    let path = web
+        .record(id, "alice", "web-01", &[("uname -a", "Linux web-01")])
+        .await;
+    let index: Value = get(format!("/ui/api/recordings/{id}/index"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let text = index["integrity"].as_str().unwrap();
+    no_debug(text);
+    assert!(text.starts_with("Signed and complete"), "{text}");
+    assert_eq!(index["intact"], true);
+
+    // Cut short (the gateway died mid-session): the file ends after its last chunk, before
+    // the trailer.
+    let bytes = std::fs::read(&path).unwrap();
+    let last =
+        psm_recording::Reader::from_bytes(bytes.clone(), psm_recording::ReadOptions::default())
+            .unwrap()
+            .chunks()
+            .last()
+            .map(|c| c.offset + c.frame_len)
+            .unwrap();
+    let cut = web.open_session("alice", "web-01").await;
+    std::fs::write(
+        web.recordings().join(format!("{cut}.psmr")),
+        &bytes[..last as usize],
+    )
+    .unwrap();
+    let v: Value = get(format!("/ui/api/recordings/{cut}/index"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let text = v["integrity"].as_str().unwrap();
+    no_debug(text);
+    assert!(text.starts_with("Incomplete"), "{text}");
+    assert_eq!(v["intact"], false);
+
+    // Encrypted for a recipient the server has no identity for.
+    let secret = psm_recording::RecipientSecret::generate().unwrap();
+    let enc = web.open_session("alice", "web-01").await;
+    std::fs::create_dir_all(web.recordings()).unwrap();
+    let w = psm_recording::RecordingWriter::create(
+        web.recordings().join(format!("{enc}.psmr")),
+        psm_recording::Header::new(enc, psm_recording::Protocol::Ssh, "alice", "web-01", "test")
+            .with_terminal(psm_recording::TermSize::new(80, 24), "xterm"),
+        psm_recording::SigningKey::generate().unwrap(),
+        psm_recording::WriterConfig {
+            recipients: vec![secret.public()],
+            ..psm_recording::WriterConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    w.output(psm_recording::ChannelId(0), b"secret output\r\n")
+        .await
+        .unwrap();
+    w.finish("done").await.unwrap();
+    let res = get(format!("/ui/api/recordings/{enc}/cast")).await;
+    assert_eq!(res.status(), 422);
+    let e: Value = res.json().await.unwrap();
+    let content = e["Content"].as_str().unwrap();
+    assert!(
+        content.contains(&format!("encrypted for {}", secret.public())),
+        "{content}"
+    );
+    assert!(
+        !content.contains('[') && !content.contains('"'),
+        "{content}"
+    );
+    web.stop().await;
+}
+
+/// A long search (spaces, quotes, markup, accents, CJK and emoji; longer than the 200
+/// characters the search box used to cut it to) reaches the server whole and comes back
+/// whole; the limit is in characters and said when passed.
+#[tokio::test]
+async fn a_long_unicode_search_comes_back_whole() {
+    let web = start(|_| {}).await;
+    let needle = long_query();
+    assert!(needle.chars().count() > 300 && needle.len() > 400);
+    let id = web.open_session("alice", "web-01").await;
+    web.record(
+        id,
+        "alice",
+        "web-01",
+        &[(&format!("echo {needle}"), &needle)],
+    )
+    .await;
+    let login = web.login(ADMIN.0, ADMIN.1).await;
+    let search = |q: String| {
+        let req = web
+            .get(&format!("/ui/api/search?q={}&kind=output", urlencode(&q)))
+            .header("cookie", login.cookie.clone());
+        async move { req.send().await.unwrap() }
+    };
+    let res = search(needle.clone()).await;
+    assert_eq!(res.status(), 200);
+    let r: Value = res.json().await.unwrap();
+    assert_eq!(r["query"], needle.as_str());
+    let hits = r["sessions"][0]["hits"].as_array().unwrap();
+    assert!(hits.iter().any(|h| h["text"] == needle.as_str()), "{r:#}");
+    let res = search("é".repeat(1001)).await;
+    assert_eq!(res.status(), 400);
+    let e: Value = res.json().await.unwrap();
+    assert_eq!(e["Content"], "the search is longer than 1000 characters");
+    assert_eq!(search("é".repeat(1000)).await.status(), 200);
     web.stop().await;
 }

@@ -689,6 +689,16 @@ async fn admin_watches_controls_replays_and_searches_a_real_session_in_chromium(
         assert!(commands.iter().any(|c| c == "uname -s"), "{commands:?}");
         b.step(json!({"op": "eval", "js": "window.psm.replay.player.play()"}));
         b.wait("window.psm.replay.currentTime() > 0");
+        // The integrity check is said in words, not as Rust's debug text.
+        b.wait("!!document.querySelector('#integrity')");
+        let integrity = b.eval("document.querySelector('#integrity').textContent");
+        assert!(
+            integrity
+                .as_str()
+                .unwrap()
+                .starts_with("Signed and complete: header and signed trailer verified"),
+            "{integrity}"
+        );
         b.shot("07-replay");
         b.click("#commands li:nth-child(3) .jump");
         b.wait("window.psm.replay.seekedTo > 0");
@@ -720,7 +730,7 @@ async fn admin_watches_controls_replays_and_searches_a_real_session_in_chromium(
         // 9. Search terms and results that look like markup stay text.
         b.goto(&format!(
             "{web_url}/ui/search?q={}",
-            urlencode("<img src=x onerror=\"window.__pwned=2\">")
+            web_support::urlencode("<img src=x onerror=\"window.__pwned=2\">")
         ));
         b.wait("window.psm.search && window.psm.search.sessions.length > 0");
         let imgs = b.eval("document.querySelectorAll('main img').length");
@@ -946,14 +956,160 @@ async fn rdp_session_replays_as_a_seekable_video_in_chromium() {
     web.stop().await;
 }
 
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+/// Logs the admin of the web_support harness in.
+fn log_in(b: &mut Browser, web_url: &str) {
+    b.goto(&format!("{web_url}/ui/"));
+    b.wait("location.pathname === '/ui/login' && !!document.querySelector('#user')");
+    b.fill("#user", web_support::ADMIN.0);
+    b.fill("#password", web_support::ADMIN.1);
+    b.click("#login");
+    b.wait("!!document.querySelector('#sessions-body')");
+}
+
+/// The text of the session page's details row `name`.
+fn info_row(b: &mut Browser, name: &str) -> String {
+    let v = b.eval(&format!(
+        "(() => {{ const dt = Array.from(document.querySelectorAll('#session-info dt')).find((d) => d.textContent === {name:?}); \
+         return dt ? dt.nextElementSibling.textContent : null; }})()"
+    ));
+    v.as_str()
+        .unwrap_or_else(|| panic!("no {name} row: {v}"))
+        .to_owned()
+}
+
+/// A session page opened while the session is live, with a command queued for a gateway
+/// that never confirms it: once the session ends, the live controls go and so does the
+/// "queued … not confirmed yet" note. Once the encoder owns the session, the page still
+/// names the gateway that ran it, and the encoder as its current owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_page_drops_live_controls_once_the_session_ends_in_chromium() {
+    let web = web_support::start(|c| {
+        c.refresh_seconds = 1;
+        c.control_wait = Duration::from_millis(500);
+    })
+    .await;
+    let engine = web.cp.engine().clone();
+    // Opened by gateway gw-1, which is not running: nothing confirms commands.
+    let id = web.open_session("alice", "web-01").await;
+    let gw = ProcessInstance::new("gw-1").unwrap();
+    let web_url = web.url.clone();
+    let shots = screenshot_dir().with_file_name("screenshots-session-page");
+    let _ = std::fs::remove_dir_all(&shots);
+    let mut b = tokio::task::block_in_place(|| Browser::start(&shots));
+    tokio::task::block_in_place(|| {
+        log_in(&mut b, &web_url);
+        b.goto(&format!("{web_url}/ui/session?id={id}"));
+        b.wait(
+            "!!document.querySelector('#controls') && !document.querySelector('#controls').hidden",
+        );
+        b.fill("#reason", "checking this");
+        b.click("#pause");
+        b.wait("window.psm.lastControl && window.psm.lastControl.action === 'pause'");
+        assert_eq!(b.eval("window.psm.lastControl.applied"), json!(false));
+        b.wait("document.querySelector('#control-message').textContent.includes('has not confirmed it yet')");
+        b.shot("session-01-live-queued");
+    });
+    engine.end_session(id, &gw).await.unwrap();
+    tokio::task::block_in_place(|| {
+        // The page refreshes itself (every second here) and sees the session ended.
+        b.wait("window.psm.session && window.psm.session.live === false");
+        b.wait("document.querySelector('#controls').hidden");
+        let message = b.eval("document.querySelector('#control-message').textContent");
+        assert_eq!(message, json!(""), "the queued note stayed");
+        assert_eq!(
+            b.eval("document.querySelector('#live-section').hidden"),
+            json!(true)
+        );
+        assert_eq!(
+            b.eval("!!document.querySelector('#controls button:not([hidden])') && document.querySelector('#controls').offsetParent !== null"),
+            json!(false),
+            "a live control is still visible"
+        );
+        b.shot("session-02-ended");
+    });
+    let encoder = ProcessInstance::new("encoder-7").unwrap();
+    assert_eq!(
+        engine.claim_for_encoding(&encoder, 10).await.unwrap().len(),
+        1
+    );
+    tokio::task::block_in_place(|| {
+        b.goto(&format!("{web_url}/ui/session?id={id}"));
+        b.wait("window.psm.session && window.psm.session.stage === 'Encoding'");
+        assert_eq!(info_row(&mut b, "Gateway"), "gw-1");
+        assert_eq!(info_row(&mut b, "Current owner"), "encoder-7 (Encoding)");
+        assert_eq!(
+            b.eval("!!document.querySelector('#controls')"),
+            json!(false)
+        );
+        b.shot("session-03-encoding");
+        b.close();
+    });
+    web.stop().await;
+}
+
+/// A long query typed into the search box (spaces, quotes, markup, accents, CJK, an emoji;
+/// over 300 characters) is searched whole, found, kept whole in the box and the URL, and
+/// visible: the box takes the row's width.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_search_box_keeps_a_long_query_whole_in_chromium() {
+    let web = web_support::start(|_| {}).await;
+    let needle = web_support::long_query();
+    let id = web.open_session("alice", "web-01").await;
+    web.record(
+        id,
+        "alice",
+        "web-01",
+        &[("cat notes.txt", &needle), ("uname -s", "Linux")],
+    )
+    .await;
+    let web_url = web.url.clone();
+    let shots = screenshot_dir().with_file_name("screenshots-search");
+    let _ = std::fs::remove_dir_all(&shots);
+    let mut b = tokio::task::block_in_place(|| Browser::start(&shots));
+    tokio::task::block_in_place(|| {
+        log_in(&mut b, &web_url);
+        b.goto(&format!("{web_url}/ui/search"));
+        b.wait("!!document.querySelector('#q')");
+        b.click("#q");
+        // Typed as a user types (and pastes: characters off the keyboard are inserted as
+        // text), so the browser applies whatever limits the box has.
+        b.step(json!({"op": "type", "text": needle, "timeout": 120000}));
+        let typed = b.eval("document.querySelector('#q').value");
+        assert_eq!(typed, json!(needle), "the search box cut the query");
+        b.step(json!({"op": "press", "key": "Enter"}));
+        b.wait("window.psm.search && window.psm.search.sessions.length > 0");
+        assert_eq!(b.eval("window.psm.search.query"), json!(needle));
+        assert_eq!(
+            b.eval("new URLSearchParams(location.search).get('q')"),
+            json!(needle)
+        );
+        let marks = b.eval(
+            "Array.from(document.querySelectorAll('#results mark')).map((m) => m.textContent)",
+        );
+        assert!(
+            marks
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m == &json!(needle)),
+            "no hit marks the whole query: {marks}"
+        );
+        // The box shows a good part of the query, not 20 characters of it.
+        let width = b.eval("document.querySelector('#q').getBoundingClientRect().width");
+        assert!(
+            width.as_f64().unwrap() > 400.0,
+            "the search box is {width} px wide"
+        );
+        b.shot("search-01-long-query");
+
+        // Opened from its URL (a bookmark, the back button): the same query, whole.
+        let url = b.eval("location.href");
+        b.goto(url.as_str().unwrap());
+        b.wait("window.psm.search && window.psm.search.sessions.length > 0 && window.psm.search.query.length > 0");
+        assert_eq!(b.eval("document.querySelector('#q').value"), json!(needle));
+        assert_eq!(b.eval("window.psm.search.query"), json!(needle));
+        b.shot("search-02-from-url");
+        b.close();
+    });
+    web.stop().await;
 }

@@ -49,21 +49,22 @@ export function clear(el) {
   return el;
 }
 
-/** Text with every case-insensitive occurrence of `needle` in <mark>, as text nodes. */
+/**
+ * Text with every case-insensitive occurrence of `needle` in <mark>, as text nodes. Matched
+ * on the text itself (not a lower-cased copy, whose length can differ from the text's for
+ * some letters), so marks never cut a character.
+ */
 export function highlight(text, needle) {
-  const out = [];
   const t = String(text);
   const n = String(needle || '');
   if (!n) return [t];
-  const lower = t.toLowerCase();
-  const ln = n.toLowerCase();
+  const re = new RegExp(n.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&'), 'giu');
+  const out = [];
   let i = 0;
-  for (;;) {
-    const j = lower.indexOf(ln, i);
-    if (j < 0) break;
-    if (j > i) out.push(t.slice(i, j));
-    out.push(h('mark', {}, t.slice(j, j + n.length)));
-    i = j + n.length;
+  for (const m of t.matchAll(re)) {
+    if (m.index > i) out.push(t.slice(i, m.index));
+    out.push(h('mark', {}, m[0]));
+    i = m.index + m[0].length;
   }
   if (i < t.length) out.push(t.slice(i));
   return out;

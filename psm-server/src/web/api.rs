@@ -74,12 +74,34 @@ pub(crate) struct SessionView {
     viewers: Option<Vec<ViewerInfo>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     approvals: Option<Vec<PendingApproval>>,
+    /// The gateway that ran the session. Once it ended, the encoder and uploader take the
+    /// session over (`owner`), so this comes from the session's Opened audit event; the list
+    /// has it only for live sessions (whose owner is their gateway), the details always.
     #[serde(skip_serializing_if = "Option::is_none")]
     gateway: Option<String>,
+    /// The process that owns the session's stage now (or owned it last): the gateway while
+    /// Connected, then the encoder, then the uploader.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    owner: Option<String>,
 }
 
-fn view(s: &PrivSession, now: psm_core::Timestamp, live: Option<&LiveSessionState>) -> SessionView {
+/// The gateway that opened the session, from its trail (the Opened event is written with
+/// the session, its actor the gateway's process instance).
+fn opened_by(trail: &[psm_core::AuditEvent]) -> Option<String> {
+    trail
+        .iter()
+        .find(|e| e.record.action == AuditAction::Opened)
+        .map(|e| e.record.actor.clone())
+}
+
+fn view(
+    s: &PrivSession,
+    now: psm_core::Timestamp,
+    live: Option<&LiveSessionState>,
+    gateway: Option<String>,
+) -> SessionView {
     let is_live = s.stage == Stage::Connected;
+    let owner = s.process_instance.as_ref().map(|p| p.to_string());
     let end = if is_live {
         now
     } else {
@@ -103,7 +125,9 @@ fn view(s: &PrivSession, now: psm_core::Timestamp, live: Option<&LiveSessionStat
         locked: live.map(|l| l.locked),
         viewers: live.map(|l| l.viewers.clone()),
         approvals: live.map(|l| l.approvals.clone()),
-        gateway: s.process_instance.as_ref().map(|p| p.to_string()),
+        // While Connected only the gateway reports on a session, so its owner is its gateway.
+        gateway: gateway.or_else(|| owner.clone().filter(|_| is_live)),
+        owner,
     }
 }
 
@@ -205,7 +229,7 @@ pub(crate) async fn list_sessions(
             truncated = true;
             break;
         }
-        sessions.push(view(s, now, live.get(&s.id)));
+        sessions.push(view(s, now, live.get(&s.id), None));
     }
     Ok(Json(SessionList {
         now: now.to_string(),
@@ -253,7 +277,7 @@ pub(crate) async fn session_detail(
         .iter()
         .any(|f| f.name == "recording.psmr" || f.name == "session.cast");
     Ok(Json(SessionDetail {
-        session: view(&s, engine.now(), live.get(&id)),
+        session: view(&s, engine.now(), live.get(&id), opened_by(&trail)),
         audit: trail
             .into_iter()
             .map(|e| AuditView {

@@ -13,7 +13,9 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use psm_core::SessionId;
 use psm_recording::export::{self, AsciicastOptions};
-use psm_recording::{ChannelId, EventKind, Micros, ReadOptions, Reader, TermSize, Utf8Decoder};
+use psm_recording::{
+    ChannelId, EventKind, Integrity, Micros, ReadOptions, Reader, TermSize, Utf8Decoder,
+};
 use psm_storage::ObjectKey;
 use serde::{Deserialize, Serialize};
 
@@ -182,8 +184,58 @@ fn recording_error(e: psm_recording::RecordingError) -> ApiError {
     ApiError::new(
         422,
         "unreadable-recording",
-        format!("the recording cannot be read: {e}"),
+        format!("the recording cannot be read: {}", error_text(&e)),
     )
+}
+
+/// A reader's error said for a person: the recipients of an encrypted recording as a list,
+/// not Rust's debug text of a `Vec`.
+pub(crate) fn error_text(e: &psm_recording::RecordingError) -> String {
+    use psm_recording::RecordingError as E;
+    match e {
+        E::Encrypted { recipients } => format!(
+            "it is encrypted for {}; the web UI needs the matching identity (WebConfig::identity)",
+            recipients.join(", ")
+        ),
+        E::WrongRecipient { given, recipients } => format!(
+            "it is encrypted for {}, and the web UI's identity ({given}) is not one of them",
+            recipients.join(", ")
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// What checking the recording found, said for a person (the replay page shows it).
+fn integrity_text(i: &Integrity) -> String {
+    match i {
+        Integrity::Intact {
+            fully_checked: true,
+        } => "Signature and hash chain intact (fully verified)".to_owned(),
+        Integrity::Intact {
+            fully_checked: false,
+        } => "Signed and complete: header and signed trailer verified, each chunk verified as \
+              it is read"
+            .to_owned(),
+        Integrity::Truncated {
+            last_chunk: Some(k),
+            at,
+            ..
+        } => format!(
+            "Incomplete (still being recorded, or its writer stopped): signature and hash chain \
+             intact up to chunk {k}, at {at}"
+        ),
+        Integrity::Truncated {
+            last_chunk: None, ..
+        } => "Incomplete (still being recorded, or its writer stopped): no complete chunk yet"
+            .to_owned(),
+        Integrity::Tampered {
+            place,
+            offset,
+            reason,
+        } => format!(
+            "Changed after it was written: the {place} (byte {offset}) fails its check: {reason}"
+        ),
+    }
 }
 
 /// Runs `f` over the session's `.psmr` on a blocking thread.
@@ -391,7 +443,10 @@ pub(crate) struct ChunkView {
 pub(crate) struct IndexView {
     duration: f64,
     chunks: Vec<ChunkView>,
+    /// What checking the recording found, as a sentence.
     integrity: String,
+    /// Finished by its writer and every check made passed.
+    intact: bool,
     ending: Option<String>,
     encrypted: bool,
     user: String,
@@ -424,7 +479,8 @@ pub(crate) async fn index(
                     keyframe: c.has_keyframes,
                 })
                 .collect(),
-            integrity: format!("{:?}", r.integrity()),
+            integrity: integrity_text(r.integrity()),
+            intact: r.integrity().is_intact(),
             ending: r.ending().map(|e| e.reason.clone()),
             encrypted: r.is_encrypted(),
             user: r.header().user.clone(),

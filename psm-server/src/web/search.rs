@@ -13,8 +13,11 @@ use super::guard::Viewer;
 use super::recordings::{self, RAW};
 use crate::error::ApiError;
 
-/// Longest search text.
-const MAX_QUERY: usize = 200;
+/// Longest search text, in characters (a pasted line of output fits; the page sends what
+/// was typed whole and shows this limit's error rather than cutting the text).
+const MAX_QUERY_CHARS: usize = 1000;
+/// Longest user, target or session filter, in bytes.
+const MAX_FILTER: usize = 256;
 /// Most hits returned per session and in all.
 const MAX_HITS_PER_SESSION: usize = 200;
 const MAX_HITS: usize = 2000;
@@ -107,16 +110,22 @@ pub(crate) async fn search(
             "type something to search for",
         ));
     }
-    if text.len() > MAX_QUERY
-        || [&q.user, &q.target, &q.session]
-            .into_iter()
-            .flatten()
-            .any(|s| s.len() > MAX_QUERY)
+    if text.chars().count() > MAX_QUERY_CHARS {
+        return Err(ApiError::new(
+            400,
+            "invalid-input",
+            format!("the search is longer than {MAX_QUERY_CHARS} characters"),
+        ));
+    }
+    if [&q.user, &q.target, &q.session]
+        .into_iter()
+        .flatten()
+        .any(|s| s.len() > MAX_FILTER)
     {
         return Err(ApiError::new(
             400,
             "invalid-input",
-            "the search is longer than 200 bytes",
+            format!("a user, target or session filter is longer than {MAX_FILTER} bytes"),
         ));
     }
     let pattern = if q.regex {
@@ -211,7 +220,7 @@ pub(crate) async fn search(
             Ok(Err(e)) => {
                 result.skipped.push(Skipped {
                     id: id.to_string(),
-                    reason: format!("unreadable: {e}"),
+                    reason: format!("unreadable: {}", recordings::error_text(&e)),
                 });
                 continue;
             }

@@ -225,3 +225,23 @@ pub async fn write_recording(
     w.finish("client disconnected").await.unwrap();
     path
 }
+
+/// A search people paste: over 300 characters and 400 bytes of spaces, both quotes, markup,
+/// accents, CJK, an emoji and a letter whose lower case is longer than itself (İ).
+pub fn long_query() -> String {
+    let piece = r#"grep "naïve café" 'déjà vu' <b>東京 ☃</b> & İstanbul 🚀; "#;
+    piece.repeat(6).trim_end().to_owned()
+}
+
+/// Percent-encodes everything but unreserved characters (for query strings).
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}

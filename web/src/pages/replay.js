@@ -178,7 +178,8 @@ async function renderIndex(indexBox, enc, seek) {
         on: { click: () => seek(c.start) },
       }));
     }
-    append(indexBox, h('span', { class: 'muted' }, `index: ${idx.chunks.length} chunk(s), ${offset(idx.duration)}, ${idx.integrity}`), bar);
+    append(indexBox, h('span', { class: 'muted' }, `index: ${idx.chunks.length} chunk(s), ${offset(idx.duration)}. `),
+      h('span', { id: 'integrity', class: idx.intact ? 'muted' : 'error' }, idx.integrity), bar);
     for (const b of bar.children) {
       b.style.left = `${b.dataset.left}%`;
       b.style.width = `${b.dataset.width}%`;

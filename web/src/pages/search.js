@@ -2,7 +2,9 @@ import { api, query } from '../api.js';
 import { h, append, clear, offset, when, highlight } from '../dom.js';
 
 export async function searchPage(main, params) {
-  const q = h('input', { id: 'q', name: 'q', placeholder: 'command or output text', value: params.get('q') || '', required: true, maxlength: 200 });
+  // No maxlength: a browser cuts pasted text to it without a word; the server says when a
+  // search is too long instead.
+  const q = h('input', { id: 'q', name: 'q', type: 'search', placeholder: 'command or output text', value: params.get('q') || '', required: true });
   const kind = h('select', { id: 'kind', name: 'kind' },
     [['all', 'Commands and output'], ['command', 'Commands'], ['output', 'Output'], ['event', 'Events']]
       .map(([v, l]) => h('option', { value: v, selected: v === (params.get('kind') || 'all') }, l)));

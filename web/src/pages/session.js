@@ -15,6 +15,10 @@ export async function sessionPage(main, params) {
   const audit = h('tbody', { id: 'audit-body' });
   const files = h('ul', { class: 'files', id: 'files' });
   let viewer = null;
+  // The control message is a note about a queued command not confirmed yet.
+  let pending = false;
+  let controls = null;
+  let liveSection = null;
 
   function renderInfo() {
     const s = detail.session;
@@ -24,8 +28,16 @@ export async function sessionPage(main, params) {
       row('Session', s.id), row('User', s.user), row('Target', s.target), row('Protocol', s.protocol),
       row('Stage', s.stage), row('Started', when(s.start)), row('Ended', s.end ? when(s.end) : (s.live ? 'live' : '')),
       row('Duration', duration(s.durationSeconds)), row('Gateway', s.gateway || ''),
+      row('Current owner', s.owner ? `${s.owner} (${s.stage})` : ''),
       s.terminateReason ? row('Terminate reason', s.terminateReason) : null,
       s.failureReason ? row('Failure', s.failureReason) : null);
+    // Once the session is not live, its live controls go and notes about commands the
+    // gateway has not confirmed yet are dropped: that gateway will never confirm them.
+    if (!s.live) {
+      if (controls) controls.hidden = true;
+      if (pending) { message.textContent = ''; pending = false; }
+      if (liveSection && !viewer) liveSection.hidden = true;
+    }
     clear(flags);
     append(flags,
       h('span', { class: s.live ? 'badge live' : 'badge' }, s.live ? 'live' : 'ended'),
@@ -33,7 +45,7 @@ export async function sessionPage(main, params) {
       s.locked ? h('span', { class: 'badge locked', id: 'flag-locked' }, 'locked') : null,
       s.viewers && s.viewers.length ? h('span', { class: 'badge' }, `watching: ${s.viewers.map((v) => `${v.name} (${v.mode})`).join(', ')}`) : null);
     clear(approvals);
-    for (const a of s.approvals || []) {
+    for (const a of s.live ? s.approvals || [] : []) {
       append(approvals, h('div', { class: 'approval card' },
         h('strong', {}, 'Held for approval: '), h('code', {}, a.command), ' ',
         h('span', { class: 'muted' }, `rule ${a.rule}`), ' ',
@@ -69,9 +81,11 @@ export async function sessionPage(main, params) {
 
   async function act(action, extra = {}) {
     message.textContent = `${action}…`;
+    pending = false;
     try {
       const r = await api.post(`/sessions/${encodeURIComponent(id)}/control`, { action, ...extra });
       message.textContent = r.applied ? `${action}: done` : r.message;
+      pending = !r.applied;
       window.psm.lastControl = { action, ...r };
     } catch (e) {
       message.textContent = `${action} failed: ${e.message}`;
@@ -112,7 +126,7 @@ export async function sessionPage(main, params) {
 
   const reason = h('input', { id: 'reason', placeholder: 'reason (shown to the user)', maxlength: 500 });
   const s0 = detail.session;
-  const controls = s0.live && me.capabilities.control ? h('div', { class: 'controls', id: 'controls' },
+  controls = s0.live && me.capabilities.control ? h('div', { class: 'controls', id: 'controls' },
     h('button', { type: 'button', id: 'watch', on: { click: () => watch('view') } }, 'Watch'),
     h('button', { type: 'button', id: 'join-control', on: { click: () => watch('control') } }, 'Join with control'),
     h('span', { class: 'sep' }),
@@ -131,6 +145,7 @@ export async function sessionPage(main, params) {
       },
     }, 'Terminate')) : null;
 
+  liveSection = s0.live ? h('section', { id: 'live-section' }, h('h2', {}, 'Live'), liveStatus, liveBox) : null;
   append(main,
     h('h1', {}, `Session ${s0.user}@${s0.target}`),
     flags,
@@ -138,7 +153,7 @@ export async function sessionPage(main, params) {
       h('a', { class: 'button', href: `/ui/replay?id=${encodeURIComponent(id)}`, id: 'open-replay' }, 'Replay'),
       h('a', { class: 'button', href: `/ui/search?session=${encodeURIComponent(id)}` }, 'Search this session')),
     controls, message, approvals,
-    s0.live ? h('section', {}, h('h2', {}, 'Live'), liveStatus, liveBox) : null,
+    liveSection,
     h('section', {}, h('h2', {}, 'Details'), info),
     h('section', {}, h('h2', {}, 'Downloads'), files),
     h('section', {}, h('h2', {}, 'Audit trail'),
