@@ -798,6 +798,14 @@ pub trait ProxySession: Send + Sync {
     fn channels(&self) -> Vec<u32> {
         Vec::new()
     }
+
+    /// The protocol crate's own view of the session, for callers that know the protocol
+    /// (the RDP crate hands back the session's decoded desktop this way):
+    /// `session.as_any().and_then(|a| a.downcast_ref::<T>())`. The registry itself stays
+    /// protocol-free; `None` (the default) offers nothing beyond this trait.
+    fn as_any(&self) -> Option<&(dyn std::any::Any + Send + Sync)> {
+        None
+    }
 }
 
 #[cfg(test)]

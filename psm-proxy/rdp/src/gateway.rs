@@ -4,11 +4,11 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use psm_proxy::SessionRegistry;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::config::RdpGatewayConfig;
-use crate::control::Registry;
 use crate::error::RdpError;
 use crate::native;
 use crate::session::{GatewayDeps, Shared};
@@ -58,7 +58,7 @@ impl RdpGateway {
     }
 
     /// The live sessions.
-    pub fn registry(&self) -> &Registry {
+    pub fn registry(&self) -> &SessionRegistry {
         &self.shared.deps.registry
     }
 

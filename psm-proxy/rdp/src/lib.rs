@@ -15,7 +15,8 @@
 //! use psm_proxy_rdp::access::{StaticTarget, StaticTargets, TargetLogin};
 //! use psm_proxy_rdp::recorder::{writer_config, DirRecordings};
 //! use psm_proxy_rdp::tls::{ServerIdentity, TargetCertCheck};
-//! use psm_proxy_rdp::{GatewayDeps, RdpGateway, RdpGatewayConfig, Registry};
+//! use psm_proxy::SessionRegistry;
+//! use psm_proxy_rdp::{GatewayDeps, RdpGateway, RdpGatewayConfig};
 //!
 //! let directory = Arc::new(MemoryDirectory::new());
 //! directory.create_user(&NewUser { name: "alice".parse()?,
@@ -31,7 +32,7 @@
 //! let recordings = DirRecordings::new("/var/lib/psm/recordings",
 //!     psm_recording::SigningKey::generate()?, writer_config(&config.recording));
 //! let deps = GatewayDeps { control_plane, directory, targets: Arc::new(targets),
-//!     recordings: Arc::new(recordings), registry: Registry::new(),
+//!     recordings: Arc::new(recordings), registry: SessionRegistry::new(),
 //!     launch: psm_proxy_rdp::launch::LaunchTokens::new(), artifacts: None };
 //! let identity = ServerIdentity::from_pem_files("gw.crt".as_ref(), "gw.key".as_ref())?;
 //! RdpGateway::bind(config, identity, deps).await?.run(std::future::pending()).await?;
@@ -52,7 +53,6 @@ pub mod bitmaps;
 #[doc(hidden)]
 pub mod clipboard;
 pub mod config;
-pub mod control;
 pub mod drive;
 pub mod error;
 pub mod gateway;
@@ -69,7 +69,6 @@ pub mod upstream;
 pub mod web;
 
 pub use config::{ChannelPolicy, Limits, RdpGatewayConfig, RecordingPolicy, TargetSecurity};
-pub use control::{LiveSession, Registry, SessionControl, SessionInfo};
 pub use error::RdpError;
 pub use gateway::RdpGateway;
-pub use session::{ActiveSession, GatewayDeps};
+pub use session::{ActiveSession, GatewayDeps, LiveRdpSession};

@@ -6,6 +6,11 @@
 //! the PrivSession is ended (EndSession), the checkout is checked in, the session leaves the
 //! registry. A failure at any step is logged and the next steps still run, so no session
 //! stays Connected.
+//!
+//! The session layer is psm-proxy's: the session's [`SessionControl`] (pause, lock,
+//! terminate), its [`SessionInfo`] and the [`SessionRegistry`] of live sessions, shared with
+//! every other protocol. What the registry holds for an RDP session is a
+//! [`LiveRdpSession`], which adds the decoded desktop.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,12 +23,12 @@ use tokio::sync::{mpsc, watch};
 
 use crate::access::{Authenticator, Authorization, Identity, TargetAccess};
 use crate::config::RdpGatewayConfig;
-use crate::control::{LiveSession, Registry, SessionControl, SessionInfo};
 use crate::error::RdpError;
 use crate::input::InputEvent;
 use crate::recorder::{Recorder, RecordingFactory};
 use crate::screen::Screen;
 use crate::upstream::{self, TargetEnd};
+use psm_proxy::{ProxySession, SessionControl, SessionInfo, SessionRegistry};
 
 /// What the gateway works with, chosen at assembly time.
 #[derive(Clone)]
@@ -36,8 +41,9 @@ pub struct GatewayDeps {
     pub targets: Arc<dyn TargetAccess>,
     /// Where recordings go.
     pub recordings: Arc<dyn RecordingFactory>,
-    /// Live sessions.
-    pub registry: Registry,
+    /// Live sessions (psm-proxy's registry: an SSH gateway in the same process may share
+    /// it); each RDP session is a [`LiveRdpSession`] in it.
+    pub registry: SessionRegistry,
     /// One-time launch credentials (NLA toward the gateway; issued by the browser gateway's
     /// `POST /launch` or by an integrator).
     pub launch: crate::launch::LaunchTokens,
@@ -88,10 +94,13 @@ pub struct ActiveSession {
 }
 
 impl ActiveSession {
-    /// Sends the user's input to the target and the recorder (dropped while paused, and
-    /// when the target is not keeping up: input is never queued without bound).
+    /// Sends the user's input to the target and the recorder (dropped while paused or
+    /// locked, and when the target is not keeping up: input is never queued without bound).
     pub fn input(&self, event: InputEvent) {
-        if self.control.is_paused() || self.control.termination().is_some() {
+        if self.control.is_paused()
+            || self.control.is_locked()
+            || self.control.termination().is_some()
+        {
             return;
         }
         self.recorder.input(event);
@@ -149,11 +158,59 @@ pub enum ClientKind {
 }
 
 impl ClientKind {
-    fn name(self) -> &'static str {
+    /// `native` or `browser` (the recording's `client` metadata).
+    pub fn name(self) -> &'static str {
         match self {
             ClientKind::Native => "native",
             ClientKind::Browser => "browser",
         }
+    }
+}
+
+/// A live RDP session as psm-proxy's [`SessionRegistry`] holds it: who and what, its
+/// control, its decoded desktop and the kind of client.
+///
+/// ```
+/// # fn demo(registry: &psm_proxy::SessionRegistry) {
+/// use psm_proxy_rdp::session::LiveRdpSession;
+/// for info in registry.list() {
+///     let Some(session) = registry.get(info.id) else { continue };
+///     if let Some(rdp) = LiveRdpSession::of(session.as_ref()) {
+///         println!("{} sees a {:?} desktop", info.user, rdp.screen.size());
+///     }
+/// }
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct LiveRdpSession {
+    /// Who and what.
+    pub info: SessionInfo,
+    /// Its control.
+    pub control: Arc<SessionControl>,
+    /// Its desktop (join as a viewer with `screen.watch()`).
+    pub screen: Screen,
+    /// A native RDP client or a browser.
+    pub client: ClientKind,
+}
+
+impl LiveRdpSession {
+    /// The RDP session behind a registry entry; `None` for another protocol's session.
+    pub fn of(session: &dyn ProxySession) -> Option<&LiveRdpSession> {
+        session.as_any()?.downcast_ref()
+    }
+}
+
+impl ProxySession for LiveRdpSession {
+    fn info(&self) -> &SessionInfo {
+        &self.info
+    }
+
+    fn control(&self) -> &Arc<SessionControl> {
+        &self.control
+    }
+
+    fn as_any(&self) -> Option<&(dyn std::any::Any + Send + Sync)> {
+        Some(self)
     }
 }
 
@@ -305,14 +362,16 @@ async fn connect_and_record(
     let drive_forward = drive_events
         .map(|(events, rx)| tokio::spawn(forward_drive_events(events, rx, recorder.clone())));
     let control = Arc::new(SessionControl::new());
+    control.set_user(&identity.user);
+    let notes = drain_control_notes(id, &control);
     let info = SessionInfo {
         id,
         user: identity.user.clone(),
         target: identity.target.clone(),
         target_account: account,
+        protocol: Protocol::Rdp,
         peer,
         started: Timestamp::now_utc(),
-        client: kind.name(),
     };
     let (input_tx, input_rx) = mpsc::channel(1024);
     let (ended_tx, ended_rx) = watch::channel(None);
@@ -326,11 +385,12 @@ async fn connect_and_record(
         dropped_input: std::sync::atomic::AtomicU64::new(0),
         drive: drive_dir,
     });
-    let registration = deps.registry.register(LiveSession {
+    let registration = deps.registry.register(Arc::new(LiveRdpSession {
         info,
         control: control.clone(),
         screen: screen.clone(),
-    });
+        client: kind,
+    }));
     let to_target = clipboard.map(|link| {
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(crate::clipboard::bridge(
@@ -401,6 +461,9 @@ async fn connect_and_record(
         }
         end_in_control_plane(&shared, id, &shared.config.process_instance, &auth).await;
         drop(registration);
+        if let Some(notes) = notes {
+            notes.abort();
+        }
         let _ = ended_tx.send(Some(reason));
     });
     Ok(session)
@@ -488,6 +551,21 @@ async fn push_screenshots(
             Err(_) => return,
         }
     }
+}
+
+/// Takes the session control's notes (what a pause, lock or viewer did) so that they do not
+/// pile up: the RDP session neither records them nor shows them to the user yet, so they are
+/// logged.
+fn drain_control_notes(
+    id: SessionId,
+    control: &SessionControl,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let mut notes = control.take_notes()?;
+    Some(tokio::spawn(async move {
+        while let Some(note) = notes.recv().await {
+            tracing::info!(session_id = %id, note = ?note, "session control");
+        }
+    }))
 }
 
 /// Heartbeats until the control plane asks to terminate (then returns after asking the

@@ -15,10 +15,12 @@ use std::time::Duration;
 
 use common::*;
 use psm_core::{ControlPlane, Stage};
+use psm_proxy::SessionRegistry;
 use psm_proxy_rdp::access::VaultTargets;
 use psm_proxy_rdp::recorder::{DirRecordings, writer_config};
+use psm_proxy_rdp::session::ClientKind;
 use psm_proxy_rdp::web::WebGateway;
-use psm_proxy_rdp::{GatewayDeps, RdpGatewayConfig, Registry};
+use psm_proxy_rdp::{GatewayDeps, RdpGatewayConfig};
 
 fn node_modules() -> PathBuf {
     let candidates = [
@@ -68,7 +70,7 @@ async fn chromium_through_the_web_gateway_to_xrdp() {
             key,
             writer_config(&config.recording),
         )),
-        registry: Registry::new(),
+        registry: SessionRegistry::new(),
         launch: psm_proxy_rdp::launch::LaunchTokens::new(),
         artifacts: None,
     };
@@ -136,7 +138,10 @@ async fn chromium_through_the_web_gateway_to_xrdp() {
     )
     .await;
     let info = registry.list().remove(0);
-    assert_eq!(info.client, "browser");
+    assert_eq!(
+        common::live_rdp(&registry, info.id).client,
+        ClientKind::Browser
+    );
     eventually(
         "the command typed in Chromium to reach the target",
         Duration::from_secs(120),

@@ -358,7 +358,7 @@ async fn huge_desktop_is_clamped_and_a_dropped_client_ends_the_session() {
     })
     .await;
     let info = gw.registry.list().remove(0);
-    let live = gw.registry.get(info.id).unwrap();
+    let live = common::live_rdp(&gw.registry, info.id);
     let (w, h) = live.screen.size();
     assert!(w <= 800 && h <= 600, "desktop {w}x{h} is within the policy");
     eventually("some frames", Duration::from_secs(30), || {

@@ -23,10 +23,11 @@ use psm_core::clock::SystemClock;
 use psm_core::store::SqliteStore;
 use psm_core::vault::{DirectoryPolicy, Keyring, MasterKey, PamSettings, Vault, VaultConfig};
 use psm_core::{ControlPlane, Engine, EngineConfig, LocalControlPlane, ProcessInstance};
+use psm_proxy::SessionRegistry;
 use psm_proxy_rdp::access::VaultTargets;
 use psm_proxy_rdp::recorder::{DirRecordings, writer_config};
 use psm_proxy_rdp::tls::ServerIdentity;
-use psm_proxy_rdp::{GatewayDeps, RdpGateway, RdpGatewayConfig, Registry};
+use psm_proxy_rdp::{GatewayDeps, RdpGateway, RdpGatewayConfig};
 
 #[derive(Parser)]
 #[command(name = "psm-rdp-gateway", version, about = "PSM RDP gateway")]
@@ -236,7 +237,7 @@ async fn main() -> anyhow::Result<()> {
             args.allow_unpinned_targets,
         )),
         recordings: Arc::new(recordings),
-        registry: Registry::new(),
+        registry: SessionRegistry::new(),
         launch: psm_proxy_rdp::launch::LaunchTokens::new(),
         artifacts,
     };

@@ -18,10 +18,11 @@ use psm_core::vault::{
     VaultConfig,
 };
 use psm_core::{ControlPlane, Engine, EngineConfig, LocalControlPlane, ProcessInstance, Protocol};
+use psm_proxy::SessionRegistry;
 use psm_proxy_rdp::access::VaultTargets;
 use psm_proxy_rdp::recorder::{DirRecordings, writer_config};
 use psm_proxy_rdp::tls::ServerIdentity;
-use psm_proxy_rdp::{GatewayDeps, RdpGatewayConfig, Registry};
+use psm_proxy_rdp::{GatewayDeps, LiveRdpSession, RdpGatewayConfig};
 
 /// The account on the target; its password is random per run and known only to the vault.
 pub const TARGET_USER: &str = "psmrdp";
@@ -653,7 +654,7 @@ pub async fn plane(target_port: u16, target_password: &str) -> Plane {
 pub struct Gateway {
     pub launch: psm_proxy_rdp::launch::LaunchTokens,
     pub addr: SocketAddr,
-    pub registry: Registry,
+    pub registry: SessionRegistry,
     pub recordings: PathBuf,
     pub shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     pub task: tokio::task::JoinHandle<()>,
@@ -669,7 +670,7 @@ impl Gateway {
         display: &Display,
         extra: &[&str],
         log: &Path,
-    ) -> (Proc, psm_proxy_rdp::SessionInfo, psm_proxy_rdp::LiveSession) {
+    ) -> (Proc, psm_proxy::SessionInfo, LiveRdpSession) {
         let client = xfreerdp(
             display,
             self.addr.port(),
@@ -683,7 +684,7 @@ impl Gateway {
         })
         .await;
         let info = self.registry.list().remove(0);
-        let live = self.registry.get(info.id).unwrap();
+        let live = live_rdp(&self.registry, info.id);
         (client, info, live)
     }
 
@@ -702,6 +703,14 @@ impl Gateway {
         assert!(report.status.is_intact(), "{report:?}");
         path
     }
+}
+
+/// The live RDP session `id` in `registry` (a clone: its screen and control are shared).
+pub fn live_rdp(registry: &SessionRegistry, id: psm_core::SessionId) -> LiveRdpSession {
+    let session = registry.get(id).expect("the session is live");
+    LiveRdpSession::of(session.as_ref())
+        .expect("an RDP session")
+        .clone()
 }
 
 pub async fn gateway(
@@ -733,7 +742,7 @@ pub async fn gateway(
             key,
             writer_config(&config.recording),
         )),
-        registry: Registry::new(),
+        registry: SessionRegistry::new(),
         launch: psm_proxy_rdp::launch::LaunchTokens::new(),
         artifacts: None,
     };
