@@ -37,11 +37,11 @@
 //! ```
 //!
 //! Where to look: [`event`] (what is recorded), [`writer`] ([`RecordingWriter`] for gateways,
-//! [`BlockingWriter`] for tools), [`reader`] ([`Reader`], [`verify`]), [`terminal`] (the
-//! screen state shared by keyframes, seeking and live viewers), [`graphics`] (graphical
-//! screens), [`export`], [`import`],
-//! [`play`], [`search`], [`keys`], [`format`] (the byte layout), [`layout`] (where a node
-//! keeps raw recordings and exports on disk).
+//! [`BlockingWriter`] for tools), [`reader`] ([`Reader`], [`verify`]), [`terminal`] (the one
+//! terminal emulator and UTF-8 decoder: keyframes, seeking, live viewers, the gateway's
+//! command tracker), [`graphics`] (graphical screens), [`export`], [`import`], [`play`],
+//! [`search`], [`keys`], [`format`] (the byte layout), [`layout`] (where a node keeps raw
+//! recordings and exports on disk).
 
 pub mod error;
 pub mod event;
