@@ -4,7 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use psm_proxy::Direction;
-use psm_proxy::ssh::transfer::{SftpWatch, TransferWatch};
+use psm_proxy_ssh::transfer::{SftpWatch, TransferWatch};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&pick, rest)) = data.split_first() else {

@@ -77,14 +77,17 @@ pub enum ProxyError {
         reason: String,
     },
 
-    /// The SSH protocol failed.
-    #[error("SSH error with {peer}: {source}")]
-    Ssh {
+    /// The session's protocol failed (`SSH error with the target web-01: ...`). Protocol
+    /// crates build it from their library's error.
+    #[error("{protocol} error with {peer}: {source}")]
+    Protocol {
+        /// The protocol (`SSH`, `RDP`).
+        protocol: &'static str,
         /// Which side.
         peer: String,
-        /// The library's error.
+        /// The protocol library's error.
         #[source]
-        source: russh::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 
     /// A configuration value is wrong.
@@ -116,18 +119,11 @@ impl ProxyError {
             }
             ProxyError::Core(CoreError::Forbidden(m)) => format!("access denied: {m}"),
             ProxyError::Core(e) => format!("the PSM control plane refused the session: {e}"),
-            ProxyError::Ssh { peer, .. } => format!("SSH error talking to {peer}"),
+            ProxyError::Protocol { protocol, peer, .. } => {
+                format!("{protocol} error talking to {peer}")
+            }
             ProxyError::Io { what, .. } => format!("gateway error while {what}"),
             other => other.to_string(),
-        }
-    }
-}
-
-impl From<russh::Error> for ProxyError {
-    fn from(source: russh::Error) -> Self {
-        ProxyError::Ssh {
-            peer: "peer".into(),
-            source,
         }
     }
 }

@@ -1,70 +1,80 @@
 //! # psm-proxy
 //!
-//! PSM's protocol proxies. A user's client connects to the gateway; the gateway
+//! PSM's protocol-neutral session layer, the crate every protocol proxy stands on. A user's
+//! client connects to a gateway (a protocol crate: `psm-proxy-ssh` for SSH); the gateway
 //! authenticates the user against the directory, opens a PrivSession in the control plane,
 //! logs in to the target with a vaulted credential the user never sees, and forwards every
-//! byte through the session's [taps](Tap) (the recorder, later policy and live viewers).
+//! byte through the session's [taps](Tap). What the gateway does besides speaking its
+//! protocol lives here, once for every protocol:
 //!
-//! - protocol-neutral pieces: [`SessionInfo`], [`SessionControl`] (pause, resume,
-//!   terminate, inject, join), the [`ProxySession`] trait, the [`SessionRegistry`] of live
-//!   sessions, the [`Tap`] trait and [`TapSet`], the [`TargetAccess`] seam to targets and
-//!   credentials;
-//! - [`ssh`]: the SSH gateway on russh (server toward users, client toward targets);
-//! - [`policy_tap`]: psm-core's command policy enforced in the session (hold the Enter,
-//!   alert, ask for approval, pause, lock, terminate);
+//! - the session: [`SessionInfo`], [`SessionControl`] (pause, resume, lock, terminate,
+//!   inject, join, approvals), the [`ProxySession`] trait and the [`SessionRegistry`] of
+//!   live sessions;
+//! - the [`Tap`] trait (Handler-style defaults) and [`TapSet`], with the channel model taps
+//!   see ([`ChannelInfo`], [`ChannelPurpose`], [`ChannelRequest`], [`DataEvent`]);
+//! - [`target`]: the [`TargetAccess`] seam to targets, checkouts and credentials over the
+//!   control plane; [`login`]: `USER+TARGET` login names;
+//! - [`record`]: the recorder tap (`.psmr`); [`policy_tap`]: psm-core's command policy
+//!   enforced in the session (hold the Enter, alert, ask for approval, pause, lock,
+//!   terminate); [`redact`]: what a password prompt hides;
 //! - [`tracker`]: the terminal-aware command tracker the policy tap runs (the user's keys
 //!   and psm-recording's emulated screen, read into command lines for psm-core's policy);
 //! - [`live`]: live viewers (screens, fan-out that never slows the user), the websocket
-//!   server for viewers and the browser terminal, and the link that carries admin commands
-//!   and reports to and from the control plane (`docs/live.md`).
+//!   server for viewers and the browser terminal ([`live::TerminalOpener`]), and the link
+//!   that carries admin commands and reports to and from the control plane (`docs/live.md`);
+//! - [`keyfile`]: the gateway's own key files.
 //!
-//! ```no_run
-//! # async fn demo(control_plane: std::sync::Arc<dyn psm_core::ControlPlane>) -> Result<(), Box<dyn std::error::Error>> {
+//! No protocol library is a dependency here (no russh, no ironrdp). A protocol crate
+//! builds a [`ChannelInfo`] per channel, decides its [`ChannelPurpose`], and calls the
+//! session's [`TapSet`] for every event, before it forwards anything:
+//!
+//! ```
 //! use std::sync::Arc;
-//! use psm_core::directory::{MemoryDirectory, NewUser, PasswordHash, UserDirectory};
-//! use psm_proxy::{NoTaps, SessionRegistry, StaticTarget, StaticTargets, HostKeyCheck,
-//!     TargetCredential, TargetSecret};
-//! use psm_proxy::ssh::{GatewayDeps, SshGateway, SshGatewayConfig, generate_host_key};
+//! use psm_proxy::{ChannelInfo, ChannelKind, DataEvent, DataVerdict, Direction, StreamKind,
+//!     Tap, TapSet};
 //!
-//! let directory = Arc::new(MemoryDirectory::new());
-//! directory.create_user(&NewUser {
-//!     name: "alice".parse()?, password: Some(PasswordHash::hash("alice-pw")?),
-//!     roles: vec!["ops".into()], ..NewUser::default()
-//! }).await?;
-//! directory.grant("ops", "web-01").await?;
+//! /// Masks one word in everything the target prints.
+//! struct Mask;
 //!
-//! let targets = StaticTargets::new();
-//! targets.insert("web-01", StaticTarget {
-//!     host: "127.0.0.1".into(), port: 22,
-//!     host_key: HostKeyCheck::Pinned(vec!["SHA256:...".into()]),
-//!     credential: TargetCredential { account: "deploy".into(),
-//!         secret: TargetSecret::Password("vaulted".into()) },
-//!     lifetime: None,
-//! });
+//! #[async_trait::async_trait]
+//! impl Tap for Mask {
+//!     async fn data(&self, _channel: &ChannelInfo, event: &DataEvent<'_>) -> DataVerdict {
+//!         let text = String::from_utf8_lossy(event.bytes);
+//!         if event.direction == Direction::ToUser && text.contains("hunter2") {
+//!             DataVerdict::Replace(text.replace("hunter2", "*******").into())
+//!         } else {
+//!             DataVerdict::Forward
+//!         }
+//!     }
+//! }
 //!
-//! let mut config = SshGatewayConfig::new("0.0.0.0:2222".parse()?,
-//!     psm_core::ProcessInstance::new("gateway-1")?);
-//! config.host_keys.push(generate_host_key());
-//! let deps = GatewayDeps { control_plane, directory, targets: Arc::new(targets),
-//!     taps: Arc::new(NoTaps), registry: SessionRegistry::new() };
-//! SshGateway::bind(config, deps).await?.run(std::future::pending()).await?;
-//! // users now run: ssh alice+web-01@gateway -p 2222
-//! # Ok(()) }
+//! # tokio::runtime::Runtime::new()?.block_on(async {
+//! let mut taps = TapSet::new();
+//! taps.push(Arc::new(Mask));
+//! let channel = ChannelInfo::new(0, ChannelKind::Session);
+//! let out = taps
+//!     .data(&channel, Direction::ToUser, StreamKind::Stdout, "pw: hunter2\n".into(), false)
+//!     .await;
+//! assert_eq!(out.as_deref(), Some(&b"pw: *******\n"[..]));
+//! # });
+//! # Ok::<(), std::io::Error>(())
 //! ```
 
 pub mod error;
+pub mod keyfile;
 pub mod live;
+pub mod login;
 pub mod policy_tap;
 pub mod record;
 pub mod redact;
 pub mod registry;
 pub mod session;
-pub mod ssh;
 pub mod tap;
 pub mod target;
 pub mod tracker;
 
 pub use error::ProxyError;
+pub use login::{LoginError, LoginName, MAX_LOGIN_LEN, parse_login};
 pub use registry::{Registration, SessionRegistry};
 pub use session::{
     ApprovalDecision, ControlNote, HoldState, Injection, LiveEvent, ProxySession, SessionControl,

@@ -53,8 +53,8 @@ use tokio::sync::Notify;
 use crate::error::ProxyError;
 use crate::session::{ControlNote, SessionControl, SessionInfo};
 use crate::tap::{
-    ChannelInfo, ChannelRequest, DataEvent, DataVerdict, Direction, FileTransfer, RequestVerdict,
-    Tap, TapFactory, TapSet,
+    ChannelInfo, ChannelPurpose, ChannelRequest, DataEvent, DataVerdict, Direction, FileTransfer,
+    RequestVerdict, Tap, TapFactory, TapSet,
 };
 use crate::tracker::{CommandTracker, Feed, TrackerConfig};
 
@@ -497,12 +497,15 @@ impl Tap for PolicyTap {
             return RequestVerdict::Allow;
         };
         let mut decisions = vec![self.policy.judge_command(command)];
-        if let Some((direction, path)) = crate::ssh::transfer::scp_target(command) {
+        if let ChannelPurpose::FileCopy {
+            direction, path, ..
+        } = channel.purpose()
+        {
             let direction = match direction {
                 Direction::ToTarget => TransferDirection::Upload,
                 Direction::ToUser => TransferDirection::Download,
             };
-            decisions.push(self.policy.judge_transfer(&path, direction));
+            decisions.push(self.policy.judge_transfer(path, direction));
         }
         // The most severe first: a terminate is not held for an approval.
         decisions.sort_by_key(|d| std::cmp::Reverse(d.action));

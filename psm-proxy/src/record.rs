@@ -36,8 +36,8 @@ use psm_recording::{
 use crate::error::ProxyError;
 use crate::session::{SessionControl, SessionInfo};
 use crate::tap::{
-    ChannelInfo, ChannelKind, ChannelRequest, DataEvent, DataVerdict, Direction, EndReason,
-    ExitReport, FileTransfer, StreamKind, Tap, TapFactory, TapSet,
+    ChannelInfo, ChannelKind, ChannelPurpose, ChannelRequest, DataEvent, DataVerdict, Direction,
+    EndReason, ExitReport, FileTransfer, StreamKind, Tap, TapFactory, TapSet,
 };
 
 /// Where and how recordings are written.
@@ -97,7 +97,7 @@ pub fn load_or_create_signing_key(
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
             }
-            crate::ssh::write_private(path, format!("{}\n", key.to_text()).as_bytes())?;
+            crate::keyfile::write_private(path, format!("{}\n", key.to_text()).as_bytes())?;
             let public = path.with_extension("pub");
             std::fs::write(&public, format!("{}\n", key.verifying_key()))
                 .map_err(io(format!("writing {}", public.display())))?;
@@ -301,7 +301,7 @@ impl Tap for Recorder {
                 }
                 ChannelRequest::Exec(command) if !c.opened => {
                     c.opened = true;
-                    c.transfer = crate::ssh::transfer::TransferWatch::for_exec(command).is_some();
+                    c.transfer = matches!(channel.purpose(), ChannelPurpose::FileCopy { .. });
                     Some(psm_recording::ChannelKind::Exec {
                         command: command.clone(),
                         pty: c.pty.clone(),

@@ -28,7 +28,7 @@
 //! }
 //! ```
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -75,7 +75,8 @@ pub enum ChannelKind {
     },
 }
 
-/// What a session channel runs.
+/// What a session channel runs, as the protocol crate understood it. Taps read it with
+/// [`ChannelInfo::purpose`] instead of parsing protocol requests themselves.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ChannelPurpose {
@@ -85,17 +86,64 @@ pub enum ChannelPurpose {
     Shell,
     /// A command.
     Exec(String),
+    /// A command that copies files (SSH's legacy `scp -t PATH` receives an upload,
+    /// `scp -f PATH` sends a download): a policy judges it as a transfer before it starts, a
+    /// recorder keeps its bytes out of the terminal text.
+    FileCopy {
+        /// The command as the user sent it.
+        command: String,
+        /// The tool (`scp`).
+        protocol: &'static str,
+        /// [`Direction::ToTarget`] is an upload.
+        direction: Direction,
+        /// The path on the target the command names.
+        path: String,
+    },
     /// A subsystem (`sftp`).
     Subsystem(String),
 }
 
-/// One channel of a session, as taps see it.
+static PENDING: ChannelPurpose = ChannelPurpose::Pending;
+
+/// One channel of a session, as taps see it. Clones share the channel's purpose.
 #[derive(Clone, Debug)]
 pub struct ChannelInfo {
     /// The user-side channel number (unique within the session).
     pub id: u32,
     /// Its kind.
     pub kind: ChannelKind,
+    purpose: Arc<OnceLock<ChannelPurpose>>,
+}
+
+impl ChannelInfo {
+    /// A channel whose purpose is not decided yet.
+    pub fn new(id: u32, kind: ChannelKind) -> Self {
+        Self {
+            id,
+            kind,
+            purpose: Arc::default(),
+        }
+    }
+
+    /// What the channel runs ([`ChannelPurpose::Pending`] until the protocol crate decided).
+    ///
+    /// ```
+    /// use psm_proxy::{ChannelInfo, ChannelKind, ChannelPurpose};
+    /// let channel = ChannelInfo::new(0, ChannelKind::Session);
+    /// assert_eq!(channel.purpose(), &ChannelPurpose::Pending);
+    /// channel.clone().set_purpose(ChannelPurpose::Shell);
+    /// assert_eq!(channel.purpose(), &ChannelPurpose::Shell);
+    /// ```
+    pub fn purpose(&self) -> &ChannelPurpose {
+        self.purpose.get().unwrap_or(&PENDING)
+    }
+
+    /// Decides what the channel runs, once: the protocol crate calls it on the request that
+    /// starts the channel's shell, command or subsystem, before taps see that request.
+    /// Returns false (and keeps the first) if it was decided already.
+    pub fn set_purpose(&self, purpose: ChannelPurpose) -> bool {
+        self.purpose.set(purpose).is_ok()
+    }
 }
 
 /// A terminal size.
@@ -214,6 +262,20 @@ pub enum EndReason {
     GatewayShutdown,
     /// An error.
     Error(String),
+}
+
+impl std::fmt::Display for EndReason {
+    /// How the end reads in a notice or log line (`terminated: by bob`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EndReason::UserDisconnected => f.write_str("the user disconnected"),
+            EndReason::TargetDisconnected => f.write_str("the target closed the connection"),
+            EndReason::Terminated(r) => write!(f, "terminated: {r}"),
+            EndReason::CheckoutExpired => f.write_str("the checkout expired"),
+            EndReason::GatewayShutdown => f.write_str("the gateway shut down"),
+            EndReason::Error(e) => write!(f, "error: {e}"),
+        }
+    }
 }
 
 /// An observer of a session. Every method has a default that does nothing; see the module

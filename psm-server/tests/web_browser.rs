@@ -25,10 +25,10 @@ use psm_core::{
 };
 use psm_proxy::live::{LiveDeps, LiveLink, LiveServer, LiveServerConfig};
 use psm_proxy::record::{RecorderConfig, RecorderFactory};
-use psm_proxy::ssh::{
+use psm_proxy::{HostKeyCheck, StaticTarget, StaticTargets, TargetCredential, TargetSecret};
+use psm_proxy_ssh::{
     GatewayDeps, SshGateway, SshGatewayConfig, generate_host_key, host_key_public,
 };
-use psm_proxy::{HostKeyCheck, StaticTarget, StaticTargets, TargetCredential, TargetSecret};
 use psm_server::web::WebConfig;
 use psm_server::{ApiKeys, Server, ServerConfig};
 use serde_json::{Value, json};

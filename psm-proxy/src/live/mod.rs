@@ -7,12 +7,18 @@
 //!   slow viewer skips ahead to a fresh screen, a dead one is cut off, the user never waits;
 //! - [`server`]: [`LiveServer`], the gateway's websocket listener (`/live/SESSION`,
 //!   `/terminal`), tickets redeemed through the `ControlPlane`;
+//! - [`terminal`]: the browser terminal, opened through a protocol gateway's
+//!   [`TerminalOpener`];
 //! - [`protocol`]: the messages, parsed with bounds;
 //! - [`link`]: [`LiveLink`], the long poll for admin commands and the report queue;
 //! - [`notice`]: what the user is told.
 //!
+//! A gateway serves its registry's sessions; the SSH gateway (`psm-proxy-ssh`) gives its
+//! registry and, for the browser terminal, its connector:
+//!
 //! ```no_run
-//! # async fn demo(gateway: psm_proxy::ssh::SshGateway,
+//! # async fn demo(registry: psm_proxy::SessionRegistry,
+//! #     terminals: std::sync::Arc<dyn psm_proxy::live::TerminalOpener>,
 //! #     control_plane: std::sync::Arc<dyn psm_core::ControlPlane>) -> Result<(), psm_proxy::ProxyError> {
 //! use psm_proxy::live::{LiveDeps, LiveLink, LiveServer, LiveServerConfig};
 //! let me = psm_core::ProcessInstance::new("gateway-1")?;
@@ -20,12 +26,11 @@
 //! config.allowed_origins.push("https://psm.example.com".into());
 //! let live = LiveServer::bind(config, LiveDeps {
 //!     control_plane: control_plane.clone(),
-//!     registry: gateway.registry(),
-//!     terminals: Some(gateway.connector()),
+//!     registry: registry.clone(),
+//!     terminals: Some(terminals),
 //! }).await?;
-//! let link = LiveLink::start(control_plane, gateway.registry(), me, Some(live.url()));
-//! tokio::spawn(live.run(std::future::pending()));
-//! gateway.run(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! let link = LiveLink::start(control_plane, registry, me, Some(live.url()));
+//! live.run(async { let _ = tokio::signal::ctrl_c().await; }).await?;
 //! link.stop().await;
 //! # Ok(()) }
 //! ```
@@ -35,8 +40,9 @@ pub mod link;
 pub mod notice;
 pub mod protocol;
 pub mod server;
-mod terminal;
+pub mod terminal;
 
 pub use fanout::{FanoutConfig, JoinRefused, Screen};
 pub use link::LiveLink;
 pub use server::{LiveDeps, LiveServer, LiveServerConfig};
+pub use terminal::{Terminal, TerminalInput, TerminalOpener, TerminalOutput};

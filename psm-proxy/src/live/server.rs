@@ -23,10 +23,10 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 
 use super::protocol::{ClientMessage, MAX_MESSAGE, ServerMessage, mode_name};
+use super::terminal::TerminalOpener;
 use crate::error::ProxyError;
 use crate::registry::SessionRegistry;
 use crate::session::{LiveEvent, ViewerItem};
-use crate::ssh::InternalConnector;
 
 /// Close codes (`docs/live.md`).
 pub mod close {
@@ -93,8 +93,9 @@ pub struct LiveDeps {
     pub control_plane: Arc<dyn ControlPlane>,
     /// The gateway's live sessions.
     pub registry: SessionRegistry,
-    /// Opens browser terminals through the SSH gateway (`None`: `/terminal` is refused).
-    pub terminals: Option<InternalConnector>,
+    /// Opens browser terminals through a protocol gateway (`psm_proxy_ssh::SshGateway`'s
+    /// connector; `None`: `/terminal` is refused).
+    pub terminals: Option<Arc<dyn TerminalOpener>>,
 }
 
 struct Shared {

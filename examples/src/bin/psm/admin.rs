@@ -368,8 +368,7 @@ async fn targets(cmd: Targets) -> anyhow::Result<()> {
                 (Some(k), false) => Some(k),
                 (None, true) => {
                     let (line, fingerprint) =
-                        psm_proxy::ssh::fetch_host_key(&host, port, Duration::from_secs(10))
-                            .await?;
+                        psm_proxy_ssh::fetch_host_key(&host, port, Duration::from_secs(10)).await?;
                     println!("{host}:{port} presents {fingerprint}; pinned.");
                     Some(line)
                 }

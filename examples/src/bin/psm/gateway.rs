@@ -11,10 +11,10 @@ use psm_core::directory::{ALL_TARGETS, NewUser, PasswordHash, UserDirectory};
 use psm_core::vault::Vault;
 use psm_core::{ControlPlane, ProcessInstance};
 use psm_proxy::record::{RecorderConfig, RecorderFactory, load_or_create_signing_key};
-use psm_proxy::ssh::{
+use psm_proxy::{ControlPlaneTargets, SessionRegistry};
+use psm_proxy_ssh::{
     GatewayDeps, SshGateway, SshGatewayConfig, host_key_public, load_or_create_host_key,
 };
-use psm_proxy::{ControlPlaneTargets, SessionRegistry};
 
 /// What the gateway is started with.
 #[derive(Clone, Debug, serde::Deserialize)]

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use crate::tap::{Direction, FileTransfer};
+use psm_proxy::tap::{ChannelPurpose, Direction, FileTransfer};
 
 /// Largest SFTP packet followed (OpenSSH's limit is 256 KiB); larger ones stop parsing.
 pub const MAX_SFTP_PACKET: usize = 256 * 1024 + 1024;
@@ -314,12 +314,35 @@ pub struct ScpWatch {
 ///
 /// ```
 /// use psm_proxy::Direction;
-/// use psm_proxy::ssh::transfer::scp_target;
+/// use psm_proxy_ssh::transfer::scp_target;
 /// assert_eq!(scp_target("scp -t /etc/x"), Some((Direction::ToTarget, "/etc/x".into())));
 /// assert_eq!(scp_target("ls"), None);
 /// ```
 pub fn scp_target(command: &str) -> Option<(Direction, String)> {
     ScpWatch::for_command(command).map(|w| (w.direction, w.base))
+}
+
+/// What an exec channel runs, for the taps: [`ChannelPurpose::FileCopy`] for a legacy
+/// `scp -t PATH` / `scp -f PATH` (exactly the commands [`TransferWatch::for_exec`] follows),
+/// else [`ChannelPurpose::Exec`].
+///
+/// ```
+/// use psm_proxy::{ChannelPurpose, Direction};
+/// use psm_proxy_ssh::transfer::exec_purpose;
+/// assert!(matches!(exec_purpose("scp -f /var/log/syslog"),
+///     ChannelPurpose::FileCopy { direction: Direction::ToUser, ref path, .. } if path == "/var/log/syslog"));
+/// assert_eq!(exec_purpose("ls"), ChannelPurpose::Exec("ls".into()));
+/// ```
+pub fn exec_purpose(command: &str) -> ChannelPurpose {
+    match scp_target(command) {
+        Some((direction, path)) => ChannelPurpose::FileCopy {
+            command: command.to_owned(),
+            protocol: "scp",
+            direction,
+            path,
+        },
+        None => ChannelPurpose::Exec(command.to_owned()),
+    }
 }
 
 impl ScpWatch {

@@ -1,4 +1,4 @@
-//! The SSH login name: `USER+TARGET`, or `USER` alone for the target menu.
+//! The login name a user gives a gateway: `USER+TARGET`, or `USER` alone for a target menu.
 //!
 //! Directory user names never contain `+` (see `psm_core::directory::is_valid_name`), so the
 //! first `+` splits the login unambiguously; everything after it is the target's name,
@@ -35,7 +35,7 @@ pub enum LoginError {
 /// Parses `USER` or `USER+TARGET`.
 ///
 /// ```
-/// use psm_proxy::ssh::{parse_login, LoginName};
+/// use psm_proxy::{parse_login, LoginName};
 /// assert_eq!(parse_login("alice+web-01").unwrap(),
 ///            LoginName { user: "alice".into(), target: Some("web-01".into()) });
 /// assert_eq!(parse_login("alice").unwrap().target, None);

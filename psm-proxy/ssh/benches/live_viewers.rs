@@ -50,11 +50,11 @@ use psm_core::vault::{Keyring, MasterKey, MemoryVaultStore, PamSettings, Vault, 
 use psm_core::{ControlPlane, Engine, EngineConfig, LocalControlPlane, ProcessInstance, SessionId};
 use psm_proxy::live::{LiveDeps, LiveLink, LiveServer, LiveServerConfig};
 use psm_proxy::record::{RecorderConfig, RecorderFactory};
-use psm_proxy::ssh::{
-    GatewayDeps, SshGateway, SshGatewayConfig, generate_host_key, host_key_public,
-};
 use psm_proxy::{
     HostKeyCheck, SessionRegistry, StaticTarget, StaticTargets, TargetCredential, TargetSecret,
+};
+use psm_proxy_ssh::{
+    GatewayDeps, SshGateway, SshGatewayConfig, generate_host_key, host_key_public,
 };
 use russh::ChannelMsg;
 use tokio_tungstenite::tungstenite::Message;

@@ -6,13 +6,13 @@
 use std::sync::Arc;
 
 use psm_core::directory::{ALL_TARGETS, DirectoryUser};
+use psm_proxy::tap::{ChannelInfo, ChannelKind, ChannelPurpose, ChannelRequest, TermSize};
 use russh::server::Msg;
 use russh::{Channel, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, client};
 
 use super::bridge;
 use super::conn::Conn;
 use super::handler::MenuChannel;
-use crate::tap::{ChannelInfo, ChannelKind, ChannelRequest, TermSize};
 
 const MAX_LINE: usize = 256;
 
@@ -146,10 +146,7 @@ pub(crate) async fn run(
             return;
         }
     };
-    let info = ChannelInfo {
-        id: u32::from(id),
-        kind: ChannelKind::Session,
-    };
+    let info = ChannelInfo::new(u32::from(id), ChannelKind::Session);
     live.taps.channel_opened(&info).await;
     let pty = menu.pty.lock().unwrap_or_else(|p| p.into_inner()).clone();
     if let Some(p) = &pty {
@@ -184,7 +181,8 @@ pub(crate) async fn run(
     for (k, v) in env {
         let _ = target.set_env(false, k, v).await;
     }
-    if let crate::tap::RequestVerdict::Refuse(m) =
+    info.set_purpose(ChannelPurpose::Shell);
+    if let psm_proxy::tap::RequestVerdict::Refuse(m) =
         live.taps.check(&info, &ChannelRequest::Shell).await
     {
         say(&w, &format!("PSM: {m}\n")).await;

@@ -18,10 +18,10 @@ use psm_core::directory::{
 use psm_core::store::MemoryStore;
 use psm_core::vault::Secret;
 use psm_core::{ControlPlane, Engine, EngineConfig, ProcessInstance};
-use psm_proxy::ssh::{
+use psm_proxy::*;
+use psm_proxy_ssh::{
     GatewayDeps, SshGateway, SshGatewayConfig, generate_host_key, host_key_public,
 };
-use psm_proxy::*;
 
 pub const TARGET_USER: &str = "psmgwtest";
 

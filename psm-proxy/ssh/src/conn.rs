@@ -10,19 +10,19 @@ use std::time::Duration;
 
 use psm_core::directory::DirectoryUser;
 use psm_core::{NewSession, Protocol, SessionId, Timestamp};
+use psm_proxy::error::ProxyError;
+use psm_proxy::live::notice::notice_for;
+use psm_proxy::registry::Registration;
+use psm_proxy::session::{ControlNote, LiveEvent, ProxySession, SessionControl, SessionInfo};
+use psm_proxy::tap::Direction;
+use psm_proxy::tap::{ChannelInfo, ChannelKind, EndReason, TapSet};
+use psm_proxy::target::Authorization;
 use russh::{ChannelId, client, server};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::Shared;
 use super::bridge;
 use super::upstream::{self, Upstream};
-use crate::error::ProxyError;
-use crate::live::notice::notice_for;
-use crate::registry::Registration;
-use crate::session::{ControlNote, LiveEvent, ProxySession, SessionControl, SessionInfo};
-use crate::tap::Direction;
-use crate::tap::{ChannelInfo, ChannelKind, EndReason, TapSet};
-use crate::target::Authorization;
 
 /// An established session: logged in to the target, recorded, registered.
 pub(crate) struct Live {
@@ -345,7 +345,7 @@ impl Conn {
                 .unwrap_or_else(|p| p.into_inner())
                 .take();
             self.control.publish(LiveEvent::Ended {
-                reason: end_text(&reason),
+                reason: reason.to_string(),
             });
             self.shared
                 .deps
@@ -397,13 +397,13 @@ impl Conn {
         match user_side {
             Ok(user_channel) => {
                 reply.accept().await;
-                let info = ChannelInfo {
-                    id: u32::from(user_channel.id()),
-                    kind: ChannelKind::ForwardedTcpip {
+                let info = ChannelInfo::new(
+                    u32::from(user_channel.id()),
+                    ChannelKind::ForwardedTcpip {
                         host: connected_address,
                         port: connected_port,
                     },
-                };
+                );
                 bridge::spawn_raw(self.clone(), live.clone(), info, user_channel, channel);
             }
             Err(_) => reply.reject(russh::ChannelOpenFailure::ConnectFailed).await,
@@ -489,17 +489,6 @@ async fn heartbeat(conn: Arc<Conn>, live: Arc<Live>) {
     }
 }
 
-fn end_text(reason: &EndReason) -> String {
-    match reason {
-        EndReason::UserDisconnected => "the user disconnected".into(),
-        EndReason::TargetDisconnected => "the target closed the connection".into(),
-        EndReason::Terminated(r) => format!("terminated: {r}"),
-        EndReason::CheckoutExpired => "the checkout expired".into(),
-        EndReason::GatewayShutdown => "the gateway shut down".into(),
-        EndReason::Error(e) => format!("error: {e}"),
-    }
-}
-
 /// Records, reports and shows the session's control notes (pause, lock, policy hits...),
 /// until the connection closes; then drains what is left.
 async fn run_notes(
@@ -545,6 +534,7 @@ async fn handle_note(conn: &Conn, live: &Live, note: ControlNote) {
             conn.notice(&text).await;
             conn.control.publish(LiveEvent::Notice(text));
         }
+        other => tracing::debug!(note = ?other, "a control note the SSH gateway does not show"),
     }
 }
 
@@ -552,7 +542,7 @@ async fn handle_note(conn: &Conn, live: &Live, note: ControlNote) {
 /// toward the user beside the bridge.
 async fn run_injections(
     conn: Arc<Conn>,
-    mut injections: tokio::sync::mpsc::UnboundedReceiver<crate::session::Injection>,
+    mut injections: tokio::sync::mpsc::UnboundedReceiver<psm_proxy::session::Injection>,
 ) {
     let mut closed = conn.closed();
     loop {

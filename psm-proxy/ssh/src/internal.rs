@@ -2,15 +2,21 @@
 //! of an SSH login: an in-memory pipe to the gateway's own SSH server, logged in with a
 //! one-time token, so the session gets the same directory checks, target authorization,
 //! taps (policy, recorder), live registry, heartbeats and end as `ssh user+target@gateway`.
+//! [`InternalConnector`] is the live server's browser-terminal opener
+//! ([`TerminalOpener`]).
 
 use std::net::SocketAddr;
 use std::sync::Weak;
 
-use russh::client;
+use async_trait::async_trait;
+use futures::StreamExt;
+use psm_proxy::ProxyError;
+use psm_proxy::TermSize;
+use psm_proxy::live::{Terminal, TerminalInput, TerminalOpener, TerminalOutput};
 use russh::keys::PublicKeyOrCertificate;
+use russh::{ChannelMsg, ChannelWriteHalf, client};
 
 use super::Shared;
-use crate::error::ProxyError;
 
 /// Opens in-process sessions on an [`SshGateway`](super::SshGateway) (see the module docs).
 #[derive(Clone)]
@@ -93,10 +99,7 @@ impl InternalConnector {
         shared.add_internal_token(user, &token);
         let (server_end, client_end) = tokio::io::duplex(256 * 1024);
         super::spawn_serve(&shared, server_end, peer, permit, true);
-        let ssh = |e: russh::Error| ProxyError::Ssh {
-            peer: "the gateway's own SSH server".into(),
-            source: e,
-        };
+        let ssh = |e: russh::Error| super::ssh_error("the gateway's own SSH server", e);
         let mut handle = client::connect_stream(shared.client_config.clone(), client_end, Trusting)
             .await
             .map_err(ssh)?;
@@ -125,5 +128,68 @@ impl InternalConnector {
             .map_err(ssh)?;
         channel.request_shell(true).await.map_err(ssh)?;
         Ok(InternalTerminal { handle, channel })
+    }
+}
+
+#[async_trait]
+impl TerminalOpener for InternalConnector {
+    async fn open(
+        &self,
+        user: &str,
+        target: &str,
+        peer: SocketAddr,
+        size: TermSize,
+    ) -> Result<Terminal, ProxyError> {
+        let InternalTerminal { handle, channel } =
+            InternalConnector::open(self, user, target, peer, size.cols, size.rows).await?;
+        let (reader, writer) = channel.split();
+        let output = futures::stream::unfold(reader, |mut reader| async move {
+            loop {
+                match reader.wait().await? {
+                    ChannelMsg::Data { data } | ChannelMsg::ExtendedData { data, .. } => {
+                        return Some((TerminalOutput::Data(data), reader));
+                    }
+                    ChannelMsg::ExitStatus { exit_status } => {
+                        return Some((TerminalOutput::Exit(exit_status), reader));
+                    }
+                    ChannelMsg::Close => return None,
+                    _ => {}
+                }
+            }
+        });
+        Ok(Terminal {
+            output: output.boxed(),
+            input: Box::new(InternalInput { handle, writer }),
+        })
+    }
+}
+
+/// The user's side of a browser terminal: the shell channel and its connection.
+struct InternalInput {
+    handle: client::Handle<Trusting>,
+    writer: ChannelWriteHalf<client::Msg>,
+}
+
+#[async_trait]
+impl TerminalInput for InternalInput {
+    async fn write(&self, bytes: bytes::Bytes) -> Result<(), ProxyError> {
+        self.writer
+            .data_bytes(bytes)
+            .await
+            .map_err(|e| super::ssh_error("the gateway's own SSH server", e))
+    }
+
+    async fn resize(&self, size: TermSize) {
+        let _ = self
+            .writer
+            .window_change(u32::from(size.cols), u32::from(size.rows), 0, 0)
+            .await;
+    }
+
+    async fn close(&self, reason: &str) {
+        let _ = self
+            .handle
+            .disconnect(russh::Disconnect::ByApplication, reason, "en")
+            .await;
     }
 }

@@ -1,26 +1,64 @@
-//! The SSH gateway: a russh server facing users and a russh client per session facing the
-//! target, bridged channel by channel through the session's taps.
+//! # psm-proxy-ssh
 //!
-//! Users log in as `USER+TARGET` (see [`parse_login`]) with a key, a password or
-//! keyboard-interactive, plus a TOTP code when their directory entry has one. The gateway
-//! opens the PrivSession (Connected), fetches the vaulted credential through
-//! [`TargetAccess`], verifies the target's host key, logs in, and then forwards every
-//! channel: shell and exec (with pty, window changes, env, signals, exit status), the sftp
-//! subsystem, scp, and port forwards as policy allows. It heartbeats the session, warns
-//! the user before the checkout runs out, obeys terminate requests within one heartbeat, and
-//! ends the session in the control plane however the connection ends.
+//! PSM's SSH gateway, on russh: a russh server facing users and a russh client per session
+//! facing the target, bridged channel by channel through the session's taps. It is SSH glue
+//! over `psm-proxy`, the protocol-neutral session layer, which owns the sessions, their
+//! control and registry, target access, the taps (recorder, policy) and live viewing.
+//!
+//! Users log in as `USER+TARGET` (see [`psm_proxy::parse_login`]) with a key, a password or
+//! keyboard-interactive, plus a TOTP code when their directory entry has one; `USER` alone
+//! gets a menu of their targets. The gateway opens the PrivSession (Connected), fetches the
+//! vaulted credential through [`TargetAccess`], verifies the target's host key, logs in,
+//! and then forwards every channel: shell and exec (with pty, window changes, env, signals,
+//! exit status), the sftp subsystem, scp, and port forwards as policy allows. It heartbeats
+//! the session, warns the user before the checkout runs out, obeys terminate requests
+//! within one heartbeat, and ends the session in the control plane however the connection
+//! ends.
+//!
+//! - [`SshGateway`], [`SshGatewayConfig`], [`GatewayDeps`]: the gateway and what it is
+//!   assembled from;
+//! - [`transfer`]: SFTP and scp followed from the bytes of their channels, reported to the
+//!   taps as file transfers (an scp command's channel gets
+//!   [`ChannelPurpose::FileCopy`](psm_proxy::ChannelPurpose::FileCopy));
+//! - [`InternalConnector`]: sessions opened from inside the gateway through exactly the path
+//!   of an SSH login; it is the browser terminal's
+//!   [`TerminalOpener`](psm_proxy::live::TerminalOpener);
+//! - host keys: [`generate_host_key`], [`load_or_create_host_key`], [`host_key_public`],
+//!   [`fetch_host_key`] (a target's key, to pin it).
 //!
 //! ```no_run
-//! # async fn demo(deps: psm_proxy::ssh::GatewayDeps) -> Result<(), psm_proxy::ProxyError> {
-//! use psm_proxy::ssh::{SshGateway, SshGatewayConfig, generate_host_key};
-//! let mut config = SshGatewayConfig::new(
-//!     "127.0.0.1:2222".parse().unwrap(),
-//!     psm_core::ProcessInstance::new("gateway-1")?,
-//! );
+//! # async fn demo(control_plane: std::sync::Arc<dyn psm_core::ControlPlane>) -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use psm_core::directory::{MemoryDirectory, NewUser, PasswordHash, UserDirectory};
+//! use psm_proxy::{NoTaps, SessionRegistry, StaticTarget, StaticTargets, HostKeyCheck,
+//!     TargetCredential, TargetSecret};
+//! use psm_proxy_ssh::{GatewayDeps, SshGateway, SshGatewayConfig, generate_host_key};
+//!
+//! let directory = Arc::new(MemoryDirectory::new());
+//! directory.create_user(&NewUser {
+//!     name: "alice".parse()?, password: Some(PasswordHash::hash("alice-pw")?),
+//!     roles: vec!["ops".into()], ..NewUser::default()
+//! }).await?;
+//! directory.grant("ops", "web-01").await?;
+//!
+//! let targets = StaticTargets::new();
+//! targets.insert("web-01", StaticTarget {
+//!     host: "127.0.0.1".into(), port: 22,
+//!     host_key: HostKeyCheck::Pinned(vec!["SHA256:...".into()]),
+//!     credential: TargetCredential { account: "deploy".into(),
+//!         secret: TargetSecret::Password("vaulted".into()) },
+//!     lifetime: None,
+//! });
+//!
+//! let mut config = SshGatewayConfig::new("0.0.0.0:2222".parse()?,
+//!     psm_core::ProcessInstance::new("gateway-1")?);
 //! config.host_keys.push(generate_host_key());
+//! let deps = GatewayDeps { control_plane, directory, targets: Arc::new(targets),
+//!     taps: Arc::new(NoTaps), registry: SessionRegistry::new() };
 //! let gateway = SshGateway::bind(config, deps).await?;
 //! println!("listening on {}", gateway.local_addr());
 //! gateway.run(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! // users now run: ssh alice+web-01@gateway -p 2222
 //! # Ok(()) }
 //! ```
 
@@ -33,29 +71,34 @@ use std::time::Duration;
 
 use psm_core::directory::UserDirectory;
 use psm_core::{ControlPlane, ProcessInstance};
+use psm_proxy::keyfile::write_private;
+use psm_proxy::{EndReason, ProxyError, SessionRegistry, TapFactory, TargetAccess};
 use russh::keys::PrivateKey;
 use russh::server;
 use russh::{MethodKind, MethodSet, SshId};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore, watch};
 
-use crate::error::ProxyError;
-use crate::registry::SessionRegistry;
-use crate::tap::{EndReason, TapFactory};
-use crate::target::TargetAccess;
-
 mod bridge;
 mod conn;
 mod handler;
 mod internal;
-mod login;
 mod menu;
 pub mod transfer;
 mod upstream;
 
 pub use internal::{InternalConnector, InternalTerminal};
-pub use login::{LoginError, LoginName, MAX_LOGIN_LEN, parse_login};
 pub use upstream::fetch_host_key;
+
+/// A russh error as the session layer's error, naming the side it came from
+/// (`SSH error with the target web-01: ...`).
+pub fn ssh_error(peer: impl Into<String>, source: russh::Error) -> ProxyError {
+    ProxyError::Protocol {
+        protocol: "SSH",
+        peer: peer.into(),
+        source: Box::new(source),
+    }
+}
 
 /// Messages a channel may queue before russh's loop waits (see `bridge` for why it is large).
 pub(crate) const CHANNEL_BUFFER: usize = 512;
@@ -241,25 +284,6 @@ pub fn load_or_create_host_key(path: &Path) -> Result<(PrivateKey, bool), ProxyE
     Ok((key, true))
 }
 
-/// Writes a new file readable by its owner only (mode 0600), failing if it exists.
-pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ProxyError> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let io = |source| ProxyError::Io {
-        what: format!("writing {}", path.display()),
-        source,
-    };
-    let mut f = opts.open(path).map_err(io)?;
-    f.write_all(bytes).map_err(io)?;
-    f.sync_all().map_err(io)
-}
-
 /// The public half of a host key as an OpenSSH line, and its SHA256 fingerprint.
 pub fn host_key_public(key: &PrivateKey) -> (String, String) {
     let public = key.public_key();
@@ -330,10 +354,10 @@ impl SshGateway {
         self.shared.deps.registry.clone()
     }
 
-    /// A handle that opens sessions from inside the gateway (the browser terminal) through
-    /// exactly the path of an SSH login.
-    pub fn connector(&self) -> InternalConnector {
-        InternalConnector::new(Arc::downgrade(&self.shared))
+    /// A handle that opens sessions from inside the gateway through exactly the path of an
+    /// SSH login: the browser terminal's opener (`LiveDeps::terminals`).
+    pub fn connector(&self) -> Arc<InternalConnector> {
+        Arc::new(InternalConnector::new(Arc::downgrade(&self.shared)))
     }
 
     /// Connections currently open (authenticated or not).

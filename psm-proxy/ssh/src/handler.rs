@@ -10,16 +10,18 @@ use std::time::Duration;
 
 use psm_core::directory::{DirectoryUser, LoginThrottle};
 use psm_core::vault::Secret;
+use psm_proxy::login::{LoginName, parse_login};
+use psm_proxy::tap::{
+    ChannelInfo, ChannelKind, ChannelPurpose, ChannelRequest, RequestVerdict, TermSize,
+};
 use russh::keys::PublicKey;
 use russh::server::{Auth, Msg, Response, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, ChannelOpenFailure, MethodKind, MethodSet, Pty, Sig};
 
 use super::bridge::{self, ChannelState};
 use super::conn::Conn;
-use super::login::{LoginName, parse_login};
 use super::menu;
-use super::transfer::{SftpWatch, TransferWatch};
-use crate::tap::{ChannelInfo, ChannelKind, ChannelRequest, RequestVerdict, TermSize};
+use super::transfer::{self, SftpWatch, TransferWatch};
 
 /// Longest `TERM` forwarded.
 const MAX_TERM: usize = 256;
@@ -235,10 +237,7 @@ impl Handler {
     }
 
     fn chan_info(id: ChannelId, kind: ChannelKind) -> ChannelInfo {
-        ChannelInfo {
-            id: u32::from(id),
-            kind,
-        }
+        ChannelInfo::new(u32::from(id), kind)
     }
 
     async fn reply(
@@ -700,6 +699,7 @@ impl russh::server::Handler for Handler {
         match self.channels.get(&channel) {
             Some(Chan::Bridged { state, .. }) => {
                 let state = state.clone();
+                state.info.set_purpose(ChannelPurpose::Shell);
                 if let Some(live) = self.conn.live.get() {
                     if let RequestVerdict::Refuse(m) =
                         live.taps.check(&state.info, &ChannelRequest::Shell).await
@@ -750,6 +750,7 @@ impl russh::server::Handler for Handler {
             Some(Chan::Bridged { state, .. }) => {
                 let state = state.clone();
                 let command = String::from_utf8_lossy(data).into_owned();
+                state.info.set_purpose(transfer::exec_purpose(&command));
                 if let Some(live) = self.conn.live.get() {
                     let request = ChannelRequest::Exec(command.clone());
                     if let RequestVerdict::Refuse(m) = live.taps.check(&state.info, &request).await
@@ -797,6 +798,9 @@ impl russh::server::Handler for Handler {
                     tracing::info!(peer = %self.conn.peer_text(), "sftp refused by policy");
                     return session.channel_failure(channel);
                 }
+                state
+                    .info
+                    .set_purpose(ChannelPurpose::Subsystem(name.to_owned()));
                 if let Some(live) = self.conn.live.get() {
                     let request = ChannelRequest::Subsystem(name.to_owned());
                     if let RequestVerdict::Refuse(m) = live.taps.check(&state.info, &request).await

@@ -41,11 +41,11 @@ use psm_core::directory::{AuthorizedKey, MemoryDirectory, NewUser, UserDirectory
 use psm_core::store::SqliteStore;
 use psm_core::{Engine, EngineConfig, ProcessInstance};
 use psm_proxy::record::{RecorderConfig, RecorderFactory};
-use psm_proxy::ssh::{
-    GatewayDeps, SshGateway, SshGatewayConfig, generate_host_key, host_key_public,
-};
 use psm_proxy::{
     HostKeyCheck, SessionRegistry, StaticTarget, StaticTargets, TargetCredential, TargetSecret,
+};
+use psm_proxy_ssh::{
+    GatewayDeps, SshGateway, SshGatewayConfig, generate_host_key, host_key_public,
 };
 use russh::ChannelMsg;
 

@@ -21,13 +21,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use psm_proxy::redact::EchoTracker;
+use psm_proxy::tap::{ChannelInfo, Direction, ExitReport, StreamKind};
 use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf, client, server};
 use tokio::sync::{mpsc, oneshot};
 
 use super::conn::{Conn, Live};
 use super::transfer::TransferWatch;
-use crate::redact::EchoTracker;
-use crate::tap::{ChannelInfo, Direction, ExitReport, StreamKind};
 
 /// Keys that submit a line (Enter, ^J, ^O): on a terminal channel each goes to the taps as
 /// a chunk of its own, so a policy can hold exactly the Enter while the keys before it

@@ -4,12 +4,12 @@
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use psm_proxy::error::ProxyError;
+use psm_proxy::target::{Authorization, HostKeyCheck, TargetCredential, TargetSecret};
 use russh::client;
 use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
 
 use super::conn::Conn;
-use crate::error::ProxyError;
-use crate::target::{Authorization, HostKeyCheck, TargetCredential, TargetSecret};
 
 /// A logged-in connection to a target.
 pub(crate) struct Upstream {
