@@ -3,11 +3,13 @@
 //! options are refused with a clear message.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 
 fn psm() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_psm"))
+    Command::new(common::psm())
 }
 
 #[test]
@@ -15,11 +17,7 @@ fn rdp_targets_are_added_listed_and_ssh_only_options_refused() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     // A node's data directory, as `psm up` or `psm-controlplane` leave it on first start.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let mut cp = Command::new(env!("CARGO_BIN_EXE_psm-controlplane"))
         .args(["--listen", &format!("127.0.0.1:{port}"), "--data"])
         .arg(&data)
@@ -27,11 +25,7 @@ fn rdp_targets_are_added_listed_and_ssh_only_options_refused() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let start = std::time::Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < std::time::Duration::from_secs(60));
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    common::wait_port(port);
     let _ = Command::new("kill").arg(cp.id().to_string()).status();
     cp.wait().unwrap();
     let pin = format!("sha256:{}", "ab".repeat(32));

@@ -29,8 +29,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use async_trait::async_trait;
 use psm_recording::{
-    ChannelId, EventKind, ForwardDirection, Header, Protocol, Pty, RecordingError, RecordingWriter,
-    SigningKey, Stream, TransferDirection, WriterConfig,
+    ChannelId, EventKind, ForwardDirection, Header, Protocol, Pty, RecipientPublic, RecordingError,
+    RecordingWriter, SigningKey, Stream, TransferDirection, WriterConfig,
 };
 
 use crate::error::ProxyError;
@@ -110,10 +110,89 @@ pub fn load_or_create_signing_key(
     }
 }
 
+/// Where the keys a session's recording is encrypted for come from, asked once per session.
+/// An error refuses the session: PSM does not record in clear text what it was told to
+/// encrypt.
+///
+/// ```
+/// # use psm_proxy::record::RecipientSource;
+/// struct Auditors(Vec<psm_recording::RecipientPublic>);
+/// #[async_trait::async_trait]
+/// impl RecipientSource for Auditors {
+///     async fn recipients(&self) -> Result<Vec<psm_recording::RecipientPublic>, psm_proxy::ProxyError> {
+///         Ok(self.0.clone())
+///     }
+/// }
+/// ```
+#[async_trait]
+pub trait RecipientSource: Send + Sync {
+    /// The recipients of a new recording (none: not encrypted).
+    async fn recipients(&self) -> Result<Vec<RecipientPublic>, ProxyError>;
+}
+
+/// The control plane's `PSMEncryptionKey` (GetPAMSettings), read for each new session. When
+/// the control plane cannot be asked, the last key it gave is used; before it ever answered,
+/// sessions are refused.
+pub struct ControlPlaneRecipients {
+    control_plane: Arc<dyn psm_core::ControlPlane>,
+    last: Mutex<Option<Option<RecipientPublic>>>,
+}
+
+impl ControlPlaneRecipients {
+    /// Asks `control_plane`.
+    pub fn new(control_plane: Arc<dyn psm_core::ControlPlane>) -> Self {
+        Self {
+            control_plane,
+            last: Mutex::new(None),
+        }
+    }
+}
+
+#[async_trait]
+impl RecipientSource for ControlPlaneRecipients {
+    async fn recipients(&self) -> Result<Vec<RecipientPublic>, ProxyError> {
+        let key = match self.control_plane.pam_settings().await {
+            Ok(settings) => {
+                let key = settings
+                    .encryption_key
+                    .map(|k| RecipientPublic::from_bytes(*k.as_bytes()));
+                *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(key);
+                key
+            }
+            Err(e) => {
+                let last = *self.last.lock().unwrap_or_else(|p| p.into_inner());
+                match last {
+                    Some(key) => {
+                        tracing::warn!(error = %e, "GetPAMSettings failed; using the last PSMEncryptionKey");
+                        key
+                    }
+                    None => {
+                        return Err(ProxyError::Config(format!(
+                            "cannot read PSMEncryptionKey from the control plane ({e}); the \
+                             session is refused rather than recorded unencrypted"
+                        )));
+                    }
+                }
+            }
+        };
+        Ok(key.into_iter().collect())
+    }
+}
+
 /// Makes a [`Recorder`] for every session.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RecorderFactory {
     config: Arc<RecorderConfig>,
+    recipients: Option<Arc<dyn RecipientSource>>,
+}
+
+impl std::fmt::Debug for RecorderFactory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecorderFactory")
+            .field("config", &self.config)
+            .field("recipients", &self.recipients.is_some())
+            .finish()
+    }
 }
 
 impl RecorderFactory {
@@ -121,7 +200,16 @@ impl RecorderFactory {
     pub fn new(config: RecorderConfig) -> Self {
         Self {
             config: Arc::new(config),
+            recipients: None,
         }
+    }
+
+    /// Also encrypts each recording for the recipients `source` names when the session
+    /// starts (beside `config.writer.recipients`); a session whose recipients cannot be
+    /// known is refused.
+    pub fn with_recipients(mut self, source: Arc<dyn RecipientSource>) -> Self {
+        self.recipients = Some(source);
+        self
     }
 
     /// The path of a session's raw recording.
@@ -133,7 +221,18 @@ impl RecorderFactory {
 #[async_trait]
 impl TapFactory for RecorderFactory {
     async fn taps(&self, info: &SessionInfo) -> Result<TapSet, ProxyError> {
-        let recorder = Recorder::create(&self.config, info).await?;
+        let recorder = match &self.recipients {
+            None => Recorder::create(&self.config, info).await?,
+            Some(source) => {
+                let mut config = RecorderConfig::clone(&self.config);
+                for r in source.recipients().await? {
+                    if !config.writer.recipients.contains(&r) {
+                        config.writer.recipients.push(r);
+                    }
+                }
+                Recorder::create(&config, info).await?
+            }
+        };
         let mut set = TapSet::new();
         set.push(Arc::new(recorder));
         Ok(set)
@@ -239,6 +338,19 @@ impl Recorder {
     }
 }
 
+/// The size of a terminal whose pty request gives none: `ssh -tt` run from a script (no
+/// terminal of its own) asks for 0 × 0 cells, which would record, and replay, a 1 × 1 screen.
+const DEFAULT_TERMINAL: psm_recording::TermSize = psm_recording::TermSize::new(80, 24);
+
+/// A requested terminal size, each dimension of 0 replaced by the default's.
+fn terminal_size(size: &crate::tap::TermSize) -> psm_recording::TermSize {
+    let or = |n: u16, default: u16| if n == 0 { default } else { n };
+    psm_recording::TermSize::new(
+        or(size.cols, DEFAULT_TERMINAL.cols),
+        or(size.rows, DEFAULT_TERMINAL.rows),
+    )
+}
+
 fn port16(p: u32) -> u16 {
     u16::try_from(p).unwrap_or(0)
 }
@@ -291,7 +403,7 @@ impl Tap for Recorder {
                 ChannelRequest::Pty { term, size } => {
                     c.pty = Some(Pty {
                         term: term.clone(),
-                        size: psm_recording::TermSize::new(size.cols, size.rows),
+                        size: terminal_size(size),
                     });
                     None
                 }
@@ -320,10 +432,14 @@ impl Tap for Recorder {
             return;
         }
         let event = match request {
-            ChannelRequest::WindowChange(size) => Some(EventKind::Resize {
-                channel: ChannelId(id),
-                size: psm_recording::TermSize::new(size.cols, size.rows),
-            }),
+            // A window change to nothing (a client without a terminal of its own) keeps the
+            // size the recording has.
+            ChannelRequest::WindowChange(size) if size.cols > 0 && size.rows > 0 => {
+                Some(EventKind::Resize {
+                    channel: ChannelId(id),
+                    size: psm_recording::TermSize::new(size.cols, size.rows),
+                })
+            }
             ChannelRequest::Signal(sig) => Some(EventKind::Marker {
                 label: format!("signal {sig} on channel {id}"),
             }),
@@ -509,4 +625,120 @@ pub fn live_event(actor: &str, event: &psm_core::live::LiveReportKind) -> Option
         },
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::tap::TermSize;
+    use psm_recording::{ReadOptions, Reader};
+
+    /// Records one shell channel that got `pty`, then `resizes`, and reads back the
+    /// recording: the terminal size it opened with, the resizes it kept, and the size the
+    /// asciicast (what the replay plays) starts with.
+    async fn record_shell(
+        pty: TermSize,
+        resizes: &[TermSize],
+    ) -> (
+        Option<psm_recording::TermSize>,
+        Vec<psm_recording::TermSize>,
+        String,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let config = RecorderConfig::new(dir.path(), SigningKey::generate().unwrap(), "test");
+        let info = SessionInfo {
+            id: psm_core::SessionId::new(),
+            user: "alice".into(),
+            target: "web-01".into(),
+            target_account: "root".into(),
+            protocol: psm_core::Protocol::Ssh,
+            peer: None,
+            started: psm_core::Timestamp::now_utc(),
+        };
+        let recorder = Recorder::create(&config, &info).await.unwrap();
+        let channel = ChannelInfo::new(0, ChannelKind::Session);
+        recorder.channel_opened(&channel).await;
+        let term = "xterm".to_owned();
+        let pty = ChannelRequest::Pty { term, size: pty };
+        recorder.request(&channel, &pty).await;
+        recorder.request(&channel, &ChannelRequest::Shell).await;
+        for size in resizes {
+            let change = ChannelRequest::WindowChange(*size);
+            recorder.request(&channel, &change).await;
+        }
+        let output = DataEvent {
+            direction: Direction::ToUser,
+            stream: StreamKind::Stdout,
+            bytes: b"$ ",
+            hidden: false,
+        };
+        recorder.data(&channel, &output).await;
+        recorder
+            .session_ended(&info, &EndReason::UserDisconnected)
+            .await;
+
+        let path = dir.path().join(format!("{}.psmr", info.id));
+        let mut reader = Reader::open(&path, ReadOptions::default()).unwrap();
+        let mut opened = None;
+        let mut resized = Vec::new();
+        for event in reader.events() {
+            match event.unwrap().kind {
+                EventKind::ChannelOpen { kind, .. } => opened = kind.pty().map(|p| p.size),
+                EventKind::Resize { size, .. } => resized.push(size),
+                _ => {}
+            }
+        }
+        let mut cast = Vec::new();
+        psm_recording::export::export_asciicast(
+            &mut reader,
+            &mut cast,
+            &psm_recording::export::AsciicastOptions::default(),
+            |_, _| {},
+        )
+        .unwrap();
+        let header = String::from_utf8(cast)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap()
+            .to_owned();
+        (opened, resized, header)
+    }
+
+    #[tokio::test]
+    async fn a_pty_of_no_size_is_recorded_as_80_by_24() {
+        let none = TermSize { cols: 0, rows: 0 };
+        let (opened, resized, cast) = record_shell(none, &[]).await;
+        assert_eq!(opened, Some(psm_recording::TermSize::new(80, 24)));
+        assert!(resized.is_empty());
+        assert!(cast.contains(r#""width":80,"height":24"#), "{cast}");
+
+        // One dimension missing: only that one falls back.
+        let (opened, ..) = record_shell(TermSize { cols: 132, rows: 0 }, &[]).await;
+        assert_eq!(opened, Some(psm_recording::TermSize::new(132, 24)));
+    }
+
+    #[tokio::test]
+    async fn a_window_change_to_no_size_keeps_the_terminal_size() {
+        let sizes = [
+            TermSize { cols: 0, rows: 0 },
+            TermSize {
+                cols: 120,
+                rows: 40,
+            },
+            TermSize { cols: 0, rows: 40 },
+        ];
+        let (opened, resized, _) = record_shell(
+            TermSize {
+                cols: 100,
+                rows: 30,
+            },
+            &sizes,
+        )
+        .await;
+        assert_eq!(opened, Some(psm_recording::TermSize::new(100, 30)));
+        assert_eq!(resized, [psm_recording::TermSize::new(120, 40)]);
+    }
 }

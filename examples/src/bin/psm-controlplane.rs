@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use psm_core::vault::{PamSettings, RecipientKey, Secret};
+use psm_core::vault::{PamSettings, Secret};
 use psm_server::node::{MasterKeySource, NodeOptions};
 use psm_server::{Principal, Role, Server, ServerConfig, TlsSettings};
 
@@ -24,12 +24,18 @@ use psm_server::{Principal, Role, Server, ServerConfig, TlsSettings};
     about = "PSM's secureaccessgateway control plane"
 )]
 struct Args {
-    /// Address to listen on. Anything but loopback needs TLS (or --insecure-http).
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
-    /// Data directory: SQLite database, vault key, API keys (DIR/keys/ROLE.key), artifacts.
-    #[arg(long, default_value = "./psm-data", env = "PSM_DATA")]
-    data: PathBuf,
+    /// The configuration file `psm up` reads (docs/configuration.md): this program takes
+    /// `data`, `[api]` (listen, TLS) and `[settings]` from it. Flags override it.
+    #[arg(long, env = "PSM_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on (default 127.0.0.1:8080). Anything but loopback needs TLS (or
+    /// --insecure-http).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Data directory: SQLite database, vault key, API keys (DIR/keys/ROLE.key), artifacts
+    /// (default ./psm-data).
+    #[arg(long, env = "PSM_DATA")]
+    data: Option<PathBuf>,
     /// PostgreSQL URL (postgres://...) instead of SQLite in the data directory.
     #[arg(long, env = "PSM_DATABASE")]
     database: Option<String>,
@@ -84,18 +90,18 @@ struct Args {
     /// the uploaders).
     #[arg(long)]
     storage_location: Option<String>,
-    /// PSMEncodingEnabled.
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
-    encoding_enabled: bool,
+    /// PSMEncodingEnabled (default true).
+    #[arg(long, action = clap::ArgAction::Set)]
+    encoding_enabled: Option<bool>,
     /// PSMEncryptionKey: the recordings' recipient PUBLIC key, x25519:BASE64.
     #[arg(long)]
     encryption_key: Option<String>,
-    /// PSMRecordKeyStrokes.
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
-    record_keystrokes: bool,
-    /// Clipboard capture.
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
-    capture_clipboard: bool,
+    /// PSMRecordKeyStrokes (default true).
+    #[arg(long, action = clap::ArgAction::Set)]
+    record_keystrokes: Option<bool>,
+    /// Clipboard capture (default true).
+    #[arg(long, action = clap::ArgAction::Set)]
+    capture_clipboard: Option<bool>,
     /// Export formats encoders produce (repeatable).
     #[arg(long = "export-format")]
     export_formats: Vec<String>,
@@ -106,6 +112,11 @@ struct Args {
 
 #[path = "psm/siem.rs"]
 mod siem;
+
+// The one configuration type: this program reads data, [api] and [settings] of it.
+#[allow(dead_code)]
+#[path = "psm/config.rs"]
+mod config;
 
 fn read(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading {}", path.display()))
@@ -119,31 +130,49 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let args = Args::parse();
-    if args.tls_cert.is_none() && !args.listen.ip().is_loopback() && !args.insecure_http {
+    let mut args = Args::parse();
+    let file = match &args.config {
+        Some(path) => config::ConfFile::load(path)?,
+        None => config::ConfFile::default(),
+    };
+    let data = args
+        .data
+        .clone()
+        .or(file.data.clone())
+        .unwrap_or_else(|| PathBuf::from("./psm-data"));
+    let listen = args.listen.unwrap_or(file.api.listen);
+    if args.tls_cert.is_none() && args.tls_key.is_none() {
+        args.tls_cert = file.api.tls_cert.clone();
+        args.tls_key = file.api.tls_key.clone();
+    }
+    if args.tls_cert.is_none() && !listen.ip().is_loopback() && !args.insecure_http {
         bail!(
-            "{} is not a loopback address: serve TLS (--tls-cert/--tls-key) or pass \
-             --insecure-http behind a TLS-terminating proxy",
-            args.listen
+            "{listen} is not a loopback address: serve TLS (--tls-cert/--tls-key) or pass \
+             --insecure-http behind a TLS-terminating proxy"
         );
     }
-    let mut settings = PamSettings {
-        storage_mode: args.storage_mode.parse()?,
-        storage_location: args.storage_location.clone(),
-        encoding_enabled: args.encoding_enabled,
-        encryption_key: args
-            .encryption_key
-            .as_deref()
-            .map(RecipientKey::parse)
-            .transpose()?,
-        record_keystrokes: args.record_keystrokes,
-        capture_clipboard: args.capture_clipboard,
-        ..PamSettings::default()
-    };
+    // The file's [settings] over the defaults, then the flags over both.
+    let mut settings = file.settings.apply(PamSettings::default())?;
+    settings.storage_mode = args.storage_mode.parse()?;
+    if args.storage_location.is_some() {
+        settings.storage_location = args.storage_location.clone();
+    }
+    if let Some(key) = &args.encryption_key {
+        settings.encryption_key = Some(config::recipient_key(key, "--encryption-key")?);
+    }
+    if let Some(v) = args.encoding_enabled {
+        settings.encoding_enabled = v;
+    }
+    if let Some(v) = args.record_keystrokes {
+        settings.record_keystrokes = v;
+    }
+    if let Some(v) = args.capture_clipboard {
+        settings.capture_clipboard = v;
+    }
     if !args.export_formats.is_empty() {
         settings.export_formats = args.export_formats.clone();
     }
-    let mut options = NodeOptions::new(&args.data);
+    let mut options = NodeOptions::new(&data);
     options.database = args.database.clone();
     options.schema = args.schema.clone();
     options.master_key = match (&args.master_key, &args.master_key_file) {
@@ -204,9 +233,9 @@ async fn main() -> anyhow::Result<()> {
         trusted_proxies: args.trusted_proxy.clone(),
         ..ServerConfig::default()
     };
-    let listener = tokio::net::TcpListener::bind(args.listen)
+    let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .with_context(|| format!("binding {}", args.listen))?;
+        .with_context(|| format!("binding {listen}"))?;
     let server = Server::new(
         node.control_plane.clone(),
         std::mem::take(&mut node.keys),
@@ -217,10 +246,10 @@ async fn main() -> anyhow::Result<()> {
     .start(listener, tls.as_ref())?;
     println!("psm-controlplane listening on {}", server.url());
     println!("  database: {}", node.database);
-    println!("  API keys: {}/keys/ROLE.key", args.data.display());
+    println!("  API keys: {}/keys/ROLE.key", data.display());
     let siem = args
         .siem
-        .start(node.control_plane.engine().store().clone(), &args.data)?;
+        .start(node.control_plane.engine().store().clone(), &data)?;
     if let Some((_, describe)) = &siem {
         println!("  SIEM: {describe}");
     }

@@ -18,13 +18,21 @@ use psm_core::ControlPlane;
 use psm_core::directory::UserDirectory;
 use psm_core::store::{PostgresOptions, PostgresStore, SqliteStore};
 
+// The one configuration type: this program reads the gateway's sections of it.
+#[allow(dead_code)]
+#[path = "psm/config.rs"]
+mod config;
 #[path = "psm/gateway.rs"]
 mod gateway;
+
+use config::{ConfFile, DirectorySection};
 
 #[derive(Parser)]
 #[command(name = "psm-gateway", version, about = "PSM SSH gateway")]
 struct Args {
-    /// A TOML configuration file (see docs/ssh-gateway.md); flags override it.
+    /// The configuration file (docs/configuration.md: the same file as `psm up`'s; this
+    /// program reads [ssh], [live], [policy], [recording], [control_plane], [directory]).
+    /// Flags override it.
     #[arg(long, env = "PSM_GATEWAY_CONFIG")]
     config: Option<PathBuf>,
     /// The node's data directory (host key, recordings, local control plane).
@@ -36,41 +44,16 @@ struct Args {
     /// This gateway's process instance name.
     #[arg(long)]
     process_instance: Option<String>,
-}
-
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-struct FileConfig {
-    data: Option<PathBuf>,
-    control_plane: ControlPlaneConfig,
-    directory: DirectoryConfig,
-    gateway: gateway::GatewayOptions,
-}
-
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-struct ControlPlaneConfig {
-    /// A remote control plane (`https://...`); unset: the node in the data directory.
-    url: Option<String>,
-    /// The gateway-role API key file for the remote control plane.
-    api_key_file: Option<PathBuf>,
-    /// Allow `http://` (tests, loopback).
-    allow_plain_http: bool,
-    /// For the local node: a PostgreSQL URL instead of DATA/psm.db.
-    database: Option<String>,
-}
-
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-struct DirectoryConfig {
-    /// `sqlite:PATH` or `postgres://...`; default DATA/psm.db.
-    database: Option<String>,
-    /// PostgreSQL schema.
-    schema: Option<String>,
+    /// Where the live listener (watch, join, browser terminal) listens (`[live] listen`).
+    #[arg(long)]
+    live_listen: Option<SocketAddr>,
+    /// The command-policy file (`[policy] file`).
+    #[arg(long)]
+    policy: Option<PathBuf>,
 }
 
 async fn open_directory(
-    cfg: &DirectoryConfig,
+    cfg: &DirectorySection,
     data: &Path,
 ) -> anyhow::Result<Arc<dyn UserDirectory>> {
     let url = cfg
@@ -102,19 +85,21 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let mut file: FileConfig = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
-        }
-        None => FileConfig::default(),
+    let mut file = match &args.config {
+        Some(path) => ConfFile::load(path)?,
+        None => ConfFile::default(),
     };
     if let Some(l) = args.listen {
-        file.gateway.listen = l;
+        file.ssh.listen = l;
     }
     if let Some(p) = args.process_instance {
-        file.gateway.process_instance = p;
+        file.ssh.process_instance = p;
+    }
+    if let Some(l) = args.live_listen {
+        file.live.listen = l;
+    }
+    if let Some(p) = args.policy {
+        file.policy.file = Some(p);
     }
     let data = args
         .data
@@ -151,7 +136,14 @@ async fn main() -> anyhow::Result<()> {
     if let Some(password) = gateway::ensure_first_admin(directory.as_ref()).await? {
         println!("First start: created user admin with password {password} (shown once).");
     }
-    let running = gateway::start(&file.gateway, &data, control_plane, directory, vault).await?;
+    let extras = gateway::GatewayExtras {
+        live: &file.live,
+        web_origins: Vec::new(),
+        policy: &file.policy,
+        recording: &file.recording,
+    };
+    let running =
+        gateway::start(&file.ssh, &extras, &data, control_plane, directory, vault).await?;
     println!(
         "PSM SSH gateway on {} (host key {}{})",
         running.addr,
@@ -163,6 +155,12 @@ async fn main() -> anyhow::Result<()> {
         }
     );
     println!("Connect with: {}", gateway::ssh_line(running.addr, "USER"));
+    if let Some(url) = &running.live_url {
+        println!("Live listener (watch, join, browser terminal): {url}");
+    }
+    if let Some(n) = running.policy_rules {
+        println!("Command policy: {n} rules");
+    }
     tokio::signal::ctrl_c()
         .await
         .context("waiting for Ctrl-C")?;

@@ -1,8 +1,9 @@
 //! Assembly of the SSH gateway, shared by `psm up` and `psm-gateway`: files in the data
-//! directory, the recorder, the access seam over the control plane, and the first admin.
+//! directory, the recorder (encrypted as the control plane says), the command policy, the
+//! access seam over the control plane, the live listener and link, and the first admin.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,72 +11,18 @@ use anyhow::Context;
 use psm_core::directory::{ALL_TARGETS, NewUser, PasswordHash, UserDirectory};
 use psm_core::vault::Vault;
 use psm_core::{ControlPlane, ProcessInstance};
-use psm_proxy::record::{RecorderConfig, RecorderFactory, load_or_create_signing_key};
+use psm_proxy::live::{LiveDeps, LiveLink, LiveServer, LiveServerConfig};
+use psm_proxy::policy_tap::PolicyTapFactory;
+use psm_proxy::record::{
+    ControlPlaneRecipients, RecorderConfig, RecorderFactory, load_or_create_signing_key,
+};
+use psm_proxy::{TapFactories, TapFactory};
+
+use crate::config::{LiveSection, PolicySection, RecordingSection, SshSection};
 use psm_proxy::{ControlPlaneTargets, SessionRegistry};
 use psm_proxy_ssh::{
     GatewayDeps, SshGateway, SshGatewayConfig, host_key_public, load_or_create_host_key,
 };
-
-/// What the gateway is started with.
-#[derive(Clone, Debug, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct GatewayOptions {
-    /// Where users connect.
-    pub listen: SocketAddr,
-    /// This gateway's process instance.
-    pub process_instance: String,
-    /// The host key file (created on first start).
-    pub host_key: Option<PathBuf>,
-    /// Where raw recordings go (`DATA/recordings`).
-    pub recordings: Option<PathBuf>,
-    /// The recording signing key (created on first start).
-    pub recording_key: Option<PathBuf>,
-    /// How long a session's checkout lasts, in minutes.
-    pub checkout_minutes: u64,
-    /// known_hosts file for targets without a pinned key.
-    pub known_hosts: Option<PathBuf>,
-    /// Trust a target's key on first use (recorded in `known_hosts`).
-    pub trust_on_first_use: bool,
-    /// Allow `ssh -L`.
-    pub allow_local_forwarding: bool,
-    /// Allow `ssh -R`.
-    pub allow_remote_forwarding: bool,
-    /// Allow sftp (and default-mode scp).
-    pub allow_sftp: bool,
-    /// Most concurrent sessions.
-    pub max_sessions: usize,
-    /// Most connections not yet authenticated.
-    pub max_unauthenticated: usize,
-    /// Seconds between heartbeats (a terminate takes effect within one).
-    pub heartbeat_secs: u64,
-    /// Seconds a connection has to authenticate.
-    pub auth_timeout_secs: u64,
-    /// Text shown before login.
-    pub banner: Option<String>,
-}
-
-impl Default for GatewayOptions {
-    fn default() -> Self {
-        Self {
-            listen: SocketAddr::from(([0, 0, 0, 0], 2222)),
-            process_instance: "gateway-1".into(),
-            host_key: None,
-            recordings: None,
-            recording_key: None,
-            checkout_minutes: 60,
-            known_hosts: None,
-            trust_on_first_use: false,
-            allow_local_forwarding: true,
-            allow_remote_forwarding: false,
-            allow_sftp: true,
-            max_sessions: 10_000,
-            max_unauthenticated: 256,
-            heartbeat_secs: 10,
-            auth_timeout_secs: 30,
-            banner: None,
-        }
-    }
-}
 
 /// A started gateway.
 pub struct RunningGateway {
@@ -88,6 +35,10 @@ pub struct RunningGateway {
     /// Live sessions.
     #[allow(dead_code)]
     pub registry: SessionRegistry,
+    /// The live listener's URL (what the control plane hands viewers), if it runs.
+    pub live_url: Option<String>,
+    /// How many command-policy rules are enforced (`None`: no policy file).
+    pub policy_rules: Option<usize>,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<Result<(), psm_proxy::ProxyError>>,
 }
@@ -101,9 +52,24 @@ impl RunningGateway {
     }
 }
 
+/// What a gateway runs beside SSH itself: the sections of the configuration file shared
+/// with the other gateways.
+pub struct GatewayExtras<'a> {
+    /// `[live]`.
+    pub live: &'a LiveSection,
+    /// Origins allowed on the live listener besides `[live] allowed_origins` (`psm up`'s
+    /// own web UI).
+    pub web_origins: Vec<String>,
+    /// `[policy]`.
+    pub policy: &'a PolicySection,
+    /// `[recording]`.
+    pub recording: &'a RecordingSection,
+}
+
 /// Starts the gateway with files under `data` unless the options name others.
 pub async fn start(
-    opts: &GatewayOptions,
+    opts: &SshSection,
+    extras: &GatewayExtras<'_>,
     data: &Path,
     control_plane: Arc<dyn ControlPlane>,
     directory: Arc<dyn UserDirectory>,
@@ -158,29 +124,115 @@ pub async fn start(
     config.auth_timeout = Duration::from_secs(opts.auth_timeout_secs.max(1));
     config.banner = opts.banner.clone();
 
+    // The taps every session gets: the recorder (encrypted for the control plane's
+    // PSMEncryptionKey and `[recording] recipients`), then the command policy if a file is set.
+    let mut recorder_config = RecorderConfig::new(
+        recordings,
+        signing,
+        format!("psm-gateway/{} {instance}", env!("CARGO_PKG_VERSION")),
+    );
+    recorder_config.writer.recipients = extras.recording.recipients()?;
+    let recorder = RecorderFactory::new(recorder_config)
+        .with_recipients(Arc::new(ControlPlaneRecipients::new(control_plane.clone())));
+    let mut taps: Vec<Arc<dyn TapFactory>> = vec![Arc::new(recorder)];
+    let policy = extras.policy.load()?;
+    let policy_rules = policy.as_ref().map(|(p, _)| p.len());
+    if let Some((policy, enforcement)) = policy {
+        taps.push(Arc::new(PolicyTapFactory::new(
+            policy,
+            directory.clone(),
+            enforcement,
+        )));
+    }
+
     let registry = SessionRegistry::new();
     let deps = GatewayDeps {
-        control_plane,
+        control_plane: control_plane.clone(),
         directory,
         targets: Arc::new(targets),
-        taps: Arc::new(RecorderFactory::new(RecorderConfig::new(
-            recordings,
-            signing,
-            format!("psm-gateway/{} {instance}", env!("CARGO_PKG_VERSION")),
-        ))),
+        taps: Arc::new(TapFactories::new(taps)),
         registry: registry.clone(),
     };
     let gateway = SshGateway::bind(config, deps).await?;
     let addr = gateway.local_addr();
+
+    // The live listener (watch, join, control, browser terminal) and the link that carries
+    // the control plane's commands to this gateway's sessions (docs/live.md).
+    let live = if extras.live.enabled {
+        let mut live_config = LiveServerConfig::new(extras.live.listen, instance.clone());
+        live_config.allowed_origins = extras.live.allowed_origins.clone();
+        live_config
+            .allowed_origins
+            .extend(extras.web_origins.iter().cloned());
+        if let (Some(cert), Some(key)) = (&extras.live.tls_cert, &extras.live.tls_key) {
+            live_config.tls = Some(crate::config::tls_server_config(cert, key, "live")?);
+        } else if extras.live.tls_cert.is_some() || extras.live.tls_key.is_some() {
+            anyhow::bail!("live.tls_cert and live.tls_key go together");
+        }
+        let server = LiveServer::bind(
+            live_config,
+            LiveDeps {
+                control_plane: control_plane.clone(),
+                registry: registry.clone(),
+                terminals: Some(gateway.connector()),
+            },
+        )
+        .await
+        .context("starting the live listener ([live] listen)")?;
+        let url = extras
+            .live
+            .public_url
+            .clone()
+            .unwrap_or_else(|| server.url());
+        let link = LiveLink::start(
+            control_plane.clone(),
+            registry.clone(),
+            instance.clone(),
+            Some(url.clone()),
+        );
+        Some((server, link, url))
+    } else {
+        None
+    };
+
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(gateway.run(async move {
-        let _ = stopped.await;
-    }));
+    let (live_url, live_parts) = match live {
+        Some((server, link, url)) => (Some(url), Some((server, link))),
+        None => (None, None),
+    };
+    let task = tokio::spawn(async move {
+        let (live_stop, live_stopped) = tokio::sync::watch::channel(false);
+        let (live_task, link) = match live_parts {
+            Some((server, link)) => {
+                let mut rx = live_stopped.clone();
+                let t = tokio::spawn(server.run(async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                }));
+                (Some(t), Some(link))
+            }
+            None => (None, None),
+        };
+        let result = gateway
+            .run(async move {
+                let _ = stopped.await;
+            })
+            .await;
+        let _ = live_stop.send(true);
+        if let Some(link) = link {
+            link.stop().await;
+        }
+        if let Some(t) = live_task {
+            let _ = t.await;
+        }
+        result
+    });
     Ok(RunningGateway {
         addr,
         fingerprint,
         host_key_created,
         registry,
+        live_url,
+        policy_rules,
         stop,
         task,
     })

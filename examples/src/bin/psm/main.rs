@@ -4,8 +4,10 @@
 use clap::{Parser, Subcommand};
 
 mod admin;
+mod config;
 mod gateway;
 mod pipeline;
+mod rdp;
 mod recording;
 mod siem;
 mod up;

@@ -1,0 +1,422 @@
+//! The configuration file, one type for every binary: `psm up --config psm.toml` reads all of
+//! it; `psm-gateway --config` reads the same file and uses the sections a gateway runs
+//! (`[ssh]`, `[live]`, `[policy]`, `[recording]`, `[control_plane]`, `[directory]`).
+//! Every key is documented in `docs/configuration.md`; `psm.example.toml` at the root of the
+//! repository is a commented example. A file is parsed into these DTOs (unknown keys are
+//! refused, naming the key), then turned into runtime values here, where every error names
+//! the key it came from.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use psm_core::vault::{PamSettings, RecipientKey};
+
+/// The whole file. Every section is optional.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConfFile {
+    /// The node's data directory (`--data` overrides it).
+    pub data: Option<PathBuf>,
+    /// The control-plane API and admin web UI (`psm up`).
+    pub api: ApiSection,
+    /// The SSH gateway (`[gateway]` is accepted as its older name).
+    #[serde(alias = "gateway")]
+    pub ssh: SshSection,
+    /// The live listener: watching, joining and controlling sessions, the browser terminal.
+    pub live: LiveSection,
+    /// The command policy every gateway enforces.
+    pub policy: PolicySection,
+    /// What gateways do with recordings beyond the control plane's settings.
+    pub recording: RecordingSection,
+    /// The deployment's settings served by GetPAMSettings (`psm up`'s own control plane).
+    pub settings: SettingsSection,
+    /// The RDP gateway `psm up` supervises.
+    pub rdp: RdpSection,
+    /// A gateway's control plane (`psm-gateway`): remote over HTTP, or the node in `data`.
+    pub control_plane: ControlPlaneSection,
+    /// A gateway's user directory (`psm-gateway`).
+    pub directory: DirectorySection,
+}
+
+impl ConfFile {
+    /// Reads and parses `path`; the error names the file and the key.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+}
+
+/// `[api]`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiSection {
+    /// Where the control-plane API and the admin web UI listen.
+    pub listen: SocketAddr,
+    /// A certificate chain (PEM) to serve HTTPS with; with `tls_key`. Without them the
+    /// listener must be a loopback address.
+    pub tls_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    pub tls_key: Option<PathBuf>,
+}
+
+impl Default for ApiSection {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
+}
+
+/// `[ssh]`: the SSH gateway.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SshSection {
+    /// Where users connect.
+    pub listen: SocketAddr,
+    /// This gateway's process instance.
+    pub process_instance: String,
+    /// The host key file (created on first start).
+    pub host_key: Option<PathBuf>,
+    /// Where raw recordings go (`DATA/recordings`).
+    pub recordings: Option<PathBuf>,
+    /// The recording signing key (created on first start).
+    pub recording_key: Option<PathBuf>,
+    /// How long a session's checkout lasts, in minutes.
+    pub checkout_minutes: u64,
+    /// known_hosts file for targets without a pinned key.
+    pub known_hosts: Option<PathBuf>,
+    /// Trust a target's key on first use (recorded in `known_hosts`).
+    pub trust_on_first_use: bool,
+    /// Allow `ssh -L`.
+    pub allow_local_forwarding: bool,
+    /// Allow `ssh -R`.
+    pub allow_remote_forwarding: bool,
+    /// Allow sftp (and default-mode scp).
+    pub allow_sftp: bool,
+    /// Most concurrent sessions.
+    pub max_sessions: usize,
+    /// Most connections not yet authenticated.
+    pub max_unauthenticated: usize,
+    /// Seconds between heartbeats (a terminate takes effect within one).
+    pub heartbeat_secs: u64,
+    /// Seconds a connection has to authenticate.
+    pub auth_timeout_secs: u64,
+    /// Text shown before login.
+    pub banner: Option<String>,
+}
+
+impl Default for SshSection {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 2222)),
+            process_instance: "gateway-1".into(),
+            host_key: None,
+            recordings: None,
+            recording_key: None,
+            checkout_minutes: 60,
+            known_hosts: None,
+            trust_on_first_use: false,
+            allow_local_forwarding: true,
+            allow_remote_forwarding: false,
+            allow_sftp: true,
+            max_sessions: 10_000,
+            max_unauthenticated: 256,
+            heartbeat_secs: 10,
+            auth_timeout_secs: 30,
+            banner: None,
+        }
+    }
+}
+
+/// `[live]`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LiveSection {
+    /// Serve live viewing, control and the browser terminal.
+    pub enabled: bool,
+    /// Where the websocket listener listens.
+    pub listen: SocketAddr,
+    /// The URL browsers reach it at (`wss://gw.example.com:2223`), advertised to the control
+    /// plane; default `ws://` (or `wss://` with TLS) and the listen address.
+    pub public_url: Option<String>,
+    /// Origins a browser may open it from (the admin web UI's); `psm up` adds its own UI.
+    pub allowed_origins: Vec<String>,
+    /// A certificate chain (PEM) to serve `wss://` with; with `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    pub tls_key: Option<PathBuf>,
+}
+
+impl Default for LiveSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 2223)),
+            public_url: None,
+            allowed_origins: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
+}
+
+/// `[policy]`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicySection {
+    /// The command-policy file (TOML, `docs/policy.md`); unset: no policy.
+    pub file: Option<PathBuf>,
+    /// Milliseconds an Enter waits for the echo of its line before it is judged without it.
+    pub echo_timeout_ms: u64,
+    /// Seconds a held command waits for approval before it is denied (0: forever).
+    pub approval_timeout_secs: u64,
+}
+
+impl Default for PolicySection {
+    fn default() -> Self {
+        let d = psm_proxy::policy_tap::Enforcement::default();
+        Self {
+            file: None,
+            echo_timeout_ms: d.echo_timeout.as_millis() as u64,
+            approval_timeout_secs: d.approval_timeout.map_or(0, |t| t.as_secs()),
+        }
+    }
+}
+
+impl PolicySection {
+    /// The compiled policy and how to enforce it, or `None` without a file.
+    pub fn load(
+        &self,
+    ) -> anyhow::Result<
+        Option<(
+            Arc<psm_core::policy::Policy>,
+            psm_proxy::policy_tap::Enforcement,
+        )>,
+    > {
+        let Some(path) = &self.file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("policy.file: reading {}", path.display()))?;
+        let policy = psm_core::policy::Policy::from_toml(&text)
+            .with_context(|| format!("policy.file: {}", path.display()))?;
+        let enforcement = psm_proxy::policy_tap::Enforcement {
+            echo_timeout: Duration::from_millis(self.echo_timeout_ms.max(1)),
+            approval_timeout: (self.approval_timeout_secs > 0)
+                .then(|| Duration::from_secs(self.approval_timeout_secs)),
+            ..Default::default()
+        };
+        Ok(Some((policy, enforcement)))
+    }
+}
+
+/// `[recording]`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecordingSection {
+    /// More recipient public keys (`x25519:BASE64` or `psmr-recipient-public:HEX`) every recording is encrypted for, besides
+    /// the control plane's `PSMEncryptionKey`.
+    pub recipients: Vec<String>,
+}
+
+impl RecordingSection {
+    /// The parsed recipients; the error names the key.
+    pub fn recipients(&self) -> anyhow::Result<Vec<psm_recording::RecipientPublic>> {
+        self.recipients
+            .iter()
+            .enumerate()
+            .map(|(i, text)| {
+                let key = recipient_key(text, &format!("recording.recipients[{i}]"))?;
+                Ok(psm_recording::RecipientPublic::from_bytes(*key.as_bytes()))
+            })
+            .collect()
+    }
+}
+
+/// `[settings]`: GetPAMSettings of `psm up`'s own control plane. Unset keys keep the defaults.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SettingsSection {
+    /// `PSMEncryptionKey`: the recipient **public** key (`x25519:BASE64`, or the
+    /// `psmr-recipient-public:HEX` that `psm recording-keygen --kind recipient` prints) recordings are encrypted for. Gateways refuse sessions they
+    /// cannot encrypt for it.
+    pub encryption_key: Option<String>,
+    /// `PSMEncodingEnabled`.
+    pub encoding_enabled: Option<bool>,
+    /// `PSMRecordKeyStrokes`.
+    pub record_keystrokes: Option<bool>,
+    /// Clipboard capture.
+    pub capture_clipboard: Option<bool>,
+    /// `PSMExportFormats`: asciicast, text, commands, video, contact-sheet.
+    pub export_formats: Option<Vec<String>>,
+}
+
+impl SettingsSection {
+    /// These settings over the defaults.
+    pub fn apply(&self, mut base: PamSettings) -> anyhow::Result<PamSettings> {
+        if let Some(k) = &self.encryption_key {
+            base.encryption_key = Some(recipient_key(k, "settings.encryption_key")?);
+        }
+        if let Some(v) = self.encoding_enabled {
+            base.encoding_enabled = v;
+        }
+        if let Some(v) = self.record_keystrokes {
+            base.record_keystrokes = v;
+        }
+        if let Some(v) = self.capture_clipboard {
+            base.capture_clipboard = v;
+        }
+        if let Some(v) = &self.export_formats {
+            base.export_formats = v.clone();
+        }
+        Ok(base)
+    }
+}
+
+/// `[rdp]`: the RDP gateway (`psm-rdp-gateway`, built in its own workspace) that `psm up`
+/// starts as its child, restarts if it dies and stops with itself.
+#[derive(Debug, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RdpSection {
+    /// Start it (when the binary is found).
+    pub enabled: bool,
+    /// The `psm-rdp-gateway` program; default: `$PSM_RDP_GATEWAY`, else beside `psm`, else
+    /// `psm-rdp-gateway` on PATH.
+    pub binary: Option<PathBuf>,
+    /// Where native RDP clients connect.
+    pub listen: SocketAddr,
+    /// Where browsers open RDP sessions (websocket page); unset: none.
+    pub web_listen: Option<SocketAddr>,
+    /// The gateway's TLS certificate and key (PEM); default: a self-signed pair created in
+    /// `DATA/rdp/` on first start.
+    pub tls_cert: Option<PathBuf>,
+    /// See `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Its process instance name.
+    pub process_instance: String,
+    /// Accept a target certificate the vault has no pin for.
+    pub allow_unpinned_targets: bool,
+    /// Bridge the clipboard (text, size-limited, recorded).
+    pub allow_clipboard: bool,
+    /// Give targets the per-session drive held by the gateway.
+    pub allow_drive: bool,
+    /// Give targets the print-to-file printer.
+    pub allow_printer: bool,
+}
+
+impl Default for RdpSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            binary: None,
+            listen: SocketAddr::from(([0, 0, 0, 0], 3390)),
+            web_listen: Some(SocketAddr::from(([127, 0, 0, 1], 8390))),
+            tls_cert: None,
+            tls_key: None,
+            process_instance: "rdp-gateway-1".into(),
+            allow_unpinned_targets: false,
+            allow_clipboard: false,
+            allow_drive: false,
+            allow_printer: false,
+        }
+    }
+}
+
+/// `[control_plane]`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ControlPlaneSection {
+    /// A remote control plane (`https://...`); unset: the node in the data directory.
+    pub url: Option<String>,
+    /// The gateway-role API key file for the remote control plane.
+    pub api_key_file: Option<PathBuf>,
+    /// Allow `http://` (tests, loopback).
+    pub allow_plain_http: bool,
+    /// For the local node: a PostgreSQL URL instead of DATA/psm.db.
+    pub database: Option<String>,
+}
+
+/// `[directory]`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DirectorySection {
+    /// `sqlite:PATH` or `postgres://...`; default DATA/psm.db.
+    pub database: Option<String>,
+    /// PostgreSQL schema.
+    pub schema: Option<String>,
+}
+
+/// A recipient public key in either text form: `x25519:BASE64` (PSMEncryptionKey) or
+/// `psmr-recipient-public:HEX` (what `psm recording-keygen --kind recipient` prints).
+pub fn recipient_key(text: &str, key: &str) -> anyhow::Result<RecipientKey> {
+    let text = text.trim();
+    if text.starts_with("psmr-recipient-public:") {
+        let public = psm_recording::RecipientPublic::from_text(text).context(key.to_owned())?;
+        return Ok(RecipientKey::from_bytes(public.to_bytes()));
+    }
+    RecipientKey::parse(text).context(key.to_owned())
+}
+
+/// A rustls server configuration from PEM files; errors name the key.
+pub fn tls_server_config(
+    cert: &Path,
+    key: &Path,
+    section: &str,
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("{section}.tls_cert: reading {}", cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("{section}.tls_key: reading {}", key.display()))?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .context("TLS protocol versions")?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .with_context(|| format!("{section}: certificate and key do not match"))?;
+    Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_file_parses_and_unknown_keys_are_named() {
+        let example = include_str!("../../../../psm.example.toml");
+        let conf: ConfFile = toml::from_str(example).unwrap();
+        assert!(conf.live.enabled);
+        let err = toml::from_str::<ConfFile>("[live]\nlisten_addr = \"127.0.0.1:1\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listen_addr"), "{err}");
+        let old: ConfFile = toml::from_str("[gateway]\nallow_sftp = false\n").unwrap();
+        assert!(!old.ssh.allow_sftp);
+    }
+
+    #[test]
+    fn settings_and_recipients_name_the_bad_key() {
+        let conf: ConfFile =
+            toml::from_str("[settings]\nencryption_key = \"x25519:nope\"\n").unwrap();
+        let err = format!(
+            "{:#}",
+            conf.settings.apply(PamSettings::default()).unwrap_err()
+        );
+        assert!(err.contains("settings.encryption_key"), "{err}");
+        let conf: ConfFile =
+            toml::from_str("[recording]\nrecipients = [\"PRIVATE KEY\"]\n").unwrap();
+        let err = format!("{:#}", conf.recording.recipients().unwrap_err());
+        assert!(err.contains("recording.recipients[0]"), "{err}");
+    }
+}
