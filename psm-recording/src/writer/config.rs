@@ -11,7 +11,7 @@ pub enum FsyncPolicy {
     /// After every chunk: nothing flushed is ever lost, at a cost under bulk output.
     EveryChunk,
     /// After a chunk if the last sync is at least this old, after every chunk closed by the
-    /// flush timer (an idle session is synced within one flush interval), on
+    /// flush timer (light output is synced within one flush interval), on
     /// [`RecordingWriter::flush`](crate::RecordingWriter::flush) and on finish. The default,
     /// one second: a crash loses at most the chunks written in the last second of bulk output.
     Periodic(Duration),
@@ -38,8 +38,10 @@ pub struct WriterConfig {
     /// A chunk is closed when its uncompressed events reach this many bytes
     /// (4 KiB..=8 MiB; default 256 KiB). Bulk output larger than this is split.
     pub chunk_bytes: usize,
-    /// A chunk is closed when its first event is this old (default 5 s), so an idle session
-    /// is on disk within this time.
+    /// A chunk is closed when its first event is this old (default 1 s), and synced: a
+    /// process killed at any moment loses at most this much of its session. Bulk output
+    /// fills chunks by size well before that; light output pays one small chunk (a piece of
+    /// the group's zstd stream, its frame and signature) per interval with events.
     pub flush_interval: Duration,
     /// When to fsync (default [`FsyncPolicy::Periodic`] of 1 s).
     pub fsync: FsyncPolicy,
@@ -50,8 +52,8 @@ pub struct WriterConfig {
     /// most its group. A new group starts once the current one holds this much
     /// uncompressed data (64 KiB..=16 MiB; default 1 MiB, which is also the zstd window)...
     pub group_bytes: usize,
-    /// ...or this many chunks (1..=4096; default 64), which bounds the chunks a seek decodes
-    /// in a quiet session...
+    /// ...or this many chunks (1..=4096; default 320, five minutes of one-second chunks), which
+    /// bounds the chunks a seek decodes in a quiet session...
     pub group_chunks: u32,
     /// ...or when no event came for this long (default 10 s): an idle writer then frees its
     /// chunk buffers and compression state, so an idle session costs little memory.
@@ -89,11 +91,11 @@ impl Default for WriterConfig {
     fn default() -> Self {
         Self {
             chunk_bytes: 256 << 10,
-            flush_interval: Duration::from_secs(5),
+            flush_interval: Duration::from_secs(1),
             fsync: FsyncPolicy::Periodic(Duration::from_secs(1)),
             compression_level: 3,
             group_bytes: 1 << 20,
-            group_chunks: 64,
+            group_chunks: 320,
             idle_release: Duration::from_secs(10),
             long_distance_matching: false,
             input_policy: InputPolicy::RedactEchoOff,

@@ -3,7 +3,7 @@
 //!
 //! Events are encoded on the caller's task into the open chunk (a memory copy); a chunk is
 //! closed when it reaches [`WriterConfig::chunk_bytes`] or is
-//! [`WriterConfig::flush_interval`] old, and sealed (zstd, encryption, hash chain,
+//! [`WriterConfig::flush_interval`] (1 s) old, and sealed (zstd, encryption, hash chain,
 //! signature, write, fsync per [`FsyncPolicy`]) on a blocking thread, so the caller never
 //! waits for compression or the disk unless [`WriterConfig::queue_chunks`] closed chunks are
 //! already waiting: that bound is what keeps memory bounded. After
@@ -12,7 +12,11 @@
 //!
 //! Crash safety: each chunk is a signed frame written in one piece, and compressed only
 //! against the chunks before it, so a file cut at any byte still yields every chunk written
-//! before the cut (see `psm verify`).
+//! before the cut (see `psm verify`). A timer task sleeps until the open chunk's deadline
+//! (its first event plus the flush interval) and closes it then, so a process killed at any
+//! moment loses at most the last flush interval of events; bulk output fills chunks by size
+//! long before that, so it is chunked as before. An idle writer's timer sleeps until the next
+//! event wakes it.
 
 mod builder;
 mod config;
@@ -24,7 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 
 pub use builder::MAX_EVENT_BYTES;
 pub use config::{FsyncPolicy, InputPolicy, WriterConfig};
@@ -100,6 +104,8 @@ impl Drop for State {
 
 struct Inner {
     state: Mutex<State>,
+    /// Wakes the timer task: a chunk was opened (a new deadline), or the writer was dropped.
+    wake: Arc<Notify>,
     start: Instant,
     failed: AtomicBool,
     failure: StdMutex<Option<String>>,
@@ -108,6 +114,13 @@ struct Inner {
     chunk_bytes: usize,
     /// Bytes the sealer holds (updated after each job), for [`RecordingWriter::held_bytes`].
     sealer_bytes: std::sync::atomic::AtomicUsize,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The timer task holds only a weak reference: let it see that the writer is gone.
+        self.wake.notify_one();
+    }
 }
 
 impl Inner {
@@ -199,6 +212,7 @@ impl RecordingWriter {
             .await
             .map_err(|e| RecordingError::WriterStopped(format!("writing the header: {e}")))??;
         let (tx, rx) = mpsc::channel(config.queue_chunks);
+        let wake = Arc::new(Notify::new());
         let inner = Arc::new(Inner {
             state: Mutex::new(State {
                 builder: ChunkBuilder::new(&config),
@@ -208,6 +222,7 @@ impl RecordingWriter {
                 tx: Some(tx),
                 full: Vec::new(),
             }),
+            wake: wake.clone(),
             start: Instant::now(),
             failed: AtomicBool::new(false),
             failure: StdMutex::new(None),
@@ -217,7 +232,7 @@ impl RecordingWriter {
             sealer_bytes: std::sync::atomic::AtomicUsize::new(0),
         });
         tokio::spawn(run_sealer(sealer, rx, Arc::downgrade(&inner)));
-        tokio::spawn(run_ticker(Arc::downgrade(&inner)));
+        tokio::spawn(run_ticker(Arc::downgrade(&inner), wake));
         Ok(Self { inner })
     }
 
@@ -317,6 +332,8 @@ impl RecordingWriter {
             st.opened = None;
         } else if st.opened.is_none() {
             st.opened = Some(Instant::now());
+            // A new deadline: the timer may be sleeping until a later one, or idle.
+            self.inner.wake.notify_one();
         } else if st
             .opened
             .is_some_and(|o| o.elapsed() >= self.inner.flush_interval)
@@ -406,42 +423,53 @@ impl RecordingWriter {
     }
 }
 
-async fn run_ticker(inner: std::sync::Weak<Inner>) {
-    let Some(period) = inner
-        .upgrade()
-        .map(|i| (i.flush_interval / 4).clamp(Duration::from_millis(10), Duration::from_secs(1)))
-    else {
-        return;
-    };
-    let mut iv = tokio::time::interval(period);
-    iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+/// Closes the open chunk at its deadline (its first event plus the flush interval) and
+/// releases an idle writer's buffers; sleeps until the next of those, or, with neither
+/// pending, until an event opens a chunk.
+async fn run_ticker(inner: std::sync::Weak<Inner>, wake: Arc<Notify>) {
     loop {
-        iv.tick().await;
-        let Some(inner) = inner.upgrade() else {
-            return;
-        };
-        let mut st = inner.state.lock().await;
-        let Some(tx) = st.tx.clone() else {
-            return;
-        };
-        if st
-            .opened
-            .is_some_and(|o| o.elapsed() >= inner.flush_interval)
-            && !st.builder.is_empty()
-        {
-            let c = st.builder.take();
-            st.opened = None;
-            if tx.send(Job::Chunk(c, true)).await.is_err() {
+        let next = {
+            let Some(inner) = inner.upgrade() else {
                 return;
-            }
-        }
-        if !st.released && st.builder.is_empty() && st.last_event.elapsed() >= inner.idle_release {
-            st.builder.release_idle();
-            st.full = Vec::new();
-            st.released = true;
-            if tx.send(Job::Release).await.is_err() {
+            };
+            let mut st = inner.state.lock().await;
+            let Some(tx) = st.tx.clone() else {
                 return;
+            };
+            let now = Instant::now();
+            if let Some(o) = st.opened
+                && now >= o + inner.flush_interval
+            {
+                st.opened = None;
+                if !st.builder.is_empty() {
+                    let c = st.builder.take();
+                    if tx.send(Job::Chunk(c, true)).await.is_err() {
+                        return;
+                    }
+                }
             }
+            if !st.released && st.builder.is_empty() && now >= st.last_event + inner.idle_release {
+                st.builder.release_idle();
+                st.full = Vec::new();
+                st.released = true;
+                if tx.send(Job::Release).await.is_err() {
+                    return;
+                }
+            }
+            match st.opened {
+                Some(o) => Some(o + inner.flush_interval),
+                None if !st.released => Some(st.last_event + inner.idle_release),
+                None => None,
+            }
+        };
+        match next {
+            Some(at) => {
+                tokio::select! {
+                    () = tokio::time::sleep_until(at.into()) => {}
+                    () = wake.notified() => {}
+                }
+            }
+            None => wake.notified().await,
         }
     }
 }
