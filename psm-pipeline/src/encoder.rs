@@ -543,6 +543,10 @@ fn encode_blocking(
     };
     let mut gaps: Option<Vec<Gap>> = None;
     let mut exports = Vec::new();
+    // Terminals the recording has (0: no screen, so no seek index), and what the exports
+    // left out: each omission with the exports that left it out.
+    let mut terminals = 0u32;
+    let mut left_out: Vec<(String, Vec<&'static str>)> = Vec::new();
     let kinds = settings
         .exports
         .iter()
@@ -586,17 +590,32 @@ fn encode_blocking(
             continue;
         };
         merge_gaps(gaps.get_or_insert_with(Vec::new), gaps_of(&summary));
+        terminals = terminals.max(summary.terminals);
+        for o in &summary.omitted {
+            let o = o.to_string();
+            match left_out.iter_mut().find(|(text, _)| *text == o) {
+                Some((_, kinds)) => kinds.push(kind.as_str()),
+                None => left_out.push((o, vec![kind.as_str()])),
+            }
+        }
         manifest.exports.push(entry);
         exports.push(path);
     }
     let gaps = match gaps {
         Some(g) => g,
         // No exports: still read every chunk, to verify the recording and find its gaps.
-        None => gaps_of(
-            &export::walk(&mut reader, |_| Ok(()), progress)
-                .map_err(recording_err(session, raw))?,
-        ),
+        None => {
+            let summary = export::walk(&mut reader, |_| Ok(()), progress)
+                .map_err(recording_err(session, raw))?;
+            terminals = summary.terminals;
+            gaps_of(&summary)
+        }
     };
+    manifest.left_out = left_out
+        .into_iter()
+        .take(crate::manifest::MAX_WARNINGS)
+        .map(|(text, kinds)| format!("{}: {text}", kinds.join(", ")))
+        .collect();
     manifest.integrity = Integrity {
         complete: reader.integrity().is_intact() && gaps.is_empty(),
         gaps,
@@ -609,10 +628,22 @@ fn encode_blocking(
         });
     }
     drop(reader);
+    // A recording with no terminal (exec channels without a pty, port forwards) has no
+    // screen to seek in: its index would hold no keyframe, and building it costs a copy and
+    // two more passes over the raw file.
+    let screens = terminals > 0
+        || !matches!(
+            header.protocol,
+            Protocol::Ssh | Protocol::Telnet | Protocol::Terminal
+        );
     if let Some(key) = &settings.index_key
         && manifest.integrity.complete
     {
-        add_index(session, raw, key, settings, &mut manifest)?;
+        if screens {
+            add_index(session, raw, key, settings, &mut manifest)?;
+        } else {
+            tracing::info!(session_id = %session, "no terminal in the recording: no seek index");
+        }
     }
     Ok(Encoded { manifest, exports })
 }

@@ -98,6 +98,12 @@ pub struct Manifest {
     /// the deployment's recipient key). With the gaps, they make the session's note.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// What the exports leave out on purpose, one line each, e.g. `asciicast, transcript:
+    /// channel 0: 400000000 bytes of binary output from 0.000012 on left out (the raw
+    /// recording holds them)`: binary data on a channel without a terminal, which a text
+    /// export would only repeat in a larger form. Not a problem with the recording.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<String>,
 }
 
 /// Most warnings one manifest may hold, and the longest one, in bytes.
@@ -120,6 +126,7 @@ impl Manifest {
                 gaps: Vec::new(),
             },
             warnings: Vec::new(),
+            left_out: Vec::new(),
         }
     }
 
@@ -234,13 +241,14 @@ impl Manifest {
             }
         }
         if m.warnings.len() > MAX_WARNINGS
-            || m.warnings.iter().any(|w| {
+            || m.left_out.len() > MAX_WARNINGS
+            || m.warnings.iter().chain(&m.left_out).any(|w| {
                 w.is_empty() || w.len() > MAX_WARNING_LEN || w.chars().any(char::is_control)
             })
         {
             return Err(bad(format!(
-                "at most {MAX_WARNINGS} warnings of 1 to {MAX_WARNING_LEN} bytes without \
-                 control characters"
+                "at most {MAX_WARNINGS} warnings (and as many left-out notes) of 1 to \
+                 {MAX_WARNING_LEN} bytes without control characters"
             )));
         }
         for field in [&m.target, &m.user, &m.protocol].into_iter().flatten() {

@@ -6,7 +6,7 @@ use std::io::{Read, Seek, Write};
 
 use serde::Serialize;
 
-use super::{ExportSummary, Item, io_err, walk};
+use super::{ExportSummary, Item, OutputFilter, Verdict, io_err, walk};
 use crate::error::RecordingError;
 use crate::event::{ChannelId, EventKind, TermSize};
 use crate::reader::Reader;
@@ -81,7 +81,8 @@ fn line(out: &mut impl Write, t: Micros, code: &str, data: &str) -> Result<(), R
 }
 
 /// Writes the recording as asciicast v2. Damaged or missing parts become `"m"` (marker)
-/// events that say what is missing.
+/// events that say what is missing, and so does binary output left out (see
+/// [the module](super)).
 pub fn export_asciicast<R: Read + Seek, W: Write>(
     reader: &mut Reader<R>,
     out: W,
@@ -121,6 +122,8 @@ pub fn export_asciicast<R: Read + Seek, W: Write>(
     let mut utf8 = Utf8Decoder::new();
     let mut text = String::new();
     let mut items = 0u64;
+    let mut filter = OutputFilter::new(reader.header());
+    let mut last = Micros::ZERO;
     let mut summary = walk(
         reader,
         |item| {
@@ -131,6 +134,25 @@ pub fn export_asciicast<R: Read + Seek, W: Write>(
                 }
                 Item::Event(e) => e,
             };
+            last = e.time;
+            match filter.check(e) {
+                Verdict::Keep => {}
+                Verdict::StartOmitting => {
+                    if e.kind.channel() == Some(channel) {
+                        items += 1;
+                        return line(
+                            &mut out,
+                            e.time,
+                            "m",
+                            &format!(
+                                "[channel {channel}: binary output from here on is not in this export]"
+                            ),
+                        );
+                    }
+                    return Ok(());
+                }
+                Verdict::Omit => return Ok(()),
+            }
             match &e.kind {
                 EventKind::Output {
                     channel: c, data, ..
@@ -167,7 +189,16 @@ pub fn export_asciicast<R: Read + Seek, W: Write>(
         },
         progress,
     )?;
+    let omitted = filter.omitted();
+    for o in omitted.iter().filter(|o| o.channel == channel) {
+        line(&mut out, last, "m", &format!("[{o}]"))?;
+        items += 1;
+    }
     out.flush().map_err(io_err("asciicast"))?;
     summary.items = items;
+    summary.omitted = omitted
+        .into_iter()
+        .filter(|o| o.channel == channel)
+        .collect();
     Ok(summary)
 }

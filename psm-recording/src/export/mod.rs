@@ -3,6 +3,16 @@
 //!
 //! Every exporter is deterministic: the same recording gives byte-identical output, so two
 //! encoders retaking a session produce the same files.
+//!
+//! **Binary output.** Output on a channel without a terminal (an exec or subsystem channel
+//! without a pty, a port forward) that is not text — a NUL byte, or more than one byte in
+//! sixteen a control character other than tab, newline, carriage return, bell, backspace,
+//! form feed and escape, in a piece of at least 64 bytes — makes the asciicast and the
+//! transcript leave out that channel's output from there on (until the channel is opened
+//! again): `ssh host 'tar czf - /etc' > etc.tgz` would otherwise cost six bytes of JSON per
+//! byte, and add nothing a reader of the export could use. The export says so where it
+//! starts and how many bytes were left out at the end, and [`ExportSummary::omitted`] lists
+//! them (the encoder puts them in the manifest); the raw recording keeps every byte.
 
 mod asciicast;
 mod commands;
@@ -19,8 +29,11 @@ pub use lines::{Line, LineAssembler};
 pub(crate) use text::describe;
 pub use text::export_text;
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use crate::error::RecordingError;
-use crate::event::Event;
+use crate::event::{ChannelId, Event, EventKind};
+use crate::header::Header;
 use crate::reader::{Integrity, Reader};
 use crate::time::Micros;
 
@@ -44,6 +57,124 @@ pub struct ExportSummary {
     pub items: u64,
     /// Parts that could not be read, in order.
     pub gaps: Vec<Gap>,
+    /// Binary output left out of the export (see the module's docs), in order.
+    pub omitted: Vec<Omission>,
+    /// Channels that were terminals at some point (the header's, or opened with a pty, or
+    /// resized): 0 means there is no screen to index or replay.
+    pub terminals: u32,
+}
+
+/// Binary output an export left out: a channel's output from `from` on, `bytes` in all.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Omission {
+    /// The channel.
+    pub channel: ChannelId,
+    /// The time of its first binary output.
+    pub from: Micros,
+    /// Bytes of output left out.
+    pub bytes: u64,
+}
+
+impl std::fmt::Display for Omission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "channel {}: {} bytes of binary output from {} on left out (the raw recording holds them)",
+            self.channel, self.bytes, self.from
+        )
+    }
+}
+
+/// Whether a piece of output on a channel without a terminal is binary data rather than text.
+fn looks_binary(data: &[u8]) -> bool {
+    if data.contains(&0) {
+        return true;
+    }
+    if data.len() < 64 {
+        return false;
+    }
+    let odd = data
+        .iter()
+        .filter(|&&b| {
+            (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r' | 0x07 | 0x08 | 0x0c | 0x1b))
+                || b == 0x7f
+        })
+        .count();
+    odd * 16 > data.len()
+}
+
+/// What an exporter does with an event's output (see [`OutputFilter::check`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Export it (also every event that is not output).
+    Keep,
+    /// The channel's first binary output: say that its output is left out from here on.
+    StartOmitting,
+    /// Leave it out.
+    Omit,
+}
+
+/// Follows which channels are terminals and which carry binary output, for the exporters
+/// that write output as text.
+#[derive(Debug, Default)]
+pub(crate) struct OutputFilter {
+    terminals: BTreeSet<ChannelId>,
+    binary: BTreeMap<ChannelId, usize>,
+    omitted: Vec<Omission>,
+}
+
+impl OutputFilter {
+    pub(crate) fn new(header: &Header) -> Self {
+        let mut f = Self::default();
+        if header.terminal.is_some() {
+            f.terminals.insert(ChannelId(0));
+        }
+        f
+    }
+
+    /// Call with every event, in order.
+    pub(crate) fn check(&mut self, e: &Event) -> Verdict {
+        match &e.kind {
+            EventKind::ChannelOpen { channel, kind } => {
+                self.binary.remove(channel);
+                if kind.pty().is_some() {
+                    self.terminals.insert(*channel);
+                } else {
+                    self.terminals.remove(channel);
+                }
+            }
+            EventKind::Resize { channel, .. } => {
+                self.terminals.insert(*channel);
+            }
+            EventKind::ChannelClose { channel, .. } => {
+                self.terminals.remove(channel);
+            }
+            EventKind::Output { channel, data, .. } if !self.terminals.contains(channel) => {
+                if let Some(&i) = self.binary.get(channel) {
+                    if let Some(o) = self.omitted.get_mut(i) {
+                        o.bytes += data.len() as u64;
+                    }
+                    return Verdict::Omit;
+                }
+                if looks_binary(data) {
+                    self.binary.insert(*channel, self.omitted.len());
+                    self.omitted.push(Omission {
+                        channel: *channel,
+                        from: e.time,
+                        bytes: data.len() as u64,
+                    });
+                    return Verdict::StartOmitting;
+                }
+            }
+            _ => {}
+        }
+        Verdict::Keep
+    }
+
+    /// What was left out.
+    pub(crate) fn omitted(self) -> Vec<Omission> {
+        self.omitted
+    }
 }
 
 /// One step of [`walk`].
@@ -63,6 +194,10 @@ pub fn walk<R: Read + Seek>(
     mut progress: impl FnMut(usize, usize),
 ) -> Result<ExportSummary, RecordingError> {
     let mut summary = ExportSummary::default();
+    let mut terminals: BTreeSet<ChannelId> = BTreeSet::new();
+    if reader.header().terminal.is_some() {
+        terminals.insert(ChannelId(0));
+    }
     let n = reader.chunks().len();
     let mut last = Micros::ZERO;
     let mut pending_gap: Option<Gap> = None;
@@ -75,6 +210,15 @@ pub fn walk<R: Read + Seek>(
                     summary.gaps.push(g);
                 }
                 for e in &c.events {
+                    match &e.kind {
+                        EventKind::ChannelOpen { channel, kind } if kind.pty().is_some() => {
+                            terminals.insert(*channel);
+                        }
+                        EventKind::Resize { channel, .. } => {
+                            terminals.insert(*channel);
+                        }
+                        _ => {}
+                    }
                     visit(Item::Event(e))?;
                     last = e.time;
                 }
@@ -123,6 +267,7 @@ pub fn walk<R: Read + Seek>(
         visit(Item::Gap(&g))?;
         summary.gaps.push(g);
     }
+    summary.terminals = u32::try_from(terminals.len()).unwrap_or(u32::MAX);
     Ok(summary)
 }
 

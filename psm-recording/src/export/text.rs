@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::io::{Read, Seek, Write};
 
 use super::lines::{Line, LineAssembler};
-use super::{ExportSummary, Item, io_err, walk};
+use super::{ExportSummary, Item, OutputFilter, Verdict, io_err, walk};
 use crate::error::RecordingError;
 use crate::event::{
     ChannelId, ChannelKind, ClipboardDirection, EventKind, ForwardDirection, TransferDirection,
@@ -148,7 +148,7 @@ fn write_line(out: &mut impl Write, ch: ChannelId, l: &Line) -> std::io::Result<
     }
 }
 
-/// Writes the transcript.
+/// Writes the transcript. Binary output is left out, with a note (see [the module](super)).
 pub fn export_text<R: Read + Seek, W: Write>(
     reader: &mut Reader<R>,
     out: W,
@@ -170,6 +170,7 @@ pub fn export_text<R: Read + Seek, W: Write>(
     let mut items = 0u64;
     let mut last = Micros::ZERO;
     let mut err: Option<std::io::Error> = None;
+    let mut filter = OutputFilter::new(&h);
     let mut summary = walk(
         reader,
         |item| {
@@ -183,7 +184,24 @@ pub fn export_text<R: Read + Seek, W: Write>(
                 }
                 Item::Event(e) => {
                     last = e.time;
+                    let verdict = filter.check(e);
                     match &e.kind {
+                        EventKind::Output { channel, .. } if verdict != Verdict::Keep => {
+                            if verdict == Verdict::StartOmitting {
+                                if let Some(a) = assemblers.get_mut(channel) {
+                                    a.flush(&mut |l| lines.push((*channel, l)));
+                                }
+                                Some((
+                                    e.time,
+                                    format!(
+                                        "channel {channel}: binary output from here on is left out \
+                                         of this transcript (the raw recording holds it)"
+                                    ),
+                                ))
+                            } else {
+                                None
+                            }
+                        }
                         EventKind::Output { channel, data, .. } => {
                             assemblers
                                 .entry(*channel)
@@ -236,7 +254,13 @@ pub fn export_text<R: Read + Seek, W: Write>(
     if let Some(e) = err {
         return Err(io_err("transcript")(e));
     }
+    let omitted = filter.omitted();
+    for o in &omitted {
+        writeln!(out, "[{last}] -- {o}").map_err(io_err("transcript"))?;
+        items += 1;
+    }
     out.flush().map_err(io_err("transcript"))?;
     summary.items = items;
+    summary.omitted = omitted;
     Ok(summary)
 }
