@@ -761,6 +761,73 @@ async fn admin_watches_controls_replays_and_searches_a_real_session_in_chromium(
         b.step(json!({"op": "type", "text": "exit"}));
         b.step(json!({"op": "press", "key": "Enter"}));
         b.wait("!!window.psm.terminal.closed");
+    });
+
+    // 11. `ssh -tt` from a script: a pty is forced but the client has no terminal, so it
+    // asks for 0 × 0 cells. The recording opens the terminal at 80 × 24 (it used to record
+    // 1 × 1, which replayed as a grey block).
+    let before: Vec<SessionId> = cp
+        .engine()
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    let out = tokio::task::block_in_place(|| {
+        let mut child = Command::new("sshpass")
+            .args(["-p", ALICE_PW, "ssh", "-tt", "-F", "/dev/null"])
+            .arg("-o")
+            .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+            .args(["-o", "StrictHostKeyChecking=yes"])
+            .args(["-o", "PreferredAuthentications=password"])
+            .args(["-o", "PubkeyAuthentication=no", "-o", "ConnectTimeout=30"])
+            .args(["-p", &gw_addr.port().to_string(), "alice+web-01@127.0.0.1"])
+            .arg("echo scripted-$((3*5))")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            assert!(start.elapsed() < WAIT, "ssh -tt did not finish");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child.wait_with_output().unwrap()
+    });
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        said.contains("scripted-15"),
+        "ssh -tt: {said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let scripted = cp
+        .engine()
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| !before.contains(&s.id))
+        .expect("the ssh -tt session")
+        .id;
+    wait_until("the ssh -tt session to end", || {
+        let cp = cp.clone();
+        async move { cp.engine().session(scripted).await.unwrap().stage != Stage::Connected }
+    })
+    .await;
+    tokio::task::block_in_place(|| {
+        let header = b.eval(&format!(
+            "fetch('/ui/api/recordings/{scripted}/cast').then((r) => r.text()).then((t) => JSON.parse(t.split('\\n')[0]))"
+        ));
+        assert_eq!(
+            (header["width"].clone(), header["height"].clone()),
+            (json!(80), json!(24)),
+            "the replay of ssh -tt: {header}"
+        );
+        b.goto(&format!("{web_url}/ui/replay?id={scripted}"));
+        b.wait("window.psm.replay && window.psm.replay.ready");
+        b.shot("12b-replay-ssh-tt");
         b.goto(&format!("{web_url}/ui/sessions"));
         b.wait("document.querySelectorAll('#sessions-body tr[data-session]').length >= 2");
         b.shot("13-sessions-after");
