@@ -1,7 +1,7 @@
 //! Where a gateway gets what it needs to log in to a target: the [`TargetAccess`] seam.
 //!
 //! The gateway asks it, per session, to [`authorize`](TargetAccess::authorize) a user for a
-//! target (address, host-key pin, checkout), then for the vaulted
+//! target (address, host-key or certificate pin, checkout), then for the vaulted
 //! [`credential`](TargetAccess::credential) once the session is open, and to
 //! [`release`](TargetAccess::release) the checkout at the end. The production implementation
 //! goes through the `ControlPlane` (vault, checkouts, `GetCredential`); [`StaticTargets`] is
@@ -18,21 +18,30 @@ use psm_core::{CheckoutId, ControlPlane, CoreError, ProcessInstance, SessionId, 
 
 use crate::error::ProxyError;
 
-/// How to check a target's SSH host key.
+/// How to check a target's identity: the host key it presents (SSH) or its TLS certificate
+/// (RDP). The pins are the vault's `host_key` text, read by the protocol crate.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HostKeyCheck {
-    /// The key must be one of these: OpenSSH public key lines (`ssh-ed25519 AAAA...`), or
-    /// `SHA256:` fingerprints as `ssh-keygen -lf` prints them, or known_hosts lines.
+    /// The key must be one of these. SSH: OpenSSH public key lines (`ssh-ed25519 AAAA...`),
+    /// `SHA256:` fingerprints as `ssh-keygen -lf` prints them, or known_hosts lines. RDP: the
+    /// SHA-256 of the target's certificate in hex (`sha256:` prefix, `:` separators and case
+    /// ignored; several in one string separated by `,` or spaces). None: the target is
+    /// refused, its key or certificate being unknown.
     Pinned(Vec<String>),
     /// The key must be listed for `[host]:port` (or `host` on port 22) in this known_hosts
     /// file; with `learn`, a host not yet in the file is trusted and added
-    /// (trust-on-first-use), while a host listed with another key is refused.
+    /// (trust-on-first-use), while a host listed with another key is refused. SSH only: a
+    /// TLS-based protocol refuses the target.
     KnownHosts {
         /// The file.
         path: std::path::PathBuf,
         /// Trust-on-first-use.
         learn: bool,
     },
+    /// Any key or certificate is accepted, with a warning in the log: a lab, or a target
+    /// reached over a network trusted by other means. RDP servers mostly present self-signed
+    /// certificates nobody pinned; this is the explicit way to accept them.
+    AcceptAny,
 }
 
 /// The secret half of a target credential. `Debug` prints `***`.
@@ -216,13 +225,17 @@ impl TargetAccess for StaticTargets {
 ///
 /// Per session it checks out the target's credential just in time for the user (for
 /// `checkout_duration`), calls `GetCredential` as the gateway owning the session, and checks
-/// the credential back in when the session ends. A target's pinned host key (the vault's
-/// `host_key`) is required unless a known_hosts file is configured.
+/// the credential back in when the session ends. A target's pinned host key or certificate
+/// (the vault's `host_key`) is required unless a known_hosts file is configured or unpinned
+/// targets are accepted. It serves one protocol's targets (SSH unless
+/// [`for_protocol`](Self::for_protocol) says otherwise) and refuses the others.
 pub struct ControlPlaneTargets {
     control_plane: Arc<dyn ControlPlane>,
     gateway: ProcessInstance,
     checkout_duration: Duration,
+    protocol: psm_core::Protocol,
     known_hosts: Option<(std::path::PathBuf, bool)>,
+    accept_unpinned: bool,
     catalog:
         Option<Arc<dyn Fn() -> futures::future::BoxFuture<'static, Vec<String>> + Send + Sync>>,
 }
@@ -232,6 +245,7 @@ impl fmt::Debug for ControlPlaneTargets {
         f.debug_struct("ControlPlaneTargets")
             .field("gateway", &self.gateway)
             .field("checkout_duration", &self.checkout_duration)
+            .field("protocol", &self.protocol)
             .finish_non_exhaustive()
     }
 }
@@ -248,9 +262,25 @@ impl ControlPlaneTargets {
             control_plane,
             gateway,
             checkout_duration,
+            protocol: psm_core::Protocol::Ssh,
             known_hosts: None,
+            accept_unpinned: false,
             catalog: None,
         }
+    }
+
+    /// Serves `protocol`'s targets (the RDP gateway passes `Protocol::Rdp`); a target of
+    /// another protocol is refused.
+    pub fn for_protocol(mut self, protocol: psm_core::Protocol) -> Self {
+        self.protocol = protocol;
+        self
+    }
+
+    /// Accepts any key or certificate from a target the vault has no pin for
+    /// ([`HostKeyCheck::AcceptAny`]) when no known_hosts file is configured.
+    pub fn with_unpinned_accepted(mut self, accept: bool) -> Self {
+        self.accept_unpinned = accept;
+        self
     }
 
     /// Verifies targets without a pinned key against `path`; with `learn`, trusts and records
@@ -288,9 +318,10 @@ impl TargetAccess for ControlPlaneTargets {
             }
             Err(e) => return Err(e.into()),
         };
-        if t.protocol != psm_core::Protocol::Ssh {
+        if t.protocol != self.protocol {
             return Err(ProxyError::Config(format!(
-                "target {target} is not an SSH target"
+                "target {target} is a {} target, not {}",
+                t.protocol, self.protocol
             )));
         }
         let host_key = match (&t.host_key, &self.known_hosts) {
@@ -299,6 +330,7 @@ impl TargetAccess for ControlPlaneTargets {
                 path: path.clone(),
                 learn: *learn,
             },
+            (None, None) if self.accept_unpinned => HostKeyCheck::AcceptAny,
             (None, None) => HostKeyCheck::Pinned(Vec::new()),
         };
         let checkout = self

@@ -20,10 +20,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use psm_proxy_rdp::access::{Authorization, TargetLogin};
+use psm_proxy::{Authorization, HostKeyCheck};
+use psm_proxy_rdp::access::TargetLogin;
 use psm_proxy_rdp::input::{InputEvent, keys_for_char};
 use psm_proxy_rdp::screen::{Screen, ScreenWatch};
-use psm_proxy_rdp::tls::TargetCertCheck;
 use psm_proxy_rdp::upstream;
 use tokio::sync::{mpsc, oneshot};
 
@@ -40,9 +40,10 @@ async fn connect(port: u16, user: &str, password: &str) -> Client {
         target: "bench".into(),
         host: "127.0.0.1".into(),
         port,
-        cert_check: TargetCertCheck::AcceptAny,
+        host_key: HostKeyCheck::AcceptAny,
         account: String::new(),
         checkout: None,
+        expires: None,
     };
     let login = TargetLogin::new(user, password);
     let s = upstream::connect(

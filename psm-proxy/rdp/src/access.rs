@@ -1,26 +1,27 @@
 //! Who may connect, to what, and with which target credential.
 //!
 //! [`Authenticator`] checks a PSM user against the directory (argon2 password, TOTP code
-//! appended to the password when the user has a second factor, role grants). [`TargetAccess`]
-//! is the seam to targets and their vaulted credentials: [`VaultTargets`] goes through the
-//! [`ControlPlane`] (checkout, `GetCredential`, checkin), [`StaticTargets`] is a fixed table
-//! for tests and embedding. It mirrors `psm_proxy::TargetAccess` (which this crate cannot
-//! depend on: russh and ironrdp cannot share a lockfile).
+//! appended to the password when the user has a second factor, role grants). Targets,
+//! checkouts and credentials come through psm-proxy's [`TargetAccess`] seam, shared with
+//! every gateway: [`ControlPlaneTargets`](psm_proxy::ControlPlaneTargets) built
+//! [`for_protocol(Protocol::Rdp)`](psm_proxy::ControlPlaneTargets::for_protocol) in
+//! production, [`StaticTargets`](psm_proxy::StaticTargets) for tests and embedding. The
+//! target's [`HostKeyCheck`](psm_proxy::HostKeyCheck) pins its TLS certificate
+//! ([`crate::tls`]); [`TargetLogin`] is the vaulted credential in the shape RDP logs in with.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
-use async_trait::async_trait;
+use psm_core::SessionId;
 use psm_core::directory::{LoginThrottle, UserDirectory};
-use psm_core::vault::{CheckoutRequest, CredentialSecret, Secret};
-use psm_core::{CheckoutId, ControlPlane, ProcessInstance, Protocol, SessionId};
+use psm_core::vault::Secret;
+use psm_proxy::{
+    Authorization, LoginError, LoginName, MAX_LOGIN_LEN, ProxyError, TargetAccess,
+    TargetCredential, TargetSecret,
+};
 use tokio::sync::Semaphore;
 
 use crate::error::RdpError;
-use crate::login::parse_login;
-use crate::tls::TargetCertCheck;
 
 /// The account the gateway logs in to the target with. `Debug` hides the password.
 #[derive(Clone)]
@@ -56,222 +57,64 @@ impl TargetLogin {
             password: Secret::new(password.into()),
         }
     }
-}
 
-/// A user's permission to reach a target now.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Authorization {
-    /// The target's name.
-    pub target: String,
-    /// Host.
-    pub host: String,
-    /// Port.
-    pub port: u16,
-    /// How to check the target's certificate.
-    pub cert_check: TargetCertCheck,
-    /// The account that will be used (recorded; not secret).
-    pub account: String,
-    /// The checkout backing the session.
-    pub checkout: Option<CheckoutId>,
-}
-
-/// Targets and credentials, as the RDP gateway needs them.
-#[async_trait]
-pub trait TargetAccess: Send + Sync {
-    /// Authorizes `user` for `target` (checking the credential out if the vault uses
-    /// checkouts).
-    async fn authorize(&self, user: &str, target: &str) -> Result<Authorization, RdpError>;
-
-    /// The credential for an open session.
-    async fn credential(
-        &self,
-        session: SessionId,
-        authorization: &Authorization,
-    ) -> Result<TargetLogin, RdpError>;
-
-    /// Gives the checkout back at the end (best effort).
-    async fn release(&self, session: SessionId, authorization: &Authorization) {
-        let _ = (session, authorization);
-    }
-}
-
-/// One entry of [`StaticTargets`].
-#[derive(Clone, Debug)]
-pub struct StaticTarget {
-    /// Host.
-    pub host: String,
-    /// Port.
-    pub port: u16,
-    /// Certificate check.
-    pub cert_check: TargetCertCheck,
-    /// Credential.
-    pub login: TargetLogin,
-}
-
-/// A fixed table of targets (tests, embedding).
-#[derive(Clone, Default)]
-pub struct StaticTargets {
-    map: Arc<Mutex<HashMap<String, StaticTarget>>>,
-}
-
-impl fmt::Debug for StaticTargets {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StaticTargets").finish_non_exhaustive()
-    }
-}
-
-impl StaticTargets {
-    /// Empty.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Adds or replaces a target.
-    pub fn insert(&self, name: impl Into<String>, target: StaticTarget) {
-        self.map
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(name.into(), target);
-    }
-
-    fn get(&self, name: &str) -> Option<StaticTarget> {
-        self.map
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(name)
-            .cloned()
-    }
-}
-
-#[async_trait]
-impl TargetAccess for StaticTargets {
-    async fn authorize(&self, _user: &str, target: &str) -> Result<Authorization, RdpError> {
-        let t = self.get(target).ok_or_else(|| RdpError::Target {
-            target: target.to_owned(),
-            reason: "no such target".into(),
-        })?;
-        Ok(Authorization {
-            target: target.to_owned(),
-            host: t.host,
-            port: t.port,
-            cert_check: t.cert_check,
-            account: t.login.username,
-            checkout: None,
-        })
-    }
-
-    async fn credential(
-        &self,
-        _session: SessionId,
-        authorization: &Authorization,
-    ) -> Result<TargetLogin, RdpError> {
-        self.get(&authorization.target)
-            .map(|t| t.login)
-            .ok_or_else(|| RdpError::Target {
-                target: authorization.target.clone(),
-                reason: "no such target".into(),
-            })
-    }
-}
-
-/// Targets from the control plane's vault: `target()` for the address, a just-in-time
-/// checkout for the user, `GetCredential` for the open session, checkin at the end.
-#[derive(Clone)]
-pub struct VaultTargets {
-    control_plane: Arc<dyn ControlPlane>,
-    process_instance: ProcessInstance,
-    checkout_duration: Duration,
-    allow_unpinned: bool,
-}
-
-impl fmt::Debug for VaultTargets {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("VaultTargets")
-            .field("process_instance", &self.process_instance)
-            .finish_non_exhaustive()
-    }
-}
-
-impl VaultTargets {
-    /// `checkout_duration`: how long each session's checkout lasts. `allow_unpinned`:
-    /// accept a target certificate when the vault has no pin for the target (`host_key`).
-    pub fn new(
-        control_plane: Arc<dyn ControlPlane>,
-        process_instance: ProcessInstance,
-        checkout_duration: Duration,
-        allow_unpinned: bool,
-    ) -> Self {
-        Self {
-            control_plane,
-            process_instance,
-            checkout_duration,
-            allow_unpinned,
-        }
-    }
-}
-
-#[async_trait]
-impl TargetAccess for VaultTargets {
-    async fn authorize(&self, user: &str, target: &str) -> Result<Authorization, RdpError> {
-        let t = self.control_plane.target(target).await?;
-        if t.protocol != Protocol::Rdp {
-            return Err(RdpError::Target {
+    /// From the session layer's credential for `target`: RDP needs a password.
+    pub fn from_credential(credential: &TargetCredential, target: &str) -> Result<Self, RdpError> {
+        match &credential.secret {
+            TargetSecret::Password(p) => Ok(Self::new(&credential.account, p.clone())),
+            TargetSecret::PrivateKey { .. } => Err(RdpError::Target {
                 target: target.to_owned(),
-                reason: format!("is a {} target, not rdp", t.protocol),
-            });
-        }
-        let cert_check = TargetCertCheck::from_pin(t.host_key.as_deref(), self.allow_unpinned)?;
-        let checkout = self
-            .control_plane
-            .checkout(
-                CheckoutRequest {
-                    user: user.to_owned(),
-                    target: target.to_owned(),
-                    duration: self.checkout_duration,
-                },
-                self.process_instance.as_str(),
-            )
-            .await?;
-        Ok(Authorization {
-            target: t.name,
-            host: t.host,
-            port: t.port,
-            cert_check,
-            account: String::new(),
-            checkout: Some(checkout.id),
-        })
-    }
-
-    async fn credential(
-        &self,
-        session: SessionId,
-        authorization: &Authorization,
-    ) -> Result<TargetLogin, RdpError> {
-        let c = self
-            .control_plane
-            .get_credential(session, &self.process_instance)
-            .await?;
-        match &c.secret {
-            CredentialSecret::Password(p) => {
-                Ok(TargetLogin::new(&c.username, p.expose_secret().clone()))
-            }
-            _ => Err(RdpError::Target {
-                target: authorization.target.clone(),
                 reason: "the vaulted credential is a key; RDP needs a password".into(),
             }),
         }
     }
+}
 
-    async fn release(&self, session: SessionId, authorization: &Authorization) {
-        if let Some(id) = &authorization.checkout
-            && let Err(e) = self
-                .control_plane
-                .checkin(id, self.process_instance.as_str())
-                .await
-        {
-            tracing::warn!(session_id = %session, error = %e, "checkin after the session failed");
-        }
+/// Authorizes `user` for `target` through `targets`; an error says why in the gateway's
+/// terms (an unknown target, or one of another protocol, is [`RdpError::Target`]).
+pub async fn authorize(
+    targets: &dyn TargetAccess,
+    user: &str,
+    target: &str,
+) -> Result<Authorization, RdpError> {
+    targets.authorize(user, target).await.map_err(|e| match e {
+        // What `authorize` calls a configuration error is about the target named (it is of
+        // another protocol): the client is told the destination was not found.
+        ProxyError::Config(reason) => RdpError::Target {
+            target: target.to_owned(),
+            reason,
+        },
+        other => other.into(),
+    })
+}
+
+/// The vaulted credential of an open session, as RDP logs in with it.
+pub async fn credential(
+    targets: &dyn TargetAccess,
+    session: SessionId,
+    authorization: &Authorization,
+) -> Result<TargetLogin, RdpError> {
+    let credential = targets.credential(session, authorization).await?;
+    TargetLogin::from_credential(&credential, &authorization.target)
+}
+
+/// Parses the login name an RDP client sends: `USER`, `USER+TARGET` (psm-proxy's
+/// [`parse_login`](psm_proxy::parse_login), shared with every gateway), with a `DOMAIN\`
+/// prefix dropped: clients send a domain in the Client Info PDU or in CredSSP, and PSM users
+/// live in the PSM directory.
+///
+/// ```
+/// use psm_proxy_rdp::access::login_name;
+/// assert_eq!(login_name("PSM\\alice+web-01").unwrap().target.as_deref(), Some("web-01"));
+/// assert_eq!(login_name("alice").unwrap().target, None);
+/// assert!(login_name("alice+").is_err());
+/// ```
+pub fn login_name(login: &str) -> Result<LoginName, RdpError> {
+    if login.len() > MAX_LOGIN_LEN {
+        return Err(RdpError::BadLogin(LoginError::TooLong.to_string()));
     }
+    let login = login.rsplit_once('\\').map_or(login, |(_, user)| user);
+    psm_proxy::parse_login(login).map_err(|e| RdpError::BadLogin(e.to_string()))
 }
 
 /// A user who proved who they are and may reach the target they named.
@@ -332,7 +175,7 @@ impl Authenticator {
     /// the user has a second factor). The error says why, for the log; the user only
     /// learns that access was denied.
     pub async fn authenticate(&self, login: &str, password: &str) -> Result<Identity, RdpError> {
-        let name = parse_login(login)?;
+        let name = login_name(login)?;
         let refused = |reason: &str| RdpError::AuthRefused {
             user: name.user.clone(),
             reason: reason.to_owned(),
@@ -515,6 +358,27 @@ mod tests {
                 .await
                 .is_err()
         );
+    }
+
+    #[test]
+    fn login_names_split_on_the_first_plus_and_drop_domains() {
+        let l = login_name("bob+db+replica").unwrap();
+        assert_eq!(
+            (l.user.as_str(), l.target.as_deref()),
+            ("bob", Some("db+replica"))
+        );
+        assert_eq!(login_name("CORP\\bob+web").unwrap().user, "bob");
+        assert!(login_name("+web").is_err());
+        assert!(login_name("a b+web").is_err());
+        assert!(login_name("bob+we\nb").is_err());
+        assert!(login_name(&format!("{}\\bob+web", "D".repeat(600))).is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn login_names_never_panic(s in ".{0,700}") {
+            let _ = login_name(&s);
+        }
     }
 
     #[test]

@@ -95,6 +95,28 @@ pub enum RdpError {
     /// A step did not finish in time.
     #[error("{0} timed out")]
     Timeout(&'static str),
+    /// The session layer (psm-proxy's target access) refused or failed, for a reason with no
+    /// variant of its own here (a user not allowed, an unusable credential...).
+    #[error(transparent)]
+    Proxy(psm_proxy::ProxyError),
+}
+
+impl From<psm_proxy::ProxyError> for RdpError {
+    /// The session layer's errors in this crate's terms: the control plane's stay
+    /// [`RdpError::ControlPlane`], an unknown target is [`RdpError::Target`].
+    fn from(e: psm_proxy::ProxyError) -> Self {
+        use psm_proxy::ProxyError as P;
+        match e {
+            P::Core(e) => RdpError::ControlPlane(e),
+            P::UnknownTarget(target) => RdpError::Target {
+                target,
+                reason: "no such target".into(),
+            },
+            P::Config(reason) => RdpError::Config(reason),
+            P::Io { what, source } => RdpError::Io { what, source },
+            other => RdpError::Proxy(other),
+        }
+    }
 }
 
 impl RdpError {

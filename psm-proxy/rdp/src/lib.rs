@@ -12,10 +12,10 @@
 //! # async fn demo(control_plane: std::sync::Arc<dyn psm_core::ControlPlane>) -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
 //! use psm_core::directory::{MemoryDirectory, NewUser, PasswordHash, UserDirectory};
-//! use psm_proxy_rdp::access::{StaticTarget, StaticTargets, TargetLogin};
+//! use psm_proxy::{HostKeyCheck, SessionRegistry, StaticTarget, StaticTargets,
+//!     TargetCredential, TargetSecret};
 //! use psm_proxy_rdp::recorder::{writer_config, DirRecordings};
-//! use psm_proxy_rdp::tls::{ServerIdentity, TargetCertCheck};
-//! use psm_proxy::SessionRegistry;
+//! use psm_proxy_rdp::tls::ServerIdentity;
 //! use psm_proxy_rdp::{GatewayDeps, RdpGateway, RdpGatewayConfig};
 //!
 //! let directory = Arc::new(MemoryDirectory::new());
@@ -23,9 +23,13 @@
 //!     password: Some(PasswordHash::hash("alice-pw")?), roles: vec!["ops".into()],
 //!     ..NewUser::default() }).await?;
 //! directory.grant("ops", "desk-01").await?;
+//! // In production: psm_proxy::ControlPlaneTargets::new(..).for_protocol(Protocol::Rdp).
 //! let targets = StaticTargets::new();
 //! targets.insert("desk-01", StaticTarget { host: "127.0.0.1".into(), port: 3389,
-//!     cert_check: TargetCertCheck::AcceptAny, login: TargetLogin::new("admin", "vaulted") });
+//!     host_key: HostKeyCheck::Pinned(vec!["sha256:<the target certificate's SHA-256>".into()]),
+//!     credential: TargetCredential { account: "admin".into(),
+//!         secret: TargetSecret::Password("vaulted".into()) },
+//!     lifetime: None });
 //!
 //! let config = RdpGatewayConfig::new("127.0.0.1:3390".parse()?,
 //!     psm_core::ProcessInstance::new("rdp-gw-1")?);
@@ -40,12 +44,19 @@
 //! # Ok(()) }
 //! ```
 //!
+//! The session layer is psm-proxy's, shared with the SSH gateway: the registry of live
+//! sessions and their control ([`psm_proxy::SessionRegistry`], [`psm_proxy::SessionControl`];
+//! an RDP entry is a [`LiveRdpSession`]), login names ([`psm_proxy::login`]) and target access
+//! ([`psm_proxy::target`]: the target's certificate pin is its
+//! [`HostKeyCheck`](psm_proxy::HostKeyCheck)). This crate adds the RDP glue.
+//!
 //! Where to look: [`gateway`] (listener, limits), [`native`] (the RDP server side toward
-//! users), [`upstream`] (the RDP client side toward targets), [`session`] (lifecycle),
-//! [`screen`] (the shared decoded desktop), [`recorder`] (`.psmr`; psm-recording's
-//! [`graphics`](psm_recording::graphics) replays it, psm-pipeline exports it to video),
-//! [`web`] (RDP in the browser), [`access`] (directory and vault),
-//! [`control`] (pause, terminate, registry), [`drive`] (the session drive). `docs/rdp.md` has the design and its limits.
+//! users), [`upstream`] (the RDP client side toward targets), [`session`] (lifecycle, the
+//! registry entry), [`screen`] (the shared decoded desktop), [`recorder`] (`.psmr`;
+//! psm-recording's [`graphics`](psm_recording::graphics) replays it, psm-pipeline exports it
+//! to video), [`web`] (RDP in the browser), [`access`] (the directory, RDP login names, the
+//! target credential as RDP uses it), [`tls`] (certificates and pins), [`drive`] (the session
+//! drive). `docs/rdp.md` has the design and its limits.
 
 pub mod access;
 pub mod artifacts;
@@ -58,7 +69,6 @@ pub mod error;
 pub mod gateway;
 pub mod input;
 pub mod launch;
-pub mod login;
 mod native;
 pub mod recorder;
 mod refusal;

@@ -33,6 +33,7 @@ use ironrdp::pdu::rdp::server_error_info::{
 };
 use ironrdp::pdu::x224::X224;
 use psm_core::CoreError;
+use psm_proxy::ProxyError;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
@@ -73,12 +74,22 @@ impl Refusal {
             RdpError::TargetConnect { .. }
             | RdpError::Tls { side: "target", .. }
             | RdpError::Session(_) => Refusal::TargetFailed,
-            RdpError::ControlPlane(e) => match e {
+            RdpError::ControlPlane(e) | RdpError::Proxy(ProxyError::Core(e)) => match e {
                 CoreError::UnknownTarget(_) => Refusal::UnknownTarget,
                 CoreError::Forbidden(_)
                 | CoreError::Unauthenticated(_)
                 | CoreError::UnknownUser(_)
                 | CoreError::CheckoutEnded { .. } => Refusal::NotAllowed,
+                _ => Refusal::Cancelled,
+            },
+            RdpError::Proxy(e) => match e {
+                ProxyError::NotAllowed { .. } => Refusal::NotAllowed,
+                ProxyError::UnknownTarget(_) => Refusal::UnknownTarget,
+                ProxyError::TargetUnreachable { .. }
+                | ProxyError::HostKeyMismatch { .. }
+                | ProxyError::HostKeyUnknown { .. }
+                | ProxyError::TargetAuthFailed { .. }
+                | ProxyError::BadCredential { .. } => Refusal::TargetFailed,
                 _ => Refusal::Cancelled,
             },
             _ => Refusal::Cancelled,

@@ -21,14 +21,16 @@ use psm_core::{ControlPlane, NewSession, ProcessInstance, Protocol, SessionId, T
 use psm_recording::Header;
 use tokio::sync::{mpsc, watch};
 
-use crate::access::{Authenticator, Authorization, Identity, TargetAccess};
+use crate::access::{self, Authenticator, Identity};
 use crate::config::RdpGatewayConfig;
 use crate::error::RdpError;
 use crate::input::InputEvent;
 use crate::recorder::{Recorder, RecordingFactory};
 use crate::screen::Screen;
 use crate::upstream::{self, TargetEnd};
-use psm_proxy::{ProxySession, SessionControl, SessionInfo, SessionRegistry};
+use psm_proxy::{
+    Authorization, ProxySession, SessionControl, SessionInfo, SessionRegistry, TargetAccess,
+};
 
 /// What the gateway works with, chosen at assembly time.
 #[derive(Clone)]
@@ -37,7 +39,8 @@ pub struct GatewayDeps {
     pub control_plane: Arc<dyn ControlPlane>,
     /// Users, passwords, roles.
     pub directory: Arc<dyn UserDirectory>,
-    /// Targets, checkouts, credentials.
+    /// Targets, checkouts, credentials (psm-proxy's seam: `ControlPlaneTargets` built
+    /// `for_protocol(Protocol::Rdp)`, or `StaticTargets`).
     pub targets: Arc<dyn TargetAccess>,
     /// Where recordings go.
     pub recordings: Arc<dyn RecordingFactory>,
@@ -237,11 +240,14 @@ pub(crate) async fn start(
 ) -> Result<Arc<ActiveSession>, RdpError> {
     let deps = &shared.deps;
     let pi = &shared.config.process_instance;
-    let auth = deps
-        .targets
-        .authorize(&identity.user, &identity.target)
-        .await?;
+    let auth = access::authorize(deps.targets.as_ref(), &identity.user, &identity.target).await?;
     let id = SessionId::new();
+    // The certificate pin is checked before the session opens: a target nobody pinned (or
+    // pinned wrongly) is refused without a session.
+    if let Err(e) = crate::tls::certificate_pins(&auth.host_key) {
+        deps.targets.release(id, &auth).await;
+        return Err(e);
+    }
     deps.control_plane
         .open_session(NewSession {
             id,
@@ -312,7 +318,7 @@ async fn connect_and_record(
         Some((dir, channel, events)) => (Some(dir), Some(channel), Some(events)),
         None => (None, None, None),
     };
-    let login = deps.targets.credential(id, auth).await?;
+    let login = access::credential(deps.targets.as_ref(), id, auth).await?;
     let target = upstream::connect_with(
         auth,
         &login,

@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use psm_proxy::HostKeyCheck;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject as _;
@@ -89,39 +90,43 @@ pub fn subject_public_key(cert: &[u8]) -> Result<Vec<u8>, RdpError> {
         .ok_or_else(|| RdpError::Config("the certificate's public key is not byte-aligned".into()))
 }
 
-/// How the gateway checks a target's certificate.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TargetCertCheck {
-    /// The certificate's SHA-256 (hex, `:` and case ignored) must be one of these.
-    Pinned(Vec<String>),
-    /// Any certificate (a lab, or a target reached over a trusted network). Logged.
-    AcceptAny,
-}
-
-impl TargetCertCheck {
-    /// From a vault target's `host_key` field: `sha256:HEX` / `HEX` pins, `None` accepts
-    /// any certificate only when `allow_unpinned` is set.
-    pub fn from_pin(pin: Option<&str>, allow_unpinned: bool) -> Result<Self, RdpError> {
-        match pin {
-            Some(p) => {
-                let pins = p
-                    .split([',', ' '])
-                    .filter(|s| !s.is_empty())
-                    .map(normalize_fingerprint)
-                    .collect::<Vec<_>>();
-                if pins.is_empty() || pins.iter().any(|p| p.len() != 64) {
-                    return Err(RdpError::Config(
-                        "a target certificate pin must be a SHA-256 fingerprint (64 hex digits)"
-                            .into(),
-                    ));
-                }
-                Ok(TargetCertCheck::Pinned(pins))
+/// The certificate pins of a target's identity check, as lower-case hex SHA-256s; `None`
+/// accepts any certificate ([`HostKeyCheck::AcceptAny`]). Refused: no pin (the vault has
+/// none and unpinned targets are not accepted), a pin that is not a SHA-256 fingerprint, and
+/// a known_hosts file (SSH host keys).
+///
+/// ```
+/// use psm_proxy::HostKeyCheck;
+/// use psm_proxy_rdp::tls::certificate_pins;
+/// let pin = "AB:".repeat(31) + "AB";
+/// assert_eq!(certificate_pins(&HostKeyCheck::Pinned(vec![format!("sha256:{pin}")])).unwrap(),
+///            Some(vec!["ab".repeat(32)]));
+/// assert_eq!(certificate_pins(&HostKeyCheck::AcceptAny).unwrap(), None);
+/// assert!(certificate_pins(&HostKeyCheck::Pinned(vec![])).is_err());
+/// ```
+pub fn certificate_pins(check: &HostKeyCheck) -> Result<Option<Vec<String>>, RdpError> {
+    match check {
+        HostKeyCheck::AcceptAny => Ok(None),
+        HostKeyCheck::Pinned(pins) if pins.is_empty() => Err(RdpError::Config(
+            "the target has no certificate pin and unpinned targets are not allowed".into(),
+        )),
+        HostKeyCheck::Pinned(given) => {
+            let pins = given
+                .iter()
+                .flat_map(|p| p.split([',', ' ']))
+                .filter(|s| !s.is_empty())
+                .map(normalize_fingerprint)
+                .collect::<Vec<_>>();
+            if pins.is_empty() || pins.iter().any(|p| p.len() != 64) {
+                return Err(RdpError::Config(
+                    "a target certificate pin must be a SHA-256 fingerprint (64 hex digits)".into(),
+                ));
             }
-            None if allow_unpinned => Ok(TargetCertCheck::AcceptAny),
-            None => Err(RdpError::Config(
-                "the target has no certificate pin and unpinned targets are not allowed".into(),
-            )),
+            Ok(Some(pins))
         }
+        HostKeyCheck::KnownHosts { .. } => Err(RdpError::Config(
+            "a known_hosts file holds SSH host keys; an RDP target needs a certificate pin".into(),
+        )),
     }
 }
 
@@ -140,7 +145,8 @@ pub fn normalize_fingerprint(s: &str) -> String {
 
 #[derive(Debug)]
 struct PinVerifier {
-    check: TargetCertCheck,
+    /// `None`: any certificate.
+    pins: Option<Vec<String>>,
     provider: Arc<CryptoProvider>,
 }
 
@@ -153,9 +159,9 @@ impl ServerCertVerifier for PinVerifier {
         _ocsp: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match &self.check {
-            TargetCertCheck::AcceptAny => Ok(ServerCertVerified::assertion()),
-            TargetCertCheck::Pinned(pins) => {
+        match &self.pins {
+            None => Ok(ServerCertVerified::assertion()),
+            Some(pins) => {
                 let got = hex::encode(sha2::Sha256::digest(end_entity.as_ref()));
                 if pins.contains(&got) {
                     Ok(ServerCertVerified::assertion())
@@ -203,14 +209,19 @@ impl ServerCertVerifier for PinVerifier {
     }
 }
 
-/// A TLS connector toward a target that checks its certificate with `check`.
-pub fn target_connector(check: TargetCertCheck) -> Result<tokio_rustls::TlsConnector, RdpError> {
+/// A TLS connector toward a target that checks its certificate with `check` (see
+/// [`certificate_pins`]).
+pub fn target_connector(check: &HostKeyCheck) -> Result<tokio_rustls::TlsConnector, RdpError> {
+    let pins = certificate_pins(check)?;
+    if pins.is_none() {
+        tracing::warn!("accepting the target's certificate unchecked (no pin)");
+    }
     let provider = provider();
     let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| RdpError::Config(format!("TLS versions: {e}")))?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(PinVerifier { check, provider }))
+        .with_custom_certificate_verifier(Arc::new(PinVerifier { pins, provider }))
         .with_no_client_auth();
     config.resumption = rustls::client::Resumption::disabled();
     Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
@@ -223,16 +234,30 @@ mod tests {
     #[test]
     fn fingerprints_normalize() {
         assert_eq!(normalize_fingerprint("SHA256:AB:cd"), "abcd");
-        assert!(TargetCertCheck::from_pin(Some("abc"), false).is_err());
-        assert!(TargetCertCheck::from_pin(None, false).is_err());
+        let pinned = |p: &str| HostKeyCheck::Pinned(vec![p.to_owned()]);
+        assert!(certificate_pins(&pinned("abc")).is_err());
+        assert!(certificate_pins(&HostKeyCheck::Pinned(Vec::new())).is_err());
+        assert!(
+            certificate_pins(&HostKeyCheck::KnownHosts {
+                path: "/x".into(),
+                learn: true
+            })
+            .is_err()
+        );
         assert_eq!(
-            TargetCertCheck::from_pin(None, true).expect("allowed"),
-            TargetCertCheck::AcceptAny
+            certificate_pins(&HostKeyCheck::AcceptAny).expect("any"),
+            None
         );
         let pin = "a".repeat(64);
         assert_eq!(
-            TargetCertCheck::from_pin(Some(&pin), false).expect("pin"),
-            TargetCertCheck::Pinned(vec![pin])
+            certificate_pins(&pinned(&pin)).expect("pin"),
+            Some(vec![pin.clone()])
+        );
+        assert_eq!(
+            certificate_pins(&pinned(&format!("{pin}, {}", "b".repeat(64))))
+                .expect("two pins")
+                .map(|p| p.len()),
+            Some(2)
         );
     }
 }

@@ -21,13 +21,14 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_rustls::client::TlsStream;
 
-use crate::access::{Authorization, TargetLogin};
+use crate::access::TargetLogin;
 use crate::bitmaps::{Normalized, Normalizer};
 use crate::config::TargetSecurity;
 use crate::error::RdpError;
 use crate::input::InputEvent;
 use crate::screen::{Rect, Screen};
 use crate::tls;
+use psm_proxy::Authorization;
 
 type TargetStream = TlsStream<TcpStream>;
 
@@ -225,7 +226,7 @@ async fn connect_inner(
             ),
         ));
     }
-    let tls_connector = tls::target_connector(auth.cert_check.clone())?;
+    let tls_connector = tls::target_connector(&auth.host_key)?;
     let server_name = rustls::pki_types::ServerName::try_from(auth.host.clone())
         .map_err(|e| connect_err(auth, format!("server name: {e}")))?;
     let stream = tls_connector

@@ -18,9 +18,10 @@ use ironrdp::server::{
     BitmapUpdate, DesktopSize, DisplayUpdate, PixelFormat, RdpServer, RdpServerDisplay,
     RdpServerDisplayUpdates,
 };
-use psm_proxy_rdp::access::{Authorization, TargetLogin};
+use psm_proxy::{Authorization, HostKeyCheck};
+use psm_proxy_rdp::access::TargetLogin;
 use psm_proxy_rdp::screen::Screen;
-use psm_proxy_rdp::tls::{ServerIdentity, TargetCertCheck};
+use psm_proxy_rdp::tls::ServerIdentity;
 use psm_proxy_rdp::upstream::{self, TargetEnd};
 use tokio::sync::{mpsc, oneshot};
 
@@ -122,9 +123,10 @@ async fn the_gateway_follows_a_target_that_resizes_its_desktop() {
         target: "resizing".into(),
         host: "127.0.0.1".into(),
         port,
-        cert_check: TargetCertCheck::AcceptAny,
+        host_key: HostKeyCheck::AcceptAny,
         account: String::new(),
         checkout: None,
+        expires: None,
     };
     let target = upstream::connect(
         &auth,

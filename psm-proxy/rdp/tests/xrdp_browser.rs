@@ -16,7 +16,6 @@ use std::time::Duration;
 use common::*;
 use psm_core::{ControlPlane, Stage};
 use psm_proxy::SessionRegistry;
-use psm_proxy_rdp::access::VaultTargets;
 use psm_proxy_rdp::recorder::{DirRecordings, writer_config};
 use psm_proxy_rdp::session::ClientKind;
 use psm_proxy_rdp::web::WebGateway;
@@ -59,12 +58,15 @@ async fn chromium_through_the_web_gateway_to_xrdp() {
     let deps = GatewayDeps {
         control_plane: cp.clone(),
         directory: plane.directory.clone(),
-        targets: Arc::new(VaultTargets::new(
-            cp,
-            plane.gateway_pi.clone(),
-            Duration::from_secs(3600),
-            true,
-        )),
+        targets: Arc::new(
+            psm_proxy::ControlPlaneTargets::new(
+                cp,
+                plane.gateway_pi.clone(),
+                Duration::from_secs(3600),
+            )
+            .for_protocol(psm_core::Protocol::Rdp)
+            .with_unpinned_accepted(true),
+        ),
         recordings: Arc::new(DirRecordings::new(
             &recordings,
             key,

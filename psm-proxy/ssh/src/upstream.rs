@@ -95,6 +95,11 @@ impl client::Handler for UpstreamHandler {
                     false
                 }
             }
+            HostKeyCheck::AcceptAny => {
+                tracing::warn!(target_name = %self.target, fingerprint = %presented,
+                    "accepting the target's host key unchecked (no pin)");
+                true
+            }
             HostKeyCheck::KnownHosts { path, learn } => {
                 match russh::keys::check_known_hosts_path(&self.host, self.port, key, path) {
                     Ok(true) => true,

@@ -23,8 +23,7 @@ use psm_core::clock::SystemClock;
 use psm_core::store::SqliteStore;
 use psm_core::vault::{DirectoryPolicy, Keyring, MasterKey, PamSettings, Vault, VaultConfig};
 use psm_core::{ControlPlane, Engine, EngineConfig, LocalControlPlane, ProcessInstance};
-use psm_proxy::SessionRegistry;
-use psm_proxy_rdp::access::VaultTargets;
+use psm_proxy::{ControlPlaneTargets, SessionRegistry};
 use psm_proxy_rdp::recorder::{DirRecordings, writer_config};
 use psm_proxy_rdp::tls::ServerIdentity;
 use psm_proxy_rdp::{GatewayDeps, RdpGateway, RdpGatewayConfig};
@@ -230,12 +229,15 @@ async fn main() -> anyhow::Result<()> {
     let deps = GatewayDeps {
         control_plane: cp.clone(),
         directory,
-        targets: Arc::new(VaultTargets::new(
-            cp,
-            pi,
-            Duration::from_secs(args.checkout_minutes.max(1) * 60),
-            args.allow_unpinned_targets,
-        )),
+        targets: Arc::new(
+            ControlPlaneTargets::new(
+                cp,
+                pi,
+                Duration::from_secs(args.checkout_minutes.max(1) * 60),
+            )
+            .for_protocol(psm_core::Protocol::Rdp)
+            .with_unpinned_accepted(args.allow_unpinned_targets),
+        ),
         recordings: Arc::new(recordings),
         registry: SessionRegistry::new(),
         launch: psm_proxy_rdp::launch::LaunchTokens::new(),

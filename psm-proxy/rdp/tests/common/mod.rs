@@ -19,7 +19,6 @@ use psm_core::vault::{
 };
 use psm_core::{ControlPlane, Engine, EngineConfig, LocalControlPlane, ProcessInstance, Protocol};
 use psm_proxy::SessionRegistry;
-use psm_proxy_rdp::access::VaultTargets;
 use psm_proxy_rdp::recorder::{DirRecordings, writer_config};
 use psm_proxy_rdp::tls::ServerIdentity;
 use psm_proxy_rdp::{GatewayDeps, LiveRdpSession, RdpGatewayConfig};
@@ -731,12 +730,15 @@ pub async fn gateway(
     let deps = GatewayDeps {
         control_plane: cp.clone(),
         directory: plane.directory.clone(),
-        targets: Arc::new(VaultTargets::new(
-            cp,
-            plane.gateway_pi.clone(),
-            Duration::from_secs(3600),
-            true,
-        )),
+        targets: Arc::new(
+            psm_proxy::ControlPlaneTargets::new(
+                cp,
+                plane.gateway_pi.clone(),
+                Duration::from_secs(3600),
+            )
+            .for_protocol(psm_core::Protocol::Rdp)
+            .with_unpinned_accepted(true),
+        ),
         recordings: Arc::new(DirRecordings::new(
             &recordings,
             key,
