@@ -10,10 +10,10 @@
 //! (playwright-core). Runs as root (it creates the target account).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use psm_core::clock::SystemClock;
@@ -31,33 +31,16 @@ use psm_proxy_ssh::{
 };
 use psm_server::web::WebConfig;
 use psm_server::{ApiKeys, Server, ServerConfig};
-use serde_json::{Value, json};
+use serde_json::json;
 
+mod browser;
 mod web_support;
+
+use browser::{Browser, PtyClient, WAIT, need};
 
 const TARGET_USER: &str = "psmwebtest";
 const ADMIN_PW: &str = "admin-Password-9";
 const ALICE_PW: &str = "alice-Password-9";
-/// How long any one wait may take (generous: the machine is shared and slow).
-const WAIT: Duration = Duration::from_secs(60);
-
-fn need(program: &str, package: &str) {
-    let found = Path::new(program).exists()
-        || Command::new("sh")
-            .arg("-c")
-            .arg(format!("command -v {program}"))
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-    assert!(found, "{program} is missing: install {package}");
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
 
 fn screenshot_dir() -> PathBuf {
     let base = std::env::var_os("PSM_ARTIFACTS")
@@ -193,225 +176,34 @@ impl Drop for Sshd {
 }
 
 /// The browser, driven step by step through web_browser.cjs.
-struct Browser {
-    child: Child,
-    stdin: ChildStdin,
-    out: std::io::Lines<BufReader<std::process::ChildStdout>>,
-    shots: Vec<PathBuf>,
-}
-
-impl Browser {
-    fn start(dir: &Path) -> Self {
-        need("/usr/bin/chromium", "the Debian package chromium");
-        need("node", "nodejs (Debian) or Node.js 20");
-        let root = repo_root();
-        assert!(
-            root.join("node_modules/playwright-core").exists(),
-            "node_modules/playwright-core is missing: run `npm ci` in {}",
-            root.display()
-        );
-        let mut child = Command::new("node")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/web_browser.cjs"))
-            .arg(dir)
-            .current_dir(&root)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting node");
-        let stdin = child.stdin.take().unwrap();
-        let out = BufReader::new(child.stdout.take().unwrap()).lines();
-        Self {
-            child,
-            stdin,
-            out,
-            shots: Vec::new(),
-        }
-    }
-
-    /// Runs one step; panics (with the page's text) if it fails or if injected script ran.
-    fn step(&mut self, step: Value) -> Value {
-        let v = self.try_step(step.clone());
-        assert_eq!(v["ok"], true, "browser step {step} failed: {v:#}");
-        v
-    }
-
-    fn try_step(&mut self, step: Value) -> Value {
-        writeln!(self.stdin, "{step}").unwrap();
-        self.stdin.flush().unwrap();
-        let line = self.out.next().expect("the browser driver ended").unwrap();
-        let v: Value =
-            serde_json::from_str(&line).unwrap_or_else(|e| panic!("driver said {line:?}: {e}"));
-        assert!(
-            v["pwned"].is_null(),
-            "script injected through data ran: {v:#}"
-        );
-        assert!(
-            v["dialogs"].as_array().is_none_or(|d| d.is_empty()),
-            "a dialog opened (injected script?): {v:#}"
-        );
-        assert!(
-            v["pageErrors"].as_array().is_none_or(|d| d.is_empty()),
-            "the page threw: {v:#}"
-        );
-        v
-    }
-
-    fn goto(&mut self, url: &str) {
-        self.step(json!({"op": "goto", "url": url}));
-    }
-
-    fn wait(&mut self, js: &str) {
-        self.step(json!({"op": "waitFor", "js": js, "timeout": WAIT.as_millis() as u64}));
-    }
-
-    fn eval(&mut self, js: &str) -> Value {
-        self.step(json!({"op": "eval", "js": js}))["value"].clone()
-    }
-
-    fn click(&mut self, sel: &str) {
-        self.step(json!({"op": "click", "sel": sel}));
-    }
-
-    fn fill(&mut self, sel: &str, value: &str) {
-        self.step(json!({"op": "fill", "sel": sel, "value": value}));
-    }
-
-    fn shot(&mut self, name: &str) {
-        let v = self.step(json!({"op": "screenshot", "name": name}));
-        let p = PathBuf::from(v["value"].as_str().unwrap());
-        assert!(
-            std::fs::metadata(&p).unwrap().len() > 1000,
-            "{} is empty",
-            p.display()
-        );
-        println!("screenshot: {}", p.display());
-        self.shots.push(p);
-    }
-
-    fn close(mut self) {
-        let _ = self.try_step(json!({"op": "close"}));
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// A real OpenSSH client session through the gateway, typed into through a pipe, its
-/// output collected.
-struct SshClient {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    output: Arc<Mutex<Vec<u8>>>,
-}
-
-impl SshClient {
-    fn start(gateway_port: u16, known_hosts: &Path) -> Self {
-        need("ssh", "openssh-client");
-        need("sshpass", "sshpass");
-        need("python3", "python3");
-        // ssh runs in a pseudo-terminal of 100x30, like a user's terminal window.
-        let mut child = Command::new("python3")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/web_pty.py"))
-            .args([
-                "100",
-                "30",
-                "sshpass",
-                "-p",
-                ALICE_PW,
-                "ssh",
-                "-F",
-                "/dev/null",
-            ])
-            .arg("-o")
-            .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
-            .args([
-                "-o",
-                "StrictHostKeyChecking=yes",
-                "-o",
-                "PreferredAuthentications=password",
-            ])
-            .args(["-o", "PubkeyAuthentication=no", "-o", "ConnectTimeout=30"])
-            .args(["-p", &gateway_port.to_string(), "alice+web-01@127.0.0.1"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let output = Arc::new(Mutex::new(Vec::new()));
-        for mut stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let output = output.clone();
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = stream.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    output.lock().unwrap().extend_from_slice(&buf[..n]);
-                }
-            });
-        }
-        Self {
-            stdin: child.stdin.take(),
-            child,
-            output,
-        }
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned()
-    }
-
-    fn type_line(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().unwrap();
-        stdin.write_all(line.as_bytes()).unwrap();
-        stdin.write_all(b"\r").unwrap();
-        stdin.flush().unwrap();
-    }
-
-    fn wait_output(&self, needle: &str) {
-        let start = Instant::now();
-        while start.elapsed() < WAIT {
-            if self.text().contains(needle) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!(
-            "the ssh client never showed {needle:?}; it showed:\n{}",
-            self.text()
-        );
-    }
-
-    fn wait_exit(&mut self) -> std::process::ExitStatus {
-        let start = Instant::now();
-        while start.elapsed() < WAIT {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return st;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("the ssh client did not exit; it showed:\n{}", self.text());
-    }
-}
-
-impl Drop for SshClient {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// A real OpenSSH client session through the gateway, in a 100x30 terminal.
+fn ssh_client(gateway_port: u16, known_hosts: &Path) -> PtyClient {
+    need("sshpass", "sshpass");
+    PtyClient::start(
+        100,
+        30,
+        "sshpass",
+        &[
+            "-p".to_owned(),
+            ALICE_PW.to_owned(),
+            "ssh".to_owned(),
+            "-F".to_owned(),
+            "/dev/null".to_owned(),
+            "-o".to_owned(),
+            format!("UserKnownHostsFile={}", known_hosts.display()),
+            "-o".to_owned(),
+            "StrictHostKeyChecking=yes".to_owned(),
+            "-o".to_owned(),
+            "PreferredAuthentications=password".to_owned(),
+            "-o".to_owned(),
+            "PubkeyAuthentication=no".to_owned(),
+            "-o".to_owned(),
+            "ConnectTimeout=30".to_owned(),
+            "-p".to_owned(),
+            gateway_port.to_string(),
+            "alice+web-01@127.0.0.1".to_owned(),
+        ],
+    )
 }
 
 async fn wait_until<F, Fut>(what: &str, mut f: F)
@@ -595,7 +387,7 @@ async fn admin_watches_controls_replays_and_searches_a_real_session_in_chromium(
     });
 
     // 2. Alice logs in with OpenSSH through the gateway; the session shows up live.
-    let mut ssh = SshClient::start(gw_addr.port(), &known_hosts);
+    let mut ssh = ssh_client(gw_addr.port(), &known_hosts);
     tokio::task::block_in_place(|| ssh.wait_output("$ "));
     let id: SessionId = {
         let start = Instant::now();
