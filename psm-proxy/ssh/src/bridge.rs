@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use psm_proxy::redact::EchoTracker;
-use psm_proxy::tap::{ChannelInfo, Direction, ExitReport, StreamKind};
+use psm_proxy::tap::{ChannelInfo, ChannelKind, Direction, ExitReport, StreamKind};
 use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf, client, server};
 use tokio::sync::{mpsc, oneshot};
 
@@ -415,7 +415,7 @@ async fn target_to_user(
     uw: ChannelWriteHalf<server::Msg>,
 ) {
     let target = state.target.clone();
-    let mut eof_sent = false;
+    let mut eof = UserEof::new(&state.info);
     loop {
         match tr.wait().await {
             Some(ChannelMsg::Data { data }) => {
@@ -448,17 +448,13 @@ async fn target_to_user(
                     break;
                 }
             }
-            Some(ChannelMsg::Eof) => {
-                if !eof_sent {
-                    eof_sent = true;
-                    let _ = uw.eof().await;
-                }
-            }
+            Some(ChannelMsg::Eof) => eof.target_sent(&uw).await,
             Some(ChannelMsg::ExitStatus { exit_status }) => {
                 live.taps
                     .exit(&state.info, &ExitReport::Status(exit_status))
                     .await;
                 let _ = uw.exit_status(exit_status).await;
+                eof.exited(&uw).await;
             }
             Some(ChannelMsg::ExitSignal {
                 signal_name,
@@ -486,6 +482,7 @@ async fn target_to_user(
                         )
                         .await;
                 }
+                eof.exited(&uw).await;
             }
             Some(ChannelMsg::Success) => target.resolve(true),
             Some(ChannelMsg::Failure) => target.resolve(false),
@@ -494,12 +491,63 @@ async fn target_to_user(
         }
     }
     target.fail_all();
-    // Exactly one EOF before the close: strict clients (asyncssh) drop the connection on a
-    // second one.
-    if !eof_sent {
-        let _ = uw.eof().await;
-    }
+    // The close follows the exit status on this same ordered queue, and the EOF (held or
+    // never sent) goes just before it.
+    eof.send(&uw).await;
     let _ = uw.close().await;
+}
+
+/// When the target's EOF is passed on to the user.
+///
+/// On a session channel it waits for the target's `exit-status` or `exit-signal` (or its
+/// close), so the user's client sees RFC 4254 §6.10's order: exit status, EOF, close. Why:
+/// clients close a session channel as soon as both sides have sent EOF (PuTTY at once,
+/// OpenSSH once its output is drained); russh answers that CLOSE on the spot and forgets
+/// the channel, dropping any exit status sent after it without an error. sshd often sends
+/// EOF a moment before `exit-status`, so an EOF passed on at once let the client's CLOSE
+/// overtake the status and plink exit 0 for a failed command (issue 24). Port forwards
+/// have no exit status: their EOF (a half-close) goes on at once.
+struct UserEof {
+    hold: bool,
+    held: bool,
+    sent: bool,
+    exited: bool,
+}
+
+impl UserEof {
+    fn new(info: &ChannelInfo) -> Self {
+        Self {
+            hold: matches!(info.kind, ChannelKind::Session),
+            held: false,
+            sent: false,
+            exited: false,
+        }
+    }
+
+    /// The target sent EOF.
+    async fn target_sent(&mut self, uw: &ChannelWriteHalf<server::Msg>) {
+        if self.hold && !self.exited {
+            self.held = true;
+        } else {
+            self.send(uw).await;
+        }
+    }
+
+    /// The exit status or signal went to the user: a held EOF may follow it.
+    async fn exited(&mut self, uw: &ChannelWriteHalf<server::Msg>) {
+        self.exited = true;
+        if self.held {
+            self.send(uw).await;
+        }
+    }
+
+    /// Exactly one EOF: strict clients (asyncssh) drop the connection on a second one.
+    async fn send(&mut self, uw: &ChannelWriteHalf<server::Msg>) {
+        if !self.sent {
+            self.sent = true;
+            let _ = uw.eof().await;
+        }
+    }
 }
 
 #[cfg(test)]
