@@ -58,15 +58,7 @@ async fn chromium_through_the_web_gateway_to_xrdp() {
     let deps = GatewayDeps {
         control_plane: cp.clone(),
         directory: plane.directory.clone(),
-        targets: Arc::new(
-            psm_proxy::ControlPlaneTargets::new(
-                cp,
-                plane.gateway_pi.clone(),
-                Duration::from_secs(3600),
-            )
-            .for_protocol(psm_core::Protocol::Rdp)
-            .with_unpinned_accepted(true),
-        ),
+        targets: plane.targets(),
         recordings: Arc::new(DirRecordings::new(
             &recordings,
             key,

@@ -650,6 +650,22 @@ pub async fn plane(target_port: u16, target_password: &str) -> Plane {
     }
 }
 
+impl Plane {
+    /// RDP targets from this plane's vault; unpinned ones are accepted (xrdp's certificate
+    /// is self-signed and new on every run).
+    pub fn targets(&self) -> Arc<dyn psm_proxy::TargetAccess> {
+        Arc::new(
+            psm_proxy::ControlPlaneTargets::new(
+                self.cp.clone(),
+                self.gateway_pi.clone(),
+                Duration::from_secs(3600),
+            )
+            .for_protocol(Protocol::Rdp)
+            .with_unpinned_accepted(true),
+        )
+    }
+}
+
 pub struct Gateway {
     pub launch: psm_proxy_rdp::launch::LaunchTokens,
     pub addr: SocketAddr,
@@ -730,15 +746,7 @@ pub async fn gateway(
     let deps = GatewayDeps {
         control_plane: cp.clone(),
         directory: plane.directory.clone(),
-        targets: Arc::new(
-            psm_proxy::ControlPlaneTargets::new(
-                cp,
-                plane.gateway_pi.clone(),
-                Duration::from_secs(3600),
-            )
-            .for_protocol(psm_core::Protocol::Rdp)
-            .with_unpinned_accepted(true),
-        ),
+        targets: plane.targets(),
         recordings: Arc::new(DirRecordings::new(
             &recordings,
             key,
