@@ -1,4 +1,4 @@
-//! [`HttpControlPlane`]: psm-core's [`ControlPlane`] over the HTTP contract, so a gateway,
+//! [`HttpControlPlane`]: psm-core's [`ControlPlane`](psm_core::ControlPlane) (every role trait) over the HTTP contract, so a gateway,
 //! encoder or uploader runs the same against a remote control plane as in-process.
 
 use std::time::Duration;
@@ -8,16 +8,16 @@ use psm_core::vault::{
     Checkin, Checkout, CheckoutRequest, CheckoutStatus, Credential, PamSettings, Target,
 };
 use psm_core::{
-    CheckoutId, Completion, ControlPlane, CoreError, FencingToken, HeartbeatReply, Lease,
-    NewSession, PrivSession, ProcessInstance, RecordingStatus, RecordingStatusUpdate, SessionId,
-    Stage, Timestamp,
+    CheckoutId, Completion, CoreError, FencingToken, HeartbeatReply, Lease, LiveLinkApi,
+    NewSession, PrivSession, ProcessInstance, RecordingStatus, RecordingStatusUpdate, SessionAdmin,
+    SessionId, SessionLifecycle, Settings, Stage, TargetCredentials, Timestamp, WorkQueue,
 };
 
 use crate::client::Client;
 use crate::error::ClientError;
 use crate::wire;
 
-/// A [`ControlPlane`] that speaks HTTP.
+/// A [`ControlPlane`](psm_core::ControlPlane) that speaks HTTP: it implements every role trait.
 ///
 /// Against a PAM product that knows only the seed's endpoints, the seed's calls work and
 /// PSM's extensions answer [`CoreError::Unsupported`]; claims without PSM's `Leases` get
@@ -101,7 +101,7 @@ fn checkout_from(
 }
 
 #[async_trait]
-impl ControlPlane for HttpControlPlane {
+impl SessionLifecycle for HttpControlPlane {
     async fn open_session(&self, new: NewSession) -> Result<PrivSession, CoreError> {
         let req = wire::OpenSessionRequest {
             session: new.id,
@@ -150,7 +150,80 @@ impl ControlPlane for HttpControlPlane {
             .map(drop)
             .map_err(core)
     }
+}
 
+#[async_trait]
+impl TargetCredentials for HttpControlPlane {
+    async fn target(&self, name: &str) -> Result<Target, CoreError> {
+        Ok(self.client.get_target(name).await.map_err(core)?.into())
+    }
+
+    async fn get_credential(
+        &self,
+        session: SessionId,
+        by: &ProcessInstance,
+    ) -> Result<Credential, CoreError> {
+        self.client
+            .get_credential(session, by)
+            .await
+            .map_err(core)?
+            .into_credential()
+    }
+
+    async fn checkout(
+        &self,
+        request: CheckoutRequest,
+        _actor: &str,
+    ) -> Result<Checkout, CoreError> {
+        let minutes = u32::try_from(request.duration.as_secs().div_ceil(60)).unwrap_or(u32::MAX);
+        let resp = self
+            .client
+            .checkout(&wire::CheckoutRequestDto {
+                user_name: request.user,
+                target: request.target,
+                duration_minutes: minutes,
+            })
+            .await
+            .map_err(core)?;
+        Checkout::try_from(resp.checkout)
+    }
+
+    async fn checkout_status(&self, checkout: &CheckoutId) -> Result<CheckoutStatus, CoreError> {
+        let resp = self
+            .client
+            .get_remaining_minutes_for_checkout(checkout)
+            .await
+            .map_err(core)?;
+        let remaining = if resp.remaining_seconds > 0 || resp.checkout.is_some() {
+            Duration::from_secs(resp.remaining_seconds)
+        } else {
+            Duration::from_secs(resp.remaining_minutes.saturating_mul(60))
+        };
+        let active = if resp.checkout.is_some() {
+            resp.active
+        } else {
+            resp.remaining_minutes > 0
+        };
+        Ok(CheckoutStatus {
+            checkout: checkout_from(resp.checkout, checkout, remaining)?,
+            remaining,
+            remaining_minutes: resp.remaining_minutes,
+            active,
+        })
+    }
+
+    async fn checkin(&self, checkout: &CheckoutId, _actor: &str) -> Result<Checkin, CoreError> {
+        let resp = self.client.checkin(checkout).await.map_err(core)?;
+        Ok(Checkin {
+            checkout: checkout_from(resp.checkout, checkout, Duration::ZERO)?,
+            already_ended: resp.already_checked_in,
+            sessions_terminated: resp.sessions_terminated,
+        })
+    }
+}
+
+#[async_trait]
+impl WorkQueue for HttpControlPlane {
     async fn claim_for_encoding(
         &self,
         by: &ProcessInstance,
@@ -268,95 +341,17 @@ impl ControlPlane for HttpControlPlane {
             .map(drop)
             .map_err(core)
     }
+}
 
-    async fn request_termination(
-        &self,
-        session: SessionId,
-        _actor: &str,
-        reason: &str,
-    ) -> Result<(), CoreError> {
-        // The server records the authenticated caller as the actor.
-        self.client
-            .terminate_session(&wire::TerminateSessionRequest {
-                session,
-                reason: reason.to_owned(),
-            })
-            .await
-            .map(drop)
-            .map_err(core)
-    }
-
-    async fn target(&self, name: &str) -> Result<Target, CoreError> {
-        Ok(self.client.get_target(name).await.map_err(core)?.into())
-    }
-
-    async fn get_credential(
-        &self,
-        session: SessionId,
-        by: &ProcessInstance,
-    ) -> Result<Credential, CoreError> {
-        self.client
-            .get_credential(session, by)
-            .await
-            .map_err(core)?
-            .into_credential()
-    }
-
-    async fn checkout(
-        &self,
-        request: CheckoutRequest,
-        _actor: &str,
-    ) -> Result<Checkout, CoreError> {
-        let minutes = u32::try_from(request.duration.as_secs().div_ceil(60)).unwrap_or(u32::MAX);
-        let resp = self
-            .client
-            .checkout(&wire::CheckoutRequestDto {
-                user_name: request.user,
-                target: request.target,
-                duration_minutes: minutes,
-            })
-            .await
-            .map_err(core)?;
-        Checkout::try_from(resp.checkout)
-    }
-
-    async fn checkout_status(&self, checkout: &CheckoutId) -> Result<CheckoutStatus, CoreError> {
-        let resp = self
-            .client
-            .get_remaining_minutes_for_checkout(checkout)
-            .await
-            .map_err(core)?;
-        let remaining = if resp.remaining_seconds > 0 || resp.checkout.is_some() {
-            Duration::from_secs(resp.remaining_seconds)
-        } else {
-            Duration::from_secs(resp.remaining_minutes.saturating_mul(60))
-        };
-        let active = if resp.checkout.is_some() {
-            resp.active
-        } else {
-            resp.remaining_minutes > 0
-        };
-        Ok(CheckoutStatus {
-            checkout: checkout_from(resp.checkout, checkout, remaining)?,
-            remaining,
-            remaining_minutes: resp.remaining_minutes,
-            active,
-        })
-    }
-
-    async fn checkin(&self, checkout: &CheckoutId, _actor: &str) -> Result<Checkin, CoreError> {
-        let resp = self.client.checkin(checkout).await.map_err(core)?;
-        Ok(Checkin {
-            checkout: checkout_from(resp.checkout, checkout, Duration::ZERO)?,
-            already_ended: resp.already_checked_in,
-            sessions_terminated: resp.sessions_terminated,
-        })
-    }
-
+#[async_trait]
+impl Settings for HttpControlPlane {
     async fn pam_settings(&self) -> Result<PamSettings, CoreError> {
         PamSettings::try_from(self.client.get_pam_settings().await.map_err(core)?)
     }
+}
 
+#[async_trait]
+impl LiveLinkApi for HttpControlPlane {
     async fn redeem_live_ticket(
         &self,
         ticket: &psm_core::live::LiveTicket,
@@ -385,6 +380,26 @@ impl ControlPlane for HttpControlPlane {
     ) -> Result<(), CoreError> {
         crate::live::report(&self.client, by, reports)
             .await
+            .map_err(core)
+    }
+}
+
+#[async_trait]
+impl SessionAdmin for HttpControlPlane {
+    async fn request_termination(
+        &self,
+        session: SessionId,
+        _actor: &str,
+        reason: &str,
+    ) -> Result<(), CoreError> {
+        // The server records the authenticated caller as the actor.
+        self.client
+            .terminate_session(&wire::TerminateSessionRequest {
+                session,
+                reason: reason.to_owned(),
+            })
+            .await
+            .map(drop)
             .map_err(core)
     }
 }

@@ -1,21 +1,23 @@
-//! [`HttpDirectory`]: psm-core's [`UserDirectory`] over the control plane's directory
+//! [`HttpDirectory`]: psm-core's [`UserDirectory`](psm_core::directory::UserDirectory) over the control plane's directory
 //! extension endpoints, so a gateway on another host authenticates users against the
 //! control plane's directory exactly as an in-process one does.
 //!
 //! Password hashes and TOTP secrets never come over the wire: the users it reads carry
 //! [`Factor::Remote`](psm_core::directory::Factor::Remote) for each configured factor, and
-//! [`verify_password`](UserDirectory::verify_password) and
-//! [`verify_totp`](UserDirectory::verify_totp) ask the control plane (VerifyUser).
+//! [`verify_password`](DirectoryLookup::verify_password) and
+//! [`verify_totp`](DirectoryLookup::verify_totp) ask the control plane (VerifyUser).
 
 use async_trait::async_trait;
 use psm_core::CoreError;
-use psm_core::directory::{AuthorizedKey, DirectoryUser, NewUser, UserDirectory, UserUpdate};
+use psm_core::directory::{
+    AuthorizedKey, DirectoryAdmin, DirectoryLookup, DirectoryUser, NewUser, UserUpdate,
+};
 use psm_core::vault::Secret;
 
 use crate::client::Client;
 use crate::wire;
 
-/// A [`UserDirectory`] that speaks HTTP (gateway key for reads and verification, admin key
+/// A [`UserDirectory`](psm_core::directory::UserDirectory) that speaks HTTP (gateway key for reads and verification, admin key
 /// for writes and listing).
 #[derive(Clone, Debug)]
 pub struct HttpDirectory {
@@ -34,12 +36,64 @@ fn core(e: crate::ClientError) -> CoreError {
 }
 
 #[async_trait]
-impl UserDirectory for HttpDirectory {
+impl DirectoryLookup for HttpDirectory {
     async fn user(&self, name: &str) -> Result<Option<DirectoryUser>, CoreError> {
         let resp = self.client.get_user(name).await.map_err(core)?;
         resp.user.map(wire::UserInfoDto::into_user).transpose()
     }
 
+    /// Asks the control plane (VerifyUser), which holds the hash.
+    async fn verify_password(
+        &self,
+        name: &str,
+        password: &Secret<String>,
+    ) -> Result<bool, CoreError> {
+        let request = wire::VerifyUserRequest {
+            name: name.to_owned(),
+            password: Some(password.expose_secret().clone()),
+            totp_code: None,
+        };
+        Ok(self
+            .client
+            .verify_user(&request)
+            .await
+            .map_err(core)?
+            .accepted)
+    }
+
+    /// Asks the control plane (VerifyUser), which holds the secret and judges the code by
+    /// its own clock (`unix_seconds` is not sent).
+    async fn verify_totp(
+        &self,
+        name: &str,
+        code: &str,
+        _unix_seconds: u64,
+    ) -> Result<bool, CoreError> {
+        let request = wire::VerifyUserRequest {
+            name: name.to_owned(),
+            password: None,
+            totp_code: Some(code.to_owned()),
+        };
+        Ok(self
+            .client
+            .verify_user(&request)
+            .await
+            .map_err(core)?
+            .accepted)
+    }
+
+    async fn targets_of_roles(&self, roles: &[String]) -> Result<Vec<String>, CoreError> {
+        Ok(self
+            .client
+            .targets_of_roles(roles)
+            .await
+            .map_err(core)?
+            .targets)
+    }
+}
+
+#[async_trait]
+impl DirectoryAdmin for HttpDirectory {
     async fn users(&self) -> Result<Vec<DirectoryUser>, CoreError> {
         self.client
             .list_users()
@@ -120,54 +174,5 @@ impl UserDirectory for HttpDirectory {
             .await
             .map_err(core)?
             .existed)
-    }
-
-    /// Asks the control plane (VerifyUser), which holds the hash.
-    async fn verify_password(
-        &self,
-        name: &str,
-        password: &Secret<String>,
-    ) -> Result<bool, CoreError> {
-        let request = wire::VerifyUserRequest {
-            name: name.to_owned(),
-            password: Some(password.expose_secret().clone()),
-            totp_code: None,
-        };
-        Ok(self
-            .client
-            .verify_user(&request)
-            .await
-            .map_err(core)?
-            .accepted)
-    }
-
-    /// Asks the control plane (VerifyUser), which holds the secret and judges the code by
-    /// its own clock (`unix_seconds` is not sent).
-    async fn verify_totp(
-        &self,
-        name: &str,
-        code: &str,
-        _unix_seconds: u64,
-    ) -> Result<bool, CoreError> {
-        let request = wire::VerifyUserRequest {
-            name: name.to_owned(),
-            password: None,
-            totp_code: Some(code.to_owned()),
-        };
-        Ok(self
-            .client
-            .verify_user(&request)
-            .await
-            .map_err(core)?
-            .accepted)
-    }
-
-    async fn targets_of_roles(&self, roles: &[String]) -> Result<Vec<String>, CoreError> {
-        Ok(self
-            .client
-            .targets_of_roles(roles)
-            .await
-            .map_err(core)?
-            .targets)
     }
 }

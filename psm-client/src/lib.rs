@@ -12,7 +12,7 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), psm_core::CoreError> {
 //! use psm_client::{Client, ClientConfig, HttpControlPlane};
-//! use psm_core::{ControlPlane, ProcessInstance};
+//! use psm_core::{ProcessInstance, WorkQueue};
 //!
 //! let client = Client::new(
 //!     ClientConfig::new("http://127.0.0.1:8080").with_api_key("key-of-the-encoder-role"),

@@ -1,7 +1,19 @@
-//! The seam between PSM's processes and whoever owns sessions: [`ControlPlane`].
+//! The seam between PSM's processes and whoever owns sessions: one role trait per caller.
 //!
-//! Gateways, encoders and uploaders hold a `dyn ControlPlane`. In one process it is the
-//! [`Engine`] itself; across processes it is `psm-client` speaking the `secureaccessgateway`
+//! | role trait | who calls it |
+//! |---|---|
+//! | [`SessionLifecycle`] | a gateway: open, heartbeat, end its sessions |
+//! | [`TargetCredentials`] | a gateway logging in with vaulted credentials (psm-proxy's `ControlPlaneTargets`) |
+//! | [`WorkQueue`] | the encoder and uploader: claims, leases, outcomes |
+//! | [`Settings`] | the workers, and a gateway's recorder (encryption recipients) |
+//! | [`LiveLinkApi`] | a gateway's live link and live websocket server |
+//! | [`SessionAdmin`] | an administrator (terminate) |
+//!
+//! [`ControlPlane`] is their union, implemented for every type that implements all six. Each
+//! component holds the narrowest trait it calls, so an integrator implements only what the
+//! components they embed use, and the compiler names what is missing. In one process the
+//! roles are [`LocalControlPlane`] (the [`Engine`] answers the lifecycle, queue and admin
+//! roles alone); across processes they are `psm-client` speaking the `secureaccessgateway`
 //! HTTP contract to `psm-server` or to an integrator's own PAM product.
 
 use async_trait::async_trait;
@@ -33,21 +45,69 @@ pub struct HeartbeatReply {
     pub reason: Option<String>,
 }
 
-/// The lifecycle calls PSM's processes make, one per endpoint of the contract.
+/// The union of the role traits: everything a whole control plane answers.
+///
+/// Nothing implements it by hand: every type that implements all the role traits is a
+/// `ControlPlane` (a blanket impl). Components ask for the role they call, and an assembly
+/// holding an `Arc<dyn ControlPlane>` hands each of them the narrower trait object:
 ///
 /// ```
-/// # async fn demo(cp: &dyn psm_core::ControlPlane) -> Result<(), psm_core::CoreError> {
-/// use psm_core::ProcessInstance;
-/// let me = ProcessInstance::new("encoder-1")?;
-/// for lease in cp.claim_for_encoding(&me, 4).await? {
-///     // ... encode, renewing the lease now and then ...
-///     let lease = cp.renew(&lease).await?;
-///     cp.complete(&lease, Default::default()).await?;
+/// # fn demo(cp: std::sync::Arc<dyn psm_core::ControlPlane>) {
+/// use std::sync::Arc;
+/// use psm_core::{SessionLifecycle, WorkQueue};
+/// let gateway: Arc<dyn SessionLifecycle> = cp.clone(); // what an SSH gateway holds
+/// let encoder: Arc<dyn WorkQueue> = cp; // what a pipeline worker holds
+/// # let _ = (gateway, encoder);
+/// # }
+/// ```
+pub trait ControlPlane:
+    SessionLifecycle + TargetCredentials + WorkQueue + Settings + LiveLinkApi + SessionAdmin
+{
+}
+
+impl<T> ControlPlane for T where
+    T: SessionLifecycle
+        + TargetCredentials
+        + WorkQueue
+        + Settings
+        + LiveLinkApi
+        + SessionAdmin
+        + ?Sized
+{
+}
+
+/// A gateway's sessions: open one, keep it alive, end it (OpenSession, Polling,
+/// UpdateSession, EndSession). The one control-plane role the SSH gateway itself calls.
+///
+/// An embedder's own control plane can be this alone:
+///
+/// ```
+/// use async_trait::async_trait;
+/// use psm_core::{CoreError, HeartbeatReply, NewSession, PrivSession, ProcessInstance,
+///     SessionId, SessionLifecycle};
+///
+/// struct Log;
+///
+/// #[async_trait]
+/// impl SessionLifecycle for Log {
+///     async fn open_session(&self, new: NewSession) -> Result<PrivSession, CoreError> {
+///         println!("open {} {}@{}", new.id, new.user, new.target);
+///         Ok(PrivSession::connected(new, psm_core::Timestamp::now_utc()))
+///     }
+///     async fn heartbeat(&self, _: SessionId, _: &ProcessInstance) -> Result<HeartbeatReply, CoreError> {
+///         Ok(HeartbeatReply::default())
+///     }
+///     async fn update_session(&self, _: SessionId) -> Result<(), CoreError> {
+///         Ok(())
+///     }
+///     async fn end_session(&self, id: SessionId, _: &ProcessInstance) -> Result<(), CoreError> {
+///         println!("end {id}");
+///         Ok(())
+///     }
 /// }
-/// # Ok(()) }
 /// ```
 #[async_trait]
-pub trait ControlPlane: Send + Sync {
+pub trait SessionLifecycle: Send + Sync {
     /// Opens a Connected session for a user who just connected to a gateway.
     async fn open_session(&self, new: NewSession) -> Result<PrivSession, CoreError>;
 
@@ -63,7 +123,53 @@ pub trait ControlPlane: Send + Sync {
 
     /// EndSession.
     async fn end_session(&self, session: SessionId, by: &ProcessInstance) -> Result<(), CoreError>;
+}
 
+/// Targets and their vaulted credentials, for a gateway that logs in with them (GetTarget,
+/// Checkout, GetCredential, GetRemainingMinutesForCheckout, Checkin). psm-proxy's
+/// `ControlPlaneTargets` holds it.
+#[async_trait]
+pub trait TargetCredentials: Send + Sync {
+    /// A target's connection details (GetTarget). Holds no secret.
+    async fn target(&self, name: &str) -> Result<Target, CoreError>;
+
+    /// GetCredential: the session's target credential, for the gateway `by` that owns the
+    /// Connected session, while its checkout is valid.
+    async fn get_credential(
+        &self,
+        session: SessionId,
+        by: &ProcessInstance,
+    ) -> Result<Credential, CoreError>;
+
+    /// Checkout: a just-in-time checkout of a target's credential for a user. `actor` is who
+    /// asks (a gateway on the user's behalf, or an admin).
+    async fn checkout(&self, request: CheckoutRequest, actor: &str) -> Result<Checkout, CoreError>;
+
+    /// GetRemainingMinutesForCheckout: a checkout and the time it has left (a gateway warns
+    /// its user when it runs low).
+    async fn checkout_status(&self, checkout: &CheckoutId) -> Result<CheckoutStatus, CoreError>;
+
+    /// Checkin: ends a checkout and asks its live sessions to terminate.
+    async fn checkin(&self, checkout: &CheckoutId, actor: &str) -> Result<Checkin, CoreError>;
+}
+
+/// The encoder's and uploader's queue: claims with leases and fencing tokens, renewals,
+/// outcomes (EncoderClaim, UploderClaim, Polling, UpdateRecordingProcessStatus,
+/// GetRecordingProcessStatus).
+///
+/// ```
+/// # async fn demo(cp: &dyn psm_core::WorkQueue) -> Result<(), psm_core::CoreError> {
+/// use psm_core::ProcessInstance;
+/// let me = ProcessInstance::new("encoder-1")?;
+/// for lease in cp.claim_for_encoding(&me, 4).await? {
+///     // ... encode, renewing the lease now and then ...
+///     let lease = cp.renew(&lease).await?;
+///     cp.complete(&lease, Default::default()).await?;
+/// }
+/// # Ok(()) }
+/// ```
+#[async_trait]
+pub trait WorkQueue: Send + Sync {
     /// EncoderClaim.
     async fn claim_for_encoding(
         &self,
@@ -93,106 +199,31 @@ pub trait ControlPlane: Send + Sync {
         sessions: &[SessionId],
     ) -> Result<Vec<RecordingStatus>, CoreError>;
 
-    // The calls below came with the vault. Each has a default that answers
-    // `CoreError::Unsupported`, so an implementation written before them (or a remote PAM
-    // product that speaks only the seed's endpoints) still compiles and says clearly what
-    // it lacks.
-
     /// UpdateRecordingProcessStatus as the seed has it: a worker reports on a session it
     /// holds, with or without its fencing token.
-    async fn update_recording_status(
-        &self,
-        update: RecordingStatusUpdate,
-    ) -> Result<(), CoreError> {
-        let _ = update;
-        Err(CoreError::Unsupported {
-            operation: "UpdateRecordingProcessStatus",
-        })
-    }
+    async fn update_recording_status(&self, update: RecordingStatusUpdate)
+    -> Result<(), CoreError>;
+}
 
-    /// Asks the gateway of a Connected session to close it (an admin's terminate): the
-    /// gateway sees the flag on its next Polling. `actor` is who asks, for the audit trail.
-    async fn request_termination(
-        &self,
-        session: SessionId,
-        actor: &str,
-        reason: &str,
-    ) -> Result<(), CoreError> {
-        let _ = (session, actor, reason);
-        Err(CoreError::Unsupported {
-            operation: "TerminateSession",
-        })
-    }
-
-    /// A target's connection details (GetTarget). Holds no secret.
-    async fn target(&self, name: &str) -> Result<Target, CoreError> {
-        let _ = name;
-        Err(CoreError::Unsupported {
-            operation: "GetTarget",
-        })
-    }
-
-    /// GetCredential: the session's target credential, for the gateway `by` that owns the
-    /// Connected session, while its checkout is valid.
-    async fn get_credential(
-        &self,
-        session: SessionId,
-        by: &ProcessInstance,
-    ) -> Result<Credential, CoreError> {
-        let _ = (session, by);
-        Err(CoreError::Unsupported {
-            operation: "GetCredential",
-        })
-    }
-
-    /// Checkout: a just-in-time checkout of a target's credential for a user. `actor` is who
-    /// asks (a gateway on the user's behalf, or an admin).
-    async fn checkout(&self, request: CheckoutRequest, actor: &str) -> Result<Checkout, CoreError> {
-        let _ = (request, actor);
-        Err(CoreError::Unsupported {
-            operation: "Checkout",
-        })
-    }
-
-    /// GetRemainingMinutesForCheckout: a checkout and the time it has left (a gateway warns
-    /// its user when it runs low).
-    async fn checkout_status(&self, checkout: &CheckoutId) -> Result<CheckoutStatus, CoreError> {
-        let _ = checkout;
-        Err(CoreError::Unsupported {
-            operation: "GetRemainingMinutesForCheckout",
-        })
-    }
-
-    /// Checkin: ends a checkout and asks its live sessions to terminate.
-    async fn checkin(&self, checkout: &CheckoutId, actor: &str) -> Result<Checkin, CoreError> {
-        let _ = (checkout, actor);
-        Err(CoreError::Unsupported {
-            operation: "Checkin",
-        })
-    }
-
+/// The deployment's settings (GetPAMSettings): what the workers export and where they
+/// upload, and the recipients a gateway's recorder encrypts for.
+#[async_trait]
+pub trait Settings: Send + Sync {
     /// GetPAMSettings.
-    async fn pam_settings(&self) -> Result<PamSettings, CoreError> {
-        Err(CoreError::Unsupported {
-            operation: "GetPAMSettings",
-        })
-    }
+    async fn pam_settings(&self) -> Result<PamSettings, CoreError>;
+}
 
-    // Live control (`docs/live.md`): tickets, commands and reports between the control plane
-    // and the gateway running a session.
-
+/// Live control (`docs/live.md`) as a gateway sees it: tickets to redeem, commands to run,
+/// reports to send. psm-proxy's `LiveLink` and `LiveServer` hold it.
+#[async_trait]
+pub trait LiveLinkApi: Send + Sync {
     /// RedeemLiveTicket: a gateway redeems a viewer's (or a browser terminal's) ticket once.
     /// A join ticket is redeemed only by the gateway `by` that runs its Connected session.
     async fn redeem_live_ticket(
         &self,
         ticket: &LiveTicket,
         by: &ProcessInstance,
-    ) -> Result<TicketGrant, CoreError> {
-        let _ = (ticket, by);
-        Err(CoreError::Unsupported {
-            operation: "RedeemLiveTicket",
-        })
-    }
+    ) -> Result<TicketGrant, CoreError>;
 
     /// LiveCommands: the commands queued for gateway `by`, waiting up to `wait` for the
     /// first (a long poll). `live_url` is the gateway's websocket base URL, for tickets.
@@ -201,28 +232,31 @@ pub trait ControlPlane: Send + Sync {
         by: &ProcessInstance,
         wait: Duration,
         live_url: Option<&str>,
-    ) -> Result<Vec<LiveCommand>, CoreError> {
-        let _ = (by, wait, live_url);
-        Err(CoreError::Unsupported {
-            operation: "LiveCommands",
-        })
-    }
+    ) -> Result<Vec<LiveCommand>, CoreError>;
 
     /// LiveReport: what gateway `by` did in its live sessions (each report an audit event).
     async fn live_report(
         &self,
         by: &ProcessInstance,
         reports: &[LiveReport],
-    ) -> Result<(), CoreError> {
-        let _ = (by, reports);
-        Err(CoreError::Unsupported {
-            operation: "LiveReport",
-        })
-    }
+    ) -> Result<(), CoreError>;
+}
+
+/// What an administrator asks of sessions it does not run.
+#[async_trait]
+pub trait SessionAdmin: Send + Sync {
+    /// Asks the gateway of a Connected session to close it (an admin's terminate): the
+    /// gateway sees the flag on its next Polling. `actor` is who asks, for the audit trail.
+    async fn request_termination(
+        &self,
+        session: SessionId,
+        actor: &str,
+        reason: &str,
+    ) -> Result<(), CoreError>;
 }
 
 #[async_trait]
-impl ControlPlane for Engine {
+impl SessionLifecycle for Engine {
     async fn open_session(&self, new: NewSession) -> Result<PrivSession, CoreError> {
         Engine::open_session(self, new).await
     }
@@ -246,7 +280,10 @@ impl ControlPlane for Engine {
     async fn end_session(&self, session: SessionId, by: &ProcessInstance) -> Result<(), CoreError> {
         Engine::end_session(self, session, by).await.map(drop)
     }
+}
 
+#[async_trait]
+impl WorkQueue for Engine {
     async fn claim_for_encoding(
         &self,
         by: &ProcessInstance,
@@ -290,7 +327,10 @@ impl ControlPlane for Engine {
             .await
             .map(drop)
     }
+}
 
+#[async_trait]
+impl SessionAdmin for Engine {
     async fn request_termination(
         &self,
         session: SessionId,
@@ -567,7 +607,7 @@ impl LocalControlPlane {
 }
 
 #[async_trait]
-impl ControlPlane for LocalControlPlane {
+impl SessionLifecycle for LocalControlPlane {
     async fn open_session(&self, new: NewSession) -> Result<PrivSession, CoreError> {
         self.engine.open_session(new).await
     }
@@ -577,71 +617,20 @@ impl ControlPlane for LocalControlPlane {
         session: SessionId,
         by: &ProcessInstance,
     ) -> Result<HeartbeatReply, CoreError> {
-        ControlPlane::heartbeat(&self.engine, session, by).await
+        SessionLifecycle::heartbeat(&self.engine, session, by).await
     }
 
     async fn update_session(&self, session: SessionId) -> Result<(), CoreError> {
-        ControlPlane::update_session(&self.engine, session).await
+        SessionLifecycle::update_session(&self.engine, session).await
     }
 
     async fn end_session(&self, session: SessionId, by: &ProcessInstance) -> Result<(), CoreError> {
-        ControlPlane::end_session(&self.engine, session, by).await
+        SessionLifecycle::end_session(&self.engine, session, by).await
     }
+}
 
-    async fn claim_for_encoding(
-        &self,
-        by: &ProcessInstance,
-        limit: u32,
-    ) -> Result<Vec<Lease>, CoreError> {
-        self.engine.claim_for_encoding(by, limit).await
-    }
-
-    async fn claim_for_upload(
-        &self,
-        by: &ProcessInstance,
-        limit: u32,
-    ) -> Result<Vec<Lease>, CoreError> {
-        self.engine.claim_for_upload(by, limit).await
-    }
-
-    async fn renew(&self, lease: &Lease) -> Result<Lease, CoreError> {
-        self.engine.renew(lease).await
-    }
-
-    async fn complete(&self, lease: &Lease, completion: Completion) -> Result<(), CoreError> {
-        ControlPlane::complete(&self.engine, lease, completion).await
-    }
-
-    async fn fail(&self, lease: &Lease, reason: &str) -> Result<(), CoreError> {
-        ControlPlane::fail(&self.engine, lease, reason).await
-    }
-
-    async fn recording_status(
-        &self,
-        sessions: &[SessionId],
-    ) -> Result<Vec<RecordingStatus>, CoreError> {
-        self.engine.recording_status(sessions).await
-    }
-
-    async fn update_recording_status(
-        &self,
-        update: RecordingStatusUpdate,
-    ) -> Result<(), CoreError> {
-        self.engine.update_recording_status(update).await.map(drop)
-    }
-
-    async fn request_termination(
-        &self,
-        session: SessionId,
-        actor: &str,
-        reason: &str,
-    ) -> Result<(), CoreError> {
-        self.engine
-            .request_termination(session, actor, reason)
-            .await
-            .map(drop)
-    }
-
+#[async_trait]
+impl TargetCredentials for LocalControlPlane {
     async fn target(&self, name: &str) -> Result<Target, CoreError> {
         self.vault.target(name).await
     }
@@ -665,11 +654,62 @@ impl ControlPlane for LocalControlPlane {
     async fn checkin(&self, checkout: &CheckoutId, actor: &str) -> Result<Checkin, CoreError> {
         self.vault.checkin(checkout, actor).await
     }
+}
 
+#[async_trait]
+impl WorkQueue for LocalControlPlane {
+    async fn claim_for_encoding(
+        &self,
+        by: &ProcessInstance,
+        limit: u32,
+    ) -> Result<Vec<Lease>, CoreError> {
+        self.engine.claim_for_encoding(by, limit).await
+    }
+
+    async fn claim_for_upload(
+        &self,
+        by: &ProcessInstance,
+        limit: u32,
+    ) -> Result<Vec<Lease>, CoreError> {
+        self.engine.claim_for_upload(by, limit).await
+    }
+
+    async fn renew(&self, lease: &Lease) -> Result<Lease, CoreError> {
+        self.engine.renew(lease).await
+    }
+
+    async fn complete(&self, lease: &Lease, completion: Completion) -> Result<(), CoreError> {
+        WorkQueue::complete(&self.engine, lease, completion).await
+    }
+
+    async fn fail(&self, lease: &Lease, reason: &str) -> Result<(), CoreError> {
+        WorkQueue::fail(&self.engine, lease, reason).await
+    }
+
+    async fn recording_status(
+        &self,
+        sessions: &[SessionId],
+    ) -> Result<Vec<RecordingStatus>, CoreError> {
+        self.engine.recording_status(sessions).await
+    }
+
+    async fn update_recording_status(
+        &self,
+        update: RecordingStatusUpdate,
+    ) -> Result<(), CoreError> {
+        self.engine.update_recording_status(update).await.map(drop)
+    }
+}
+
+#[async_trait]
+impl Settings for LocalControlPlane {
     async fn pam_settings(&self) -> Result<PamSettings, CoreError> {
         Ok((*self.settings).clone())
     }
+}
 
+#[async_trait]
+impl LiveLinkApi for LocalControlPlane {
     async fn redeem_live_ticket(
         &self,
         ticket: &LiveTicket,
@@ -719,5 +759,20 @@ impl ControlPlane for LocalControlPlane {
             return Err(e);
         }
         Ok(())
+    }
+}
+
+#[async_trait]
+impl SessionAdmin for LocalControlPlane {
+    async fn request_termination(
+        &self,
+        session: SessionId,
+        actor: &str,
+        reason: &str,
+    ) -> Result<(), CoreError> {
+        self.engine
+            .request_termination(session, actor, reason)
+            .await
+            .map(drop)
     }
 }

@@ -59,7 +59,10 @@ pub mod timestamp;
 pub mod vault;
 
 pub use audit::{AuditAction, AuditEvent, AuditRecord};
-pub use control_plane::{ControlPlane, HeartbeatReply, LocalControlPlane};
+pub use control_plane::{
+    ControlPlane, HeartbeatReply, LiveLinkApi, LocalControlPlane, SessionAdmin, SessionLifecycle,
+    Settings, TargetCredentials, WorkQueue,
+};
 pub use engine::{Engine, EngineConfig, RecordingStatusUpdate, SweepReport};
 pub use error::CoreError;
 pub use id::{CheckoutId, FencingToken, ProcessInstance, SessionId};

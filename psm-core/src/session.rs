@@ -102,6 +102,32 @@ pub struct PrivSession {
 }
 
 impl PrivSession {
+    /// A session just opened by `new`'s gateway at `now`: Connected, owned by that gateway.
+    pub fn connected(new: NewSession, now: Timestamp) -> Self {
+        PrivSession {
+            id: new.id,
+            stage: Stage::Connected,
+            last_reported: now,
+            process_instance: Some(new.process_instance),
+            start_time: now,
+            end_time: None,
+            terminate: false,
+            terminate_reason: None,
+            user: new.user,
+            target: new.target,
+            protocol: new.protocol,
+            checkout_id: new.checkout_id,
+            attempts: 0,
+            recording_format: None,
+            ssh_logs_uploaded: false,
+            lease_expires: None,
+            fencing_token: Default::default(),
+            retry_at: None,
+            failure_reason: None,
+            version: 0,
+        }
+    }
+
     /// The lease a worker holds on this session, if it is in a leased stage.
     pub fn lease(&self) -> Option<Lease> {
         if !self.stage.is_leased() {

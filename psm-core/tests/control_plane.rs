@@ -82,22 +82,42 @@ async fn local_control_plane_on_postgres() {
 }
 
 #[tokio::test]
-async fn engine_alone_answers_unsupported_for_vault_calls() {
-    use psm_core::ControlPlane;
+async fn engine_alone_serves_the_lifecycle_queue_and_admin_roles() {
+    // The engine holds no vault, settings or live hub: it is not a whole ControlPlane (the
+    // compiler says so), but a gateway's lifecycle, the workers' queue and an admin can hold it.
+    use psm_core::{NewSession, ProcessInstance, Protocol, SessionAdmin, SessionId};
+    use psm_core::{SessionLifecycle, WorkQueue};
     let engine = Engine::new(
         Arc::new(MemoryStore::new()),
         Arc::new(psm_core::clock::SystemClock),
         EngineConfig::default(),
     );
-    let cp: &dyn ControlPlane = &engine;
-    assert!(matches!(
-        cp.pam_settings().await,
-        Err(psm_core::CoreError::Unsupported {
-            operation: "GetPAMSettings"
+    let gateway: &dyn SessionLifecycle = &engine;
+    let queue: &dyn WorkQueue = &engine;
+    let admin: &dyn SessionAdmin = &engine;
+    let gw = ProcessInstance::new("gw-1").unwrap();
+    let id = SessionId::new();
+    let s = gateway
+        .open_session(NewSession {
+            id,
+            user: "alice".into(),
+            target: "web-01".into(),
+            protocol: Protocol::Ssh,
+            checkout_id: None,
+            process_instance: gw.clone(),
         })
-    ));
-    assert!(matches!(
-        cp.target("x").await,
-        Err(psm_core::CoreError::Unsupported { .. })
-    ));
+        .await
+        .unwrap();
+    assert_eq!(s.stage, psm_core::Stage::Connected);
+    admin
+        .request_termination(id, "admin", "test")
+        .await
+        .unwrap();
+    assert!(gateway.heartbeat(id, &gw).await.unwrap().terminate);
+    gateway.end_session(id, &gw).await.unwrap();
+    let encoder = ProcessInstance::new("enc-1").unwrap();
+    assert_eq!(
+        queue.claim_for_encoding(&encoder, 4).await.unwrap().len(),
+        1
+    );
 }

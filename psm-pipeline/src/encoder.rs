@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use psm_core::{Completion, ControlPlane, CoreError, Lease, SessionId};
+use psm_core::{Completion, CoreError, Lease, SessionId, WorkQueue};
 use psm_recording::export::{self, AsciicastOptions, ExportSummary};
 use psm_recording::index::IndexOptions;
 use psm_recording::{
@@ -170,7 +170,7 @@ impl Default for EncoderSettings {
 
 /// The encoder worker.
 pub struct Encoder {
-    cp: Arc<dyn ControlPlane>,
+    cp: Arc<dyn WorkQueue>,
     layout: LocalLayout,
     settings: EncoderSettings,
     config: WorkerConfig,
@@ -207,7 +207,7 @@ struct Encoded {
 impl Encoder {
     /// An encoder over a control plane and the node's local layout.
     pub fn new(
-        cp: Arc<dyn ControlPlane>,
+        cp: Arc<dyn WorkQueue>,
         layout: LocalLayout,
         settings: EncoderSettings,
         config: WorkerConfig,
@@ -686,7 +686,7 @@ impl StepWorker for Encoder {
     fn step(&self) -> Step {
         Step::Encode
     }
-    fn control_plane(&self) -> &Arc<dyn ControlPlane> {
+    fn control_plane(&self) -> &Arc<dyn WorkQueue> {
         &self.cp
     }
     fn config(&self) -> &WorkerConfig {

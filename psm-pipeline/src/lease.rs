@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use psm_core::{ControlPlane, Lease};
+use psm_core::{Lease, WorkQueue};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -25,7 +25,7 @@ pub struct LeaseKeeper {
 impl LeaseKeeper {
     /// Starts renewing `lease`.
     pub fn spawn(
-        cp: Arc<dyn ControlPlane>,
+        cp: Arc<dyn WorkQueue>,
         lease: Lease,
         renew_every: Duration,
         lease_ttl: Duration,

@@ -13,8 +13,8 @@
 //!   intact recording (atomically, see [`seek_index`]) and writes the manifest, encoding what
 //!   is intact of a damaged recording, listing its gaps and putting a note on the session.
 //!
-//! Both hold a `dyn ControlPlane` (the in-process engine, or a remote one), renew their lease
-//! while they work ([`LeaseKeeper`]), report failures so the engine backs off and eventually
+//! Both hold a `dyn WorkQueue` (the in-process engine, or a remote control plane), renew
+//! their lease while they work ([`LeaseKeeper`]), report failures so the engine backs off and eventually
 //! marks the session Failed with the reason (local data kept), and stop taking work while a
 //! disk they write to is nearly full ([`DiskGuard`]). Where files live on a node is
 //! [`LocalLayout`] (psm-recording's, shared with the gateways); what they produce and where

@@ -40,7 +40,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use psm_core::vault::{PamSettings, StorageMode};
-use psm_core::{ControlPlane, CoreError};
+use psm_core::{CoreError, Settings};
 use psm_recording::RecipientPublic;
 use psm_storage::StoreConfig;
 
@@ -211,7 +211,7 @@ pub fn store_location(
 /// unreachable for up to `patience`. A control plane that does not offer the call gives
 /// `None` (the defaults apply); a refusal (a wrong API key) is an error at once.
 pub async fn fetch_pam_settings(
-    cp: &dyn ControlPlane,
+    cp: &dyn Settings,
     patience: Duration,
 ) -> Result<Option<PamSettings>, PipelineError> {
     let deadline = tokio::time::Instant::now() + patience;

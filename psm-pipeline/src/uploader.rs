@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use psm_core::{Completion, ControlPlane, CoreError, Lease, SessionId, Stage};
+use psm_core::{Completion, CoreError, Lease, SessionId, Stage, WorkQueue};
 use psm_storage::{Checksum, ObjectKey, RecordingStore, VerifyDepth, layout as remote};
 use tokio::sync::watch;
 
@@ -19,7 +19,7 @@ use crate::worker::{RunSummary, StepWorker, WorkerConfig, run_loop};
 /// The uploader worker.
 ///
 /// ```no_run
-/// # async fn demo(cp: std::sync::Arc<dyn psm_core::ControlPlane>) -> Result<(), Box<dyn std::error::Error>> {
+/// # async fn demo(cp: std::sync::Arc<dyn psm_core::WorkQueue>) -> Result<(), Box<dyn std::error::Error>> {
 /// use std::sync::Arc;
 /// use psm_pipeline::{LocalLayout, Uploader, WorkerConfig};
 /// use psm_storage::{StoreConfig, LocalConfig};
@@ -32,7 +32,7 @@ use crate::worker::{RunSummary, StepWorker, WorkerConfig, run_loop};
 /// # Ok(()) }
 /// ```
 pub struct Uploader {
-    cp: Arc<dyn ControlPlane>,
+    cp: Arc<dyn WorkQueue>,
     store: Arc<dyn RecordingStore>,
     layout: LocalLayout,
     config: WorkerConfig,
@@ -65,7 +65,7 @@ fn object_key(session: SessionId, name: &str) -> Result<ObjectKey, PipelineError
 impl Uploader {
     /// An uploader over a control plane, a store and the node's local layout.
     pub fn new(
-        cp: Arc<dyn ControlPlane>,
+        cp: Arc<dyn WorkQueue>,
         store: Arc<dyn RecordingStore>,
         layout: LocalLayout,
         config: WorkerConfig,
@@ -316,7 +316,7 @@ impl StepWorker for Uploader {
     fn step(&self) -> Step {
         Step::Upload
     }
-    fn control_plane(&self) -> &Arc<dyn ControlPlane> {
+    fn control_plane(&self) -> &Arc<dyn WorkQueue> {
         &self.cp
     }
     fn config(&self) -> &WorkerConfig {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use psm_core::{Completion, ControlPlane, CoreError, Lease, ProcessInstance, SessionId, Stage};
+use psm_core::{Completion, CoreError, Lease, ProcessInstance, SessionId, Stage, WorkQueue};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -62,7 +62,7 @@ pub struct RunSummary {
 #[async_trait]
 pub(crate) trait StepWorker: Send + Sync + 'static {
     fn step(&self) -> Step;
-    fn control_plane(&self) -> &Arc<dyn ControlPlane>;
+    fn control_plane(&self) -> &Arc<dyn WorkQueue>;
     fn config(&self) -> &WorkerConfig;
     fn sink(&self) -> &Arc<dyn EventSink>;
     async fn claim(&self, limit: u32) -> Result<Vec<Lease>, CoreError>;
@@ -82,7 +82,7 @@ pub(crate) enum Outcome {
 /// against the session's stage, since a commit whose answer was lost in transit may have
 /// landed.
 async fn commit(
-    cp: &dyn ControlPlane,
+    cp: &dyn WorkQueue,
     keeper_deadline: tokio::time::Instant,
     lease: &Lease,
     completion: Completion,
@@ -112,7 +112,7 @@ async fn commit(
 
 /// Reports a failed attempt, retrying transient control-plane errors a few times (if it never
 /// lands, the lease expires and the watchdog requeues the session: nothing is lost).
-async fn report_failure(cp: &dyn ControlPlane, lease: &Lease, reason: &str) {
+async fn report_failure(cp: &dyn WorkQueue, lease: &Lease, reason: &str) {
     let mut delay = Duration::from_millis(200);
     for _ in 0..5 {
         match cp.fail(lease, reason).await {

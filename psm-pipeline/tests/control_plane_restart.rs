@@ -17,8 +17,8 @@ use async_trait::async_trait;
 use common::*;
 use psm_core::store::SqliteStore;
 use psm_core::{
-    Completion, ControlPlane, CoreError, Engine, EngineConfig, HeartbeatReply, Lease, NewSession,
-    PrivSession, ProcessInstance, RecordingStatus, SessionId, Stage,
+    Completion, CoreError, Engine, EngineConfig, HeartbeatReply, Lease, NewSession, PrivSession,
+    ProcessInstance, RecordingStatus, SessionId, SessionLifecycle, Stage, WorkQueue,
 };
 use psm_pipeline::{Encoder, EncoderSettings, LocalLayout, Uploader};
 use psm_storage::{Checksum, LocalConfig, ObjectKey, StoreConfig, VerifyDepth};
@@ -58,7 +58,7 @@ impl Restartable {
 }
 
 #[async_trait]
-impl ControlPlane for Restartable {
+impl SessionLifecycle for Restartable {
     async fn open_session(&self, new: NewSession) -> Result<PrivSession, CoreError> {
         self.current()?.open_session(new).await
     }
@@ -67,14 +67,18 @@ impl ControlPlane for Restartable {
         s: SessionId,
         by: &ProcessInstance,
     ) -> Result<HeartbeatReply, CoreError> {
-        ControlPlane::heartbeat(self.current()?.as_ref(), s, by).await
+        SessionLifecycle::heartbeat(self.current()?.as_ref(), s, by).await
     }
     async fn update_session(&self, s: SessionId) -> Result<(), CoreError> {
-        ControlPlane::update_session(self.current()?.as_ref(), s).await
+        SessionLifecycle::update_session(self.current()?.as_ref(), s).await
     }
     async fn end_session(&self, s: SessionId, by: &ProcessInstance) -> Result<(), CoreError> {
-        ControlPlane::end_session(self.current()?.as_ref(), s, by).await
+        SessionLifecycle::end_session(self.current()?.as_ref(), s, by).await
     }
+}
+
+#[async_trait]
+impl WorkQueue for Restartable {
     async fn claim_for_encoding(
         &self,
         by: &ProcessInstance,
@@ -93,13 +97,19 @@ impl ControlPlane for Restartable {
         self.current()?.renew(lease).await
     }
     async fn complete(&self, lease: &Lease, c: Completion) -> Result<(), CoreError> {
-        ControlPlane::complete(self.current()?.as_ref(), lease, c).await
+        WorkQueue::complete(self.current()?.as_ref(), lease, c).await
     }
     async fn fail(&self, lease: &Lease, reason: &str) -> Result<(), CoreError> {
-        ControlPlane::fail(self.current()?.as_ref(), lease, reason).await
+        WorkQueue::fail(self.current()?.as_ref(), lease, reason).await
     }
     async fn recording_status(&self, ids: &[SessionId]) -> Result<Vec<RecordingStatus>, CoreError> {
         self.current()?.recording_status(ids).await
+    }
+    async fn update_recording_status(
+        &self,
+        update: psm_core::RecordingStatusUpdate,
+    ) -> Result<(), CoreError> {
+        WorkQueue::update_recording_status(self.current()?.as_ref(), update).await
     }
 }
 

@@ -43,7 +43,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use psm_core::directory::UserDirectory;
+use psm_core::directory::DirectoryLookup;
 use psm_core::live::LiveReportKind;
 use psm_core::policy::{
     Action, Decision, Policy, PolicyEvent, SessionPolicy, SessionScope, TransferDirection,
@@ -89,7 +89,7 @@ impl Default for Enforcement {
 /// from the directory).
 pub struct PolicyTapFactory {
     policy: Arc<Policy>,
-    directory: Arc<dyn UserDirectory>,
+    directory: Arc<dyn DirectoryLookup>,
     enforcement: Enforcement,
 }
 
@@ -105,7 +105,7 @@ impl PolicyTapFactory {
     /// A factory enforcing `policy`.
     pub fn new(
         policy: Arc<Policy>,
-        directory: Arc<dyn UserDirectory>,
+        directory: Arc<dyn DirectoryLookup>,
         enforcement: Enforcement,
     ) -> Self {
         Self {

@@ -134,13 +134,13 @@ pub trait RecipientSource: Send + Sync {
 /// the control plane cannot be asked, the last key it gave is used; before it ever answered,
 /// sessions are refused.
 pub struct ControlPlaneRecipients {
-    control_plane: Arc<dyn psm_core::ControlPlane>,
+    control_plane: Arc<dyn psm_core::Settings>,
     last: Mutex<Option<Option<RecipientPublic>>>,
 }
 
 impl ControlPlaneRecipients {
     /// Asks `control_plane`.
-    pub fn new(control_plane: Arc<dyn psm_core::ControlPlane>) -> Self {
+    pub fn new(control_plane: Arc<dyn psm_core::Settings>) -> Self {
         Self {
             control_plane,
             last: Mutex::new(None),

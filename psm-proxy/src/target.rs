@@ -4,7 +4,7 @@
 //! target (address, host-key or certificate pin, checkout), then for the vaulted
 //! [`credential`](TargetAccess::credential) once the session is open, and to
 //! [`release`](TargetAccess::release) the checkout at the end. The production implementation
-//! goes through the `ControlPlane` (vault, checkouts, `GetCredential`); [`StaticTargets`] is
+//! goes through the control plane's `TargetCredentials` role (vault, checkouts, `GetCredential`); [`StaticTargets`] is
 //! a fixed table for tests and embedding.
 
 use std::collections::HashMap;
@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use psm_core::vault::{CheckoutRequest, CredentialSecret};
-use psm_core::{CheckoutId, ControlPlane, CoreError, ProcessInstance, SessionId, Timestamp};
+use psm_core::{CheckoutId, CoreError, ProcessInstance, SessionId, TargetCredentials, Timestamp};
 
 use crate::error::ProxyError;
 
@@ -221,7 +221,8 @@ impl TargetAccess for StaticTargets {
 }
 
 /// The production [`TargetAccess`]: targets, checkouts and credentials through a
-/// [`ControlPlane`] (in-process `LocalControlPlane`, or `psm-client` over HTTP).
+/// control plane's [`TargetCredentials`] role (in-process `LocalControlPlane`, or `psm-client`
+/// over HTTP).
 ///
 /// Per session it checks out the target's credential just in time for the user (for
 /// `checkout_duration`), calls `GetCredential` as the gateway owning the session, and checks
@@ -230,7 +231,7 @@ impl TargetAccess for StaticTargets {
 /// targets are accepted. It serves one protocol's targets (SSH unless
 /// [`for_protocol`](Self::for_protocol) says otherwise) and refuses the others.
 pub struct ControlPlaneTargets {
-    control_plane: Arc<dyn ControlPlane>,
+    control_plane: Arc<dyn TargetCredentials>,
     gateway: ProcessInstance,
     checkout_duration: Duration,
     protocol: psm_core::Protocol,
@@ -254,7 +255,7 @@ impl ControlPlaneTargets {
     /// Targets through `control_plane`, acting as `gateway`, with checkouts of
     /// `checkout_duration`.
     pub fn new(
-        control_plane: Arc<dyn ControlPlane>,
+        control_plane: Arc<dyn TargetCredentials>,
         gateway: ProcessInstance,
         checkout_duration: Duration,
     ) -> Self {

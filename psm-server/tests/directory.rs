@@ -13,7 +13,8 @@ use std::time::Duration;
 use common::{Backend, Harness};
 use psm_client::HttpDirectory;
 use psm_core::directory::{
-    AuthorizedKey, Factor, NewUser, PasswordHash, TotpSecret, UserDirectory, UserUpdate,
+    AuthorizedKey, DirectoryAdmin, DirectoryLookup, Factor, NewUser, PasswordHash, TotpSecret,
+    UserUpdate,
 };
 use psm_core::store::AuditQuery;
 use psm_core::vault::{

@@ -17,11 +17,12 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use psm_core::clock::SystemClock;
-use psm_core::directory::{MemoryDirectory, NewUser, PasswordHash, UserDirectory};
+use psm_core::directory::{DirectoryAdmin, MemoryDirectory, NewUser, PasswordHash};
 use psm_core::store::MemoryStore;
 use psm_core::vault::{Keyring, MasterKey, MemoryVaultStore, PamSettings, Vault, VaultConfig};
 use psm_core::{
-    ControlPlane, Engine, EngineConfig, LocalControlPlane, ProcessInstance, SessionId, Stage,
+    ControlPlane, Engine, EngineConfig, LocalControlPlane, ProcessInstance, SessionId,
+    SessionLifecycle, Stage,
 };
 use psm_proxy::live::{LiveDeps, LiveLink, LiveServer, LiveServerConfig};
 use psm_proxy::record::{RecorderConfig, RecorderFactory};

@@ -6,8 +6,8 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::{
-    AuthorizedKey, DirectoryUser, MAX_KEYS_PER_USER, NewUser, UserDirectory, UserUpdate,
-    check_name, check_target,
+    AuthorizedKey, DirectoryAdmin, DirectoryLookup, DirectoryUser, MAX_KEYS_PER_USER, NewUser,
+    UserUpdate, check_name, check_target,
 };
 use crate::error::CoreError;
 
@@ -48,11 +48,25 @@ fn dedup_sorted(mut v: Vec<String>) -> Vec<String> {
 }
 
 #[async_trait]
-impl UserDirectory for MemoryDirectory {
+impl DirectoryLookup for MemoryDirectory {
     async fn user(&self, name: &str) -> Result<Option<DirectoryUser>, CoreError> {
         Ok(self.lock().users.get(name).cloned())
     }
 
+    async fn targets_of_roles(&self, roles: &[String]) -> Result<Vec<String>, CoreError> {
+        let state = self.lock();
+        let targets = state
+            .grants
+            .iter()
+            .filter(|(r, _)| roles.contains(r))
+            .map(|(_, t)| t.clone())
+            .collect();
+        Ok(dedup_sorted(targets))
+    }
+}
+
+#[async_trait]
+impl DirectoryAdmin for MemoryDirectory {
     async fn users(&self) -> Result<Vec<DirectoryUser>, CoreError> {
         Ok(self.lock().users.values().cloned().collect())
     }
@@ -151,17 +165,6 @@ impl UserDirectory for MemoryDirectory {
             .lock()
             .grants
             .remove(&(role.to_owned(), target.to_owned())))
-    }
-
-    async fn targets_of_roles(&self, roles: &[String]) -> Result<Vec<String>, CoreError> {
-        let state = self.lock();
-        let targets = state
-            .grants
-            .iter()
-            .filter(|(r, _)| roles.contains(r))
-            .map(|(_, t)| t.clone())
-            .collect();
-        Ok(dedup_sorted(targets))
     }
 }
 

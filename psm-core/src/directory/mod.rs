@@ -4,20 +4,21 @@
 //! A [`DirectoryUser`] has a name, optional argon2id [`PasswordHash`], SSH public keys
 //! ([`AuthorizedKey`], compared by algorithm and key blob, never by comment), an optional TOTP
 //! second factor ([`TotpSecret`]) and roles. A role grants targets by name, or every target
-//! with `*`. The [`UserDirectory`] trait stores them; [`MemoryDirectory`] is for tests and
+//! with `*`. A gateway reads them through [`DirectoryLookup`], an administrator changes
+//! them through [`DirectoryAdmin`], and [`UserDirectory`] is both; [`MemoryDirectory`] is for tests and
 //! embedding, and [`SqliteStore`](crate::store::SqliteStore) and
 //! [`PostgresStore`](crate::store::PostgresStore) implement it over the same database as
 //! their sessions (migration `0003_directory`).
 //!
 //! Passwords and TOTP codes are checked where the secrets live: ask the directory
-//! ([`UserDirectory::verify_password`], [`UserDirectory::verify_totp`]) rather than the
+//! ([`DirectoryLookup::verify_password`], [`DirectoryLookup::verify_totp`]) rather than the
 //! record it returned. A local directory checks its own record; a remote one (psm-client's
 //! `HttpDirectory`) asks the control plane, whose answers never carry a password hash or a
 //! TOTP secret, so its records say only whether each [`Factor`] is configured.
 //!
 //! ```
 //! # async fn demo() -> Result<(), psm_core::CoreError> {
-//! use psm_core::directory::{MemoryDirectory, UserDirectory, NewUser, PasswordHash};
+//! use psm_core::directory::{DirectoryAdmin, DirectoryLookup, MemoryDirectory, NewUser, PasswordHash};
 //! use psm_core::vault::Secret;
 //!
 //! let dir = MemoryDirectory::new();
@@ -328,24 +329,38 @@ pub(crate) fn check_target(target: &str) -> Result<(), CoreError> {
     check_name("target", target)
 }
 
-/// Where users, their credentials and roles live.
+/// Where users, their credentials and roles live: the union of [`DirectoryLookup`] (what
+/// a gateway calls to authenticate and authorize) and [`DirectoryAdmin`] (what an
+/// administrator calls to change it).
 ///
-/// Implementations: [`MemoryDirectory`], [`SqliteStore`](crate::store::SqliteStore),
-/// [`PostgresStore`](crate::store::PostgresStore); all pass the same conformance tests.
+/// Nothing implements it by hand: every type that implements both roles is a
+/// `UserDirectory`. Implementations: [`MemoryDirectory`],
+/// [`SqliteStore`](crate::store::SqliteStore), [`PostgresStore`](crate::store::PostgresStore);
+/// all pass the same conformance tests. A gateway holds an `Arc<dyn DirectoryLookup>`, which
+/// an `Arc<dyn UserDirectory>` converts into:
 ///
 /// ```
-/// # async fn demo(dir: &dyn psm_core::directory::UserDirectory) -> Result<(), psm_core::CoreError> {
-/// if let Some(user) = dir.user("alice").await? {
-///     let targets = dir.allowed_targets(&user).await?;
-///     println!("alice may reach {targets:?}");
-/// }
+/// # fn demo(dir: std::sync::Arc<dyn psm_core::directory::UserDirectory>) {
+/// use psm_core::directory::DirectoryLookup;
+/// let for_the_gateway: std::sync::Arc<dyn DirectoryLookup> = dir;
+/// # let _ = for_the_gateway;
+/// # }
+/// ```
+pub trait UserDirectory: DirectoryLookup + DirectoryAdmin {}
+
+impl<T: DirectoryLookup + DirectoryAdmin + ?Sized> UserDirectory for T {}
+
+/// Changing the directory: users, their keys, roles' grants.
+///
+/// ```
+/// # async fn demo(dir: &dyn psm_core::directory::DirectoryAdmin) -> Result<(), psm_core::CoreError> {
+/// use psm_core::directory::NewUser;
+/// dir.create_user(&NewUser { name: "alice".parse()?, roles: vec!["ops".into()], ..NewUser::default() }).await?;
+/// dir.grant("ops", "web-01").await?;
 /// # Ok(()) }
 /// ```
 #[async_trait]
-pub trait UserDirectory: Send + Sync {
-    /// One user by name; `None` if there is none (or the name is not a valid user name).
-    async fn user(&self, name: &str) -> Result<Option<DirectoryUser>, CoreError>;
-
+pub trait DirectoryAdmin: Send + Sync {
     /// Every user, by name.
     async fn users(&self) -> Result<Vec<DirectoryUser>, CoreError>;
 
@@ -369,6 +384,24 @@ pub trait UserDirectory: Send + Sync {
 
     /// Takes the grant back; returns whether it existed.
     async fn revoke(&self, role: &str, target: &str) -> Result<bool, CoreError>;
+}
+
+/// What a gateway asks the directory: who a user is, whether their password, key or TOTP
+/// code is right, and which targets their roles reach. Two methods are required; the
+/// checks have defaults over them.
+///
+/// ```
+/// # async fn demo(dir: &dyn psm_core::directory::DirectoryLookup) -> Result<(), psm_core::CoreError> {
+/// if let Some(user) = dir.user("alice").await? {
+///     let targets = dir.allowed_targets(&user).await?;
+///     println!("alice may reach {targets:?}");
+/// }
+/// # Ok(()) }
+/// ```
+#[async_trait]
+pub trait DirectoryLookup: Send + Sync {
+    /// One user by name; `None` if there is none (or the name is not a valid user name).
+    async fn user(&self, name: &str) -> Result<Option<DirectoryUser>, CoreError>;
 
     /// The targets (names, or `*`) granted to any of `roles`, sorted, without duplicates.
     async fn targets_of_roles(&self, roles: &[String]) -> Result<Vec<String>, CoreError>;

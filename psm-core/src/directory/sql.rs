@@ -6,7 +6,7 @@
 macro_rules! sql_directory {
     ($store:ty, $read:ident, $write:ident) => {
         #[async_trait::async_trait]
-        impl $crate::directory::UserDirectory for $store {
+        impl $crate::directory::DirectoryLookup for $store {
             async fn user(
                 &self,
                 name: &str,
@@ -83,6 +83,38 @@ macro_rules! sql_directory {
                 }))
             }
 
+            async fn targets_of_roles(
+                &self,
+                roles: &[String],
+            ) -> Result<Vec<String>, $crate::CoreError> {
+                use sqlx::Row;
+                let mut out = Vec::new();
+                // Few roles per user: one indexed lookup each keeps the SQL portable.
+                for role in roles {
+                    let rows = sqlx::query(
+                        "SELECT target FROM directory_role_targets WHERE role = $1",
+                    )
+                    .bind(role)
+                    .fetch_all(self.$read())
+                    .await
+                    .map_err($crate::CoreError::db("reading grants"))?;
+                    for row in rows {
+                        out.push(row.try_get::<String, _>("target").map_err(|e| {
+                            $crate::CoreError::MalformedRow {
+                                what: format!("grants of role {role}"),
+                                reason: e.to_string(),
+                            }
+                        })?);
+                    }
+                }
+                out.sort();
+                out.dedup();
+                Ok(out)
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::directory::DirectoryAdmin for $store {
             async fn users(
                 &self,
             ) -> Result<Vec<$crate::directory::DirectoryUser>, $crate::CoreError> {
@@ -96,7 +128,7 @@ macro_rules! sql_directory {
                     let name: String = row.try_get("name").map_err(|e| {
                         $crate::CoreError::MalformedRow { what: "user".into(), reason: e.to_string() }
                     })?;
-                    if let Some(u) = self.user(&name).await? {
+                    if let Some(u) = $crate::directory::DirectoryLookup::user(self, &name).await? {
                         out.push(u);
                     }
                 }
@@ -283,7 +315,7 @@ macro_rules! sql_directory {
                 name: &str,
                 key: &$crate::directory::AuthorizedKey,
             ) -> Result<bool, $crate::CoreError> {
-                if self.user(name).await?.is_none() {
+                if $crate::directory::DirectoryLookup::user(self, name).await?.is_none() {
                     return Err($crate::CoreError::UnknownUser(name.to_owned()));
                 }
                 let done = sqlx::query(
@@ -321,35 +353,6 @@ macro_rules! sql_directory {
                         .await
                         .map_err($crate::CoreError::db("revoking a target"))?;
                 Ok(done.rows_affected() > 0)
-            }
-
-            async fn targets_of_roles(
-                &self,
-                roles: &[String],
-            ) -> Result<Vec<String>, $crate::CoreError> {
-                use sqlx::Row;
-                let mut out = Vec::new();
-                // Few roles per user: one indexed lookup each keeps the SQL portable.
-                for role in roles {
-                    let rows = sqlx::query(
-                        "SELECT target FROM directory_role_targets WHERE role = $1",
-                    )
-                    .bind(role)
-                    .fetch_all(self.$read())
-                    .await
-                    .map_err($crate::CoreError::db("reading grants"))?;
-                    for row in rows {
-                        out.push(row.try_get::<String, _>("target").map_err(|e| {
-                            $crate::CoreError::MalformedRow {
-                                what: format!("grants of role {role}"),
-                                reason: e.to_string(),
-                            }
-                        })?);
-                    }
-                }
-                out.sort();
-                out.dedup();
-                Ok(out)
             }
         }
     };

@@ -193,32 +193,12 @@ impl Engine {
     pub async fn open_session(&self, new: NewSession) -> Result<PrivSession, CoreError> {
         new.validate()?;
         let now = self.clock.now();
-        let session = PrivSession {
-            id: new.id,
-            stage: Stage::Connected,
-            last_reported: now,
-            process_instance: Some(new.process_instance.clone()),
-            start_time: now,
-            end_time: None,
-            terminate: false,
-            terminate_reason: None,
-            user: new.user,
-            target: new.target,
-            protocol: new.protocol,
-            checkout_id: new.checkout_id,
-            attempts: 0,
-            recording_format: None,
-            ssh_logs_uploaded: false,
-            lease_expires: None,
-            fencing_token: Default::default(),
-            retry_at: None,
-            failure_reason: None,
-            version: 0,
-        };
+        let actor = new.process_instance.to_string();
+        let session = PrivSession::connected(new, now);
         let audit = AuditRecord {
             at: now,
             session: Some(session.id),
-            actor: new.process_instance.to_string(),
+            actor,
             action: AuditAction::Opened,
             from_stage: None,
             to_stage: Some(Stage::Connected),
@@ -229,7 +209,7 @@ impl Engine {
         };
         self.store.insert(&session, &audit).await?;
         tracing::info!(session_id = %session.id, stage = %session.stage,
-            process_instance = %new.process_instance, "session opened");
+            process_instance = %audit.actor, "session opened");
         Ok(session)
     }
 

@@ -5,14 +5,14 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{CheckoutPolicy, Target};
-use crate::directory::UserDirectory;
+use crate::directory::DirectoryLookup;
 use crate::error::CoreError;
 
 /// Grants a checkout only to an existing, enabled directory user one of whose roles may
 /// reach the target.
 #[derive(Clone)]
 pub struct DirectoryPolicy {
-    directory: Arc<dyn UserDirectory>,
+    directory: Arc<dyn DirectoryLookup>,
 }
 
 impl std::fmt::Debug for DirectoryPolicy {
@@ -23,7 +23,7 @@ impl std::fmt::Debug for DirectoryPolicy {
 
 impl DirectoryPolicy {
     /// A policy over `directory`.
-    pub fn new(directory: Arc<dyn UserDirectory>) -> Self {
+    pub fn new(directory: Arc<dyn DirectoryLookup>) -> Self {
         Self { directory }
     }
 }

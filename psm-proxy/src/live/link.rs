@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use psm_core::live::{LiveReport, LiveReportKind, MAX_REPORTS};
-use psm_core::{ControlPlane, CoreError, ProcessInstance};
+use psm_core::{CoreError, LiveLinkApi, ProcessInstance};
 use tokio::sync::{mpsc, watch};
 
 use crate::registry::SessionRegistry;
@@ -32,7 +32,7 @@ impl LiveLink {
     /// base URL this gateway serves viewers on (`wss://gw.example.com:2223`), advertised to
     /// the control plane for the URLs it hands out.
     pub fn start(
-        control_plane: Arc<dyn ControlPlane>,
+        control_plane: Arc<dyn LiveLinkApi>,
         registry: SessionRegistry,
         me: ProcessInstance,
         live_url: Option<String>,
@@ -64,7 +64,7 @@ impl LiveLink {
 }
 
 async fn poll(
-    cp: Arc<dyn ControlPlane>,
+    cp: Arc<dyn LiveLinkApi>,
     registry: SessionRegistry,
     me: ProcessInstance,
     live_url: Option<String>,
@@ -118,7 +118,7 @@ async fn poll(
 }
 
 async fn report(
-    cp: Arc<dyn ControlPlane>,
+    cp: Arc<dyn LiveLinkApi>,
     me: ProcessInstance,
     mut rx: mpsc::Receiver<LiveReport>,
     mut stop: watch::Receiver<bool>,

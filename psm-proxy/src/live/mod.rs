@@ -6,7 +6,7 @@
 //! - [`fanout`]: each session's screens (psm-recording's emulator) and viewer queues; a
 //!   slow viewer skips ahead to a fresh screen, a dead one is cut off, the user never waits;
 //! - [`server`]: [`LiveServer`], the gateway's websocket listener (`/live/SESSION`,
-//!   `/terminal`), tickets redeemed through the `ControlPlane`;
+//!   `/terminal`), tickets redeemed through the control plane's `LiveLinkApi` role;
 //! - [`terminal`]: the browser terminal, opened through a protocol gateway's
 //!   [`TerminalOpener`];
 //! - [`protocol`]: the messages, parsed with bounds;

@@ -11,7 +11,7 @@ use futures::{SinkExt, StreamExt};
 use psm_core::live::{
     LiveAction, LiveCommand, LiveMode, LiveTicket, TicketGrant, TicketScope, Viewport,
 };
-use psm_core::{ControlPlane, CoreError, ProcessInstance, SessionId};
+use psm_core::{CoreError, LiveLinkApi, ProcessInstance, SessionId};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -90,7 +90,7 @@ impl LiveServerConfig {
 #[derive(Clone)]
 pub struct LiveDeps {
     /// Redeems tickets (in-process engine or HTTP client).
-    pub control_plane: Arc<dyn ControlPlane>,
+    pub control_plane: Arc<dyn LiveLinkApi>,
     /// The gateway's live sessions.
     pub registry: SessionRegistry,
     /// Opens browser terminals through a protocol gateway (`psm_proxy_ssh::SshGateway`'s

@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 use common::{Sshd, connect, keygen, load, median, pct, sh, ssh_args};
 use futures::StreamExt;
 use psm_core::clock::SystemClock;
-use psm_core::directory::{AuthorizedKey, MemoryDirectory, NewUser, UserDirectory};
+use psm_core::directory::{AuthorizedKey, DirectoryAdmin, MemoryDirectory, NewUser};
 use psm_core::live::{LiveMode, connection_url};
 use psm_core::store::MemoryStore;
 use psm_core::vault::{Keyring, MasterKey, MemoryVaultStore, PamSettings, Vault, VaultConfig};

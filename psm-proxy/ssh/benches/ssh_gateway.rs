@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use common::{Sshd, connect, free_port, keygen, median, pct, sh, ssh_args, wait_port};
 use psm_core::clock::SystemClock;
-use psm_core::directory::{AuthorizedKey, MemoryDirectory, NewUser, UserDirectory};
+use psm_core::directory::{AuthorizedKey, DirectoryAdmin, MemoryDirectory, NewUser};
 use psm_core::store::SqliteStore;
 use psm_core::{Engine, EngineConfig, ProcessInstance};
 use psm_proxy::record::{RecorderConfig, RecorderFactory};

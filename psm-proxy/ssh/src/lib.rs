@@ -27,9 +27,9 @@
 //!   [`fetch_host_key`] (a target's key, to pin it).
 //!
 //! ```no_run
-//! # async fn demo(control_plane: std::sync::Arc<dyn psm_core::ControlPlane>) -> Result<(), Box<dyn std::error::Error>> {
+//! # async fn demo(control_plane: std::sync::Arc<dyn psm_core::SessionLifecycle>) -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
-//! use psm_core::directory::{MemoryDirectory, NewUser, PasswordHash, UserDirectory};
+//! use psm_core::directory::{DirectoryAdmin, MemoryDirectory, NewUser, PasswordHash};
 //! use psm_proxy::{NoTaps, SessionRegistry, StaticTarget, StaticTargets, HostKeyCheck,
 //!     TargetCredential, TargetSecret};
 //! use psm_proxy_ssh::{GatewayDeps, SshGateway, SshGatewayConfig, generate_host_key};
@@ -69,8 +69,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use psm_core::directory::UserDirectory;
-use psm_core::{ControlPlane, ProcessInstance};
+use psm_core::directory::DirectoryLookup;
+use psm_core::{ProcessInstance, SessionLifecycle};
 use psm_proxy::keyfile::write_private;
 use psm_proxy::{EndReason, ProxyError, SessionRegistry, TapFactory, TargetAccess};
 use russh::keys::PrivateKey;
@@ -185,10 +185,11 @@ impl SshGatewayConfig {
 /// What the gateway works with, chosen at assembly time.
 #[derive(Clone)]
 pub struct GatewayDeps {
-    /// Sessions' lifecycle (in-process engine or HTTP client).
-    pub control_plane: Arc<dyn ControlPlane>,
-    /// Users, keys, roles.
-    pub directory: Arc<dyn UserDirectory>,
+    /// Sessions' lifecycle: the one control-plane role the gateway calls (in-process
+    /// engine, HTTP client, or an embedder's own).
+    pub control_plane: Arc<dyn SessionLifecycle>,
+    /// Users, keys, roles: the directory's lookup role (authentication, grants).
+    pub directory: Arc<dyn DirectoryLookup>,
     /// Targets, checkouts, credentials.
     pub targets: Arc<dyn TargetAccess>,
     /// Taps per session (the recorder).

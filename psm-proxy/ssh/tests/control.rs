@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use common::*;
-use psm_core::directory::{TotpSecret, UserDirectory, UserUpdate};
+use psm_core::directory::{DirectoryAdmin, TotpSecret, UserUpdate};
 use psm_core::{
-    Completion, ControlPlane, CoreError, HeartbeatReply, Lease, NewSession, PrivSession,
-    ProcessInstance, RecordingStatus, SessionId, Stage,
+    CoreError, HeartbeatReply, NewSession, PrivSession, ProcessInstance, SessionId,
+    SessionLifecycle, Stage,
 };
 use psm_proxy::{HostKeyCheck, StaticTarget, TargetCredential, TargetSecret};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -372,7 +372,7 @@ async fn wrong_host_key_is_refused_with_a_clear_message() {
 struct Down;
 
 #[async_trait]
-impl ControlPlane for Down {
+impl SessionLifecycle for Down {
     async fn open_session(&self, _n: NewSession) -> Result<PrivSession, CoreError> {
         Err(CoreError::Unavailable {
             message: "connection refused".into(),
@@ -394,32 +394,6 @@ impl ControlPlane for Down {
     }
     async fn end_session(&self, _s: SessionId, _b: &ProcessInstance) -> Result<(), CoreError> {
         Ok(())
-    }
-    async fn claim_for_encoding(
-        &self,
-        _b: &ProcessInstance,
-        _l: u32,
-    ) -> Result<Vec<Lease>, CoreError> {
-        Ok(vec![])
-    }
-    async fn claim_for_upload(
-        &self,
-        _b: &ProcessInstance,
-        _l: u32,
-    ) -> Result<Vec<Lease>, CoreError> {
-        Ok(vec![])
-    }
-    async fn renew(&self, l: &Lease) -> Result<Lease, CoreError> {
-        Ok(l.clone())
-    }
-    async fn complete(&self, _l: &Lease, _c: Completion) -> Result<(), CoreError> {
-        Ok(())
-    }
-    async fn fail(&self, _l: &Lease, _r: &str) -> Result<(), CoreError> {
-        Ok(())
-    }
-    async fn recording_status(&self, _s: &[SessionId]) -> Result<Vec<RecordingStatus>, CoreError> {
-        Ok(vec![])
     }
 }
 

@@ -150,7 +150,7 @@ trait GrantBad {
 
 impl GrantBad for Gateway {
     async fn directory_grant_bad(&self) {
-        use psm_core::directory::UserDirectory;
+        use psm_core::directory::DirectoryAdmin;
         self.directory.grant("ops", "bad").await.unwrap();
     }
 }

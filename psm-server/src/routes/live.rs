@@ -22,7 +22,7 @@ use psm_client::live::{
 };
 use psm_client::wire::{self, ErrorBody};
 use psm_core::live::{LiveAction, LiveMode, LiveTicket, Viewport, connection_url};
-use psm_core::{ControlPlane, CoreError};
+use psm_core::{CoreError, LiveLinkApi};
 
 use crate::auth::{Principal, Role};
 use crate::error::ApiError;

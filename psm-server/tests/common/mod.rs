@@ -15,9 +15,10 @@ use psm_core::vault::{
     PamSettings, Target, Vault, VaultConfig, VaultStore,
 };
 use psm_core::{
-    CheckoutId, Completion, ControlPlane, CoreError, Engine, EngineConfig, HeartbeatReply, Lease,
+    CheckoutId, Completion, CoreError, Engine, EngineConfig, HeartbeatReply, Lease, LiveLinkApi,
     LocalControlPlane, NewSession, PrivSession, ProcessInstance, RecordingStatus,
-    RecordingStatusUpdate, SessionId, Stage, Timestamp,
+    RecordingStatusUpdate, SessionAdmin, SessionId, SessionLifecycle, Settings, Stage,
+    TargetCredentials, Timestamp, WorkQueue,
 };
 use psm_server::auth::generate_key;
 use psm_server::{ApiKeys, Principal, Role, RunningServer, Server, ServerConfig};
@@ -212,7 +213,7 @@ impl RoleRouter {
 }
 
 #[async_trait]
-impl ControlPlane for RoleRouter {
+impl SessionLifecycle for RoleRouter {
     async fn open_session(&self, new: NewSession) -> Result<PrivSession, CoreError> {
         self.gateway.open_session(new).await
     }
@@ -229,6 +230,33 @@ impl ControlPlane for RoleRouter {
     async fn end_session(&self, session: SessionId, by: &ProcessInstance) -> Result<(), CoreError> {
         self.gateway.end_session(session, by).await
     }
+}
+
+#[async_trait]
+impl TargetCredentials for RoleRouter {
+    async fn target(&self, name: &str) -> Result<Target, CoreError> {
+        self.gateway.target(name).await
+    }
+    async fn get_credential(
+        &self,
+        session: SessionId,
+        by: &ProcessInstance,
+    ) -> Result<Credential, CoreError> {
+        self.gateway.get_credential(session, by).await
+    }
+    async fn checkout(&self, request: CheckoutRequest, actor: &str) -> Result<Checkout, CoreError> {
+        self.gateway.checkout(request, actor).await
+    }
+    async fn checkout_status(&self, checkout: &CheckoutId) -> Result<CheckoutStatus, CoreError> {
+        self.gateway.checkout_status(checkout).await
+    }
+    async fn checkin(&self, checkout: &CheckoutId, actor: &str) -> Result<Checkin, CoreError> {
+        self.gateway.checkin(checkout, actor).await
+    }
+}
+
+#[async_trait]
+impl WorkQueue for RoleRouter {
     async fn claim_for_encoding(
         &self,
         by: &ProcessInstance,
@@ -266,6 +294,43 @@ impl ControlPlane for RoleRouter {
             .update_recording_status(update)
             .await
     }
+}
+
+#[async_trait]
+impl Settings for RoleRouter {
+    async fn pam_settings(&self) -> Result<PamSettings, CoreError> {
+        self.encoder.pam_settings().await
+    }
+}
+
+#[async_trait]
+impl LiveLinkApi for RoleRouter {
+    async fn redeem_live_ticket(
+        &self,
+        ticket: &psm_core::live::LiveTicket,
+        by: &ProcessInstance,
+    ) -> Result<psm_core::live::TicketGrant, CoreError> {
+        self.gateway.redeem_live_ticket(ticket, by).await
+    }
+    async fn live_commands(
+        &self,
+        by: &ProcessInstance,
+        wait: std::time::Duration,
+        live_url: Option<&str>,
+    ) -> Result<Vec<psm_core::live::LiveCommand>, CoreError> {
+        self.gateway.live_commands(by, wait, live_url).await
+    }
+    async fn live_report(
+        &self,
+        by: &ProcessInstance,
+        reports: &[psm_core::live::LiveReport],
+    ) -> Result<(), CoreError> {
+        self.gateway.live_report(by, reports).await
+    }
+}
+
+#[async_trait]
+impl SessionAdmin for RoleRouter {
     async fn request_termination(
         &self,
         session: SessionId,
@@ -273,28 +338,6 @@ impl ControlPlane for RoleRouter {
         reason: &str,
     ) -> Result<(), CoreError> {
         self.admin.request_termination(session, actor, reason).await
-    }
-    async fn target(&self, name: &str) -> Result<Target, CoreError> {
-        self.gateway.target(name).await
-    }
-    async fn get_credential(
-        &self,
-        session: SessionId,
-        by: &ProcessInstance,
-    ) -> Result<Credential, CoreError> {
-        self.gateway.get_credential(session, by).await
-    }
-    async fn checkout(&self, request: CheckoutRequest, actor: &str) -> Result<Checkout, CoreError> {
-        self.gateway.checkout(request, actor).await
-    }
-    async fn checkout_status(&self, checkout: &CheckoutId) -> Result<CheckoutStatus, CoreError> {
-        self.gateway.checkout_status(checkout).await
-    }
-    async fn checkin(&self, checkout: &CheckoutId, actor: &str) -> Result<Checkin, CoreError> {
-        self.gateway.checkin(checkout, actor).await
-    }
-    async fn pam_settings(&self) -> Result<PamSettings, CoreError> {
-        self.encoder.pam_settings().await
     }
 }
 

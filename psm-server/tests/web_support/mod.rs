@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use psm_core::clock::SystemClock;
-use psm_core::directory::{MemoryDirectory, NewUser, PasswordHash, TotpSecret, UserDirectory};
+use psm_core::directory::{DirectoryAdmin, MemoryDirectory, NewUser, PasswordHash, TotpSecret};
 use psm_core::store::MemoryStore;
 use psm_core::vault::{Keyring, MasterKey, MemoryVaultStore, PamSettings, Vault, VaultConfig};
 use psm_core::{

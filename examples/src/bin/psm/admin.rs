@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use psm_core::Protocol;
 use psm_core::directory::{
-    AuthorizedKey, NewUser, PasswordHash, TotpSecret, UserDirectory, UserUpdate,
+    AuthorizedKey, DirectoryAdmin, DirectoryLookup, NewUser, PasswordHash, TotpSecret, UserUpdate,
 };
 use psm_core::store::SqliteStore;
 use psm_core::vault::{Credential, Target};

@@ -17,7 +17,9 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use psm_core::clock::SystemClock;
 use psm_core::store::{PostgresOptions, PostgresStore, SessionStore, SqliteStore};
 use psm_core::vault::PamSettings;
-use psm_core::{ControlPlane, Engine, EngineConfig, ProcessInstance, SessionId};
+use psm_core::{
+    ControlPlane, Engine, EngineConfig, ProcessInstance, SessionId, Settings, WorkQueue,
+};
 use psm_pipeline::settings::{self, EncoderOverrides};
 use psm_pipeline::{
     DiskGuard, Encoder, EncoderSettings, EventSink, LocalLayout, PipelineEvent, Uploader,
@@ -166,8 +168,9 @@ impl ControlPlaneArgs {
         })
     }
 
-    /// The control plane: over HTTP for a URL, else psm-core's engine over the database.
-    pub async fn connect(&self, data: &Path) -> anyhow::Result<Arc<dyn ControlPlane>> {
+    /// The control plane's roles a worker calls: over HTTP for a URL (queue and settings),
+    /// else psm-core's engine over the database (the queue alone: no settings).
+    pub async fn connect(&self, data: &Path) -> anyhow::Result<WorkerPlane> {
         if let Some(remote) = self.remote() {
             anyhow::ensure!(
                 self.api_key_file.is_some(),
@@ -175,9 +178,16 @@ impl ControlPlaneArgs {
                 remote.url
             );
             tracing::info!(control_plane = %remote.url, "using a remote control plane");
-            return Ok(Arc::new(remote.control_plane()?));
+            let cp = Arc::new(remote.control_plane()?);
+            return Ok(WorkerPlane {
+                queue: cp.clone(),
+                settings: Some(cp),
+            });
         }
-        Ok(self.engine(data).await?)
+        Ok(WorkerPlane {
+            queue: self.engine(data).await?,
+            settings: None,
+        })
     }
 
     /// psm-core's engine directly over the database (not for a remote control plane).
@@ -210,9 +220,20 @@ impl ControlPlaneArgs {
     }
 }
 
+/// What a worker holds of the control plane.
+pub struct WorkerPlane {
+    /// Claims, leases, outcomes.
+    pub queue: Arc<dyn WorkQueue>,
+    /// GetPAMSettings, when the control plane serves it (a direct database does not).
+    pub settings: Option<Arc<dyn Settings>>,
+}
+
 /// GetPAMSettings from the control plane (a direct database has none: the defaults and the
 /// command line apply), waiting up to a minute for an unreachable one.
-pub async fn pam_settings(cp: &dyn ControlPlane) -> anyhow::Result<Option<PamSettings>> {
+pub async fn pam_settings(cp: Option<&dyn Settings>) -> anyhow::Result<Option<PamSettings>> {
+    let Some(cp) = cp else {
+        return Ok(None);
+    };
     let s = settings::fetch_pam_settings(cp, Duration::from_secs(60))
         .await
         .context("GetPAMSettings")?;
@@ -351,7 +372,7 @@ impl EncodeArgs {
 
 /// Builds an encoder; it guards the data directory, where it writes exports.
 pub fn encoder(
-    cp: Arc<dyn ControlPlane>,
+    cp: Arc<dyn WorkQueue>,
     data: &Path,
     encode: &EncodeArgs,
     worker: &WorkerArgs,
@@ -382,7 +403,7 @@ pub fn encoder(
 
 /// Builds an uploader.
 pub fn uploader(
-    cp: Arc<dyn ControlPlane>,
+    cp: Arc<dyn WorkQueue>,
     data: &Path,
     store: &StoreArgs,
     worker: &WorkerArgs,
@@ -425,7 +446,7 @@ pub async fn start_workers(
 ) -> anyhow::Result<Workers> {
     let worker = WorkerArgs::default();
     let ttl = EngineConfig::default().lease_ttl;
-    let pam = pam_settings(cp.as_ref()).await?;
+    let pam = pam_settings(Some(cp.as_ref() as &dyn Settings)).await?;
     let encode = EncodeArgs {
         ffmpeg: PathBuf::from("ffmpeg"),
         video_fps: 5,
@@ -488,8 +509,9 @@ pub enum Role {
 pub async fn serve_process(process: WorkerProcess, role: Role) -> anyhow::Result<()> {
     init_logging();
     let data = &process.data;
-    let cp = process.control_plane.connect(data).await?;
-    let pam = pam_settings(cp.as_ref()).await?;
+    let plane = process.control_plane.connect(data).await?;
+    let pam = pam_settings(plane.settings.as_deref()).await?;
+    let cp = plane.queue;
     let ttl = process.control_plane.engine_config().lease_ttl;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (name, run) = match &role {
@@ -642,8 +664,9 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Upload(args) => (args, false),
         Command::Encode(args) => (args, true),
     };
-    let cp = args.control_plane.connect(&args.data).await?;
-    let pam = pam_settings(cp.as_ref()).await?;
+    let plane = args.control_plane.connect(&args.data).await?;
+    let pam = pam_settings(plane.settings.as_deref()).await?;
+    let cp = plane.queue;
     let ttl = args.control_plane.engine_config().lease_ttl;
     let bars = Arc::new(Bars::new());
     let (verb, summary) = if encode {

@@ -177,7 +177,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     .context("starting the SSH gateway")?;
 
     // The store replay reads from is the one the uploader writes to (GetPAMSettings or --store).
-    let pam = crate::pipeline::pam_settings(&control_plane).await?;
+    let pam = crate::pipeline::pam_settings(Some(&control_plane)).await?;
     let web_store = psm_storage::open(&args.store.config(&data, pam.as_ref())?)?;
     let api = Server::new(
         control_plane.clone(),

@@ -12,12 +12,12 @@ use async_trait::async_trait;
 use psm_core::CoreError;
 use psm_core::clock::SystemClock;
 use psm_core::directory::{
-    AuthorizedKey, DirectoryUser, Factor, MemoryDirectory, NewUser, PasswordHash, TotpSecret,
-    UserDirectory, UserUpdate,
+    AuthorizedKey, DirectoryAdmin, DirectoryLookup, DirectoryUser, Factor, MemoryDirectory,
+    NewUser, PasswordHash, TotpSecret, UserDirectory, UserUpdate,
 };
 use psm_core::store::MemoryStore;
 use psm_core::vault::Secret;
-use psm_core::{ControlPlane, Engine, EngineConfig, ProcessInstance};
+use psm_core::{Engine, EngineConfig, ProcessInstance, SessionLifecycle};
 use psm_proxy::*;
 use psm_proxy_ssh::{
     GatewayDeps, SshGateway, SshGatewayConfig, generate_host_key, host_key_public,
@@ -319,7 +319,7 @@ pub const ALICE_PW: &str = "alice-Secret-1";
 
 pub struct Options {
     pub configure: Box<dyn FnOnce(&mut SshGatewayConfig) + Send>,
-    pub control_plane: Option<Arc<dyn ControlPlane>>,
+    pub control_plane: Option<Arc<dyn SessionLifecycle>>,
     pub targets: Option<Arc<dyn TargetAccess>>,
     pub taps: Option<Arc<dyn TapFactory>>,
     /// Serve the directory to the gateway as a remote one does (psm-client's
@@ -357,10 +357,31 @@ fn without_secrets(mut u: DirectoryUser) -> DirectoryUser {
 }
 
 #[async_trait]
-impl UserDirectory for SecretsElsewhere {
+impl DirectoryLookup for SecretsElsewhere {
     async fn user(&self, name: &str) -> Result<Option<DirectoryUser>, CoreError> {
         Ok(self.inner.user(name).await?.map(without_secrets))
     }
+    async fn targets_of_roles(&self, roles: &[String]) -> Result<Vec<String>, CoreError> {
+        self.inner.targets_of_roles(roles).await
+    }
+    async fn verify_password(
+        &self,
+        name: &str,
+        password: &Secret<String>,
+    ) -> Result<bool, CoreError> {
+        self.password_checks
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.verify_password(name, password).await
+    }
+    async fn verify_totp(&self, name: &str, code: &str, now: u64) -> Result<bool, CoreError> {
+        self.totp_checks
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.verify_totp(name, code, now).await
+    }
+}
+
+#[async_trait]
+impl DirectoryAdmin for SecretsElsewhere {
     async fn users(&self) -> Result<Vec<DirectoryUser>, CoreError> {
         Ok(self
             .inner
@@ -390,23 +411,6 @@ impl UserDirectory for SecretsElsewhere {
     }
     async fn revoke(&self, role: &str, target: &str) -> Result<bool, CoreError> {
         self.inner.revoke(role, target).await
-    }
-    async fn targets_of_roles(&self, roles: &[String]) -> Result<Vec<String>, CoreError> {
-        self.inner.targets_of_roles(roles).await
-    }
-    async fn verify_password(
-        &self,
-        name: &str,
-        password: &Secret<String>,
-    ) -> Result<bool, CoreError> {
-        self.password_checks
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.inner.verify_password(name, password).await
-    }
-    async fn verify_totp(&self, name: &str, code: &str, now: u64) -> Result<bool, CoreError> {
-        self.totp_checks
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.inner.verify_totp(name, code, now).await
     }
 }
 
