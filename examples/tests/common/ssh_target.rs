@@ -1,0 +1,121 @@
+//! A private sshd on loopback as an SSH target, and the helpers around it: shared by the
+//! black-box tests here and, through `#[path]`, by other crates' (`examples/embed-ssh`).
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn wait_port(port: u16) {
+    for _ in 0..1200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("nothing listens on {port}");
+}
+
+pub fn keygen(p: &Path) {
+    let ok = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(p)
+        .status();
+    assert!(
+        ok.map(|s| s.success()).unwrap_or(false),
+        "ssh-keygen is missing: install openssh-client"
+    );
+}
+
+/// A child killed when dropped.
+pub struct Kill(pub std::process::Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A private sshd on loopback and a local account with a password: the target and the
+/// credential PSM vaults.
+pub struct SshTarget {
+    pub port: u16,
+    pub account: String,
+    pub password: String,
+    _sshd: Kill,
+}
+
+impl SshTarget {
+    pub fn start(dir: &Path, account: &str) -> Self {
+        assert!(
+            Path::new("/usr/sbin/sshd").exists(),
+            "/usr/sbin/sshd is missing: install openssh-server"
+        );
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        if !Command::new("id")
+            .arg(account)
+            .output()
+            .unwrap()
+            .status
+            .success()
+        {
+            assert!(
+                Command::new("useradd")
+                    .args(["-m", "-s", "/bin/bash", account])
+                    .status()
+                    .unwrap()
+                    .success(),
+                "useradd (run as root)"
+            );
+        }
+        let password = format!("Vaulted-{}-{}", std::process::id(), free_port());
+        let mut chpasswd = Command::new("chpasswd")
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        chpasswd
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{account}:{password}\n").as_bytes())
+            .unwrap();
+        assert!(chpasswd.wait().unwrap().success());
+        let host = dir.join(format!("sshd-host-{account}"));
+        keygen(&host);
+        let port = free_port();
+        let config = dir.join(format!("sshd_config-{account}"));
+        std::fs::write(
+            &config,
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile {}/sshd-{account}.pid\nPasswordAuthentication yes\nUsePAM no\n",
+                host.display(),
+                dir.display()
+            ),
+        )
+        .unwrap();
+        let sshd = Kill(
+            Command::new("/usr/sbin/sshd")
+                .args(["-D", "-e", "-f"])
+                .arg(&config)
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        wait_port(port);
+        Self {
+            port,
+            account: account.into(),
+            password,
+            _sshd: sshd,
+        }
+    }
+}
