@@ -125,6 +125,8 @@ pub async fn start(
         api.into(),
         "--api-key-file".into(),
         data.join("keys").join("gateway.key").into(),
+        // A psm up killed with SIGKILL must not leave its gateway running.
+        "--exit-with-parent".into(),
     ];
     if let Some(w) = section.web_listen {
         args.push("--web-listen".into());

@@ -82,6 +82,11 @@ struct Args {
     /// The most bytes a target may write to its session drive (print jobs included), in MiB.
     #[arg(long, default_value_t = 1024)]
     drive_max_mib: u64,
+    /// Stop (ending every session cleanly) when the process that started this one exits:
+    /// `psm up` runs the gateway this way, so a `psm up` killed with SIGKILL leaves no
+    /// gateway behind.
+    #[arg(long)]
+    exit_with_parent: bool,
     /// A remote control plane (`https://host:port`); unset: the node in the data directory.
     /// Users, targets and credentials then come from it (VerifyUser, GetCredential), and
     /// the data directory holds only recordings and the recording signing key.
@@ -252,12 +257,36 @@ async fn main() -> anyhow::Result<()> {
     }
     let gateway = RdpGateway::bind(config, identity, deps).await?;
     println!("PSM RDP gateway on {}", gateway.local_addr());
+    let supervisor = args
+        .exit_with_parent
+        .then(rustix::process::getppid)
+        .flatten();
     gateway
-        .run(async {
-            let _ = tokio::signal::ctrl_c().await;
+        .run(async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = parent_gone(supervisor) => {
+                    eprintln!("the supervising process is gone: stopping");
+                }
+            }
         })
         .await?;
     Ok(())
+}
+
+/// Resolves once this process's parent is no longer `parent` (it died and this process was
+/// handed to init or a subreaper); never when `parent` is `None`.
+async fn parent_gone(parent: Option<rustix::process::Pid>) {
+    let Some(parent) = parent else {
+        return std::future::pending().await;
+    };
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        if rustix::process::getppid() != Some(parent) {
+            return;
+        }
+    }
 }
 
 /// The control plane's `savescreenshot` and `saveclipboard` endpoints (gateway role): where a

@@ -492,3 +492,59 @@ async fn psm_up_runs_supervises_and_stops_the_rdp_gateway() {
     );
     drop(xrdp);
 }
+
+/// `psm up` killed with SIGKILL (no chance to stop its child) leaves no RDP gateway running:
+/// the child is started with `--exit-with-parent` and stops once it is orphaned.
+#[test]
+fn a_killed_psm_up_leaves_no_rdp_gateway_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let [api, ssh, live, rdp] = [(); 4].map(|()| free_port());
+    let out = dir.path().join("up.out");
+    let child = Command::new(psm_bin())
+        .args(["up", "--data"])
+        .arg(&data)
+        .args([
+            "--api-listen",
+            &format!("127.0.0.1:{api}"),
+            "--ssh-listen",
+            &format!("127.0.0.1:{ssh}"),
+            "--live-listen",
+            &format!("127.0.0.1:{live}"),
+            "--rdp-listen",
+            &format!("127.0.0.1:{rdp}"),
+        ])
+        .arg("--rdp-web-listen")
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .env("PSM_RDP_GATEWAY", env!("CARGO_BIN_EXE_psm-rdp-gateway"))
+        .env_remove("PSM_CONFIG")
+        .env_remove("PSM_DATA")
+        .stdin(Stdio::null())
+        .stdout(log_file(&out))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut up = Up {
+        child,
+        data: data.clone(),
+    };
+    let start = Instant::now();
+    while !(read(&out).contains("Press Ctrl-C") && accepts(rdp)) {
+        assert!(matches!(up.child.try_wait(), Ok(None)), "{}", read(&out));
+        assert!(start.elapsed() < Duration::from_secs(120), "{}", read(&out));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(gateway_pids(&data).len(), 1, "{}", read(&out));
+    up.child.kill().unwrap();
+    up.child.wait().unwrap();
+    let start = Instant::now();
+    while !gateway_pids(&data).is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the RDP gateway outlived a killed psm up: {:?}",
+            gateway_pids(&data)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!accepts(rdp), "the RDP port is still open");
+}
