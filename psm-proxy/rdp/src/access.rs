@@ -258,7 +258,7 @@ impl Authenticator {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use psm_core::directory::{MemoryDirectory, NewUser, PasswordHash};
+    use psm_core::directory::{DirectoryAdmin, MemoryDirectory, NewUser, PasswordHash};
 
     #[tokio::test]
     async fn authenticates_against_the_directory() {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use psm_core::{ControlPlane, Stage};
+use psm_core::{ControlPlane, SessionAdmin, Stage};
 use psm_proxy::SessionRegistry;
 use psm_proxy_rdp::recorder::{DirRecordings, writer_config};
 use psm_proxy_rdp::session::ClientKind;

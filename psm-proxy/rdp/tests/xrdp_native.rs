@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use psm_core::{ControlPlane, Stage};
+use psm_core::{SessionAdmin, Stage};
 use psm_proxy_rdp::recorder::KEYBOARD_CHANNEL;
 use psm_recording::graphics;
 use psm_recording::{EventKind, ReadOptions, Reader};

@@ -12,7 +12,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use psm_core::directory::{NewUser, PasswordHash, UserDirectory};
+use psm_core::directory::{DirectoryAdmin, NewUser, PasswordHash};
 
 /// Runs FreeRDP once as `login` with `password` and returns what it printed.
 async fn refused(
