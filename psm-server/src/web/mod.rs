@@ -21,7 +21,7 @@
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
 //! use psm_core::clock::SystemClock;
-//! use psm_core::directory::{MemoryDirectory, NewUser, PasswordHash, UserDirectory};
+//! use psm_core::directory::{DirectoryAdmin, MemoryDirectory, NewUser, PasswordHash, UserDirectory};
 //! use psm_core::store::MemoryStore;
 //! use psm_core::vault::{Keyring, MasterKey, MemoryVaultStore, PamSettings, Vault, VaultConfig};
 //! use psm_core::{Engine, EngineConfig, LocalControlPlane};
