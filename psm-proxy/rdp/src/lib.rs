@@ -11,7 +11,7 @@
 //! ```no_run
 //! # async fn demo(control_plane: std::sync::Arc<dyn psm_core::ControlPlane>) -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
-//! use psm_core::directory::{MemoryDirectory, NewUser, PasswordHash, UserDirectory};
+//! use psm_core::directory::{DirectoryAdmin, MemoryDirectory, NewUser, PasswordHash, UserDirectory};
 //! use psm_proxy::{HostKeyCheck, SessionRegistry, StaticTarget, StaticTargets,
 //!     TargetCredential, TargetSecret};
 //! use psm_proxy_rdp::recorder::{writer_config, DirRecordings};
