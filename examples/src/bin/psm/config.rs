@@ -122,7 +122,7 @@ impl Default for SshSection {
             checkout_minutes: 60,
             known_hosts: None,
             trust_on_first_use: false,
-            allow_local_forwarding: true,
+            allow_local_forwarding: false,
             allow_remote_forwarding: false,
             allow_sftp: true,
             max_sessions: 10_000,
