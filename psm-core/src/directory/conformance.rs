@@ -75,9 +75,14 @@ pub(crate) async fn run(dir: &dyn UserDirectory) {
             .await
             .unwrap()
     );
+    // A code is accepted once: the record check above used step t, so that code is spent.
     let code = totp.code_at(t).unwrap();
-    assert!(dir.verify_totp("alice", &code, t).await.unwrap());
-    assert!(dir.verify_totp("alice", &code, t + 30).await.unwrap());
+    assert!(
+        !dir.verify_totp("alice", &code, t).await.unwrap(),
+        "a used code is refused"
+    );
+    let t = t + 300;
+    let code = totp.code_at(t).unwrap();
     assert!(!dir.verify_totp("alice", &code, t + 300).await.unwrap());
     assert!(
         !dir.verify_totp("alice", &wrong_code(&totp, t), t)
@@ -86,6 +91,13 @@ pub(crate) async fn run(dir: &dyn UserDirectory) {
     );
     assert!(!dir.verify_totp("alice", "abcdef", t).await.unwrap());
     assert!(!dir.verify_totp("nobody", &code, t).await.unwrap());
+    assert!(dir.verify_totp("alice", &code, t).await.unwrap());
+    assert!(
+        !dir.verify_totp("alice", &code, t + 30).await.unwrap(),
+        "replayed within its window"
+    );
+    let t = t + 60;
+    let code = totp.code_at(t).unwrap();
     dir.update_user(
         "alice",
         &UserUpdate {

@@ -252,7 +252,8 @@ impl DirectoryUser {
     }
 
     /// Whether `code` is the user's current TOTP code at `unix_seconds` (one step of skew
-    /// either way), checked against the secret in this record. True when no second factor
+    /// either way, each code accepted once: [`TotpSecret::verify`]), checked against the
+    /// secret in this record. True when no second factor
     /// is configured; false when the secret is held remotely. Prefer
     /// [`UserDirectory::verify_totp`], which also works for a remote directory.
     pub fn verify_totp(&self, code: &str, unix_seconds: u64) -> bool {
@@ -448,8 +449,10 @@ pub trait DirectoryLookup: Send + Sync {
     }
 
     /// Whether `code` is user `name`'s TOTP code at `unix_seconds` (one 30 s step of skew
-    /// either way): false for an unknown or disabled user, or one without a second factor
-    /// (ask only when [`DirectoryUser::needs_totp`]). Only accepted or refused, never why.
+    /// either way): false for an unknown or disabled user, one without a second factor
+    /// (ask only when [`DirectoryUser::needs_totp`]), or a code whose step was already
+    /// accepted (a code logs in once, [`TotpSecret::verify`]). Only accepted or refused,
+    /// never why.
     ///
     /// The default checks the record [`user`](Self::user) returns. A directory whose records
     /// do not carry the secret ([`Factor::Remote`]) overrides this to ask the directory that

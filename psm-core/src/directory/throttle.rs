@@ -121,6 +121,62 @@ impl LoginThrottle {
         }
     }
 
+    /// Counts an attempt against `key` **before** it is checked, unless `key` is locked out
+    /// (then `false`, nothing counted). Checking and counting under one lock means that
+    /// concurrent attempts cannot all pass the lockout check before any failure is
+    /// counted: at most `max_failures` attempts per key are ever in flight or failed within
+    /// a lockout. A wrong answer leaves the attempt counted; a right one calls
+    /// [`succeeded`](Self::succeeded) (a user name: clear the count) or
+    /// [`release`](Self::release) (an address: take back just this attempt).
+    ///
+    /// ```
+    /// use psm_core::directory::LoginThrottle;
+    /// let t = LoginThrottle::new(2, std::time::Duration::from_secs(300));
+    /// assert!(t.reserve("addr:192.0.2.1"));
+    /// assert!(t.reserve("addr:192.0.2.1"));
+    /// assert!(!t.reserve("addr:192.0.2.1"), "two attempts in flight: the third waits");
+    /// t.release("addr:192.0.2.1");
+    /// assert!(t.reserve("addr:192.0.2.1"));
+    /// ```
+    pub fn reserve(&self, key: &str) -> bool {
+        let now = Instant::now();
+        let lockout = self.lockout;
+        let mut failures = self.lock();
+        if let Some(f) = failures.get(key)
+            && f.since.is_some_and(|s| now.duration_since(s) < lockout)
+            && f.count >= self.max_failures
+        {
+            return false;
+        }
+        if failures.len() >= MAX_TRACKED && !failures.contains_key(key) {
+            failures.retain(|_, f| f.since.is_some_and(|s| now.duration_since(s) < lockout));
+            if failures.len() >= MAX_TRACKED {
+                failures.clear();
+            }
+        }
+        let f = failures.entry(key.to_owned()).or_default();
+        match f.since {
+            Some(since) if now.duration_since(since) < lockout => f.count += 1,
+            _ => {
+                f.count = 1;
+                f.since = Some(now);
+            }
+        }
+        true
+    }
+
+    /// Takes back one attempt [`reserve`](Self::reserve) counted against `key` (the attempt
+    /// turned out right, or was never checked).
+    pub fn release(&self, key: &str) {
+        let mut failures = self.lock();
+        if let Some(f) = failures.get_mut(key) {
+            f.count = f.count.saturating_sub(1);
+            if f.count == 0 {
+                failures.remove(key);
+            }
+        }
+    }
+
     /// Clears the failures of `key` (after a successful login).
     pub fn succeeded(&self, key: &str) {
         self.lock().remove(key);
@@ -164,6 +220,23 @@ mod tests {
         // A new run of failures starts counting afresh.
         t.failed("bob");
         assert_eq!(t.lock().get("bob").unwrap().count, 1);
+    }
+
+    #[test]
+    fn concurrent_attempts_cannot_all_pass_the_check() {
+        let t = LoginThrottle::new(3, Duration::from_secs(60));
+        let passed = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..32).map(|_| s.spawn(|| t.reserve("bob"))).collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .filter(|&ok| ok)
+                .count()
+        });
+        assert_eq!(passed, 3);
+        assert!(t.locked_out("bob"));
+        t.release("bob");
+        assert!(!t.locked_out("bob"));
     }
 
     #[test]
