@@ -5,12 +5,14 @@
 
 use libfuzzer_sys::fuzz_target;
 use psm_core::policy::{
-    Policy, PolicyConfig, SessionScope, TransferDirection, command_forms, continues,
+    Policy, PolicyConfig, SessionScope, TransferDirection, command_forms, command_units, continues,
 };
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     let _ = command_forms(&text);
+    let units = command_units(&text);
+    assert!(units.commands.len() <= psm_core::policy::MAX_COMMANDS);
     let _ = continues(&text);
 
     // As a whole policy.

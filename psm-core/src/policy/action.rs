@@ -183,6 +183,31 @@ pub struct Decision {
     pub action: Action,
     /// The rules that matched, in policy order; empty when the default applied.
     pub matched: Vec<RuleMatch>,
+    /// The command line could not be judged completely; the policy's action for that
+    /// (`incomplete_command`, `history_expansion`) is part of `action`.
+    pub incomplete: Option<Incomplete>,
+}
+
+/// Why a command line was judged only in part.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Incomplete {
+    /// Cut: longer than the tracker's `max_line`, or more simple commands, words or nesting
+    /// than the engine follows.
+    Cut,
+    /// History expansion (`!!`, `^a^b`, `fc`): the shell runs text the line does not show.
+    HistoryExpansion,
+}
+
+impl Incomplete {
+    /// How the summary names it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Incomplete::Cut => "cut",
+            Incomplete::HistoryExpansion => "history expansion",
+        }
+    }
 }
 
 impl Decision {
@@ -234,8 +259,17 @@ impl Decision {
             }
             PolicyEvent::UnechoedInput { chars } => format!("unechoed input ({chars} chars)"),
         };
+        let what = match self.incomplete {
+            Some(why) => format!("{what} [{}]", why.as_str()),
+            None => what,
+        };
         if self.matched.is_empty() {
-            format!("{what}: {} (default)", self.action)
+            let how = if self.incomplete.is_some() {
+                "incomplete"
+            } else {
+                "default"
+            };
+            format!("{what}: {} ({how})", self.action)
         } else {
             let names: Vec<&str> = self.matched.iter().map(|m| m.name.as_ref()).collect();
             format!("{what} matched {}: {}", names.join(", "), self.action)

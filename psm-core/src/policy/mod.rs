@@ -38,8 +38,12 @@ mod config;
 mod pattern;
 mod shell;
 
-pub use action::{Action, Decision, LineSource, PolicyEvent, RuleMatch, TransferDirection};
+pub use action::{
+    Action, Decision, Incomplete, LineSource, PolicyEvent, RuleMatch, TransferDirection,
+};
 pub use compiled::{Policy, SessionPolicy, SessionScope};
 pub use config::{MAX_PATTERN, MAX_POLICY_TEXT, MAX_RULES, PolicyConfig, RuleConfig, Subject};
 pub use pattern::glob_to_regex;
-pub use shell::{MAX_DEPTH, MAX_FORMS, command_forms, continues};
+pub use shell::{
+    CommandUnits, MAX_COMMANDS, MAX_DEPTH, MAX_FORMS, command_forms, command_units, continues,
+};

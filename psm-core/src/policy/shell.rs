@@ -1,32 +1,83 @@
 //! From one command line to the texts command rules are matched against.
 //!
-//! A submitted line is matched in several forms, and a rule matches if it matches any of
-//! them ([`command_forms`]):
+//! A submitted line is cut into *simple commands* ([`command_units`]), and each is judged on
+//! its own: an `allow` rule covers only the simple command it matched. A simple command is
+//! split off at `;`, `&`, `&&`, `|`, `||`, newlines and parentheses, or nested in `$(...)`,
+//! backquotes, `<(...)`, the string of `sh -c`, `bash -c`, `su -c`, `eval`, `env -S` or
+//! `ssh HOST`. Its *forms* are what rules match:
 //!
-//! 1. the line itself, trimmed;
-//! 2. each *simple command* in it (split at `;`, `&`, `&&`, `|`, `||`, newlines and
-//!    parentheses), *normalised*: quotes and backslashes removed the way the shell removes
+//! 1. the command *normalised*: quotes and backslashes removed the way the shell removes
 //!    them (`'r'm`, `"rm"`, `r\m` and `\rm` are all `rm`), words joined by one space
 //!    (`rm  -rf` is `rm -rf`), redirections dropped (`2>/dev/null`), leading assignments
-//!    dropped (`LC_ALL=C rm`), and the command word reduced to its base name
-//!    (`/bin/rm` is `rm`);
-//! 3. the commands nested in it: `$(...)`, backquotes, `<(...)`, the string of `sh -c`,
-//!    `bash -c`, `su -c`, `eval`, `env -S`, and the command run by wrappers such as `sudo`,
-//!    `env`, `nohup`, `nice`, `timeout`, `xargs`, `command`, `exec`, `busybox`, `ssh HOST`.
+//!    dropped (`LC_ALL=C rm`), the command word reduced to its base name (`/bin/rm` is
+//!    `rm`), and absolute paths normalised lexically (`/tmp/../etc` is `/etc`, `//x/./y`
+//!    is `/x/y`);
+//! 2. the command run by a wrapper such as `sudo`, `env`, `nohup`, `nice`, `timeout`,
+//!    `xargs`, `command`, `exec`, `busybox` (`sudo -u root rm -rf /` also yields
+//!    `rm -rf /`).
 //!
 //! This is a lexer, not a shell: it does not expand variables, aliases, globs or
-//! functions (see `docs/policy.md` for what that leaves uncaught). Everything is bounded:
-//! at most [`MAX_FORMS`] forms and [`MAX_DEPTH`] levels of nesting.
+//! functions (see `docs/policy.md` for what that leaves uncaught). Everything is bounded
+//! ([`MAX_COMMANDS`], [`MAX_FORMS`], [`MAX_DEPTH`], 256 words per command); a line that
+//! goes past a bound is reported [`CommandUnits::cut`], so that the caller fails closed
+//! rather than judging a part of it.
 
-/// The most forms one line yields.
-pub const MAX_FORMS: usize = 64;
-/// How deep nested commands are followed.
-pub const MAX_DEPTH: usize = 4;
+/// The most forms one line yields (over all its simple commands).
+pub const MAX_FORMS: usize = 4096;
+/// The most simple commands judged in one line.
+pub const MAX_COMMANDS: usize = 1024;
+/// How deep nested commands and wrappers are followed.
+pub const MAX_DEPTH: usize = 8;
 /// The most words kept per simple command.
 const MAX_WORDS: usize = 256;
+/// The most bytes of forms one line yields.
+const MAX_FORM_BYTES: usize = 4 << 20;
+
+/// A command line cut into the simple commands the engine judges one by one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CommandUnits {
+    /// The line itself, trimmed, `\`-newline continuations joined.
+    pub line: String,
+    /// One entry per simple command, nested ones included, in the order found: its
+    /// normalised forms (the command as written, then what the wrappers in it run).
+    pub commands: Vec<Vec<String>>,
+    /// Part of the line was not followed: more simple commands, forms, words or nesting
+    /// than the bounds. A caller should not let an `allow` pass such a line.
+    pub cut: bool,
+    /// The line uses interactive history expansion (`!!`, `!$`, `!-2`, `!rm`, `^a^b` at the
+    /// start, or the `fc` command): an interactive shell runs text the line does not show.
+    pub history_expansion: bool,
+}
+
+/// Cuts `line` into its simple commands and their normalised forms.
+///
+/// ```
+/// # use psm_core::policy::command_units;
+/// let u = command_units("rm -rf /tmp/../etc; sudo shutdown -h now");
+/// assert_eq!(u.commands[0], ["rm -rf /etc"]);
+/// assert_eq!(u.commands[1], ["sudo shutdown -h now", "shutdown -h now"]);
+/// assert!(!u.cut && !u.history_expansion);
+/// assert!(command_units("sudo !!").history_expansion);
+/// ```
+pub fn command_units(line: &str) -> CommandUnits {
+    let raw = line.replace("\\\n", "");
+    let raw = raw.trim();
+    let mut units = Units::default();
+    if !raw.is_empty() {
+        units.history |= raw.starts_with('^');
+        parse_line(raw, 0, &mut units);
+    }
+    CommandUnits {
+        line: raw.to_owned(),
+        commands: units.commands,
+        cut: units.cut,
+        history_expansion: units.history,
+    }
+}
 
 /// The forms of `line` that command rules are matched against, without duplicates, the
-/// line itself first.
+/// line itself first, then every simple command's forms (at most [`MAX_FORMS`]). Rules are
+/// judged per simple command ([`command_units`]); this flat list is for display and tests.
 ///
 /// ```
 /// # use psm_core::policy::command_forms;
@@ -35,20 +86,61 @@ const MAX_WORDS: usize = 256;
 /// assert!(forms.iter().any(|f| f == "cd /"));
 /// ```
 pub fn command_forms(line: &str) -> Vec<String> {
+    let u = command_units(line);
     let mut out = Vec::new();
-    let raw = line.replace("\\\n", "");
-    let raw = raw.trim();
-    if raw.is_empty() {
+    if u.line.is_empty() {
         return out;
     }
-    push(&mut out, raw.to_owned());
-    parse_line(raw, 0, &mut out);
+    out.push(u.line);
+    for form in u.commands.into_iter().flatten() {
+        if out.len() >= MAX_FORMS {
+            break;
+        }
+        if !out.contains(&form) {
+            out.push(form);
+        }
+    }
     out
 }
 
-fn push(out: &mut Vec<String>, form: String) {
-    if out.len() < MAX_FORMS && !form.is_empty() && !out.contains(&form) {
-        out.push(form);
+/// The simple commands found so far, and whether a bound cut the line.
+#[derive(Default)]
+struct Units {
+    commands: Vec<Vec<String>>,
+    forms: usize,
+    bytes: usize,
+    cut: bool,
+    history: bool,
+}
+
+impl Units {
+    /// Opens a new simple command; false (and `cut`) past [`MAX_COMMANDS`].
+    fn open(&mut self) -> bool {
+        if self.commands.len() >= MAX_COMMANDS {
+            self.cut = true;
+            return false;
+        }
+        self.commands.push(Vec::new());
+        true
+    }
+
+    /// Adds a form to the open simple command.
+    fn push(&mut self, form: String) {
+        if form.is_empty() {
+            return;
+        }
+        if self.forms >= MAX_FORMS || self.bytes + form.len() > MAX_FORM_BYTES {
+            self.cut = true;
+            return;
+        }
+        let Some(cur) = self.commands.last_mut() else {
+            return;
+        };
+        if !cur.contains(&form) {
+            self.forms += 1;
+            self.bytes += form.len();
+            cur.push(form);
+        }
     }
 }
 
@@ -59,13 +151,14 @@ enum Tok {
     Redirect,
 }
 
-fn parse_line(src: &str, depth: usize, out: &mut Vec<String>) {
-    if depth > MAX_DEPTH || out.len() >= MAX_FORMS {
+fn parse_line(src: &str, depth: usize, out: &mut Units) {
+    if depth > MAX_DEPTH {
+        out.cut = true;
         return;
     }
     let mut toks = Vec::new();
     let mut nested = Vec::new();
-    lex(src, &mut toks, &mut nested);
+    lex(src, &mut toks, &mut nested, &mut out.history);
 
     let mut words: Vec<String> = Vec::new();
     let mut skip_next_word = false;
@@ -76,17 +169,19 @@ fn parse_line(src: &str, depth: usize, out: &mut Vec<String>) {
                     skip_next_word = false;
                 } else if words.len() < MAX_WORDS {
                     words.push(w);
+                } else {
+                    out.cut = true;
                 }
             }
             Tok::Redirect => skip_next_word = true,
             Tok::Sep => {
                 skip_next_word = false;
-                simple_command(&words, depth, out);
+                simple_command(&words, depth, true, out);
                 words.clear();
             }
         }
     }
-    simple_command(&words, depth, out);
+    simple_command(&words, depth, true, out);
     for n in nested {
         parse_line(&n, depth + 1, out);
     }
@@ -107,6 +202,35 @@ fn is_assignment(w: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
         && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
+}
+
+/// Appends `w`, an absolute path normalised lexically: `//` and `/./` collapse, `..` takes
+/// the segment before it away (never above `/`), a trailing `/` stays. The shell hands the
+/// path on as written and the kernel resolves it this way (symbolic links aside), so a
+/// rule on `/tmp/*` must not match `/tmp/../etc`.
+fn push_normalised(form: &mut String, w: &str) {
+    if !w.starts_with('/') || !(w.contains("//") || w.contains("/.")) {
+        form.push_str(w);
+        return;
+    }
+    let mut parts: Vec<&str> = Vec::new();
+    for seg in w.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            s => parts.push(s),
+        }
+    }
+    for p in &parts {
+        form.push('/');
+        form.push_str(p);
+    }
+    let dir = w.ends_with('/') || w.ends_with("/.") || w.ends_with("/..");
+    if parts.is_empty() || dir {
+        form.push('/');
+    }
 }
 
 fn basename(w: &str) -> &str {
@@ -251,25 +375,35 @@ const WRAPPERS: &[Wrapper] = &[
 
 const SHELLS: [&str; 8] = ["sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "fish"];
 
-fn simple_command(words: &[String], depth: usize, out: &mut Vec<String>) {
-    if depth > MAX_DEPTH || out.len() >= MAX_FORMS {
-        return;
-    }
+/// Adds the forms of one simple command: to a new entry when `new`, else (a command run
+/// by a wrapper) to the open one.
+fn simple_command(words: &[String], depth: usize, new: bool, out: &mut Units) {
     let mut i = 0;
     while i < words.len() && (is_assignment(&words[i]) || RESERVED.contains(&words[i].as_str())) {
         i += 1;
     }
     let words = &words[i..];
     let Some(first) = words.first() else { return };
+    if depth > MAX_DEPTH {
+        out.cut = true;
+        return;
+    }
+    if new && !out.open() {
+        return;
+    }
     let name = basename(first);
+    if name == "fc" {
+        // `fc -s` runs a history entry again; plain `fc` runs what the editor saved.
+        out.history = true;
+    }
 
     let mut form = String::with_capacity(words.iter().map(|w| w.len() + 1).sum());
     form.push_str(name);
     for w in &words[1..] {
         form.push(' ');
-        form.push_str(w);
+        push_normalised(&mut form, w);
     }
-    push(out, form);
+    out.push(form);
 
     let rest = &words[1..];
     if SHELLS.contains(&name) {
@@ -342,14 +476,14 @@ fn simple_command(words: &[String], depth: usize, out: &mut Vec<String>) {
             // Both hand their words to a shell as one string.
             parse_line(&rest[j..].join(" "), depth + 1, out);
         } else {
-            simple_command(&rest[j..], depth + 1, out);
+            simple_command(&rest[j..], depth + 1, false, out);
         }
     }
 }
 
 /// Splits `src` into words and separators the way a POSIX shell's tokenizer does (quote
 /// removal included), and collects the text of command substitutions into `nested`.
-fn lex(src: &str, toks: &mut Vec<Tok>, nested: &mut Vec<String>) {
+fn lex(src: &str, toks: &mut Vec<Tok>, nested: &mut Vec<String>, history: &mut bool) {
     let chars: Vec<char> = src.chars().collect();
     let mut word = String::new();
     let mut in_word = false;
@@ -420,7 +554,7 @@ fn lex(src: &str, toks: &mut Vec<Tok>, nested: &mut Vec<String>) {
             '"' => {
                 in_word = true;
                 quoted = true;
-                i = double_quoted(&chars, i + 1, &mut word, nested);
+                i = double_quoted(&chars, i + 1, &mut word, nested, history);
                 continue;
             }
             '\\' => {
@@ -456,7 +590,7 @@ fn lex(src: &str, toks: &mut Vec<Tok>, nested: &mut Vec<String>) {
                 Some('"') => {
                     in_word = true;
                     quoted = true;
-                    i = double_quoted(&chars, i + 2, &mut word, nested);
+                    i = double_quoted(&chars, i + 2, &mut word, nested, history);
                     continue;
                 }
                 _ => {
@@ -478,6 +612,11 @@ fn lex(src: &str, toks: &mut Vec<Tok>, nested: &mut Vec<String>) {
                 }
                 continue;
             }
+            '!' => {
+                *history |= history_bang(&chars, i, false);
+                word.push(c);
+                in_word = true;
+            }
             _ => {
                 word.push(c);
                 in_word = true;
@@ -496,10 +635,16 @@ fn double_quoted(
     mut i: usize,
     word: &mut String,
     nested: &mut Vec<String>,
+    history: &mut bool,
 ) -> usize {
     while i < chars.len() {
         match chars[i] {
             '"' => return i + 1,
+            '!' => {
+                *history |= history_bang(chars, i, true);
+                word.push('!');
+                i += 1;
+            }
             '\\' => match chars.get(i + 1) {
                 Some('\n') => i += 2,
                 Some(&n @ ('$' | '`' | '"' | '\\')) => {
@@ -532,6 +677,23 @@ fn double_quoted(
         }
     }
     i
+}
+
+/// Whether the unquoted (or double-quoted) `!` at `i` starts a history expansion in an
+/// interactive bash: not before a blank, `=` or the end (nor a closing `"` inside double
+/// quotes), and not in `$!`, `${!` or `[!`, which bash leaves alone.
+fn history_bang(chars: &[char], i: usize, in_double_quotes: bool) -> bool {
+    let next = chars.get(i + 1).copied();
+    if matches!(next, None | Some(' ' | '\t' | '\n' | '\r' | '=')) {
+        return false;
+    }
+    if in_double_quotes && next == Some('"') {
+        return false;
+    }
+    let prev = i.checked_sub(1).and_then(|p| chars.get(p)).copied();
+    let prev2 = i.checked_sub(2).and_then(|p| chars.get(p)).copied();
+    let quiet = matches!(prev, Some('$' | '[')) || (prev == Some('{') && prev2 == Some('$'));
+    !quiet
 }
 
 /// Reads a `$'...'` body starting after the quote, decoding its escapes.
@@ -816,6 +978,112 @@ mod tests {
     }
 
     #[test]
+    fn each_simple_command_is_its_own_unit() {
+        let u = command_units("rm -rf /tmp/x; shutdown -h now");
+        assert_eq!(u.commands, [vec!["rm -rf /tmp/x"], vec!["shutdown -h now"]]);
+        let u = command_units("ls | (sudo rm -rf /) && echo $(reboot) `halt` &");
+        let firsts: Vec<&str> = u.commands.iter().map(|c| c[0].as_str()).collect();
+        assert_eq!(
+            firsts,
+            ["ls", "sudo rm -rf /", "echo $(...) `...`", "reboot", "halt"]
+        );
+        // A wrapper's command belongs to the wrapper's unit.
+        assert_eq!(u.commands[1], ["sudo rm -rf /", "rm -rf /"]);
+        assert!(!u.cut);
+        let u = command_units("bash -c 'cd /tmp && rm -rf /'");
+        assert_eq!(
+            u.commands,
+            [
+                vec!["bash -c cd /tmp && rm -rf /"],
+                vec!["cd /tmp"],
+                vec!["rm -rf /"]
+            ]
+        );
+    }
+
+    #[test]
+    fn absolute_paths_are_normalised() {
+        for (line, form) in [
+            ("rm -rf /tmp/../etc", "rm -rf /etc"),
+            ("rm -rf /tmp/x/../../etc/", "rm -rf /etc/"),
+            ("rm -rf //tmp/./x", "rm -rf /tmp/x"),
+            ("rm -rf /tmp/../../..", "rm -rf /"),
+            ("rm -rf /tmp/..", "rm -rf /"),
+            ("rm -rf '/tmp/'..'/etc'", "rm -rf /etc"),
+            ("rm -rf /tmp/x", "rm -rf /tmp/x"),
+            ("rm -rf tmp/../etc", "rm -rf tmp/../etc"),
+            ("cat /a/.hidden", "cat /a/.hidden"),
+        ] {
+            assert_eq!(command_units(line).commands[0][0], form, "{line:?}");
+        }
+    }
+
+    #[test]
+    fn bounds_cut_and_say_so() {
+        // 2000 harmless commands, then the one that matters: past MAX_COMMANDS.
+        let mut line: String = (0..2000).map(|i| format!(": {i}; ")).collect();
+        line.push_str("rm -rf /");
+        let u = command_units(&line);
+        assert!(u.cut);
+        assert!(u.commands.len() <= MAX_COMMANDS);
+        // 63 harmless ones are no longer a problem.
+        let mut line: String = (0..63).map(|i| format!(": {i}; ")).collect();
+        line.push_str("rm -rf /");
+        let u = command_units(&line);
+        assert!(!u.cut);
+        assert_eq!(u.commands.last().unwrap()[0], "rm -rf /");
+        // Nesting deeper than followed.
+        let mut line = String::from("rm -rf /");
+        for _ in 0..MAX_DEPTH + 2 {
+            line = format!("bash -c {}", shell_quote(&line));
+        }
+        assert!(command_units(&line).cut);
+        let mut line = String::from("rm -rf /");
+        for _ in 0..MAX_DEPTH {
+            line = format!("bash -c {}", shell_quote(&line));
+        }
+        let u = command_units(&line);
+        assert!(!u.cut, "{u:?}");
+        assert!(u.commands.iter().any(|c| c[0] == "rm -rf /"));
+        // More words than kept.
+        let line = format!("echo {} ; rm -rf /", "x ".repeat(300));
+        assert!(command_units(&line).cut);
+    }
+
+    #[test]
+    fn history_expansion_is_seen() {
+        for line in [
+            "!!",
+            "sudo !!",
+            "echo !$",
+            "!-2",
+            "!rm",
+            "!?wipe?",
+            "^echo^rm",
+            "echo \"!!\"",
+            "fc -s rm",
+            "fc",
+            "ls; !!",
+        ] {
+            assert!(command_units(line).history_expansion, "{line:?}");
+        }
+        for line in [
+            "! rm -rf /",
+            "echo '!!'",
+            "echo \\!!",
+            "echo $!",
+            "echo ${!name}",
+            "ls [!a]*",
+            "echo hi!",
+            "x != y",
+            "echo \"hi!\"",
+            "a^b",
+        ] {
+            assert!(!command_units(line).history_expansion, "{line:?}");
+        }
+    }
+
+    #[test]
     fn first_form_is_the_trimmed_line() {
         assert_eq!(command_forms("  ls -l  ")[0], "ls -l");
         assert!(command_forms("   ").is_empty());
@@ -858,6 +1126,33 @@ mod tests {
             let forms = command_forms(&line);
             prop_assert!(forms.len() <= MAX_FORMS);
             let _ = continues(&line);
+            let u = command_units(&line);
+            prop_assert!(u.commands.len() <= MAX_COMMANDS);
+            prop_assert!(u.commands.iter().map(Vec::len).sum::<usize>() <= MAX_FORMS);
+        }
+
+        /// Any list of simple commands yields one unit each, in order, whatever the
+        /// separators: nothing after a separator hides in the unit before it.
+        #[test]
+        fn lists_split_into_units(
+            words in proptest::collection::vec("x[a-z]{0,5}( [a-z/.]{1,6}){0,3}", 1..80),
+            seps in proptest::collection::vec(prop_oneof![Just("; "), Just(" && "), Just(" || "), Just(" | "), Just(" & "), Just("\n")], 80),
+        ) {
+            let mut line = String::new();
+            for (i, w) in words.iter().enumerate() {
+                if i > 0 {
+                    line.push_str(seps[i]);
+                }
+                line.push_str(w);
+            }
+            let u = command_units(&line);
+            prop_assert!(!u.cut);
+            let firsts: Vec<String> = u.commands.iter().map(|c| c[0].clone()).collect();
+            prop_assert_eq!(firsts.len(), words.len());
+            for (got, w) in firsts.iter().zip(&words) {
+                let name = w.split(' ').next().unwrap_or("");
+                prop_assert!(got.starts_with(name), "{got:?} vs {w:?}");
+            }
         }
 
         #[test]

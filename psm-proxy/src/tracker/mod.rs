@@ -67,7 +67,7 @@ mod keys;
 mod output;
 mod prompt;
 
-use psm_core::policy::{Decision, LineSource, SessionPolicy, continues};
+use psm_core::policy::{Decision, Incomplete, LineSource, SessionPolicy, continues};
 use psm_recording::{TermSize, TerminalState, Utf8Decoder};
 
 use editor::{Effect, LineModel};
@@ -203,6 +203,12 @@ pub struct CommandTracker {
     pending_truncated: bool,
 
     after: Option<AfterSubmit>,
+    /// The line just judged used history expansion: the shell echoes the expanded command
+    /// on the next line, which is judged (late) when it ends.
+    expansion_judged: bool,
+    expansion_echo: bool,
+    /// The last screen reading filled `max_line`: the line may go on past it.
+    screen_cut: bool,
 
     scratch: Vec<char>,
 }
@@ -232,6 +238,9 @@ impl CommandTracker {
             pending_lines: 0,
             pending_truncated: false,
             after: None,
+            expansion_judged: false,
+            expansion_echo: false,
+            screen_cut: false,
             scratch: Vec::with_capacity(max_line),
         }
     }
@@ -322,19 +331,32 @@ impl CommandTracker {
         while !rest.is_empty() {
             // A submitted line is read again just before the output moves past it (its
             // line feed), so the screen is fed up to there and judged.
-            let upto = match self.after {
-                Some(_) => rest.iter().position(|&b| b == b'\n'),
-                None => None,
+            let upto = if self.after.is_some() {
+                rest.iter().position(|&b| b == b'\n')
+            } else if self.expansion_echo {
+                // The line after the submitted one (whose line feed starts `rest`).
+                let skip = usize::from(rest.first() == Some(&b'\n'));
+                rest[skip..]
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map(|p| p + skip)
+            } else {
+                None
             };
             let (piece, next) = rest.split_at(upto.unwrap_or(rest.len()));
-            if self.line_open || self.after.is_some() {
+            if self.line_open || self.after.is_some() || self.expansion_echo {
                 self.screen.feed(piece);
             } else {
                 self.screen.defer(piece);
             }
             self.output_lines(piece, out);
             if upto.is_some() {
-                self.settle(out);
+                if self.after.is_some() {
+                    self.settle(out);
+                } else {
+                    self.expansion_echo = false;
+                    self.judge_expansion_echo(out);
+                }
             }
             rest = next;
         }
@@ -391,7 +413,10 @@ impl CommandTracker {
     /// Reads the line at Enter: `Some((readings, source))` when the screen confirms it.
     /// An empty line reads as `Some(([], _))`.
     fn reading(&mut self, fresh: bool) -> Option<(Vec<String>, LineSource)> {
-        self.screen.line_at_cursor(&mut self.scratch, self.max_line);
+        // `max_line` characters after the prompt: a line cut there is judged as cut.
+        let limit = self.max_line + self.prompt.len();
+        self.screen.line_at_cursor(&mut self.scratch, limit);
+        self.screen_cut = self.scratch.len() >= limit;
         let screen = strip_prompt(&self.scratch, &self.prompt);
         let model = trim(self.model.chars());
         let certain = !self.model.uncertain();
@@ -443,7 +468,8 @@ impl CommandTracker {
                         Some((String::new(), Vec::new()))
                     } else {
                         let refs: Vec<&str> = readings.iter().map(String::as_str).collect();
-                        self.judge(&refs, source, false, truncated, out)
+                        let cut = truncated || self.screen_cut;
+                        self.judge(&refs, source, false, cut, out)
                     };
                     self.after = Some(AfterSubmit {
                         prompt,
@@ -514,6 +540,7 @@ impl CommandTracker {
         let d = self
             .policy
             .judge_lines(&refs, &full, source, late, truncated);
+        self.expansion_judged = d.incomplete == Some(Incomplete::HistoryExpansion);
         let rules = d.matched.iter().map(|m| m.index).collect();
         out.push(d);
         self.pending.clear();
@@ -524,13 +551,33 @@ impl CommandTracker {
 
     /// The output moved past a submitted line (or the user moved on): read it once more.
     fn settle(&mut self, out: &mut Vec<Decision>) {
+        self.settle_line(out);
+        if std::mem::take(&mut self.expansion_judged) {
+            self.expansion_echo = true;
+        }
+    }
+
+    /// The line after a history expansion: bash prints the expanded command there before
+    /// running it. Judged late (the command has started), as read from the screen.
+    fn judge_expansion_echo(&mut self, out: &mut Vec<Decision>) {
+        self.screen.line_at_cursor(&mut self.scratch, self.max_line);
+        let cut = self.scratch.len() >= self.max_line;
+        let text: String = trim(&self.scratch).iter().collect();
+        if !text.is_empty() {
+            out.push(self.policy.judge_line(&text, LineSource::Screen, true, cut));
+        }
+    }
+
+    fn settle_line(&mut self, out: &mut Vec<Decision>) {
         let Some(after) = self.after.take() else {
             return;
         };
         if after.hidden {
             return;
         }
-        self.screen.line_at_cursor(&mut self.scratch, self.max_line);
+        let limit = self.max_line + after.prompt.len();
+        self.screen.line_at_cursor(&mut self.scratch, limit);
+        let cut = self.scratch.len() >= limit;
         let text: String = strip_prompt(&self.scratch, &after.prompt).iter().collect();
         match after.judged {
             Some((judged, rules)) => {
@@ -538,15 +585,13 @@ impl CommandTracker {
                     return;
                 }
                 // Judged once already: report again only what is new.
-                let d = self
-                    .policy
-                    .judge_line(&text, LineSource::Screen, true, false);
+                let d = self.policy.judge_line(&text, LineSource::Screen, true, cut);
                 if d.matched.iter().any(|m| !rules.contains(&m.index)) {
                     out.push(d);
                 }
             }
             None if !text.is_empty() => {
-                self.judge(&[&text], LineSource::Screen, true, false, out);
+                self.judge(&[&text], LineSource::Screen, true, cut, out);
             }
             None if after.typed > 0 => {
                 // Typed, never shown: rules still judge the keystrokes, but the decision
