@@ -56,7 +56,9 @@ pub mod extract;
 pub mod middleware;
 pub mod node;
 pub mod openapi;
+pub mod refusals;
 pub mod routes;
+mod serve;
 pub mod siem;
 pub mod state;
 pub mod tls;
@@ -185,9 +187,10 @@ impl Server {
                 cp,
                 keys: Arc::new(keys),
                 artifacts: sink,
-                config: Arc::new(config),
                 directory: None,
                 logins: psm_core::directory::LoginThrottle::default(),
+                refusals: refusals::RefusalLog::new(config.refusal_window),
+                config: Arc::new(config),
             },
             web: None,
         }
@@ -236,37 +239,28 @@ impl Server {
                 .clone()
                 .run_sweeper(self.state.config.sweep_interval, stop_rx.clone()),
         );
+        let summaries = tokio::spawn(refusals::run_summaries(self.state.clone(), stop_rx.clone()));
         let mut app = router(self.state.clone());
         if let Some(w) = self.web.clone() {
             app = app.merge(web::router(self.state.clone(), w, tls.is_some()));
         }
-        let mut rx = stop_rx.clone();
-        let shutdown = async move {
-            while !*rx.borrow() {
-                if rx.changed().await.is_err() {
-                    break;
-                }
-            }
-        };
         let scheme = if tls.is_some() { "https" } else { "http" };
+        let config = self.state.config.clone();
         let serve = match tls {
             Some(settings) => {
                 let listener = tls::TlsListener::new(listener, settings)?;
-                let svc = app.into_make_service_with_connect_info::<PeerInfo>();
-                tokio::spawn(async move {
-                    axum::serve(listener, svc)
-                        .with_graceful_shutdown(shutdown)
-                        .await
-                })
+                tokio::spawn(serve::serve(listener, app, config, |p| p, stop_rx))
             }
-            None => {
-                let svc = app.into_make_service_with_connect_info::<PeerInfo>();
-                tokio::spawn(async move {
-                    axum::serve(listener, svc)
-                        .with_graceful_shutdown(shutdown)
-                        .await
-                })
-            }
+            None => tokio::spawn(serve::serve(
+                listener,
+                app,
+                config,
+                |addr| PeerInfo {
+                    addr,
+                    cert_principal: None,
+                },
+                stop_rx,
+            )),
         };
         tracing::info!(%addr, scheme, "control plane listening");
         Ok(RunningServer {
@@ -275,6 +269,7 @@ impl Server {
             stop: stop_tx,
             serve,
             sweeper,
+            summaries,
             grace: self.state.config.shutdown_grace,
         })
     }
@@ -288,6 +283,7 @@ pub struct RunningServer {
     stop: watch::Sender<bool>,
     serve: tokio::task::JoinHandle<std::io::Result<()>>,
     sweeper: tokio::task::JoinHandle<()>,
+    summaries: tokio::task::JoinHandle<()>,
     grace: std::time::Duration,
 }
 
@@ -311,6 +307,7 @@ impl RunningServer {
             tracing::warn!("requests still in flight after the shutdown grace; dropped");
         }
         let _ = self.sweeper.await;
+        let _ = self.summaries.await;
     }
 
     /// Waits until the server ends by itself (an I/O error) or is stopped.

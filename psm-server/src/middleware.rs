@@ -20,7 +20,8 @@ fn bearer(req: &Request) -> Option<&str> {
 }
 
 /// Authenticates the caller (API key, else client certificate), checks its role may call
-/// the endpoint, audits every refusal, and hands the [`Principal`] to the handler.
+/// the endpoint, audits refusals (those of unauthenticated callers once per client and
+/// window, [`refusals`](crate::refusals)), and hands the [`Principal`] to the handler.
 pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let Some(endpoint) = Endpoint::from_path(req.uri().path()) else {
         return next.run(req).await;
@@ -34,7 +35,7 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
         .map_or_else(|| "unknown".to_owned(), |p| p.addr.ip().to_string());
     let principal: Option<Principal> = match bearer(&req) {
         Some(key) => state.keys.authenticate(key),
-        None => peer.and_then(|p| p.cert_principal),
+        None => peer.as_ref().and_then(|p| p.cert_principal.clone()),
     };
     let vault = state.cp.vault();
     let Some(principal) = principal else {
@@ -46,9 +47,16 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
                 endpoint.name()
             )
         });
-        let e = vault
-            .refuse(None, &format!("anonymous@{peer_text}"), e)
-            .await;
+        // Anyone can send these: audited once per client and window, then counted.
+        let actor = format!("anonymous@{peer_text}");
+        let e = match &peer {
+            Some(p) => {
+                crate::refusals::refuse_unauthenticated(&state, p.addr.ip(), &actor, e.to_string())
+                    .await;
+                e
+            }
+            None => vault.refuse(None, &actor, e).await,
+        };
         return ApiError::from(e).into_response();
     };
     if !endpoint.allows(principal.role) {

@@ -16,10 +16,23 @@ pub struct ServerConfig {
     pub body_limit: usize,
     /// How often the watchdog and the checkout-expiry sweep run.
     pub sweep_interval: Duration,
-    /// Peers whose `X-Forwarded-For` / `X-Real-IP` GetIP believes (reverse proxies).
+    /// Peers whose `X-Forwarded-For` / `X-Real-IP` the server believes (reverse proxies):
+    /// GetIP answers the client behind them, and the web UI's login lockout, audit trail
+    /// and refusal counts use that client's address rather than the proxy's. Connections
+    /// from them count only against [`max_connections`](Self::max_connections).
     pub trusted_proxies: Vec<IpAddr>,
     /// How long graceful shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
+    /// How long a client has to send a request's headers (HTTP/1), and a new plain-TCP
+    /// connection its first byte (over TLS the handshake has its own 10 s limit).
+    pub header_read_timeout: Duration,
+    /// Most connections open at once; more are closed as soon as they are accepted.
+    pub max_connections: usize,
+    /// Most connections open at once from one client address (trusted proxies excepted).
+    pub max_connections_per_peer: usize,
+    /// Unauthenticated requests refused from one client within this window are audited
+    /// once, then counted ([`refusals`](crate::refusals)).
+    pub refusal_window: Duration,
 }
 
 impl Default for ServerConfig {
@@ -29,6 +42,10 @@ impl Default for ServerConfig {
             sweep_interval: Duration::from_secs(10),
             trusted_proxies: Vec::new(),
             shutdown_grace: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(30),
+            max_connections: 4096,
+            max_connections_per_peer: 256,
+            refusal_window: Duration::from_secs(60),
         }
     }
 }
@@ -72,6 +89,8 @@ pub struct AppState {
     /// Failed VerifyUser answers per user name: past the limit the name is refused without
     /// a check until the lockout ends (default five in five minutes).
     pub logins: psm_core::directory::LoginThrottle,
+    /// Unauthenticated refusals, audited once per client and window.
+    pub refusals: crate::refusals::RefusalLog,
 }
 
 impl std::fmt::Debug for AppState {

@@ -137,9 +137,19 @@ async fn run(backend: Backend) {
     );
     assert!(gateway.verify_totp("alice", &code, now).await.unwrap());
     assert!(
+        !gateway.verify_totp("alice", &code, now).await.unwrap(),
+        "a code is accepted once"
+    );
+    h.clock.advance(Duration::from_secs(30));
+    let code = totp.code_at(now + 30).unwrap();
+    assert!(
         gateway.verify_totp("alice", &code, 0).await.unwrap(),
         "the control plane's clock decides, not the caller's"
     );
+    // The next answers use the step after.
+    h.clock.advance(Duration::from_secs(30));
+    let now = now + 60;
+    let code = totp.code_at(now).unwrap();
     assert!(
         !gateway
             .verify_totp("alice", &wrong_code(&totp, now), now)

@@ -109,7 +109,9 @@ pub async fn verify_user(
         .into());
     }
     let key = LoginThrottle::user_key(&req.name);
-    if state.logins.locked_out(&key) {
+    // Counted before the check, so concurrent requests cannot all pass the lockout check
+    // before the first failure is counted; an accepted answer clears the count.
+    if !state.logins.reserve(&key) {
         let reason = CoreError::Unauthenticated(format!(
             "VerifyUser refused user {}: locked out after {} failed attempts",
             shown_name(&req.name),
@@ -135,7 +137,9 @@ pub async fn verify_user(
         accepted &= d.verify_password(&req.name, &password).await?;
         checked.push("password");
     }
-    if let Some(code) = req.totp_code {
+    // The code is checked only after a right password (or alone): a wrong password must not
+    // use up the user's current code, which is accepted once.
+    if let Some(code) = req.totp_code.filter(|_| accepted) {
         let code = Secret::new(code);
         let now = u64::try_from(state.cp.engine().now().as_micros() / 1_000_000).unwrap_or(0);
         accepted &= d.verify_totp(&req.name, code.expose_secret(), now).await?;
@@ -144,7 +148,6 @@ pub async fn verify_user(
     if accepted {
         state.logins.succeeded(&key);
     } else {
-        state.logins.failed(&key);
         let reason = CoreError::Unauthenticated(format!(
             "VerifyUser refused user {} (checked: {})",
             shown_name(&req.name),

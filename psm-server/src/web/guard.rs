@@ -142,9 +142,81 @@ pub(crate) async fn audit(
     }
 }
 
-fn client(parts_headers: &HeaderMap, peer: Option<std::net::SocketAddr>) -> String {
-    let _ = parts_headers;
-    peer.map_or_else(|| "unknown".to_owned(), |p| p.ip().to_string())
+/// The client's address: the peer's, or behind a trusted reverse proxy
+/// ([`ServerConfig::trusted_proxies`](crate::ServerConfig::trusted_proxies)) the address the
+/// proxy forwarded. Login lockouts, the audit trail and refusal counts use it.
+pub(crate) fn client_ip(
+    state: &WebState,
+    headers: &HeaderMap,
+    ext: &axum::http::Extensions,
+) -> Option<std::net::IpAddr> {
+    peer_of(ext).map(|p| {
+        crate::routes::utility::client_ip(p.ip(), headers, &state.app.config.trusted_proxies)
+    })
+}
+
+/// [`client_ip`] as text (`unknown` without a peer address).
+pub(crate) fn client_of(
+    state: &WebState,
+    headers: &HeaderMap,
+    ext: &axum::http::Extensions,
+) -> String {
+    client_ip(state, headers, ext).map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
+}
+
+/// Audits a refusal of a request nobody is logged in for: once per client and window,
+/// then counted ([`crate::refusals`]).
+async fn refuse_anonymous(
+    state: &WebState,
+    headers: &HeaderMap,
+    ext: &axum::http::Extensions,
+    detail: String,
+) {
+    let peer = client_of(state, headers, ext);
+    match client_ip(state, headers, ext) {
+        Some(ip) => {
+            crate::refusals::refuse_unauthenticated(&state.app, ip, &format!("web@{peer}"), detail)
+                .await;
+        }
+        None => audit(state, None, "web@unknown", AuditAction::Refused, detail).await,
+    }
+}
+
+/// The host part of a `Host` header value (`name`, `name:port`, `1.2.3.4:80`, `[::1]:80`),
+/// lower case, without a trailing dot.
+fn host_name(value: &str) -> &str {
+    let v = value.trim();
+    let host = if let Some(rest) = v.strip_prefix('[') {
+        rest.split_once(']').map_or(rest, |(h, _)| h)
+    } else {
+        v.rsplit_once(':')
+            .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+            .map_or(v, |(h, _)| h)
+    };
+    host.trim_end_matches('.')
+}
+
+/// Whether the UI answers to `host` ([`WebConfig::allowed_hosts`](super::WebConfig::allowed_hosts)):
+/// IP addresses (a rebinding page reaches the UI only through a name of its own),
+/// `localhost`, the hosts of the public origins, and the names configured.
+fn host_allowed(state: &WebState, host: &str) -> bool {
+    let name = host_name(host);
+    if name.is_empty() {
+        return false;
+    }
+    if name.parse::<std::net::IpAddr>().is_ok() || name.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    let config = &state.config;
+    config
+        .allowed_hosts
+        .iter()
+        .any(|h| h == "*" || host_name(h).eq_ignore_ascii_case(name))
+        || config.public_origins.iter().any(|o| {
+            let rest = o.split_once("://").map_or(o.as_str(), |(_, r)| r);
+            let authority = rest.split('/').next().unwrap_or("");
+            host_name(authority).eq_ignore_ascii_case(name)
+        })
 }
 
 /// The peer address of a request, if known.
@@ -161,19 +233,43 @@ const CSP: &str = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; \
 /// The middleware on every web route: refuses cross-origin state-changing requests (and
 /// cross-origin websocket handshakes), then sets the security headers on the answer.
 pub(crate) async fn protect(State(state): State<WebState>, req: Request, next: Next) -> Response {
+    let api = req.uri().path().starts_with("/ui/api/");
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+        .unwrap_or("");
+    if !host_allowed(&state, host) {
+        let shown: String = host.chars().filter(|c| !c.is_control()).take(100).collect();
+        let reason = format!(
+            "request refused: the web UI does not answer to host {shown:?} (add it to the \
+             web UI's allowed hosts)"
+        );
+        refuse_anonymous(
+            &state,
+            req.headers(),
+            req.extensions(),
+            format!("{} {}: {reason}", req.method(), req.uri().path()),
+        )
+        .await;
+        return with_headers(
+            ApiError::new(421, "unknown-host", reason).into_response(),
+            &[],
+            api,
+        );
+    }
     let websocket = req
         .headers()
         .get(header::UPGRADE)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
-    let api = req.uri().path().starts_with("/ui/api/");
     let must_check = !is_safe(req.method()) || websocket;
     if must_check && let Err(reason) = origin_allowed(&state, req.headers()) {
-        let peer = client(req.headers(), peer_of(req.extensions()));
-        audit(
+        let peer = client_of(&state, req.headers(), req.extensions());
+        refuse_anonymous(
             &state,
-            None,
-            &format!("web@{peer}"),
-            AuditAction::Refused,
+            req.headers(),
+            req.extensions(),
             format!("{} {}: {reason}", req.method(), req.uri().path()),
         )
         .await;
@@ -305,17 +401,16 @@ impl FromRequestParts<WebState> for Viewer {
         parts: &mut Parts,
         state: &WebState,
     ) -> Result<Self, Self::Rejection> {
-        let peer = client(&parts.headers, peer_of(&parts.extensions));
+        let peer = client_of(state, &parts.headers, &parts.extensions);
         let name = cookie_name(state.config.secure_cookies == Some(true));
         let token = cookie(&parts.headers, name).map(str::to_owned);
         let session = token.as_deref().and_then(|t| state.logins.get(t));
         let (Some(token), Some(session)) = (token, session) else {
             if !is_safe(&parts.method) {
-                audit(
+                refuse_anonymous(
                     state,
-                    None,
-                    &format!("web@{peer}"),
-                    AuditAction::Refused,
+                    &parts.headers,
+                    &parts.extensions,
                     format!("{} {}: not logged in", parts.method, parts.uri.path()),
                 )
                 .await;
@@ -327,6 +422,7 @@ impl FromRequestParts<WebState> for Viewer {
             )
             .into_response());
         };
+        recheck(state, &token, &session, &peer).await?;
         if !is_safe(&parts.method) {
             let presented = parts
                 .headers
@@ -358,6 +454,62 @@ impl FromRequestParts<WebState> for Viewer {
             peer,
         })
     }
+}
+
+/// Reads the session's user again once [`WebConfig::directory_recheck`] has passed since
+/// the last look: a user who was removed or disabled, or whose password, second factor or
+/// roles changed, is logged out everywhere (every session of theirs ends).
+///
+/// [`WebConfig::directory_recheck`]: super::WebConfig::directory_recheck
+async fn recheck(
+    state: &WebState,
+    token: &str,
+    session: &LoginSession,
+    peer: &str,
+) -> Result<(), Response> {
+    if session.checked.elapsed() < state.config.directory_recheck {
+        return Ok(());
+    }
+    let Some(directory) = state.app.directory.as_ref() else {
+        return Ok(());
+    };
+    let user = directory.user(&session.user).await.map_err(|e| {
+        tracing::error!(error = %e, "reading the directory to check a web session");
+        ApiError::new(
+            503,
+            "unavailable",
+            "the user directory cannot be read; try again",
+        )
+        .into_response()
+    })?;
+    let still = user.as_ref().is_some_and(|u| {
+        !u.disabled
+            && super::login::user_stamp(u) == session.stamp
+            && super::login::capabilities(state, u) == session.caps
+    });
+    if still {
+        state.logins.checked(token);
+        return Ok(());
+    }
+    let ended = state.logins.end_user(&session.user);
+    audit(
+        state,
+        None,
+        &format!("web:{}@{peer}", session.user),
+        AuditAction::Other,
+        format!(
+            "web sessions of {} ended ({ended}): the user was removed, disabled or changed",
+            session.user
+        ),
+    )
+    .await;
+    tracing::info!(user = %session.user, ended, "web sessions ended after a directory change");
+    Err(ApiError::new(
+        401,
+        "unauthenticated",
+        "log in again (your account changed)",
+    )
+    .into_response())
 }
 
 /// Unknown API paths.

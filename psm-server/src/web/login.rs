@@ -1,17 +1,16 @@
 //! Login (directory password, TOTP when the user has one), logout, and who am I.
 
-use std::sync::OnceLock;
-
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use psm_core::AuditAction;
-use psm_core::directory::{DirectoryUser, PasswordHash};
+use psm_core::directory::{DirectoryUser, Factor, LoginThrottle};
+use psm_core::vault::Secret;
 use serde::{Deserialize, Serialize};
 
 use super::WebState;
-use super::guard::{Capabilities, Viewer, audit, cookie_name, peer_of};
+use super::guard::{Capabilities, Viewer, audit, client_of, cookie_name};
 use crate::error::ApiError;
 
 /// A login form.
@@ -55,16 +54,41 @@ fn me_of(state: &WebState, user: &str, caps: Capabilities, csrf: &str) -> Me {
     }
 }
 
-/// A hash no password matches in practice, verified for unknown users so that a login's
-/// timing does not tell whether the name exists.
-fn decoy() -> Option<&'static PasswordHash> {
-    static DECOY: OnceLock<Option<PasswordHash>> = OnceLock::new();
-    DECOY
-        .get_or_init(|| PasswordHash::hash("psm decoy password that nobody has").ok())
-        .as_ref()
+/// What a login session remembers of its user's directory record: a hash of the name,
+/// password hash, second factor, roles and whether the user is disabled. A session whose
+/// user no longer has the same stamp ends ([`WebConfig::directory_recheck`](super::WebConfig::directory_recheck)).
+pub(crate) fn user_stamp(user: &DirectoryUser) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_keyed(b"psm web ui directory stamp v1 \0\0");
+    let mut field = |bytes: &[u8]| {
+        h.update(&(bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    field(user.name.as_str().as_bytes());
+    match &user.password {
+        Factor::Absent => field(b"no password"),
+        Factor::Local(p) => field(p.as_phc().as_bytes()),
+        Factor::Remote => field(b"remote password"),
+    }
+    match &user.totp {
+        Factor::Absent => field(b"no totp"),
+        Factor::Local(t) => field(t.as_base32().as_bytes()),
+        Factor::Remote => field(b"remote totp"),
+    }
+    let mut roles = user.roles.clone();
+    roles.sort();
+    roles.dedup();
+    for r in &roles {
+        field(r.as_bytes());
+    }
+    field(if user.disabled {
+        b"disabled"
+    } else {
+        b"enabled"
+    });
+    *h.finalize().as_bytes()
 }
 
-fn capabilities(state: &WebState, user: &DirectoryUser) -> Capabilities {
+pub(crate) fn capabilities(state: &WebState, user: &DirectoryUser) -> Capabilities {
     let has = |roles: &[String]| user.roles.iter().any(|r| roles.contains(r));
     if has(&state.config.admin_roles) {
         Capabilities::admin()
@@ -84,8 +108,7 @@ pub(crate) async fn login(
     headers: HeaderMap,
     req: axum::extract::Request,
 ) -> Response {
-    let peer =
-        peer_of(req.extensions()).map_or_else(|| "unknown".to_owned(), |p| p.ip().to_string());
+    let peer = client_of(&state, &headers, req.extensions());
     match login_inner(&state, &headers, req, &peer).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
@@ -137,7 +160,7 @@ async fn login_inner(
             "this server has no user directory, so nobody can log in to the web UI",
         ));
     };
-    let name_key = format!("user:{}", form.user.to_ascii_lowercase());
+    let name_key = LoginThrottle::user_key(&form.user);
     let addr_key = format!("addr:{peer}");
     let shown_user: String = form
         .user
@@ -146,7 +169,15 @@ async fn login_inner(
         .take(64)
         .collect();
     let actor = format!("web:{shown_user}@{peer}");
-    if state.logins.locked_out(&name_key) || state.logins.locked_out(&addr_key) {
+    // The attempt is counted before anything is checked, so concurrent logins cannot all
+    // pass the lockout check before the first failure is counted; a right answer takes it
+    // back below.
+    let reserved_name = state.logins.reserve(&name_key);
+    let reserved_addr = reserved_name && state.logins.reserve(&addr_key);
+    if !reserved_addr {
+        if reserved_name {
+            state.logins.release(&name_key);
+        }
         audit(
             state,
             None,
@@ -161,26 +192,30 @@ async fn login_inner(
             "too many failed logins; wait a few minutes and try again",
         ));
     }
+    let release = || {
+        state.logins.release(&name_key);
+        state.logins.release(&addr_key);
+    };
     let user = directory.user(&form.user).await.unwrap_or_else(|e| {
         tracing::error!(error = %e, "reading the directory for a web login");
         None
     });
-    let password = form.password.clone();
-    let checked = user.clone();
-    let password_ok = tokio::task::spawn_blocking(move || match &checked {
-        Some(u) => u.verify_password(&password),
-        None => {
-            if let Some(d) = decoy() {
-                let _ = d.verify(&password);
-            }
-            false
-        }
-    })
-    .await
-    .unwrap_or(false);
+    let code = form
+        .totp
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    if code.is_none() && user.as_ref().is_some_and(DirectoryUser::needs_totp) {
+        // Asked before the password is checked, so the answer never says whether the
+        // password was right; nothing was guessed, so nothing is counted.
+        release();
+        return Err(ApiError::new(
+            401,
+            "totp-required",
+            "enter the code from your authenticator app",
+        ));
+    }
     let fail = |why: &'static str| async move {
-        state.logins.failed(&name_key);
-        state.logins.failed(&addr_key);
         audit(
             state,
             None,
@@ -191,40 +226,45 @@ async fn login_inner(
         .await;
         ApiError::new(401, "login-failed", "wrong user name, password or code")
     };
-    let Some(user) = user.filter(|_| password_ok) else {
+    let password_ok =
+        {
+            let _permit =
+                state.logins.hashing.acquire().await.map_err(|_| {
+                    ApiError::new(503, "unavailable", "the server is shutting down")
+                })?;
+            // The directory checks where the hash lives (an unknown user costs the same argon2
+            // run as a known one).
+            directory
+                .verify_password(&form.user, &Secret::new(form.password.clone()))
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "checking a web login's password");
+                    false
+                })
+        };
+    let Some(user) = user.filter(|u| password_ok && !u.disabled) else {
         return Err(fail("wrong user name or password").await);
     };
-    if user.needs_totp() {
-        match form
-            .totp
-            .as_deref()
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-        {
-            None => {
-                return Err(ApiError::new(
-                    401,
-                    "totp-required",
-                    "enter the code from your authenticator app",
-                ));
-            }
-            Some(code) => {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0);
-                if !user.verify_totp(code, now) {
-                    return Err(fail("wrong TOTP code").await);
-                }
-            }
+    if let Some(code) = code.filter(|_| user.needs_totp()) {
+        // Checked only after the password is right, so a wrong password cannot use up the
+        // user's current code; a code is accepted once.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let ok = directory
+            .verify_totp(user.name.as_str(), code, now)
+            .await
+            .unwrap_or(false);
+        if !ok {
+            return Err(fail("wrong or reused TOTP code").await);
         }
     }
     let caps = capabilities(state, &user);
     let name = user.name.as_str().to_owned();
-    state
-        .logins
-        .succeeded(&format!("user:{}", name.to_ascii_lowercase()));
-    let Some((token, session)) = state.logins.create(&name, caps) else {
+    state.logins.succeeded(&name_key);
+    state.logins.release(&addr_key);
+    let Some((token, session)) = state.logins.create(&name, caps, user_stamp(&user)) else {
         return Err(ApiError::new(
             500,
             "internal",

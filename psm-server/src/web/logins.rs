@@ -37,6 +37,11 @@ pub(crate) struct LoginSession {
     pub(crate) caps: Capabilities,
     /// The CSRF token the page sends back on every state-changing request.
     pub(crate) csrf: String,
+    /// What the directory said about the user when it was last read
+    /// ([`user_stamp`](super::login::user_stamp)).
+    pub(crate) stamp: [u8; 32],
+    /// When the directory was last read for this session.
+    pub(crate) checked: Instant,
     created: Instant,
     last_seen: Instant,
 }
@@ -61,6 +66,8 @@ pub struct LoginSessions {
     idle: Duration,
     max: Duration,
     throttle: LoginThrottle,
+    /// Password checks (argon2) running at once.
+    pub(crate) hashing: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for LoginSessions {
@@ -78,6 +85,9 @@ impl LoginSessions {
             idle: config.idle_timeout,
             max: config.max_session,
             throttle: LoginThrottle::new(config.max_failed_logins, config.lockout),
+            hashing: Arc::new(tokio::sync::Semaphore::new(
+                config.max_concurrent_logins.max(1),
+            )),
         }
     }
 
@@ -86,7 +96,12 @@ impl LoginSessions {
     }
 
     /// Starts a session; returns the cookie's token and the session.
-    pub(crate) fn create(&self, user: &str, caps: Capabilities) -> Option<(String, LoginSession)> {
+    pub(crate) fn create(
+        &self,
+        user: &str,
+        caps: Capabilities,
+        stamp: [u8; 32],
+    ) -> Option<(String, LoginSession)> {
         let token = random_token()?;
         let csrf = random_token()?;
         let now = Instant::now();
@@ -94,6 +109,8 @@ impl LoginSessions {
             user: user.to_owned(),
             caps,
             csrf,
+            stamp,
+            checked: now,
             created: now,
             last_seen: now,
         };
@@ -130,6 +147,14 @@ impl LoginSessions {
         Some(s.clone())
     }
 
+    /// Notes that the directory was read for the session of `token` just now and still
+    /// says what it said at login.
+    pub(crate) fn checked(&self, token: &str) {
+        if let Some(s) = self.lock().sessions.get_mut(&token_hash(token)) {
+            s.checked = Instant::now();
+        }
+    }
+
     /// Ends the session of `token`.
     pub(crate) fn remove(&self, token: &str) -> bool {
         self.lock().sessions.remove(&token_hash(token)).is_some()
@@ -143,14 +168,15 @@ impl LoginSessions {
         before - inner.sessions.len()
     }
 
-    /// Whether `key` (a user name or an address) is locked out now.
-    pub(crate) fn locked_out(&self, key: &str) -> bool {
-        self.throttle.locked_out(key)
+    /// Counts an attempt against `key` (a user name or an address) before it is checked;
+    /// `false` if `key` is locked out ([`LoginThrottle::reserve`]).
+    pub(crate) fn reserve(&self, key: &str) -> bool {
+        self.throttle.reserve(key)
     }
 
-    /// Counts a failed login against `key`.
-    pub(crate) fn failed(&self, key: &str) {
-        self.throttle.failed(key);
+    /// Takes back an attempt counted by [`reserve`](Self::reserve).
+    pub(crate) fn release(&self, key: &str) {
+        self.throttle.release(key);
     }
 
     /// Clears the failures of `key` (after a successful login).
@@ -175,7 +201,7 @@ mod tests {
     #[test]
     fn tokens_find_their_session_only() {
         let s = LoginSessions::new(&config());
-        let (token, session) = s.create("alice", Capabilities::admin()).unwrap();
+        let (token, session) = s.create("alice", Capabilities::admin(), [0; 32]).unwrap();
         assert_eq!(token.len(), 43);
         assert_eq!(s.get(&token).unwrap().user, "alice");
         assert!(s.get("not-a-token").is_none());
@@ -192,7 +218,7 @@ mod tests {
             idle_timeout: Duration::ZERO,
             ..WebConfig::default()
         });
-        let (token, _) = s.create("alice", Capabilities::admin()).unwrap();
+        let (token, _) = s.create("alice", Capabilities::admin(), [0; 32]).unwrap();
         assert!(s.get(&token).is_none());
     }
 }

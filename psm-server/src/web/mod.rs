@@ -125,6 +125,18 @@ pub struct WebConfig {
     pub connect_sources: Vec<String>,
     /// How long a control action (pause...) waits for its gateway to confirm it.
     pub control_wait: Duration,
+    /// Host names the UI answers to (the `Host` header) besides `localhost`, IP addresses
+    /// and the hosts of [`public_origins`](Self::public_origins); any other is refused, so
+    /// a page on another site cannot reach the UI by pointing its own name at this address
+    /// (DNS rebinding). `*` accepts every name.
+    pub allowed_hosts: Vec<String>,
+    /// How long a login session trusts its last look at the directory: after it, the next
+    /// request reads the user again, and a user who was disabled, removed, or whose
+    /// password, second factor or roles changed is logged out.
+    pub directory_recheck: Duration,
+    /// Most web logins checking a password at once (argon2 takes about 19 MiB each); more
+    /// wait their turn.
+    pub max_concurrent_logins: usize,
 }
 
 impl std::fmt::Debug for WebConfig {
@@ -139,6 +151,7 @@ impl std::fmt::Debug for WebConfig {
             .field("public_origins", &self.public_origins)
             .field("secure_cookies", &self.secure_cookies)
             .field("live_gateway", &self.live_gateway)
+            .field("allowed_hosts", &self.allowed_hosts)
             .finish_non_exhaustive()
     }
 }
@@ -164,6 +177,9 @@ impl Default for WebConfig {
             live_gateway: None,
             connect_sources: Vec::new(),
             control_wait: Duration::from_secs(5),
+            allowed_hosts: Vec::new(),
+            directory_recheck: Duration::from_secs(5),
+            max_concurrent_logins: std::thread::available_parallelism().map_or(2, |n| n.get() * 2),
         }
     }
 }

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use psm_core::clock::SystemClock;
-use psm_core::directory::{DirectoryAdmin, MemoryDirectory, NewUser, PasswordHash, TotpSecret};
+use psm_core::directory::{
+    DirectoryAdmin, MemoryDirectory, NewUser, PasswordHash, TotpSecret, UserDirectory,
+};
 use psm_core::store::MemoryStore;
 use psm_core::vault::{Keyring, MasterKey, MemoryVaultStore, PamSettings, Vault, VaultConfig};
 use psm_core::{
@@ -33,6 +35,16 @@ pub struct Web {
 }
 
 pub async fn start(tweak: impl FnOnce(&mut WebConfig)) -> Web {
+    start_with(|_| {}, tweak, |d| d).await
+}
+
+/// As [`start`], with the server's settings tweaked too, and the directory the server reads
+/// given by `wrap` (which receives the seeded in-memory directory).
+pub async fn start_with(
+    server: impl FnOnce(&mut ServerConfig),
+    tweak: impl FnOnce(&mut WebConfig),
+    wrap: impl FnOnce(Arc<dyn UserDirectory>) -> Arc<dyn UserDirectory>,
+) -> Web {
     let engine = Engine::new(
         Arc::new(MemoryStore::new()),
         Arc::new(SystemClock),
@@ -69,14 +81,16 @@ pub async fn start(tweak: impl FnOnce(&mut WebConfig)) -> Web {
     let data = tempfile::tempdir().unwrap();
     let mut config = WebConfig::for_data_dir(data.path());
     tweak(&mut config);
+    let mut server_config = ServerConfig::default();
+    server(&mut server_config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let server = Server::new(
         cp.clone(),
         ApiKeys::new(),
         data.path().join("artifacts"),
-        ServerConfig::default(),
+        server_config,
     )
-    .with_directory(directory.clone())
+    .with_directory(wrap(directory.clone()))
     .with_web(config)
     .start(listener, None)
     .unwrap();
