@@ -83,7 +83,7 @@ pub use session::{
 pub use tap::{
     ChannelInfo, ChannelKind, ChannelPurpose, ChannelRequest, DataEvent, DataVerdict, Direction,
     EndReason, ExitReport, FileTransfer, NoTaps, RequestVerdict, StreamKind, Tap, TapFactories,
-    TapFactory, TapSet, TermSize,
+    TapFactory, TapSet, TermSize, TransferRequest,
 };
 pub use target::{
     Authorization, ControlPlaneTargets, HostKeyCheck, StaticTarget, StaticTargets, TargetAccess,

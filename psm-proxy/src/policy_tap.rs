@@ -38,7 +38,7 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -54,7 +54,7 @@ use crate::error::ProxyError;
 use crate::session::{ControlNote, SessionControl, SessionInfo};
 use crate::tap::{
     ChannelInfo, ChannelPurpose, ChannelRequest, DataEvent, DataVerdict, Direction, FileTransfer,
-    RequestVerdict, Tap, TapFactory, TapSet,
+    RequestVerdict, Tap, TapFactory, TapSet, TransferRequest,
 };
 use crate::tracker::{CommandTracker, Feed, TrackerConfig};
 
@@ -153,6 +153,43 @@ pub struct PolicyTap {
     enforcement: Enforcement,
     control: OnceLock<Arc<SessionControl>>,
     channels: Mutex<HashMap<u32, Arc<Chan>>>,
+    /// Transfers judged as they started (`check_transfer`), not judged again when the
+    /// protocol reports them done.
+    checked: Mutex<HashSet<(String, Direction)>>,
+}
+
+/// Most started transfers remembered as judged.
+const MAX_CHECKED: usize = 4096;
+
+fn transfer_direction(direction: Direction) -> TransferDirection {
+    match direction {
+        Direction::ToTarget => TransferDirection::Upload,
+        Direction::ToUser => TransferDirection::Download,
+    }
+}
+
+/// The deciding rule's name and message, and what the decision was about, for reports.
+fn describe(d: &Decision) -> (String, Option<String>, String) {
+    let (rule, message) = match d.deciding_rule() {
+        Some(m) => (m.name.to_string(), m.message.as_deref().map(str::to_owned)),
+        None => ("default".to_owned(), None),
+    };
+    let subject = match &d.event {
+        PolicyEvent::Command { line, .. } => format!("command {line:?}"),
+        PolicyEvent::Output => "output".to_owned(),
+        PolicyEvent::Transfer { path, direction } => format!(
+            "{} {path:?}",
+            match direction {
+                TransferDirection::Upload => "upload",
+                TransferDirection::Download => "download",
+            }
+        ),
+        PolicyEvent::UnechoedInput { chars } => {
+            format!("input typed without echo ({chars} characters)")
+        }
+        _ => "an event".to_owned(),
+    };
+    (rule, message, subject)
 }
 
 impl std::fmt::Debug for PolicyTap {
@@ -176,6 +213,7 @@ impl PolicyTap {
             enforcement,
             control: OnceLock::new(),
             channels: Mutex::new(HashMap::new()),
+            checked: Mutex::new(HashSet::new()),
         }
     }
 
@@ -230,25 +268,7 @@ impl PolicyTap {
             // The screen's second reading of a line already blocked at its Enter.
             return Outcome::Forward;
         }
-        let (rule, message) = match d.deciding_rule() {
-            Some(m) => (m.name.to_string(), m.message.as_deref().map(str::to_owned)),
-            None => ("default".to_owned(), None),
-        };
-        let subject = match &d.event {
-            PolicyEvent::Command { line, .. } => format!("command {line:?}"),
-            PolicyEvent::Output => "output".to_owned(),
-            PolicyEvent::Transfer { path, direction } => format!(
-                "{} {path:?}",
-                match direction {
-                    TransferDirection::Upload => "upload",
-                    TransferDirection::Download => "download",
-                }
-            ),
-            PolicyEvent::UnechoedInput { chars } => {
-                format!("input typed without echo ({chars} characters)")
-            }
-            _ => "an event".to_owned(),
-        };
+        let (rule, message, subject) = describe(d);
         let why = message
             .clone()
             .unwrap_or_else(|| format!("blocked by policy rule {rule}"));
@@ -328,6 +348,47 @@ impl PolicyTap {
                 remember_block(&chan);
                 control.terminate_by("policy", &why);
                 Outcome::Block
+            }
+        }
+    }
+
+    /// Acts at once on a transfer's decision (the protocol cannot wait for a human):
+    /// whatever would hold the transfer refuses it, and the session is paused, locked or
+    /// ended as the action says.
+    fn enforce_now(&self, d: &Decision) -> RequestVerdict {
+        let Some(control) = self.control.get() else {
+            return RequestVerdict::Allow;
+        };
+        let (rule, message, subject) = describe(d);
+        let why = message.unwrap_or_else(|| format!("refused by policy rule {rule}"));
+        let report = |outcome: &str| {
+            self.report(LiveReportKind::Policy {
+                rule: rule.clone(),
+                action: d.action,
+                subject: subject.clone(),
+                outcome: outcome.to_owned(),
+            })
+        };
+        match d.action {
+            Action::Allow => RequestVerdict::Allow,
+            Action::Alert => {
+                report("alerted");
+                RequestVerdict::Allow
+            }
+            Action::RequireApproval | Action::Pause => {
+                report("refused; session paused");
+                control.pause_by("policy", &format!("rule {rule}: {why}"));
+                RequestVerdict::Refuse(why)
+            }
+            Action::Lock => {
+                report("refused; session locked");
+                control.lock_by("policy", &format!("rule {rule}: {why}"));
+                RequestVerdict::Refuse(why)
+            }
+            Action::Terminate => {
+                report("refused; session terminated");
+                control.terminate_by("policy", &why);
+                RequestVerdict::Refuse(why)
             }
         }
     }
@@ -568,12 +629,35 @@ impl Tap for PolicyTap {
     }
 
     async fn file_transfer(&self, channel: &ChannelInfo, transfer: &FileTransfer) {
-        let direction = match transfer.direction {
-            Direction::ToTarget => TransferDirection::Upload,
-            Direction::ToUser => TransferDirection::Download,
-        };
-        let d = self.policy.judge_transfer(&transfer.path, direction);
+        let key = (transfer.path.clone(), transfer.direction);
+        if self
+            .checked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key)
+        {
+            // Judged when it started (`check_transfer`): not acted on twice.
+            return;
+        }
+        let d = self
+            .policy
+            .judge_transfer(&transfer.path, transfer_direction(transfer.direction));
         self.enforce(channel.id, &d, false).await;
+    }
+
+    fn check_transfer(&self, transfer: &TransferRequest) -> RequestVerdict {
+        let d = self
+            .policy
+            .judge_transfer(&transfer.path, transfer_direction(transfer.direction));
+        let verdict = self.enforce_now(&d);
+        if verdict == RequestVerdict::Allow {
+            let mut checked = self.checked.lock().unwrap_or_else(|p| p.into_inner());
+            if checked.len() >= MAX_CHECKED {
+                checked.clear();
+            }
+            checked.insert((transfer.path.clone(), transfer.direction));
+        }
+        verdict
     }
 
     async fn channel_closed(&self, channel: &ChannelInfo) {

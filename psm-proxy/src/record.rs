@@ -363,7 +363,7 @@ impl Tap for Recorder {
 
     async fn channel_opened(&self, channel: &ChannelInfo) {
         let forward = match &channel.kind {
-            ChannelKind::Session => None,
+            ChannelKind::Session | ChannelKind::Virtual(_) => None,
             ChannelKind::DirectTcpip { host, port } => {
                 Some((ForwardDirection::Local, host.clone(), *port))
             }

@@ -454,8 +454,14 @@ impl SessionControl {
     /// A viewer with control typed: the bytes go to the primary terminal channel, through
     /// the session's taps (policy, recorder), and the typist change is announced.
     pub fn viewer_input(&self, viewer: &str, bytes: impl Into<Bytes>) {
-        self.typed(viewer, true);
+        self.viewer_typed(viewer);
         self.inject_to(Direction::ToTarget, None, bytes);
+    }
+
+    /// A viewer with control gave input that a protocol crate delivers itself (a
+    /// desktop's keys and clicks): the typist change is announced as for terminal input.
+    pub fn viewer_typed(&self, viewer: &str) {
+        self.typed(viewer, true);
     }
 
     /// The user typed on a terminal channel (the proxy calls this; cheap when nobody else
@@ -804,6 +810,14 @@ pub trait ProxySession: Send + Sync {
     /// `session.as_any().and_then(|a| a.downcast_ref::<T>())`. The registry itself stays
     /// protocol-free; `None` (the default) offers nothing beyond this trait.
     fn as_any(&self) -> Option<&(dyn std::any::Any + Send + Sync)> {
+        None
+    }
+
+    /// The session's desktop, for protocols that show one (RDP): the live server then sends
+    /// viewers its tiles instead of a terminal, and takes keyboard and pointer input from a
+    /// viewer with control ([`crate::live::desktop`]). `None` (the default): a terminal
+    /// session, or nothing to show.
+    fn desktop(&self) -> Option<Arc<dyn crate::live::desktop::Desktop>> {
         None
     }
 }

@@ -59,6 +59,9 @@ pub enum StreamKind {
 pub enum ChannelKind {
     /// A session channel (shell, exec, subsystem).
     Session,
+    /// A virtual channel of a graphical session, by its name (RDP's `rdpdr` for the session
+    /// drive and printer, `cliprdr` for the clipboard).
+    Virtual(&'static str),
     /// A local port forward (`ssh -L`) to `host:port` as seen from the target.
     DirectTcpip {
         /// Destination host.
@@ -231,6 +234,19 @@ pub enum ExitReport {
     },
 }
 
+/// A file (or clipboard content) about to move, as [`Tap::check_transfer`] sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransferRequest {
+    /// Which way: [`Direction::ToTarget`] is an upload (a file the target reads from the
+    /// user's side, a paste into the target).
+    pub direction: Direction,
+    /// The path as the protocol names it (`PSM/dir/file` on an RDP session drive;
+    /// `clipboard` for clipboard content).
+    pub path: String,
+    /// `sftp`, `scp`, `rdp-drive`, `rdp-clipboard`...
+    pub protocol: &'static str,
+}
+
 /// A file moved through the session (SFTP or scp).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileTransfer {
@@ -240,7 +256,7 @@ pub struct FileTransfer {
     pub path: String,
     /// Bytes moved (so far, when the transfer was cut).
     pub bytes: u64,
-    /// `sftp` or `scp`.
+    /// `sftp`, `scp`, `rdp-drive`, `rdp-printer`, `rdp-drive-web`, `rdp-clipboard`.
     pub protocol: &'static str,
     /// Whether it completed.
     pub complete: bool,
@@ -311,6 +327,14 @@ pub trait Tap: Send + Sync {
 
     /// A file transfer was seen (completed, or cut when its channel closed).
     async fn file_transfer(&self, channel: &ChannelInfo, transfer: &FileTransfer) {}
+
+    /// A file (or clipboard content) is about to move: [`RequestVerdict::Refuse`] stops it
+    /// before any byte does. Called where the protocol cannot wait (an RDP drive's file
+    /// I/O, a clipboard paste), so it decides at once: a tap that would hold the transfer
+    /// for a human refuses it instead.
+    fn check_transfer(&self, transfer: &TransferRequest) -> RequestVerdict {
+        RequestVerdict::Allow
+    }
 
     /// The channel's remote process ended.
     async fn exit(&self, channel: &ChannelInfo, exit: &ExitReport) {}
@@ -419,6 +443,16 @@ impl TapSet {
             }
         }
         Some(current)
+    }
+
+    /// Asks every tap whether a transfer may start; the first refusal wins.
+    pub fn check_transfer(&self, transfer: &TransferRequest) -> RequestVerdict {
+        for t in &self.taps {
+            if let RequestVerdict::Refuse(m) = t.check_transfer(transfer) {
+                return RequestVerdict::Refuse(m);
+            }
+        }
+        RequestVerdict::Allow
     }
 
     /// Calls `file_transfer` on every tap.

@@ -4,7 +4,7 @@
 import { Terminal } from '@xterm/xterm';
 import { FitAddon } from '@xterm/addon-fit';
 
-const CLOSE_REASONS = {
+export const CLOSE_REASONS = {
   1000: 'the session ended',
   1006: 'the connection to the gateway was lost',
   1009: 'a message was too large',

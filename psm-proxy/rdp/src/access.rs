@@ -13,7 +13,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use psm_core::SessionId;
-use psm_core::directory::{LoginThrottle, UserDirectory};
+use psm_core::directory::{DirectoryLookup, LoginThrottle};
 use psm_core::vault::Secret;
 use psm_proxy::{
     Authorization, LoginError, LoginName, MAX_LOGIN_LEN, ProxyError, TargetAccess,
@@ -129,7 +129,7 @@ pub struct Identity {
 /// Checks PSM users against the directory.
 #[derive(Clone)]
 pub struct Authenticator {
-    directory: Arc<dyn UserDirectory>,
+    directory: Arc<dyn DirectoryLookup>,
     default_target: Option<String>,
     hashing: Arc<Semaphore>,
     logins: LoginThrottle,
@@ -150,7 +150,7 @@ impl Authenticator {
     /// Over `directory`; `default_target` when a login names none; at most
     /// `max_concurrent_hashing` argon2 checks at once.
     pub fn new(
-        directory: Arc<dyn UserDirectory>,
+        directory: Arc<dyn DirectoryLookup>,
         default_target: Option<String>,
         max_concurrent_hashing: usize,
     ) -> Self {
@@ -185,26 +185,29 @@ impl Authenticator {
             .clone()
             .or_else(|| self.default_target.clone())
             .ok_or_else(|| refused("the login names no target (use USER+TARGET)"))?;
-        let user = self
-            .directory
-            .user(&name.user)
-            .await?
-            .ok_or_else(|| refused("no such user"))?;
-        if user.disabled {
-            return Err(refused("the user is disabled"));
-        }
+        // Whoever the name is, the password costs one argon2 run before any answer: an
+        // unknown, disabled or locked-out name is refused only after it (the directory's
+        // decoy hash for unknown names), so the time taken tells nothing about the name.
+        let user = self.directory.user(&name.user).await?;
         let key = LoginThrottle::user_key(&name.user);
-        if self.logins.locked_out(&key) {
-            return Err(refused("too many failed logins: the name is locked out"));
-        }
-        let (password, code) = if user.needs_totp() {
+        let early = match &user {
+            None => Some("no such user"),
+            Some(u) if u.disabled => Some("the user is disabled"),
+            Some(_) if self.logins.locked_out(&key) => {
+                Some("too many failed logins: the name is locked out")
+            }
+            Some(_) => None,
+        };
+        let needs_totp = user.as_ref().is_some_and(|u| u.needs_totp());
+        let (password, code) = if needs_totp {
             if password.len() < TOTP_DIGITS
                 || !password.is_char_boundary(password.len() - TOTP_DIGITS)
             {
-                return Err(refused("no TOTP code after the password"));
+                (password.to_owned(), None)
+            } else {
+                let (p, c) = password.split_at(password.len() - TOTP_DIGITS);
+                (p.to_owned(), Some(c.to_owned()))
             }
-            let (p, c) = password.split_at(password.len() - TOTP_DIGITS);
-            (p.to_owned(), Some(c.to_owned()))
         } else {
             (password.to_owned(), None)
         };
@@ -221,6 +224,12 @@ impl Authenticator {
                 .verify_password(&name.user, &password)
                 .await?
         };
+        let (None, Some(user)) = (early, user) else {
+            return Err(refused(early.unwrap_or("no such user")));
+        };
+        if needs_totp && code.is_none() {
+            return Err(refused("no TOTP code after the password"));
+        }
         if !ok {
             self.logins.failed(&key);
             return Err(refused("wrong password"));
@@ -358,6 +367,74 @@ mod tests {
                 .await
                 .is_err()
         );
+    }
+
+    /// A directory that counts the password checks it was asked for.
+    struct Counting(MemoryDirectory, std::sync::atomic::AtomicUsize);
+
+    #[async_trait::async_trait]
+    impl DirectoryLookup for Counting {
+        async fn user(
+            &self,
+            name: &str,
+        ) -> Result<Option<psm_core::directory::DirectoryUser>, psm_core::CoreError> {
+            self.0.user(name).await
+        }
+        async fn targets_of_roles(
+            &self,
+            roles: &[String],
+        ) -> Result<Vec<String>, psm_core::CoreError> {
+            self.0.targets_of_roles(roles).await
+        }
+        async fn verify_password(
+            &self,
+            name: &str,
+            password: &Secret<String>,
+        ) -> Result<bool, psm_core::CoreError> {
+            self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.0.verify_password(name, password).await
+        }
+    }
+
+    /// Issue 17 L2: an unknown, disabled or locked-out name costs the same password check
+    /// as a known one, so the time taken does not tell which names exist.
+    #[tokio::test]
+    async fn every_name_costs_a_password_check() {
+        use psm_core::directory::UserUpdate;
+        let dir = MemoryDirectory::new();
+        for name in ["alice", "carol"] {
+            dir.create_user(&NewUser {
+                name: name.parse().unwrap(),
+                password: Some(PasswordHash::hash("pw").unwrap()),
+                roles: vec!["ops".into()],
+                ..NewUser::default()
+            })
+            .await
+            .unwrap();
+        }
+        dir.update_user(
+            "carol",
+            &UserUpdate {
+                disabled: Some(true),
+                ..UserUpdate::default()
+            },
+        )
+        .await
+        .unwrap();
+        dir.grant("ops", "web-01").await.unwrap();
+        let counting = Arc::new(Counting(dir, Default::default()));
+        let auth = Authenticator::new(counting.clone(), None, 2);
+        let checks = || counting.1.load(std::sync::atomic::Ordering::SeqCst);
+        for (login, why) in [
+            ("nobody+web-01", "no such user"),
+            ("carol+web-01", "disabled"),
+            ("alice+web-01", "wrong password"),
+        ] {
+            let before = checks();
+            let e = auth.authenticate(login, "guess").await.unwrap_err();
+            assert!(e.to_string().contains(why), "{login}: {e}");
+            assert_eq!(checks(), before + 1, "{login} was refused without a check");
+        }
     }
 
     #[test]

@@ -37,6 +37,12 @@ use crate::recorder::Recorder;
 /// Clipboard messages queued between the two sides, at most.
 const QUEUE: usize = 64;
 
+/// The path the session's taps see for clipboard content (transfer rules match it:
+/// `glob = "clipboard"`).
+pub const CLIPBOARD_PATH: &str = "clipboard";
+/// The protocol name taps see for clipboard transfers.
+pub const PROTOCOL: &str = "rdp-clipboard";
+
 /// Which end of the bridge a message came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Side {
@@ -281,6 +287,7 @@ pub(crate) async fn bridge(
     link: Arc<Link>,
     to_target: mpsc::Sender<ToTarget>,
     recorder: Recorder,
+    gate: crate::session::TransferGate,
     max_bytes: usize,
     artifacts: Option<(psm_core::SessionId, Arc<dyn crate::artifacts::ArtifactSink>)>,
 ) {
@@ -357,7 +364,29 @@ pub(crate) async fn bridge(
                     Side::User => (asked_by_target.take(), ClipboardDirection::ClientToTarget),
                     Side::Target => (asked_by_user.take(), ClipboardDirection::TargetToClient),
                 };
-                let forward = match judge(side, asked, &data, max_bytes) {
+                let verdict = match judge(side, asked, &data, max_bytes) {
+                    // The session's taps (the policy's transfer rules, path `clipboard`)
+                    // may refuse a paste the size limit lets through.
+                    Verdict::Pass(text) => match gate.check(
+                        match direction {
+                            ClipboardDirection::ClientToTarget => psm_proxy::Direction::ToTarget,
+                            ClipboardDirection::TargetToClient => psm_proxy::Direction::ToUser,
+                        },
+                        CLIPBOARD_PATH,
+                        PROTOCOL,
+                    ) {
+                        psm_proxy::RequestVerdict::Allow => Verdict::Pass(text),
+                        psm_proxy::RequestVerdict::Refuse(why) => Verdict::Refuse(format!(
+                            "clipboard refused: {} ({why})",
+                            match direction {
+                                ClipboardDirection::ClientToTarget => "a paste into the target",
+                                ClipboardDirection::TargetToClient => "a copy from the target",
+                            }
+                        )),
+                    },
+                    refused => refused,
+                };
+                let forward = match verdict {
                     Verdict::Pass(text) => {
                         if let Some(text) = text {
                             if let Some((id, sink)) = &artifacts {
@@ -545,7 +574,14 @@ mod tests {
             .unwrap();
         let link = Link::new();
         let (tx, rx) = mpsc::channel(4);
-        let task = tokio::spawn(bridge(link.clone(), tx, recorder.clone(), 1024, None));
+        let task = tokio::spawn(bridge(
+            link.clone(),
+            tx,
+            recorder.clone(),
+            crate::session::TransferGate::default(),
+            1024,
+            None,
+        ));
         // Still running while the session is.
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         assert!(!task.is_finished());

@@ -394,6 +394,10 @@ struct Open {
     delete_on_close: bool,
     read: Flow,
     written: Flow,
+    /// Whether the session's taps let the target read it (asked at the first read).
+    may_read: Option<bool>,
+    /// Whether they let the target write it (asked at the first write).
+    may_write: Option<bool>,
 }
 
 /// A path on the drive, resolved inside the session folder.
@@ -418,6 +422,7 @@ pub struct SessionDrive {
     printed: u32,
     next_id: u32,
     events: DriveEvents,
+    gate: Option<crate::session::TransferGate>,
 }
 
 impl std::fmt::Debug for SessionDrive {
@@ -447,7 +452,41 @@ impl SessionDrive {
             printed: 0,
             next_id: 1,
             events,
+            gate: None,
         })
+    }
+
+    /// Asks the session's taps (`Tap::check_transfer`) before the target reads (an upload)
+    /// or writes (a download) a file, and before a print job: a refusal is the NT status
+    /// `STATUS_ACCESS_DENIED` on that read or write, and a marker. Without a gate every
+    /// transfer the drive's own limits allow goes.
+    pub fn with_gate(mut self, gate: crate::session::TransferGate) -> Self {
+        self.gate = Some(gate);
+        self
+    }
+
+    /// Whether `shown` may move `direction` (asking the gate).
+    fn allowed(&self, shown: &str, direction: TransferDirection, protocol: &'static str) -> bool {
+        let Some(gate) = &self.gate else {
+            return true;
+        };
+        let way = match direction {
+            TransferDirection::Upload => psm_proxy::Direction::ToTarget,
+            TransferDirection::Download => psm_proxy::Direction::ToUser,
+        };
+        match gate.check(way, shown, protocol) {
+            psm_proxy::RequestVerdict::Allow => true,
+            psm_proxy::RequestVerdict::Refuse(why) => {
+                self.events.send(DriveEvent::Note(format!(
+                    "drive: {} of {shown} refused: {why}",
+                    match direction {
+                        TransferDirection::Upload => "reading",
+                        TransferDirection::Download => "writing",
+                    }
+                )));
+                false
+            }
+        }
     }
 
     /// Resolves a path the target sent (`\dir\file`) inside the session folder.
@@ -605,6 +644,8 @@ impl SessionDrive {
                 delete_on_close,
                 read: Flow::default(),
                 written: Flow::default(),
+                may_read: None,
+                may_write: None,
             },
         );
         Ok((id, information))
@@ -652,10 +693,24 @@ impl SessionDrive {
     }
 
     fn read(&mut self, req: &DeviceReadRequest) -> Result<Vec<u8>, NtStatus> {
+        let file_id = req.device_io_request.file_id;
         let open = self
             .files
-            .get_mut(&req.device_io_request.file_id)
+            .get(&file_id)
             .ok_or(status(STATUS_INVALID_HANDLE))?;
+        if open.may_read.is_none() && matches!(open.handle, Handle::File(_)) {
+            let ok = self.allowed(&open.shown, TransferDirection::Upload, PROTOCOL);
+            if let Some(open) = self.files.get_mut(&file_id) {
+                open.may_read = Some(ok);
+            }
+        }
+        let open = self
+            .files
+            .get_mut(&file_id)
+            .ok_or(status(STATUS_INVALID_HANDLE))?;
+        if open.may_read == Some(false) {
+            return Err(NtStatus::ACCESS_DENIED);
+        }
         let Handle::File(file) = &open.handle else {
             return Err(status(STATUS_FILE_IS_A_DIRECTORY));
         };
@@ -682,10 +737,24 @@ impl SessionDrive {
     fn write(&mut self, req: &DeviceWriteRequest) -> Result<u32, NtStatus> {
         let len = req.write_data.len() as u64;
         let length = u32::try_from(len).map_err(|_| status(STATUS_INVALID_PARAMETER))?;
+        let file_id = req.device_io_request.file_id;
         let open = self
             .files
-            .get_mut(&req.device_io_request.file_id)
+            .get(&file_id)
             .ok_or(status(STATUS_INVALID_HANDLE))?;
+        if open.may_write.is_none() && matches!(open.handle, Handle::File(_)) {
+            let ok = self.allowed(&open.shown, TransferDirection::Download, PROTOCOL);
+            if let Some(open) = self.files.get_mut(&file_id) {
+                open.may_write = Some(ok);
+            }
+        }
+        let open = self
+            .files
+            .get_mut(&file_id)
+            .ok_or(status(STATUS_INVALID_HANDLE))?;
+        if open.may_write == Some(false) {
+            return Err(NtStatus::ACCESS_DENIED);
+        }
         let Handle::File(file) = &open.handle else {
             return Err(status(STATUS_FILE_IS_A_DIRECTORY));
         };
@@ -907,6 +976,16 @@ impl SessionDrive {
         for _ in 0..1000 {
             self.printed += 1;
             let name = format!("print-{:03}.ps", self.printed);
+            if self.root.join(&name).exists() {
+                continue;
+            }
+            if !self.allowed(
+                &format!("{}/{name}", self.name),
+                TransferDirection::Download,
+                PRINTER_PROTOCOL,
+            ) {
+                return Err(NtStatus::ACCESS_DENIED);
+            }
             match fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)

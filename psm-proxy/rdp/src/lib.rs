@@ -37,7 +37,8 @@
 //!     psm_recording::SigningKey::generate()?, writer_config(&config.recording));
 //! let deps = GatewayDeps { control_plane, directory, targets: Arc::new(targets),
 //!     recordings: Arc::new(recordings), registry: SessionRegistry::new(),
-//!     launch: psm_proxy_rdp::launch::LaunchTokens::new(), artifacts: None };
+//!     launch: psm_proxy_rdp::launch::LaunchTokens::new(), artifacts: None,
+//!     taps: Arc::new(psm_proxy::NoTaps) };
 //! let identity = ServerIdentity::from_pem_files("gw.crt".as_ref(), "gw.key".as_ref())?;
 //! RdpGateway::bind(config, identity, deps).await?.run(std::future::pending()).await?;
 //! // users now run: xfreerdp /v:gateway:3390 /u:alice+desk-01 /p:alice-pw /sec:tls
@@ -64,6 +65,7 @@ pub mod bitmaps;
 #[doc(hidden)]
 pub mod clipboard;
 pub mod config;
+pub mod desktop;
 pub mod drive;
 pub mod error;
 pub mod gateway;

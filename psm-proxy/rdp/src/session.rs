@@ -16,8 +16,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use psm_core::directory::UserDirectory;
-use psm_core::{ControlPlane, NewSession, ProcessInstance, Protocol, SessionId, Timestamp};
+use psm_core::directory::DirectoryLookup;
+use psm_core::{NewSession, ProcessInstance, Protocol, SessionId, SessionLifecycle, Timestamp};
 use psm_recording::Header;
 use tokio::sync::{mpsc, watch};
 
@@ -29,16 +29,19 @@ use crate::recorder::{Recorder, RecordingFactory};
 use crate::screen::Screen;
 use crate::upstream::{self, TargetEnd};
 use psm_proxy::{
-    Authorization, ProxySession, SessionControl, SessionInfo, SessionRegistry, TargetAccess,
+    Authorization, ChannelInfo, ChannelKind, Direction, EndReason, FileTransfer, ProxySession,
+    RequestVerdict, SessionControl, SessionInfo, SessionRegistry, TapFactory, TapSet, TargetAccess,
+    TransferRequest,
 };
 
 /// What the gateway works with, chosen at assembly time.
 #[derive(Clone)]
 pub struct GatewayDeps {
-    /// Sessions' lifecycle (in-process engine or HTTP client).
-    pub control_plane: Arc<dyn ControlPlane>,
-    /// Users, passwords, roles.
-    pub directory: Arc<dyn UserDirectory>,
+    /// Sessions' lifecycle: open, heartbeat, end (the in-process engine or the HTTP client;
+    /// any `ControlPlane` is one).
+    pub control_plane: Arc<dyn SessionLifecycle>,
+    /// Users, passwords, roles: lookups only (any `UserDirectory` is one).
+    pub directory: Arc<dyn DirectoryLookup>,
     /// Targets, checkouts, credentials (psm-proxy's seam: `ControlPlaneTargets` built
     /// `for_protocol(Protocol::Rdp)`, or `StaticTargets`).
     pub targets: Arc<dyn TargetAccess>,
@@ -54,6 +57,57 @@ pub struct GatewayDeps {
     /// are pushed beside the recording (the seed's savescreenshot / saveclipboard); `None`:
     /// the recording only.
     pub artifacts: Option<Arc<dyn crate::artifacts::ArtifactSink>>,
+    /// Each session's taps (psm-proxy's, as for SSH): they see it start and end, the live
+    /// actions on it, and every file and clipboard transfer, which they may refuse before a
+    /// byte moves (`Tap::check_transfer`): `psm_proxy::policy_tap::PolicyTapFactory`
+    /// applies the command policy's transfer rules this way. `Arc::new(NoTaps)`: none.
+    pub taps: Arc<dyn TapFactory>,
+}
+
+/// A session's taps as its drive and clipboard ask them (both are set up before the session
+/// is, so the taps are filled in once it is). Until then, and for a gateway without taps,
+/// see [`check`](Self::check).
+#[derive(Clone, Debug, Default)]
+pub struct TransferGate(Arc<std::sync::OnceLock<TapSet>>);
+
+impl TransferGate {
+    /// Gives the session's taps.
+    pub fn set(&self, taps: TapSet) {
+        let _ = self.0.set(taps);
+    }
+
+    /// May `path` move `direction` over `protocol`? Refused before the session's taps are
+    /// known (fail closed: nothing moves before the session is set up).
+    pub fn check(
+        &self,
+        direction: Direction,
+        path: &str,
+        protocol: &'static str,
+    ) -> RequestVerdict {
+        match self.0.get() {
+            Some(taps) => taps.check_transfer(&TransferRequest {
+                direction,
+                path: path.to_owned(),
+                protocol,
+            }),
+            None => RequestVerdict::Refuse("the session is not set up yet".into()),
+        }
+    }
+
+    /// Tells the taps a transfer happened (after [`check`](Self::check) let it start).
+    pub async fn transferred(&self, channel: &'static str, transfer: FileTransfer) {
+        if let Some(taps) = self.0.get() {
+            taps.file_transfer(
+                &ChannelInfo::new(0, ChannelKind::Virtual(channel)),
+                &transfer,
+            )
+            .await;
+        }
+    }
+
+    fn taps(&self) -> Option<&TapSet> {
+        self.0.get()
+    }
 }
 
 impl std::fmt::Debug for GatewayDeps {
@@ -94,6 +148,7 @@ pub struct ActiveSession {
     ended: watch::Receiver<Option<String>>,
     dropped_input: std::sync::atomic::AtomicU64,
     drive: Option<std::path::PathBuf>,
+    gate: TransferGate,
 }
 
 impl ActiveSession {
@@ -106,6 +161,10 @@ impl ActiveSession {
         {
             return;
         }
+        if !matches!(event, InputEvent::Move { .. } | InputEvent::Sync { .. }) {
+            // A viewer with control may type too: a change of hands is announced.
+            self.control.user_typed();
+        }
         self.recorder.input(event);
         if self.input.try_send(event).is_err() {
             self.dropped_input
@@ -116,6 +175,11 @@ impl ActiveSession {
     /// The recorder (clipboard, markers).
     pub fn recorder(&self) -> &Recorder {
         &self.recorder
+    }
+
+    /// The session's taps, as transfers ask them ([`TransferGate`]).
+    pub fn transfer_gate(&self) -> &TransferGate {
+        &self.gate
     }
 
     /// The session drive's folder on the gateway, when drives are allowed: files placed
@@ -194,6 +258,8 @@ pub struct LiveRdpSession {
     pub screen: Screen,
     /// A native RDP client or a browser.
     pub client: ClientKind,
+    /// What live viewers see and a controlling viewer types into.
+    pub desktop: Arc<crate::desktop::RdpDesktop>,
 }
 
 impl LiveRdpSession {
@@ -214,6 +280,10 @@ impl ProxySession for LiveRdpSession {
 
     fn as_any(&self) -> Option<&(dyn std::any::Any + Send + Sync)> {
         Some(self)
+    }
+
+    fn desktop(&self) -> Option<Arc<dyn psm_proxy::live::Desktop>> {
+        Some(self.desktop.clone())
     }
 }
 
@@ -310,8 +380,22 @@ async fn connect_and_record(
 ) -> Result<Arc<ActiveSession>, RdpError> {
     let deps = &shared.deps;
     let channels = shared.config.channels;
+    let account = auth.account.clone();
+    let info = SessionInfo {
+        id,
+        user: identity.user.clone(),
+        target: identity.target.clone(),
+        target_account: account,
+        protocol: Protocol::Rdp,
+        peer,
+        started: Timestamp::now_utc(),
+    };
+    // The session's taps first: the drive and the clipboard ask them before any transfer.
+    let taps = deps.taps.taps(&info).await?;
+    let gate = TransferGate::default();
+    gate.set(taps.clone());
     let drive = match (&shared.config.drive, channels.drives || channels.printers) {
-        (Some(config), true) => Some(session_drive(config, id, channels)?),
+        (Some(config), true) => Some(session_drive(config, id, channels, gate.clone())?),
         _ => None,
     };
     let (drive_dir, drive_channel, drive_events) = match drive {
@@ -332,11 +416,6 @@ async fn connect_and_record(
     .await?;
     drop(login);
     let screen = Screen::new(target.width, target.height);
-    let account = if auth.account.is_empty() {
-        String::new()
-    } else {
-        auth.account.clone()
-    };
     let mut header = Header::new(
         id,
         psm_recording::Protocol::Rdp,
@@ -365,20 +444,25 @@ async fn connect_and_record(
             .marker(format!("drive: session drive at {}", dir.display()))
             .await;
     }
-    let drive_forward = drive_events
-        .map(|(events, rx)| tokio::spawn(forward_drive_events(events, rx, recorder.clone())));
+    let drive_forward = drive_events.map(|(events, rx)| {
+        tokio::spawn(forward_drive_events(
+            events,
+            rx,
+            recorder.clone(),
+            gate.clone(),
+        ))
+    });
     let control = Arc::new(SessionControl::new());
     control.set_user(&identity.user);
-    let notes = drain_control_notes(id, &control);
-    let info = SessionInfo {
+    taps.session_started(&info, &control).await;
+    let notes = drain_control_notes(
         id,
-        user: identity.user.clone(),
-        target: identity.target.clone(),
-        target_account: account,
-        protocol: Protocol::Rdp,
-        peer,
-        started: Timestamp::now_utc(),
-    };
+        &control,
+        &deps.registry,
+        &recorder,
+        &shared.config.process_instance,
+        &gate,
+    );
     let (input_tx, input_rx) = mpsc::channel(1024);
     let (ended_tx, ended_rx) = watch::channel(None);
     let session = Arc::new(ActiveSession {
@@ -390,19 +474,34 @@ async fn connect_and_record(
         ended: ended_rx,
         dropped_input: std::sync::atomic::AtomicU64::new(0),
         drive: drive_dir,
+        gate: gate.clone(),
     });
+    let desktop = Arc::new(crate::desktop::RdpDesktop::new(
+        screen.clone(),
+        control.clone(),
+        session.input.clone(),
+        recorder.clone(),
+    ));
     let registration = deps.registry.register(Arc::new(LiveRdpSession {
-        info,
+        info: info.clone(),
         control: control.clone(),
         screen: screen.clone(),
         client: kind,
+        desktop,
     }));
+    // Live on this gateway: the control plane routes Watch and live commands here.
+    deps.registry.report(psm_core::live::LiveReport {
+        session: id,
+        actor: shared.config.process_instance.to_string(),
+        kind: psm_core::live::LiveReportKind::Started,
+    });
     let to_target = clipboard.map(|link| {
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(crate::clipboard::bridge(
             link,
             tx,
             recorder.clone(),
+            gate.clone(),
             shared.config.limits.max_clipboard_bytes,
             shared
                 .config
@@ -445,11 +544,14 @@ async fn connect_and_record(
             Ok(end) => end,
             Err(e) => TargetEnd::Failed(format!("the target side stopped abnormally: {e}")),
         };
-        let reason = match (&end, control.termination()) {
-            (TargetEnd::Stopped, Some(r)) => r,
-            (TargetEnd::Stopped, None) => "stopped".to_owned(),
-            (TargetEnd::Closed(r), _) => format!("target closed the session: {r}"),
-            (TargetEnd::Failed(r), _) => format!("error: {r}"),
+        let (reason, why) = match (&end, control.termination()) {
+            (TargetEnd::Stopped, Some(r)) => (r.clone(), EndReason::Terminated(r)),
+            (TargetEnd::Stopped, None) => ("stopped".to_owned(), EndReason::UserDisconnected),
+            (TargetEnd::Closed(r), _) => (
+                format!("target closed the session: {r}"),
+                EndReason::TargetDisconnected,
+            ),
+            (TargetEnd::Failed(r), _) => (format!("error: {r}"), EndReason::Error(r.clone())),
         };
         // The client side watches `ended`; make sure it hears a terminate too.
         control.terminate(&reason);
@@ -466,6 +568,7 @@ async fn connect_and_record(
             tracing::error!(session_id = %id, error = %e, "sealing the RDP recording failed");
         }
         end_in_control_plane(&shared, id, &shared.config.process_instance, &auth).await;
+        taps.session_ended(&info, &why).await;
         drop(registration);
         if let Some(notes) = notes {
             notes.abort();
@@ -482,6 +585,7 @@ fn session_drive(
     config: &crate::drive::DriveConfig,
     id: SessionId,
     channels: crate::config::ChannelPolicy,
+    gate: TransferGate,
 ) -> Result<
     (
         std::path::PathBuf,
@@ -501,7 +605,8 @@ fn session_drive(
     })?;
     let (events, rx) = crate::drive::DriveEvents::channel(1024);
     let backend = crate::drive::SessionDrive::new(config, &dir, events.clone())
-        .map_err(|e| RdpError::io(format!("opening the session drive {}", dir.display()), e))?;
+        .map_err(|e| RdpError::io(format!("opening the session drive {}", dir.display()), e))?
+        .with_gate(gate);
     tracing::info!(session_id = %id, dir = %dir.display(), name = %config.name, "session drive ready");
     let channel =
         crate::drive::DriveChannel::with_devices(backend, channels.drives, channels.printers);
@@ -514,8 +619,29 @@ async fn forward_drive_events(
     events: crate::drive::DriveEvents,
     mut rx: mpsc::Receiver<crate::drive::DriveEvent>,
     recorder: Recorder,
+    gate: TransferGate,
 ) {
     while let Some(event) = rx.recv().await {
+        if let crate::drive::DriveEvent::Transfer {
+            protocol,
+            path,
+            direction,
+            size,
+            ..
+        } = &event
+        {
+            let transfer = FileTransfer {
+                direction: match direction {
+                    psm_recording::TransferDirection::Upload => Direction::ToTarget,
+                    psm_recording::TransferDirection::Download => Direction::ToUser,
+                },
+                path: path.clone(),
+                bytes: *size,
+                protocol,
+                complete: true,
+            };
+            gate.transferred("rdpdr", transfer).await;
+        }
         recorder.drive(event).await;
     }
     let dropped = events.dropped();
@@ -562,14 +688,50 @@ async fn push_screenshots(
 /// Takes the session control's notes (what a pause, lock or viewer did) so that they do not
 /// pile up: the RDP session neither records them nor shows them to the user yet, so they are
 /// logged.
+/// Live actions on the session (pause, lock, viewers, approvals) go to the control plane as
+/// reports (which confirm queued commands), into the recording as markers, and to the
+/// viewers as notices.
 fn drain_control_notes(
     id: SessionId,
-    control: &SessionControl,
+    control: &Arc<SessionControl>,
+    registry: &SessionRegistry,
+    recorder: &Recorder,
+    gateway: &ProcessInstance,
+    gate: &TransferGate,
 ) -> Option<tokio::task::JoinHandle<()>> {
+    use psm_proxy::session::ControlNote;
     let mut notes = control.take_notes()?;
+    let (control, registry, recorder) = (control.clone(), registry.clone(), recorder.clone());
+    let (gateway, gate) = (gateway.clone(), gate.clone());
     Some(tokio::spawn(async move {
         while let Some(note) = notes.recv().await {
             tracing::info!(session_id = %id, note = ?note, "session control");
+            match note {
+                ControlNote::Report { actor, kind } => {
+                    if let Some(taps) = gate.taps() {
+                        taps.live(&actor, &kind).await;
+                    }
+                    if let Some(text) = psm_proxy::live::notice::notice_for(&actor, &kind) {
+                        control.publish(psm_proxy::session::LiveEvent::Notice(text));
+                    }
+                    let report = psm_core::live::LiveReport {
+                        session: id,
+                        actor,
+                        kind,
+                    };
+                    if let Some(detail) = report.audit_detail(&gateway) {
+                        recorder.marker(detail).await;
+                    }
+                    registry.report(report);
+                }
+                ControlNote::Notice(text) => {
+                    recorder.marker(format!("live: {text}")).await;
+                    control.publish(psm_proxy::session::LiveEvent::Notice(text));
+                }
+                other => {
+                    tracing::debug!(note = ?other, "a control note the RDP gateway does not show")
+                }
+            }
         }
     }))
 }

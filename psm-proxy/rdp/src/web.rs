@@ -7,16 +7,17 @@
 //!
 //! - browser → gateway, JSON text: first
 //!   `{"type":"login","user":"alice+desk-01","password":"...","width":1024,"height":768}`,
-//!   then input: `{"type":"key","code":30,"extended":false,"down":true}` (PC/AT set-1 scan
-//!   code), `{"type":"move","x":10,"y":20}`,
+//!   then input: `{"type":"key","key":"KeyA","down":true}` (the W3C `KeyboardEvent.code`;
+//!   or `"code":30,"extended":false`, a PC/AT set-1 scan code), `{"type":"move","x":10,"y":20}`,
 //!   `{"type":"button","button":"left","down":true,"x":10,"y":20}`,
 //!   `{"type":"wheel","delta":120,"x":10,"y":20}`;
 //! - gateway → browser: text
 //!   `{"type":"ready","session":"ID","width":W,"height":H,"drive":"PSM"}` (`drive` null
 //!   without a session drive), `{"type":"error","message":"..."}`,
 //!   `{"type":"end","reason":"..."}`, `{"type":"resize","width":W,"height":H}` (the target
-//!   resized its desktop; tiles that follow are for the new size); binary tiles: byte `1`,
-//!   then x, y, width, height as little-endian u16, then a PNG of that region.
+//!   resized its desktop; tiles that follow are for the new size); binary tiles as the live
+//!   server sends them ([`psm_proxy::live::desktop::tile_frame`]): byte `1`, then x, y,
+//!   width, height as little-endian u16, then a PNG of that region.
 //! - the session drive ([`crate::drive`]), when policy allows drives: browser → gateway
 //!   `{"type":"files"}` (answered `{"type":"files","files":[{"name":..,"size":..,"dir":..}]}`),
 //!   `{"type":"download","name":"report.txt"}` (answered by a binary file message), and a
@@ -69,11 +70,16 @@ pub enum ClientMessage {
         #[serde(default)]
         height: Option<u32>,
     },
-    /// A key by scan code.
+    /// A key: by its W3C `KeyboardEvent.code` (`key`, what the page sends), or by scan
+    /// code (`code`, with `extended`).
     Key {
+        /// `KeyA`, `Enter`... ([`crate::input::scancode_for_key`]).
+        #[serde(default)]
+        key: Option<String>,
         /// PC/AT set-1 scan code.
-        code: u8,
-        /// E0-prefixed.
+        #[serde(default)]
+        code: Option<u8>,
+        /// E0-prefixed (with `code`).
         #[serde(default)]
         extended: bool,
         /// Pressed or released.
@@ -134,14 +140,22 @@ impl ClientMessage {
     pub fn input(&self) -> Option<InputEvent> {
         Some(match *self {
             ClientMessage::Key {
+                ref key,
                 code,
                 extended,
                 down,
-            } => InputEvent::Key {
-                code,
-                extended,
-                down,
-            },
+            } => {
+                let (code, extended) = match (key, code) {
+                    (Some(key), _) => crate::input::scancode_for_key(key)?,
+                    (None, Some(code)) => (code, extended),
+                    (None, None) => return None,
+                };
+                InputEvent::Key {
+                    code,
+                    extended,
+                    down,
+                }
+            }
             ClientMessage::Move { x, y } => InputEvent::Move { x, y },
             ClientMessage::Button {
                 ref button,
@@ -408,12 +422,7 @@ async fn browser_session(
                     .await
                     .map_err(|e| RdpError::Session(e.to_string()))?
                     .map_err(|e| RdpError::Session(format!("PNG: {e}")))?;
-                let mut msg = Vec::with_capacity(9 + png.len());
-                msg.push(1u8);
-                for v in [rect.x, rect.y, rect.width, rect.height] {
-                    msg.extend_from_slice(&v.to_le_bytes());
-                }
-                msg.extend_from_slice(&png);
+                let msg = psm_proxy::live::desktop::tile_frame(rect.x, rect.y, rect.width, rect.height, &png);
                 if socket.send(Message::Binary(msg.into())).await.is_err() {
                     break "browser disconnected".to_owned();
                 }
@@ -498,6 +507,24 @@ fn file_error(message: String) -> Message {
     text(serde_json::json!({"type":"file-error","message":message}))
 }
 
+/// Asks the session's taps whether the page may move `name` (the policy's transfer rules).
+fn gate_web_file(
+    s: &crate::ActiveSession,
+    drive: &crate::drive::DriveConfig,
+    name: &str,
+    direction: psm_proxy::Direction,
+) -> Result<(), String> {
+    crate::drive::check_web_name(name)?;
+    match s.transfer_gate().check(
+        direction,
+        &format!("{}/{name}", drive.name),
+        crate::drive::WEB_PROTOCOL,
+    ) {
+        psm_proxy::RequestVerdict::Allow => Ok(()),
+        psm_proxy::RequestVerdict::Refuse(why) => Err(format!("{name}: refused by policy: {why}")),
+    }
+}
+
 /// Records a file the browser page moved, with its hash (the page always moves whole files).
 async fn record_web_file(
     s: &crate::ActiveSession,
@@ -506,6 +533,21 @@ async fn record_web_file(
     direction: psm_recording::TransferDirection,
     data: &[u8],
 ) {
+    s.transfer_gate()
+        .transferred(
+            "rdpdr",
+            psm_proxy::FileTransfer {
+                direction: match direction {
+                    psm_recording::TransferDirection::Upload => psm_proxy::Direction::ToTarget,
+                    psm_recording::TransferDirection::Download => psm_proxy::Direction::ToUser,
+                },
+                path: format!("{}/{name}", drive.name),
+                bytes: data.len() as u64,
+                protocol: crate::drive::WEB_PROTOCOL,
+                complete: true,
+            },
+        )
+        .await;
     s.recorder()
         .drive(crate::drive::DriveEvent::Transfer {
             protocol: crate::drive::WEB_PROTOCOL,
@@ -551,6 +593,9 @@ impl WebFiles {
             Ok(d) => d,
             Err(e) => return file_error(e),
         };
+        if let Err(e) = gate_web_file(s, drive, name, psm_proxy::Direction::ToUser) {
+            return file_error(e);
+        }
         match crate::drive::web_read(dir, name).await {
             Ok(data) => {
                 record_web_file(
@@ -577,6 +622,9 @@ impl WebFiles {
             Err(e) => return file_error(e),
         };
         let size = data.len() as u64;
+        if let Err(e) = gate_web_file(s, drive, name, psm_proxy::Direction::ToTarget) {
+            return file_error(e);
+        }
         if self.uploaded.saturating_add(size) > drive.max_bytes {
             return file_error(format!(
                 "uploading {name} would pass this session's drive limit ({} bytes)",
@@ -615,6 +663,19 @@ mod tests {
                 down: true
             })
         );
+        let k = parse_client_message(r#"{"type":"key","key":"ArrowLeft","down":false}"#)
+            .expect("key by code");
+        assert_eq!(
+            k.input(),
+            Some(InputEvent::Key {
+                code: 0x4b,
+                extended: true,
+                down: false
+            })
+        );
+        let unknown =
+            parse_client_message(r#"{"type":"key","key":"Hunter2","down":true}"#).expect("parses");
+        assert_eq!(unknown.input(), None);
         assert!(parse_client_message(r#"{"type":"key","code":300,"down":true}"#).is_err());
         assert!(parse_client_message(r#"{"type":"key","code":1,"down":true,"x":1}"#).is_err());
         assert!(parse_client_message(&"x".repeat(5000)).is_err());

@@ -73,8 +73,19 @@ impl Reply {
 
 impl Drive {
     fn open(dir: &Path, config: &DriveConfig) -> Self {
+        Self::open_gated(dir, config, None)
+    }
+
+    fn open_gated(
+        dir: &Path,
+        config: &DriveConfig,
+        gate: Option<psm_proxy_rdp::session::TransferGate>,
+    ) -> Self {
         let (events, rx) = DriveEvents::channel(64);
-        let backend = SessionDrive::new(config, dir, events).unwrap();
+        let mut backend = SessionDrive::new(config, dir, events).unwrap();
+        if let Some(gate) = gate {
+            backend = backend.with_gate(gate);
+        }
         Self {
             channel: DriveChannel::new(backend),
             events: rx,
@@ -708,4 +719,142 @@ proptest! {
         let entries: Vec<_> = std::fs::read_dir(outer.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         prop_assert_eq!(entries, vec![std::ffi::OsString::from("drives")]);
     }
+}
+
+/// The command policy's transfer rules, through the session's taps, judge the target's
+/// reads and writes of the session drive before a byte moves: a refused write or read gets
+/// `STATUS_ACCESS_DENIED` and a marker, the rule's action acts on the session (here: lock),
+/// and files no rule names move as before.
+#[tokio::test]
+async fn transfer_rules_refuse_drive_reads_and_writes_before_a_byte_moves() {
+    use psm_proxy::policy_tap::{Enforcement, PolicyTap};
+    use psm_proxy::{SessionControl, SessionInfo, Tap as _, TapSet};
+    let policy = psm_core::policy::Policy::from_toml(
+        r#"
+[[rule]]
+name = "no-key-export"
+on = "transfer"
+glob = "PSM/*.key"
+direction = "download"
+action = "lock"
+message = "keys stay on the server"
+
+[[rule]]
+name = "no-tools-in"
+on = "transfer"
+glob = "PSM/tools/*"
+direction = "upload"
+action = "alert"
+
+[[rule]]
+name = "no-secrets-in"
+on = "transfer"
+glob = "PSM/secret*"
+direction = "upload"
+action = "terminate"
+"#,
+    )
+    .unwrap();
+    let scope = psm_core::policy::SessionScope::new("desk-01", vec!["ops"]);
+    let tap = std::sync::Arc::new(PolicyTap::new(
+        policy.for_session(&scope),
+        Enforcement::default(),
+    ));
+    let control = std::sync::Arc::new(SessionControl::new());
+    let mut notes = control.take_notes().unwrap();
+    let info = SessionInfo {
+        id: psm_core::SessionId::new(),
+        user: "alice".into(),
+        target: "desk-01".into(),
+        target_account: "admin".into(),
+        protocol: psm_core::Protocol::Rdp,
+        peer: None,
+        started: psm_core::Timestamp::now_utc(),
+    };
+    tap.session_started(&info, &control).await;
+    let mut taps = TapSet::new();
+    taps.push(tap);
+    let gate = psm_proxy_rdp::session::TransferGate::default();
+    gate.set(taps);
+
+    let (_outer, folder, config) = setup();
+    std::fs::write(folder.join("secret.txt"), b"top secret").unwrap();
+    std::fs::create_dir(folder.join("tools")).unwrap();
+    std::fs::write(folder.join("tools").join("nmap"), b"tool").unwrap();
+    let mut d = Drive::open_gated(&folder, &config, Some(gate));
+
+    // Writing a key out of the target: refused, nothing written, the session locked.
+    let (s, id) = d.create("\\server.key", READ | WRITE, FILE_CREATE, 0);
+    assert_eq!(s, SUCCESS, "opening is not moving a byte");
+    assert_eq!(
+        d.write(id, 0, b"-----BEGIN PRIVATE KEY-----"),
+        ACCESS_DENIED
+    );
+    assert_eq!(
+        d.write(id, 0, b"again"),
+        ACCESS_DENIED,
+        "judged once, refused for good"
+    );
+    assert_eq!(d.close(id), SUCCESS);
+    assert_eq!(std::fs::read(folder.join("server.key")).unwrap(), b"");
+    assert!(control.is_locked(), "the rule's action: lock");
+    // A file no rule names is written as before.
+    let (s, id) = d.create("\\notes.txt", READ | WRITE, FILE_CREATE, 0);
+    assert_eq!(s, SUCCESS);
+    assert_eq!(d.write(id, 0, b"fine"), SUCCESS);
+    assert_eq!(d.close(id), SUCCESS);
+    // An alert lets the read through and reports it.
+    let (s, id) = d.create("\\tools\\nmap", READ, FILE_OPEN, 0);
+    assert_eq!(s, SUCCESS);
+    assert_eq!(d.read(id, 100, 0), (SUCCESS, b"tool".to_vec()));
+    assert_eq!(d.close(id), SUCCESS);
+    // Reading a secret into the target: refused and the session ended.
+    let (s, id) = d.create("\\secret.txt", READ, FILE_OPEN, 0);
+    assert_eq!(s, SUCCESS);
+    assert_eq!(d.read(id, 100, 0).0, ACCESS_DENIED);
+    assert_eq!(d.close(id), SUCCESS);
+    assert!(
+        control.termination().is_some(),
+        "the rule's action: terminate"
+    );
+
+    let events = d.events();
+    let notes_of = |needle: &str| {
+        events
+            .iter()
+            .any(|e| matches!(e, DriveEvent::Note(n) if n.contains(needle)))
+    };
+    assert!(
+        notes_of("writing of PSM/server.key refused: keys stay on the server"),
+        "{events:?}"
+    );
+    assert!(notes_of("reading of PSM/secret.txt refused"), "{events:?}");
+    assert!(
+        !events.iter().any(|e| matches!(e, DriveEvent::Transfer { path, size, .. } if path == "PSM/server.key" && *size > 0)),
+        "{events:?}"
+    );
+    let mut policy_reports = Vec::new();
+    while let Ok(n) = notes.try_recv() {
+        if let psm_proxy::session::ControlNote::Report {
+            kind: psm_core::live::LiveReportKind::Policy { rule, outcome, .. },
+            ..
+        } = n
+        {
+            policy_reports.push((rule, outcome));
+        }
+    }
+    assert_eq!(
+        policy_reports,
+        vec![
+            (
+                "no-key-export".to_owned(),
+                "refused; session locked".to_owned()
+            ),
+            ("no-tools-in".to_owned(), "alerted".to_owned()),
+            (
+                "no-secrets-in".to_owned(),
+                "refused; session terminated".to_owned()
+            ),
+        ]
+    );
 }

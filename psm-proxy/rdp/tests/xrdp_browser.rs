@@ -67,6 +67,7 @@ async fn chromium_through_the_web_gateway_to_xrdp() {
         registry: SessionRegistry::new(),
         launch: psm_proxy_rdp::launch::LaunchTokens::new(),
         artifacts: None,
+        taps: Arc::new(psm_proxy::NoTaps),
     };
     let registry = deps.registry.clone();
     let web = WebGateway::bind("127.0.0.1:0".parse().unwrap(), config, deps)

@@ -345,7 +345,13 @@ impl Fanout {
     /// stream moved on) and asks again.
     pub(crate) fn snapshot(&self, slot: &SlotHandle) -> Option<Screen> {
         let mut g = self.lock();
-        let primary = g.primary?;
+        let Some(primary) = g.primary else {
+            // No terminal (yet, or ever: a desktop session): nothing to catch up with. A
+            // terminal that appears marks every viewer behind again.
+            slot.shared.behind.store(false, Ordering::Relaxed);
+            slot.shared.queued.store(0, Ordering::Relaxed);
+            return None;
+        };
         let generation = g.generation;
         if let Some(c) = &g.cached
             && c.primary == primary

@@ -9,6 +9,8 @@
 //!   `/terminal`), tickets redeemed through the control plane's `LiveLinkApi` role;
 //! - [`terminal`]: the browser terminal, opened through a protocol gateway's
 //!   [`TerminalOpener`];
+//! - [`desktop`]: graphical sessions (RDP): a protocol crate's [`Desktop`] gives viewers
+//!   PNG tiles and takes a controlling viewer's keyboard and pointer;
 //! - [`protocol`]: the messages, parsed with bounds;
 //! - [`link`]: [`LiveLink`], the long poll for admin commands and the report queue;
 //! - [`notice`]: what the user is told.
@@ -35,6 +37,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod desktop;
 pub mod fanout;
 pub mod link;
 pub mod notice;
@@ -42,7 +45,8 @@ pub mod protocol;
 pub mod server;
 pub mod terminal;
 
+pub use desktop::{Desktop, DesktopInput, DesktopUpdate, DesktopWatch, PointerButton};
 pub use fanout::{FanoutConfig, JoinRefused, Screen};
 pub use link::LiveLink;
-pub use server::{LiveDeps, LiveServer, LiveServerConfig};
+pub use server::{LiveDeps, LiveServer, LiveServerConfig, LiveService};
 pub use terminal::{Terminal, TerminalInput, TerminalOpener, TerminalOutput};

@@ -5,12 +5,16 @@ use serde::{Deserialize, Serialize};
 
 use psm_core::live::{LiveMode, PendingApproval, ViewerInfo, Viewport};
 
+use super::desktop::{DesktopInput, PointerButton};
+
 /// The largest message the gateway accepts (text or binary).
 pub const MAX_MESSAGE: usize = 64 << 10;
 /// The most input one message may carry.
 pub const MAX_INPUT: usize = 16 << 10;
 /// The longest reason (characters).
 pub const MAX_REASON: usize = 512;
+/// The longest key code of a desktop `key` message (`KeyboardEvent.code`).
+pub const MAX_KEY: usize = 32;
 
 /// What a browser sends.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,6 +44,9 @@ pub enum ClientMessage {
     Deny(u64, String),
     /// Are you there?
     Ping,
+    /// Keyboard or pointer input to a desktop (a viewer with control of a graphical
+    /// session: [`super::desktop`]).
+    Desktop(DesktopInput),
 }
 
 #[derive(Deserialize)]
@@ -57,6 +64,18 @@ struct Raw {
     reason: Option<String>,
     #[serde(default)]
     id: Option<u64>,
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    down: Option<bool>,
+    #[serde(default)]
+    x: Option<u16>,
+    #[serde(default)]
+    y: Option<u16>,
+    #[serde(default)]
+    button: Option<String>,
+    #[serde(default)]
+    delta: Option<i16>,
 }
 
 /// Why a message was refused (the text is sent back in an `error` message; it never echoes
@@ -131,6 +150,40 @@ impl ClientMessage {
             "approve" => ClientMessage::Approve(id()?),
             "deny" => ClientMessage::Deny(id()?, reason()?),
             "ping" => ClientMessage::Ping,
+            "key" => {
+                let key = raw.key.clone().ok_or_else(|| bad("key needs key"))?;
+                if key.is_empty()
+                    || key.len() > MAX_KEY
+                    || !key.bytes().all(|b| b.is_ascii_alphanumeric())
+                {
+                    return Err(bad("key: a KeyboardEvent.code such as KeyA"));
+                }
+                let down = raw.down.ok_or_else(|| bad("key needs down"))?;
+                ClientMessage::Desktop(DesktopInput::Key { key, down })
+            }
+            "move" | "button" | "wheel" => {
+                let (Some(x), Some(y)) = (raw.x, raw.y) else {
+                    return Err(bad(format!("{} needs x and y", raw.kind)));
+                };
+                ClientMessage::Desktop(match raw.kind.as_str() {
+                    "move" => DesktopInput::Move { x, y },
+                    "button" => DesktopInput::Button {
+                        button: raw
+                            .button
+                            .as_deref()
+                            .and_then(PointerButton::parse)
+                            .ok_or_else(|| bad("button: left, middle or right"))?,
+                        down: raw.down.ok_or_else(|| bad("button needs down"))?,
+                        x,
+                        y,
+                    },
+                    _ => DesktopInput::Wheel {
+                        delta: raw.delta.ok_or_else(|| bad("wheel needs delta"))?,
+                        x,
+                        y,
+                    },
+                })
+            }
             _ => return Err(bad("unknown message type")),
         })
     }
@@ -148,6 +201,10 @@ impl ClientMessage {
             ClientMessage::Approve(_) => "approve",
             ClientMessage::Deny(..) => "deny",
             ClientMessage::Ping => "ping",
+            ClientMessage::Desktop(DesktopInput::Key { .. }) => "key",
+            ClientMessage::Desktop(DesktopInput::Move { .. }) => "move",
+            ClientMessage::Desktop(DesktopInput::Button { .. }) => "button",
+            ClientMessage::Desktop(DesktopInput::Wheel { .. }) => "wheel",
         }
     }
 }
@@ -194,6 +251,14 @@ pub enum ServerMessage {
         rows: u16,
         /// The screen as escape sequences.
         data: String,
+    },
+    /// The session shows a desktop of this size (after `hello`, and when the target
+    /// resizes it): binary frames that follow are PNG tiles ([`super::desktop`]).
+    Desktop {
+        /// Pixels.
+        width: u16,
+        /// Pixels.
+        height: u16,
     },
     /// The followed terminal changed size.
     Resize {
@@ -321,6 +386,34 @@ mod tests {
             ),
             (r#"{"type":"ping"}"#, ClientMessage::Ping),
             (
+                r#"{"type":"key","key":"KeyA","down":true}"#,
+                ClientMessage::Desktop(DesktopInput::Key {
+                    key: "KeyA".into(),
+                    down: true,
+                }),
+            ),
+            (
+                r#"{"type":"button","button":"right","down":false,"x":3,"y":4}"#,
+                ClientMessage::Desktop(DesktopInput::Button {
+                    button: PointerButton::Right,
+                    down: false,
+                    x: 3,
+                    y: 4,
+                }),
+            ),
+            (
+                r#"{"type":"wheel","delta":-120,"x":0,"y":65535}"#,
+                ClientMessage::Desktop(DesktopInput::Wheel {
+                    delta: -120,
+                    x: 0,
+                    y: 65535,
+                }),
+            ),
+            (
+                r#"{"type":"move","x":10,"y":20}"#,
+                ClientMessage::Desktop(DesktopInput::Move { x: 10, y: 20 }),
+            ),
+            (
                 r#"{"type":"resize","cols":120,"rows":40}"#,
                 ClientMessage::Resize {
                     cols: 120,
@@ -335,6 +428,12 @@ mod tests {
             r#"{"type":"input"}"#,
             r#"{"type":"resize","cols":1001,"rows":5}"#,
             r#"{"type":"hunter2-secret"}"#,
+            r#"{"type":"key","key":"hunter2 secret","down":true}"#,
+            r#"{"type":"key","key":"KeyA"}"#,
+            r#"{"type":"move","x":-1,"y":2}"#,
+            r#"{"type":"move","x":70000,"y":2}"#,
+            r#"{"type":"button","button":"hunter2","down":true,"x":1,"y":2}"#,
+            r#"{"type":"wheel","x":1,"y":2}"#,
             r#"{"type":"pause","evil":"hunter2-secret"}"#,
             r#"["type"]"#,
             "",

@@ -22,6 +22,7 @@ use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 
+use super::desktop::{Desktop, DesktopUpdate, DesktopWatch, tile_frame};
 use super::protocol::{ClientMessage, MAX_MESSAGE, ServerMessage, mode_name};
 use super::terminal::TerminalOpener;
 use crate::error::ProxyError;
@@ -194,6 +195,68 @@ impl LiveServer {
                 }
             }
         }
+    }
+}
+
+/// A gateway's whole live side, running: the websocket listener and the [`LiveLink`] that
+/// advertises it and carries the control plane's commands to the registry's sessions. What
+/// a gateway process starts (`psm up`'s SSH gateway, `psm-rdp-gateway`).
+///
+/// [`LiveLink`]: super::LiveLink
+#[derive(Debug)]
+pub struct LiveService {
+    url: String,
+    local_addr: SocketAddr,
+    stop: tokio::sync::watch::Sender<bool>,
+    server: tokio::task::JoinHandle<Result<(), ProxyError>>,
+    link: super::LiveLink,
+}
+
+impl LiveService {
+    /// Binds the listener, starts it and the link. `public_url` is what the control plane
+    /// hands viewers (default: [`LiveServer::url`]).
+    pub async fn start(
+        config: LiveServerConfig,
+        deps: LiveDeps,
+        public_url: Option<String>,
+    ) -> Result<Self, ProxyError> {
+        let me = config.process_instance.clone();
+        let (control_plane, registry) = (deps.control_plane.clone(), deps.registry.clone());
+        let server = LiveServer::bind(config, deps).await?;
+        let local_addr = server.local_addr();
+        let url = public_url.unwrap_or_else(|| server.url());
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let server = tokio::spawn(server.run(async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }));
+        let link = super::LiveLink::start(control_plane, registry, me, Some(url.clone()));
+        Ok(Self {
+            url,
+            local_addr,
+            stop,
+            server,
+            link,
+        })
+    }
+
+    /// The URL advertised to the control plane.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The address the listener bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops the listener, then the link (after delivering the reports still queued).
+    /// Call it after the gateway stopped, so the sessions' last reports go out.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        if let Ok(Err(e)) = self.server.await {
+            tracing::warn!(error = %e, "the live listener stopped with an error");
+        }
+        self.link.stop().await;
     }
 }
 
@@ -466,6 +529,7 @@ async fn serve_viewer<S>(
     };
     let control = live.control().clone();
     let info = live.info().clone();
+    let desktop = live.desktop();
     let actor = grant.actor.clone();
     let mut viewer = match control.join(Some((&actor, mode))) {
         Ok(v) => v,
@@ -493,9 +557,32 @@ async fn serve_viewer<S>(
     if !send(&mut ws, timeout, text(&hello)).await {
         return;
     }
+    // A graphical session: tiles of its desktop instead of a terminal (`desktop` module).
+    let mut tiles = desktop.as_ref().map(|d| d.watch());
     let mut bad = 0u32;
     loop {
         tokio::select! {
+            update = next_tile(&mut tiles), if tiles.is_some() => {
+                let msg = match update {
+                    Some(DesktopUpdate::Size { width, height }) => {
+                        text(&ServerMessage::Desktop { width, height })
+                    }
+                    Some(DesktopUpdate::Tile { x, y, width, height, png }) => {
+                        Message::binary(tile_frame(x, y, width, height, &png))
+                    }
+                    // The desktop is gone: the session is ending, and its `ended` event
+                    // comes through the viewer.
+                    None => {
+                        tiles = None;
+                        continue;
+                    }
+                };
+                if !send(&mut ws, timeout, msg).await {
+                    tracing::info!(session_id = %session, viewer = %actor,
+                        "a live viewer accepted no tile in time; disconnected");
+                    return;
+                }
+            }
             item = viewer.next() => {
                 let msg = match item {
                     None => {
@@ -533,7 +620,7 @@ async fn serve_viewer<S>(
                 };
                 let refused = match parsed {
                     Err(e) => Some(e.0),
-                    Ok(m) => viewer_message(shared, &control, session, &actor, mode, m, &mut ws, timeout).await,
+                    Ok(m) => viewer_message(&control, desktop.as_deref(), session, &actor, mode, m, &mut ws, timeout).await,
                 };
                 if let Some(message) = refused {
                     bad += 1;
@@ -553,8 +640,8 @@ async fn serve_viewer<S>(
 /// Acts on a viewer's message; `Some(why)` when refused.
 #[allow(clippy::too_many_arguments)]
 async fn viewer_message<S: AsyncRead + AsyncWrite + Unpin>(
-    _shared: &Shared,
     control: &Arc<crate::SessionControl>,
+    desktop: Option<&dyn Desktop>,
     session: SessionId,
     actor: &str,
     mode: LiveMode,
@@ -571,10 +658,19 @@ async fn viewer_message<S: AsyncRead + AsyncWrite + Unpin>(
         approval,
     };
     let cmd = match message {
+        ClientMessage::Input(_) | ClientMessage::Desktop(_) if mode != LiveMode::Control => {
+            return Some("this viewer joined to watch: input is not allowed".into());
+        }
+        ClientMessage::Desktop(input) => {
+            let Some(desktop) = desktop else {
+                return Some("this session is a terminal: send input, not key or pointer".into());
+            };
+            return desktop.viewer_input(actor, input).err();
+        }
+        ClientMessage::Input(_) if desktop.is_some() => {
+            return Some("this session is a desktop: send key and pointer messages".into());
+        }
         ClientMessage::Input(bytes) => {
-            if mode != LiveMode::Control {
-                return Some("this viewer joined to watch: input is not allowed".into());
-            }
             if bytes.len() > super::protocol::MAX_INPUT {
                 return Some("input is at most 16 KiB a message".into());
             }
@@ -599,6 +695,14 @@ async fn viewer_message<S: AsyncRead + AsyncWrite + Unpin>(
     tracing::info!(session_id = %session, action = cmd.action.as_str(), actor = %actor,
         "live action from a viewer");
     crate::registry::apply(control, &cmd).err()
+}
+
+/// The next update of a desktop viewer's stream (only polled when there is one).
+async fn next_tile(tiles: &mut Option<Box<dyn DesktopWatch>>) -> Option<DesktopUpdate> {
+    match tiles {
+        Some(t) => t.next().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The viewport a terminal ticket gives, as columns and rows.

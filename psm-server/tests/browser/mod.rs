@@ -28,11 +28,13 @@ pub fn need(program: &str, package: &str) {
     assert!(found, "{program} is missing: install {package}");
 }
 
-/// The repository's root (every package that includes this file is one level below it).
+/// The repository's root (the including package's nearest ancestor that holds this driver:
+/// packages include this file from any depth, the RDP workspace's too).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
+        .ancestors()
+        .find(|d| d.join("psm-server/tests/web_browser.cjs").is_file())
+        .expect("the repository holding psm-server/tests/web_browser.cjs")
         .to_path_buf()
 }
 

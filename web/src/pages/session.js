@@ -1,6 +1,7 @@
 import { api, state } from '../api.js';
 import { h, append, clear, duration, when } from '../dom.js';
 import { openTerminal } from '../live.js';
+import { openDesktop } from '../desktop.js';
 
 export async function sessionPage(main, params) {
   const id = params.get('id') || '';
@@ -99,7 +100,9 @@ export async function sessionPage(main, params) {
     clear(liveBox);
     liveStatus.textContent = 'connecting…';
     return api.post(`/sessions/${encodeURIComponent(id)}/join`, { mode, cols: 120, rows: 40 }).then((t) => {
-      viewer = openTerminal(liveBox, t.url, {
+      // A graphical session shows its desktop; a terminal session its terminal.
+      const open = detail.session.protocol === 'rdp' ? openDesktop : openTerminal;
+      viewer = open(liveBox, t.url, {
         interactive: mode === 'control',
         onMessage: (msg) => {
           if (msg.type === 'hello') {

@@ -293,6 +293,12 @@ pub struct RdpSection {
     pub listen: SocketAddr,
     /// Where browsers open RDP sessions (websocket page); unset: none.
     pub web_listen: Option<SocketAddr>,
+    /// Where the RDP gateway's live listener listens (Watch and Join with control of RDP
+    /// sessions in the admin web UI); it takes `[live]`'s origins and TLS certificate.
+    /// Unset, or `[live] enabled = false`: no live viewing of RDP sessions.
+    pub live_listen: Option<SocketAddr>,
+    /// The URL browsers reach it at; default `ws://` (or `wss://`) and `live_listen`.
+    pub live_public_url: Option<String>,
     /// The gateway's TLS certificate and key (PEM); default: a self-signed pair created in
     /// `DATA/rdp/` on first start.
     pub tls_cert: Option<PathBuf>,
@@ -317,6 +323,8 @@ impl Default for RdpSection {
             binary: None,
             listen: SocketAddr::from(([0, 0, 0, 0], 3390)),
             web_listen: Some(SocketAddr::from(([127, 0, 0, 1], 8390))),
+            live_listen: Some(SocketAddr::from(([127, 0, 0, 1], 2224))),
+            live_public_url: None,
             tls_cert: None,
             tls_key: None,
             process_instance: "rdp-gateway-1".into(),

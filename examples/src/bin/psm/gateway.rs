@@ -11,7 +11,7 @@ use anyhow::Context;
 use psm_core::directory::{ALL_TARGETS, NewUser, PasswordHash, UserDirectory};
 use psm_core::vault::Vault;
 use psm_core::{ControlPlane, ProcessInstance};
-use psm_proxy::live::{LiveDeps, LiveLink, LiveServer, LiveServerConfig};
+use psm_proxy::live::{LiveDeps, LiveServerConfig, LiveService};
 use psm_proxy::policy_tap::PolicyTapFactory;
 use psm_proxy::record::{
     ControlPlaneRecipients, RecorderConfig, RecorderFactory, load_or_create_signing_key,
@@ -169,60 +169,32 @@ pub async fn start(
         } else if extras.live.tls_cert.is_some() || extras.live.tls_key.is_some() {
             anyhow::bail!("live.tls_cert and live.tls_key go together");
         }
-        let server = LiveServer::bind(
+        let service = LiveService::start(
             live_config,
             LiveDeps {
                 control_plane: control_plane.clone(),
                 registry: registry.clone(),
                 terminals: Some(gateway.connector()),
             },
+            extras.live.public_url.clone(),
         )
         .await
         .context("starting the live listener ([live] listen)")?;
-        let url = extras
-            .live
-            .public_url
-            .clone()
-            .unwrap_or_else(|| server.url());
-        let link = LiveLink::start(
-            control_plane.clone(),
-            registry.clone(),
-            instance.clone(),
-            Some(url.clone()),
-        );
-        Some((server, link, url))
+        Some(service)
     } else {
         None
     };
 
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let (live_url, live_parts) = match live {
-        Some((server, link, url)) => (Some(url), Some((server, link))),
-        None => (None, None),
-    };
+    let live_url = live.as_ref().map(|l| l.url().to_owned());
     let task = tokio::spawn(async move {
-        let (live_stop, live_stopped) = tokio::sync::watch::channel(false);
-        let (live_task, link) = match live_parts {
-            Some((server, link)) => {
-                let mut rx = live_stopped.clone();
-                let t = tokio::spawn(server.run(async move {
-                    let _ = rx.wait_for(|s| *s).await;
-                }));
-                (Some(t), Some(link))
-            }
-            None => (None, None),
-        };
         let result = gateway
             .run(async move {
                 let _ = stopped.await;
             })
             .await;
-        let _ = live_stop.send(true);
-        if let Some(link) = link {
-            link.stop().await;
-        }
-        if let Some(t) = live_task {
-            let _ = t.await;
+        if let Some(live) = live {
+            live.stop().await;
         }
         result
     });

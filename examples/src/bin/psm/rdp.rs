@@ -13,7 +13,7 @@ use anyhow::Context;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::config::RdpSection;
+use crate::config::{LiveSection, RdpSection};
 
 /// The program's name.
 const PROGRAM: &str = "psm-rdp-gateway";
@@ -57,22 +57,10 @@ fn identity(section: &RdpSection, data: &Path) -> anyhow::Result<(PathBuf, PathB
     let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
     let generated = rcgen::generate_simple_self_signed(names)
         .context("generating the RDP gateway's self-signed certificate")?;
-    write_private(&key, generated.signing_key.serialize_pem().as_bytes())?;
+    psm_proxy::keyfile::write_private(&key, generated.signing_key.serialize_pem().as_bytes())?;
     std::fs::write(&cert, generated.cert.pem())
         .with_context(|| format!("writing {}", cert.display()))?;
     Ok((cert, key, true))
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .and_then(|mut f| f.write_all(bytes))
-        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// A supervised RDP gateway.
@@ -81,6 +69,8 @@ pub struct RdpChild {
     pub listen: SocketAddr,
     /// Where browsers open sessions, if anywhere.
     pub web_listen: Option<SocketAddr>,
+    /// Where its live listener listens (Watch and Join with control), if anywhere.
+    pub live_listen: Option<SocketAddr>,
     /// The program that runs.
     pub binary: PathBuf,
     /// The certificate clients see, and whether this start created it.
@@ -105,6 +95,8 @@ impl RdpChild {
 /// in `DATA/keys/gateway.key`) and supervises it.
 pub async fn start(
     section: &RdpSection,
+    live: Option<(&LiveSection, &[String])>,
+    policy: Option<&Path>,
     binary: PathBuf,
     data: &Path,
     api: &str,
@@ -131,6 +123,35 @@ pub async fn start(
     if let Some(w) = section.web_listen {
         args.push("--web-listen".into());
         args.push(w.to_string().into());
+    }
+    // The command policy's transfer rules judge the drive's, printer's and clipboard's
+    // transfers (docs/rdp.md, "Policy").
+    if let Some(p) = policy {
+        args.push("--policy".into());
+        args.push(p.into());
+    }
+    // Watch and Join with control from the admin web UI: the same origins and certificate
+    // as the SSH gateway's live listener.
+    let live_listen = live.and(section.live_listen);
+    if let (Some(listen), Some((live, web_origins))) = (live_listen, live) {
+        args.push("--live-listen".into());
+        args.push(listen.to_string().into());
+        if let Some(url) = &section.live_public_url {
+            args.push("--live-public-url".into());
+            args.push(url.into());
+        }
+        for origin in live.allowed_origins.iter().chain(web_origins) {
+            args.push("--live-allowed-origin".into());
+            args.push(origin.into());
+        }
+        if let (Some(cert), Some(key)) = (&live.tls_cert, &live.tls_key) {
+            args.extend([
+                "--live-cert".into(),
+                cert.into(),
+                "--live-key".into(),
+                key.into(),
+            ]);
+        }
     }
     for (on, flag) in [
         (section.allow_unpinned_targets, "--allow-unpinned-targets"),
@@ -163,6 +184,7 @@ pub async fn start(
     Ok(RdpChild {
         listen,
         web_listen: section.web_listen,
+        live_listen,
         binary,
         cert,
         cert_created,

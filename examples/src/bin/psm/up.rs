@@ -47,6 +47,10 @@ pub struct UpArgs {
     /// Where browsers open RDP sessions (`[rdp] web_listen`, default 127.0.0.1:8390).
     #[arg(long)]
     rdp_web_listen: Option<SocketAddr>,
+    /// Where the RDP gateway's live listener listens: Watch and Join with control of RDP
+    /// sessions (`[rdp] live_listen`, default 127.0.0.1:2224).
+    #[arg(long)]
+    rdp_live_listen: Option<SocketAddr>,
     /// No RDP gateway (`[rdp] enabled = false`).
     #[arg(long)]
     no_rdp: bool,
@@ -88,6 +92,9 @@ impl UpArgs {
         }
         if let Some(l) = self.rdp_web_listen {
             conf.rdp.web_listen = Some(l);
+        }
+        if let Some(l) = self.rdp_live_listen {
+            conf.rdp.live_listen = Some(l);
         }
         if self.no_rdp {
             conf.rdp.enabled = false;
@@ -156,12 +163,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     );
     let first_admin = crate::gateway::ensure_first_admin(directory.as_ref()).await?;
     let vault = control_plane.vault().clone();
+    let web_origins = vec![
+        api_base.clone(),
+        format!("http://localhost:{}", api_addr.port()),
+    ];
     let extras = crate::gateway::GatewayExtras {
         live: &conf.live,
-        web_origins: vec![
-            api_base.clone(),
-            format!("http://localhost:{}", api_addr.port()),
-        ],
+        web_origins: web_origins.clone(),
         policy: &conf.policy,
         recording: &conf.recording,
     };
@@ -202,9 +210,18 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     // RDP gateway: its own program (its own workspace), supervised (docs/rdp.md).
     let rdp = if conf.rdp.enabled {
         match crate::rdp::find_binary(&conf.rdp) {
-            Some(binary) => Some(Ok(crate::rdp::start(&conf.rdp, binary, &data, &api_base)
+            Some(binary) => {
+                let live = conf
+                    .live
+                    .enabled
+                    .then_some((&conf.live, web_origins.as_slice()));
+                let policy = conf.policy.file.as_deref();
+                Some(Ok(crate::rdp::start(
+                    &conf.rdp, live, policy, binary, &data, &api_base,
+                )
                 .await
-                .context("starting the RDP gateway")?)),
+                .context("starting the RDP gateway")?))
+            }
             None => Some(Err(())),
         }
     } else {
@@ -263,7 +280,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     match (ssh.policy_rules, &policy_file) {
         (Some(n), Some(path)) => println!(
-            "  command policy: {} ({n} rules; SSH sessions)",
+            "  command policy: {} ({n} rules; SSH sessions, RDP transfers)",
             path.display()
         ),
         _ => println!("  command policy: none (set [policy] file or --policy FILE)"),
@@ -303,6 +320,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             );
             if let Some(w) = child.web_listen {
                 println!("    browser:  http://{w}/");
+            }
+            if let Some(l) = child.live_listen {
+                println!("    live:     {l} (Watch and Join with control in the web UI)");
             }
             println!(
                 "    add a target: {psm} targets add NAME --protocol rdp --host HOST --user ACCOUNT --password-stdin"

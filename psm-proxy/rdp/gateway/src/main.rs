@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! psm-rdp-gateway --data ./psm-data --listen 0.0.0.0:3390 \
-//!     --cert gw.crt --key gw.key [--web-listen 127.0.0.1:8390]
+//!     --cert gw.crt --key gw.key [--web-listen 127.0.0.1:8390] [--live-listen 127.0.0.1:2224]
 //! psm-rdp-gateway --data ./gw-data --control-plane https://cp.example:8443 \
 //!     --api-key-file gateway.key [--ca-file cp-ca.pem] --cert gw.crt --key gw.key
 //! ```
@@ -23,6 +23,7 @@ use psm_core::clock::SystemClock;
 use psm_core::store::SqliteStore;
 use psm_core::vault::{DirectoryPolicy, Keyring, MasterKey, PamSettings, Vault, VaultConfig};
 use psm_core::{ControlPlane, Engine, EngineConfig, LocalControlPlane, ProcessInstance};
+use psm_proxy::live::{LiveDeps, LiveServerConfig, LiveService};
 use psm_proxy::{ControlPlaneTargets, SessionRegistry};
 use psm_proxy_rdp::recorder::{DirRecordings, writer_config};
 use psm_proxy_rdp::tls::ServerIdentity;
@@ -40,6 +41,25 @@ struct Args {
     /// Where browsers connect (websocket); unset: no browser access.
     #[arg(long)]
     web_listen: Option<SocketAddr>,
+    /// Where the live listener listens: the admin web UI's Watch and Join with control of
+    /// this gateway's sessions (docs/live.md); unset: no live viewing. It is advertised to the
+    /// control plane, which sends Pause, Lock and Terminate through the same link.
+    #[arg(long)]
+    live_listen: Option<SocketAddr>,
+    /// The URL browsers reach the live listener at (`wss://gw.example.com:2224`); default
+    /// `ws://` (`wss://` with `--live-cert`) and the listen address.
+    #[arg(long, requires = "live_listen")]
+    live_public_url: Option<String>,
+    /// An origin allowed to open live sessions (the admin web UI's, e.g.
+    /// `http://127.0.0.1:8080`); repeat for several.
+    #[arg(long = "live-allowed-origin", requires = "live_listen")]
+    live_allowed_origins: Vec<String>,
+    /// A certificate chain (PEM) for `wss://` on the live listener; with `--live-key`.
+    #[arg(long, requires_all = ["live_listen", "live_key"])]
+    live_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, requires = "live_cert")]
+    live_key: Option<PathBuf>,
     /// The gateway's TLS certificate (PEM).
     #[arg(long)]
     cert: PathBuf,
@@ -79,6 +99,13 @@ struct Args {
     /// Denied by default.
     #[arg(long)]
     allow_printer: bool,
+    /// The command-policy file (TOML, docs/policy.md): its transfer rules judge every file
+    /// the target reads from or writes to the session drive (`PSM/...`), every print job,
+    /// every file the browser page moves, and every clipboard paste (path `clipboard`),
+    /// before a byte moves; live actions and alerts are reported as for SSH. A file that
+    /// does not parse stops the start.
+    #[arg(long)]
+    policy: Option<PathBuf>,
     /// The most bytes a target may write to its session drive (print jobs included), in MiB.
     #[arg(long, default_value_t = 1024)]
     drive_max_mib: u64,
@@ -199,20 +226,12 @@ async fn main() -> anyhow::Result<()> {
     let signing = match std::fs::read_to_string(&signing_path) {
         Ok(t) => psm_recording::SigningKey::from_text(t.trim())?,
         Err(_) => {
-            use std::io::Write as _;
-            use std::os::unix::fs::OpenOptionsExt as _;
             let k = psm_recording::SigningKey::generate()?;
             if let Some(d) = signing_path.parent() {
                 std::fs::create_dir_all(d)?;
             }
             // A private key: readable by this user only, and never overwritten.
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&signing_path)
-                .and_then(|mut f| f.write_all(k.to_text().as_bytes()))
-                .with_context(|| format!("writing {}", signing_path.display()))?;
+            psm_proxy::keyfile::write_private(&signing_path, k.to_text().as_bytes())?;
             k
         }
     };
@@ -231,6 +250,26 @@ async fn main() -> anyhow::Result<()> {
         println!("recordings encrypted for PSMEncryptionKey {key}");
     }
     let recordings = DirRecordings::new(args.data.join("recordings"), signing, writer);
+    let cp_live = cp.clone();
+    let taps: Arc<dyn psm_proxy::TapFactory> = match &args.policy {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the policy {}", path.display()))?;
+            let policy = psm_core::policy::Policy::from_toml(&text)
+                .with_context(|| format!("the policy {}", path.display()))?;
+            println!(
+                "command policy {} ({} rules; RDP drive, printer and clipboard transfers)",
+                path.display(),
+                policy.len()
+            );
+            Arc::new(psm_proxy::policy_tap::PolicyTapFactory::new(
+                policy,
+                directory.clone(),
+                psm_proxy::policy_tap::Enforcement::default(),
+            ))
+        }
+        None => Arc::new(psm_proxy::NoTaps),
+    };
     let deps = GatewayDeps {
         control_plane: cp.clone(),
         directory,
@@ -247,6 +286,7 @@ async fn main() -> anyhow::Result<()> {
         registry: SessionRegistry::new(),
         launch: psm_proxy_rdp::launch::LaunchTokens::new(),
         artifacts,
+        taps,
     };
     let identity = ServerIdentity::from_pem_files(&args.cert, &args.key)?;
     println!("certificate sha256 {}", identity.fingerprint);
@@ -255,6 +295,31 @@ async fn main() -> anyhow::Result<()> {
         println!("browser access on http://{}/", web.local_addr());
         tokio::spawn(web.run(std::future::pending()));
     }
+    let live = match args.live_listen {
+        Some(listen) => {
+            let mut live_config = LiveServerConfig::new(listen, config.process_instance.clone());
+            live_config.allowed_origins = args.live_allowed_origins.clone();
+            if let (Some(cert), Some(key)) = (&args.live_cert, &args.live_key) {
+                let tls = ServerIdentity::from_pem_files(cert, key)?;
+                live_config.tls = Some(tls.acceptor.config().clone());
+            }
+            let service = LiveService::start(
+                live_config,
+                LiveDeps {
+                    control_plane: cp_live.clone(),
+                    registry: deps.registry.clone(),
+                    // The browser terminal is the SSH gateway's.
+                    terminals: None,
+                },
+                args.live_public_url.clone(),
+            )
+            .await
+            .context("starting the live listener (--live-listen)")?;
+            println!("live listener on {}", service.url());
+            Some(service)
+        }
+        None => None,
+    };
     let gateway = RdpGateway::bind(config, identity, deps).await?;
     println!("PSM RDP gateway on {}", gateway.local_addr());
     let supervisor = args
@@ -271,6 +336,9 @@ async fn main() -> anyhow::Result<()> {
             }
         })
         .await?;
+    if let Some(live) = live {
+        live.stop().await;
+    }
     Ok(())
 }
 

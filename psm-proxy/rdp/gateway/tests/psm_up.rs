@@ -5,8 +5,11 @@
 //! `psm up`'s RDP port as `alice+desk-01` with alice's PSM password; the control plane lists
 //! the session Connected and receives its screenshot; once FreeRDP leaves, the node's encoder
 //! and uploader carry it to Done-Uploaded, with its `.psmr`, transcript, video and contact
-//! sheet in the store under the data directory. A SIGKILLed gateway is started again by
-//! `psm up`; SIGINT to `psm up` stops both. The target's password is in none of the outputs.
+//! sheet in the store under the data directory. While it runs, the admin watches it in the
+//! web UI (Chromium): the desktop in a canvas, Pause confirmed by the gateway (the user's
+//! typing then reaches nothing), Join with control typing a command into the target's xterm,
+//! each action a marker in the recording. A SIGKILLed gateway is started again by `psm up`;
+//! SIGINT to `psm up` stops both. The target's password is in none of the outputs.
 //!
 //! `psm` is found through `PSM_BIN`, else in the main workspace's target directory
 //! (`scripts/test` builds every binary before the RDP tests).
@@ -14,6 +17,9 @@
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
+
+#[path = "../../../../psm-server/tests/browser/mod.rs"]
+mod browser;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -201,7 +207,7 @@ async fn psm_up_runs_supervises_and_stops_the_rdp_gateway() {
 
     // psm up, on free loopback ports, with this workspace's gateway.
     let data = dir.path().join("data");
-    let [api, ssh, live, rdp, rdp_web] = [(); 5].map(|()| free_port());
+    let [api, ssh, live, rdp, rdp_web, rdp_live] = [(); 6].map(|()| free_port());
     let (up_out, up_err) = (dir.path().join("up.out"), dir.path().join("up.err"));
     let child = Command::new(&psm_program)
         .arg("up")
@@ -218,6 +224,8 @@ async fn psm_up_runs_supervises_and_stops_the_rdp_gateway() {
             &format!("127.0.0.1:{rdp}"),
             "--rdp-web-listen",
             &format!("127.0.0.1:{rdp_web}"),
+            "--rdp-live-listen",
+            &format!("127.0.0.1:{rdp_live}"),
             "--watchdog-interval",
             "1",
         ])
@@ -261,6 +269,16 @@ async fn psm_up_runs_supervises_and_stops_the_rdp_gateway() {
         printed.contains(&format!("xfreerdp /v:127.0.0.1:{rdp} ")),
         "{printed}"
     );
+    assert!(
+        printed.contains(&format!("live:     127.0.0.1:{rdp_live} ")),
+        "{printed}"
+    );
+    let admin_password = printed
+        .split("first admin: user admin, password ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no first admin password in:\n{printed}"))
+        .to_owned();
     assert!(data.join("rdp").join("gateway.crt").is_file());
     wait_port(
         format!("127.0.0.1:{rdp}").parse().unwrap(),
@@ -368,6 +386,68 @@ async fn psm_up_runs_supervises_and_stops_the_rdp_gateway() {
     // Let the desktop draw into the recording for a while.
     tokio::time::sleep(Duration::from_secs(3)).await;
 
+    // The admin watches it in the web UI, pauses it, and joins with control.
+    let window = display.freerdp_window().unwrap();
+    let proofs = format!("/tmp/psm-rdp-live-{}", std::process::id());
+    let (held, typed) = (format!("{proofs}-held"), format!("{proofs}-admin"));
+    for p in [&held, &typed] {
+        let _ = std::fs::remove_file(p);
+    }
+    let shots = std::env::var_os("PSM_SCREENSHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| dir.path().join("shots"));
+    let mut b = browser::Browser::start(&shots);
+    b.goto(&format!("{url}/ui/"));
+    b.wait("!!document.querySelector('#password')");
+    b.fill("#user", "admin");
+    b.fill("#password", &admin_password);
+    b.click("#login");
+    b.wait("!!document.querySelector('#sessions-body tr[data-session].live')");
+    b.goto(&format!("{url}/ui/session?id={id}&watch=1"));
+    b.wait("window.psm.live && window.psm.live.connected");
+    // The desktop arrives as tiles in a canvas of the session's size, and shows something.
+    b.wait("window.psm.liveStats && window.psm.liveStats.width === 1024 && window.psm.liveStats.height === 768 && window.psm.liveStats.tiles > 0");
+    let lit_pixels = "(() => { const c = document.querySelector('#live-desktop'); \
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0; \
+        for (let i = 0; i < d.length; i += 4) if (d[i] || d[i + 1] || d[i + 2]) n++; return n; })()";
+    b.wait(&format!("{lit_pixels} > 5000"));
+    b.shot("rdp-01-watch");
+
+    // Pause, confirmed by the gateway through the live link: the user's typing is dropped.
+    b.fill("#reason", "checking the desktop");
+    b.click("#pause");
+    b.wait("window.psm.lastControl && window.psm.lastControl.action === 'pause' && window.psm.lastControl.applied === true");
+    display.type_line(&window, &format!("touch {held}"));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    b.click("#resume");
+    b.wait("window.psm.lastControl.action === 'resume' && window.psm.lastControl.applied === true");
+    // A line typed while paused never reached the target (Enter then ends whatever part of
+    // it an xterm may hold, so the next command starts clean).
+    display.type_line(&window, "");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        !Path::new(&held).exists(),
+        "the user's input reached the target while paused"
+    );
+
+    // Join with control: the admin's keys reach the target's xterm.
+    b.click("#join-control");
+    b.wait("window.psm.live && window.psm.live.connected && window.psm.live.mode === 'control'");
+    b.wait("window.psm.liveStats && window.psm.liveStats.tiles > 0");
+    b.click("#live-desktop");
+    b.type_line(&format!("touch {typed}"));
+    eventually(
+        "the admin's command ran on the target",
+        Duration::from_secs(30),
+        || Path::new(&typed).exists(),
+    )
+    .await;
+    b.shot("rdp-02-join-control");
+    let page = b.eval("document.documentElement.outerHTML");
+    assert!(!page.as_str().unwrap().contains(&target_password));
+    b.close();
+    let _ = std::fs::remove_file(&typed);
+
     // The user leaves; the session ends and the node's encoder and uploader finish it.
     freerdp.stop();
     let start = Instant::now();
@@ -419,6 +499,19 @@ async fn psm_up_runs_supervises_and_stops_the_rdp_gateway() {
         transcript.contains("alice") && transcript.contains("desk-01"),
         "{transcript}"
     );
+    // The live actions are in the recording.
+    for marker in [
+        "live: viewer admin joined (view)",
+        "live: paused by web:admin@127.0.0.1 (reason: checking the desktop)",
+        "live: resumed by web:admin@127.0.0.1",
+        "live: viewer admin joined (control)",
+        "live: admin is typing",
+    ] {
+        assert!(
+            transcript.contains(marker),
+            "no {marker:?} in:\n{transcript}"
+        );
+    }
     assert!(!transcript.contains(&target_password));
     let video = export("session.mp4");
     let probe = Command::new("ffprobe")
@@ -499,7 +592,7 @@ async fn psm_up_runs_supervises_and_stops_the_rdp_gateway() {
 fn a_killed_psm_up_leaves_no_rdp_gateway_behind() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let [api, ssh, live, rdp] = [(); 4].map(|()| free_port());
+    let [api, ssh, live, rdp, rdp_live] = [(); 5].map(|()| free_port());
     let out = dir.path().join("up.out");
     let child = Command::new(psm_bin())
         .args(["up", "--data"])
@@ -516,6 +609,8 @@ fn a_killed_psm_up_leaves_no_rdp_gateway_behind() {
         ])
         .arg("--rdp-web-listen")
         .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--rdp-live-listen")
+        .arg(format!("127.0.0.1:{rdp_live}"))
         .env("PSM_RDP_GATEWAY", env!("CARGO_BIN_EXE_psm-rdp-gateway"))
         .env_remove("PSM_CONFIG")
         .env_remove("PSM_DATA")

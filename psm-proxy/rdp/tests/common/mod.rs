@@ -755,6 +755,7 @@ pub async fn gateway(
         registry: SessionRegistry::new(),
         launch: psm_proxy_rdp::launch::LaunchTokens::new(),
         artifacts: None,
+        taps: Arc::new(psm_proxy::NoTaps),
     };
     let registry = deps.registry.clone();
     let launch = deps.launch.clone();
