@@ -46,7 +46,8 @@ use async_trait::async_trait;
 use psm_core::directory::DirectoryLookup;
 use psm_core::live::LiveReportKind;
 use psm_core::policy::{
-    Action, Decision, Policy, PolicyEvent, SessionPolicy, SessionScope, TransferDirection,
+    Action, Decision, LineSource, Policy, PolicyEvent, SessionPolicy, SessionScope,
+    TransferDirection,
 };
 use tokio::sync::Notify;
 
@@ -139,8 +140,9 @@ impl TapFactory for PolicyTapFactory {
 struct Chan {
     pty: Mutex<Option<(u16, u16)>>,
     tracker: Mutex<Option<CommandTracker>>,
-    /// A shell without a terminal: its input is a script, judged line by line.
-    plain: Mutex<Option<Vec<u8>>>,
+    /// A shell or interpreter without a terminal: its input is a script, judged line by
+    /// line before each line goes on.
+    plain: Mutex<Option<Script>>,
     echo: Notify,
     /// The last command line this channel blocked (its late re-reading is not acted on
     /// twice).
@@ -166,6 +168,44 @@ fn transfer_direction(direction: Direction) -> TransferDirection {
         Direction::ToTarget => TransferDirection::Upload,
         Direction::ToUser => TransferDirection::Download,
     }
+}
+
+/// The input of a shell without a terminal, held back until a whole command is in.
+#[derive(Default)]
+struct Script {
+    /// Bytes of the line being typed (not forwarded yet).
+    line: Vec<u8>,
+    /// Whole lines of a command that continues (`\`-newline, an open quote, a trailing
+    /// `|`/`&&`/`||`): text as the shell joins it, and the bytes, not forwarded yet.
+    text: String,
+    held: Vec<u8>,
+    lines: usize,
+}
+
+/// The most lines one command of a script may span before it is judged as cut.
+const MAX_SCRIPT_LINES: usize = 64;
+
+/// Programs that read commands from their standard input when run without a terminal
+/// (`ssh host sh`, `ssh host bash -s < script`, `echo ... | ssh host python3`).
+const SCRIPT_READERS: &[&str] = &[
+    "sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "fish", "csh", "tcsh", "busybox", "python",
+    "python2", "python3", "perl", "ruby", "node", "php", "lua", "tclsh", "psql", "mysql",
+    "sqlite3",
+];
+
+/// Whether an exec request's command runs a shell or interpreter that reads its input
+/// as a script (anywhere in it: `sudo sh`, `exec bash -s`, `cat | sh`).
+fn reads_a_script(command: &str) -> bool {
+    psm_core::policy::command_units(command)
+        .commands
+        .iter()
+        .flatten()
+        .any(|form| {
+            let name = form.split(' ').next().unwrap_or_default();
+            let name = name.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.');
+            SCRIPT_READERS.contains(&name)
+                || SCRIPT_READERS.contains(&form.split(' ').next().unwrap_or_default())
+        })
 }
 
 /// The deciding rule's name and message, and what the decision was about, for reports.
@@ -478,31 +518,79 @@ impl PolicyTap {
         }
     }
 
-    /// A shell without a terminal (`ssh host < script`, `ssh -T host`): each complete line
-    /// is a command, judged before the bytes that finish it go on.
-    async fn script_input(&self, channel: u32, chan: &Chan, bytes: &[u8]) -> Option<Outcome> {
-        let lines: Vec<String> = {
+    /// A shell or interpreter without a terminal (`ssh host < script`, `ssh -T host`,
+    /// `echo cmd | ssh host sh`, `ssh host bash -s < script`): its input is held until a
+    /// command is complete (a line, with `\`-newline continuations, open quotes and
+    /// trailing `|`/`&&`/`||` joined the way the shell joins them), judged, and only then
+    /// forwarded. A last line without a newline is never forwarded: the shell would run it
+    /// at end of input, where the gateway cannot judge it first.
+    async fn script_input(&self, channel: u32, chan: &Chan, bytes: &[u8]) -> Option<DataVerdict> {
+        // Commands complete in these bytes: (text to judge, bytes to forward, cut).
+        let commands: Vec<(String, Vec<u8>, bool)> = {
             let mut plain = chan.plain.lock().unwrap_or_else(|p| p.into_inner());
-            let buf = plain.as_mut()?;
-            let mut lines = Vec::new();
+            let script = plain.as_mut()?;
+            let mut done = Vec::new();
             for &b in bytes {
-                if b == b'\n' || b == b'\r' {
-                    if !buf.is_empty() {
-                        lines.push(String::from_utf8_lossy(buf).trim().to_owned());
-                        buf.clear();
+                script.line.push(b);
+                let full = script.held.len() + script.line.len() >= MAX_PLAIN_LINE;
+                if b != b'\n' && !full {
+                    continue;
+                }
+                let line = std::mem::take(&mut script.line);
+                let text = String::from_utf8_lossy(&line);
+                let text = text.strip_suffix('\n').unwrap_or(&text);
+                script.text.push_str(text);
+                script.held.extend_from_slice(&line);
+                script.lines += 1;
+                if !full
+                    && script.lines < MAX_SCRIPT_LINES
+                    && psm_core::policy::continues(&script.text)
+                {
+                    match script.text.strip_suffix('\\') {
+                        Some(_) => {
+                            script.text.pop();
+                        }
+                        None => script.text.push('\n'),
                     }
-                } else if buf.len() < MAX_PLAIN_LINE {
-                    buf.push(b);
+                    continue;
+                }
+                let cut = full || script.lines >= MAX_SCRIPT_LINES;
+                done.push((
+                    std::mem::take(&mut script.text),
+                    std::mem::take(&mut script.held),
+                    cut,
+                ));
+                script.lines = 0;
+            }
+            done
+        };
+        let mut forward = Vec::new();
+        for (text, held, cut) in commands {
+            if !text.trim().is_empty() {
+                let d = self.policy.judge_line(&text, LineSource::Exec, false, cut);
+                if self.enforce(channel, &d, true).await == Outcome::Block {
+                    // Nothing after a refused command goes on either: a script's later
+                    // lines may depend on it (or be the rest of the attack).
+                    if let Some(script) = chan
+                        .plain
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .as_mut()
+                    {
+                        *script = Script::default();
+                    }
+                    break;
                 }
             }
-            lines
-        };
-        let decisions: Vec<Decision> = lines
-            .iter()
-            .filter(|l| !l.is_empty())
-            .map(|l| self.policy.judge_command(l))
-            .collect();
-        Some(self.enforce_all(channel, &decisions, true).await)
+            forward.extend_from_slice(&held);
+        }
+        Some(if forward.is_empty() {
+            DataVerdict::Drop
+        } else if forward == bytes {
+            DataVerdict::Forward
+        } else {
+            DataVerdict::Replace(forward.into())
+        })
     }
 }
 
@@ -535,8 +623,13 @@ impl Tap for PolicyTap {
                         self.tracker_config(pty),
                     ));
                 }
-                if pty.is_none() && matches!(request, ChannelRequest::Shell) {
-                    *chan.plain.lock().unwrap_or_else(|p| p.into_inner()) = Some(Vec::new());
+                let script = match request {
+                    ChannelRequest::Shell => true,
+                    ChannelRequest::Exec(command) => reads_a_script(command),
+                    _ => false,
+                };
+                if pty.is_none() && script {
+                    *chan.plain.lock().unwrap_or_else(|p| p.into_inner()) = Some(Script::default());
                 }
             }
             ChannelRequest::WindowChange(size) => {
@@ -599,8 +692,8 @@ impl Tap for PolicyTap {
         };
         match event.direction {
             Direction::ToTarget => {
-                if let Some(outcome) = self.script_input(channel.id, &chan, event.bytes).await {
-                    return verdict(outcome);
+                if let Some(v) = self.script_input(channel.id, &chan, event.bytes).await {
+                    return v;
                 }
                 let terminal = chan.pty.lock().unwrap_or_else(|p| p.into_inner()).is_some();
                 if !terminal {

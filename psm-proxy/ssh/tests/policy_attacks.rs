@@ -1,0 +1,190 @@
+//! Issue 17's command-policy attacks through OpenSSH, the gateway (with the policy tap) and
+//! a real sshd: what a user sends with `ssh` is judged before it reaches the target's shell.
+//! The "forbidden" command is a harmless `touch` of a flag file that a rule forbids (our
+//! stand-in for `shutdown -h now`); each test checks the flag was not created. Each failed
+//! before the fix: the compound line was allowed as a whole (H4), and input piped to a
+//! shell run without a terminal was never judged (M1).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use psm_core::directory::MemoryDirectory;
+use psm_core::policy::Policy;
+use psm_proxy::TapFactories;
+use psm_proxy::policy_tap::{Enforcement, PolicyTapFactory};
+
+const LIMIT: Duration = Duration::from_secs(90);
+
+/// docs/policy.md's example on paths in `d` (see psm-proxy/tests/policy_attacks.rs).
+fn docs_rules(d: &Path) -> String {
+    let d = d.display();
+    format!(
+        r#"
+[[rule]]
+name = "tmp-cleanup"
+glob = "rm -rf {d}/tmp/*"
+action = "allow"
+
+[[rule]]
+name = "recursive-delete"
+regex = '^rm\s+(-\w*[rR]\w*\s+|--recursive\s+)'
+action = "require-approval"
+
+[[rule]]
+name = "no-flag"
+glob = "touch {d}/psm-flag"
+action = "terminate"
+message = "stand-in for shutdown -h now"
+"#
+    )
+}
+
+/// A gateway whose sessions are judged by `docs_rules` on a fresh directory the target
+/// account can write; approvals nobody gives are refused after a second.
+async fn gateway(sshd: &Sshd) -> (Gateway, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let policy = Policy::from_toml(&docs_rules(dir.path())).unwrap();
+    let recorder = Arc::new(MemoryTap::default());
+    let taps = TapFactories::new(vec![
+        Arc::new(PolicyTapFactory::new(
+            policy,
+            Arc::new(MemoryDirectory::new()),
+            Enforcement {
+                approval_timeout: Some(Duration::from_secs(1)),
+                ..Enforcement::default()
+            },
+        )),
+        Arc::new(SharedTapFactory(recorder)),
+    ]);
+    let gw = Gateway::start_with(
+        sshd,
+        Options {
+            taps: Some(Arc::new(taps)),
+            ..Options::default()
+        },
+    )
+    .await;
+    (gw, dir)
+}
+
+fn mkdir_all(p: &Path) {
+    std::fs::create_dir_all(p).unwrap();
+    let mut q = p.to_path_buf();
+    while q.pop() && q.starts_with(std::env::temp_dir()) && q != std::env::temp_dir() {
+        let _ = std::fs::set_permissions(&q, std::fs::Permissions::from_mode(0o777));
+    }
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o777)).unwrap();
+}
+
+/// H4: `ssh gw 'rm -rf /tmp/x; shutdown -h now'` was allowed by the allow on
+/// `rm -rf /tmp/*`; `rm -rf /tmp/../etc` too.
+#[tokio::test(flavor = "multi_thread")]
+async fn h4_exec_of_a_compound_line_is_judged_per_command() {
+    let sshd = Sshd::start();
+    let (gw, dir) = gateway(&sshd).await;
+    let d = dir.path();
+    let flag = d.join("psm-flag");
+    for sep in ["; ", " && ", " | ", "\n"] {
+        mkdir_all(&d.join("tmp/x"));
+        let cmd = format!("rm -rf {}/tmp/x{sep}touch {}", d.display(), flag.display());
+        let out = run(gw.ssh("alice+t2", &[], &cmd), LIMIT).await;
+        assert!(!flag.exists(), "{sep:?}: the forbidden command ran");
+        assert!(
+            d.join("tmp/x").exists(),
+            "{sep:?}: nothing of the refused line ran"
+        );
+        assert!(
+            text(&out.stderr).contains("no-flag") || !out.status.success(),
+            "{sep:?}: {out:?}"
+        );
+    }
+    // Allowed as a whole when each command is.
+    mkdir_all(&d.join("tmp/x"));
+    let cmd = format!("rm -rf {0}/tmp/x; rm -rf {0}/tmp/y", d.display());
+    let out = run(gw.ssh("alice+t2", &[], &cmd), LIMIT).await;
+    assert!(out.status.success(), "{out:?}");
+    assert!(!d.join("tmp/x").exists());
+
+    // `..` does not escape the allowed directory: approval needed, none given, refused.
+    mkdir_all(&d.join("keep/inner"));
+    mkdir_all(&d.join("tmp"));
+    let cmd = format!("rm -rf {}/tmp/../keep", d.display());
+    let out = run(gw.ssh("alice+t2", &[], &cmd), LIMIT).await;
+    assert!(!out.status.success(), "{out:?}");
+    assert!(d.join("keep/inner").exists(), "the refused delete ran");
+    gw.stop().await;
+}
+
+/// M1: `echo 'shutdown -h now' | ssh gw sh` and `ssh gw bash -s < script` reached the
+/// shell unjudged. Now each command of the script is judged before it is forwarded,
+/// `\`-newline continuations and open quotes joined.
+#[tokio::test(flavor = "multi_thread")]
+async fn m1_a_script_piped_to_a_shell_is_judged_line_by_line() {
+    let sshd = Sshd::start();
+    let (gw, dir) = gateway(&sshd).await;
+    let d = dir.path().display().to_string();
+    let flag = dir.path().join("psm-flag");
+    let scripts = [
+        (
+            "sh",
+            format!("echo one > {d}/one\ntouch {d}/psm-flag\necho two > {d}/two\n"),
+        ),
+        (
+            "bash -s",
+            format!("echo one > {d}/one\ntou\\\nch {d}/psm-flag\n"),
+        ),
+        (
+            "sudo -n true 2>/dev/null; exec sh",
+            format!("echo one > {d}/one\ntouch \\\n{d}/psm-flag\n"),
+        ),
+        (
+            "bash",
+            format!("echo one > {d}/one; echo 'a\nb' >/dev/null; touch {d}/psm-flag\n"),
+        ),
+    ];
+    // A harmless script runs, continuations and all.
+    let script = format!("echo one \\\n > {d}/one\necho 'two\n' > {d}/two\n");
+    let out = run_with_stdin(gw.ssh("alice+t2", &[], "sh"), script.into_bytes(), LIMIT).await;
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("one")).unwrap(),
+        "one\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("two")).unwrap(),
+        "two\n\n"
+    );
+    std::fs::remove_file(dir.path().join("two")).unwrap();
+    for (remote, script) in scripts {
+        let out = run_with_stdin(
+            gw.ssh("alice+t2", &[], remote),
+            script.clone().into_bytes(),
+            LIMIT,
+        )
+        .await;
+        assert!(
+            !flag.exists(),
+            "{remote:?} {script:?}: the forbidden command ran: {out:?}"
+        );
+        assert!(
+            text(&out.stderr).contains("stand-in for shutdown -h now"),
+            "{remote:?} {script:?}: {out:?}"
+        );
+        assert!(!dir.path().join("two").exists());
+    }
+    // A last line without a newline would run at end of input, where nothing can judge
+    // it first: it is held back; the lines before it ran.
+    let _ = std::fs::remove_file(dir.path().join("one"));
+    let script = format!("echo one > {d}/one\ntouch {d}/psm-flag");
+    let out = run_with_stdin(gw.ssh("alice+t2", &[], "sh"), script.into_bytes(), LIMIT).await;
+    assert!(!flag.exists(), "{out:?}");
+    assert!(dir.path().join("one").exists(), "{out:?}");
+    gw.stop().await;
+}
