@@ -209,8 +209,28 @@ async fn psm_up_runs_supervises_and_stops_the_rdp_gateway() {
     let data = dir.path().join("data");
     let [api, ssh, live, rdp, rdp_web, rdp_live] = [(); 6].map(|()| free_port());
     let (up_out, up_err) = (dir.path().join("up.out"), dir.path().join("up.err"));
+    // The operator's configuration: the session drive allowed, and a command policy whose
+    // transfer rule keeps keys on the server.
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[[rule]]\nname = \"no-key-export\"\non = \"transfer\"\nglob = \"PSM/*.key\"\n\
+         direction = \"download\"\naction = \"lock\"\nmessage = \"keys stay on the server\"\n",
+    )
+    .unwrap();
+    let config = dir.path().join("psm.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[rdp]\nallow_drive = true\n\n[policy]\nfile = \"{}\"\n",
+            policy.display()
+        ),
+    )
+    .unwrap();
     let child = Command::new(&psm_program)
         .arg("up")
+        .arg("--config")
+        .arg(&config)
         .arg("--data")
         .arg(&data)
         .args([
@@ -271,6 +291,10 @@ async fn psm_up_runs_supervises_and_stops_the_rdp_gateway() {
     );
     assert!(
         printed.contains(&format!("live:     127.0.0.1:{rdp_live} ")),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("(1 rules; SSH sessions, RDP transfers)"),
         "{printed}"
     );
     let admin_password = printed
@@ -443,6 +467,53 @@ async fn psm_up_runs_supervises_and_stops_the_rdp_gateway() {
     )
     .await;
     b.shot("rdp-02-join-control");
+
+    // The policy's transfer rule on the session drive: the admin runs a script on the
+    // target that writes a file no rule names and a key the rule keeps on the server.
+    let (script, done) = (format!("{proofs}-drive.sh"), format!("{proofs}-drive-done"));
+    let _ = std::fs::remove_file(&done);
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nD=\"$HOME/thinclient_drives/PSM\"\n\
+             for i in $(seq 1 120); do [ -d \"$D\" ] && break; sleep 0.5; done\n\
+             echo fine > \"$D/fine.txt\"\necho secret > \"$D/leak.key\"\ntouch {done}\n"
+        ),
+    )
+    .unwrap();
+    assert!(
+        Command::new("chmod")
+            .args(["755", &script])
+            .status()
+            .unwrap()
+            .success()
+    );
+    b.type_line(&format!("sh {script}"));
+    eventually(
+        "the drive script on the target",
+        Duration::from_secs(90),
+        || Path::new(&done).exists(),
+    )
+    .await;
+    let folder = data.join("drives").join(id.to_string());
+    eventually(
+        "fine.txt on the gateway's session drive",
+        Duration::from_secs(30),
+        || std::fs::read(folder.join("fine.txt")).is_ok_and(|b| b == b"fine\n"),
+    )
+    .await;
+    assert!(
+        std::fs::read(folder.join("leak.key"))
+            .unwrap_or_default()
+            .is_empty(),
+        "the key left the target"
+    );
+    // The rule's action: the session is locked, and the web UI says so.
+    b.wait("!!document.querySelector('#flag-locked')");
+    b.shot("rdp-03-locked-by-policy");
+    for p in [&script, &done] {
+        let _ = std::fs::remove_file(p);
+    }
     let page = b.eval("document.documentElement.outerHTML");
     assert!(!page.as_str().unwrap().contains(&target_password));
     b.close();
@@ -506,6 +577,8 @@ async fn psm_up_runs_supervises_and_stops_the_rdp_gateway() {
         "live: resumed by web:admin@127.0.0.1",
         "live: viewer admin joined (control)",
         "live: admin is typing",
+        "drive: writing of PSM/leak.key refused: keys stay on the server",
+        "policy: rule no-key-export (lock) on download \"PSM/leak.key\": refused; session locked",
     ] {
         assert!(
             transcript.contains(marker),
