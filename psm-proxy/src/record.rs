@@ -247,6 +247,15 @@ struct Chan {
     transfer: bool,
     exit_status: Option<u32>,
     exit_signal: Option<String>,
+    /// A port forward: where it leads, and the bytes it carried each way (its content is
+    /// not recorded; these go in a marker when it closes).
+    forward: Option<ForwardCount>,
+}
+
+struct ForwardCount {
+    label: String,
+    to_target: u64,
+    to_user: u64,
 }
 
 /// The recorder of one session.
@@ -326,6 +335,23 @@ impl Recorder {
         }
     }
 
+    /// Records the bytes of a channel whose content is recorded.
+    async fn record_data(&self, channel: &ChannelInfo, event: &DataEvent<'_>) -> DataVerdict {
+        let id = ChannelId(channel.id);
+        let r = match event.direction {
+            Direction::ToUser => {
+                let stream = match event.stream {
+                    StreamKind::Stdout => Stream::Stdout,
+                    StreamKind::Stderr => Stream::Stderr,
+                };
+                self.writer.output_stream(id, stream, event.bytes).await
+            }
+            Direction::ToTarget => self.writer.input(id, event.bytes, event.hidden).await,
+        };
+        self.check(r);
+        DataVerdict::Forward
+    }
+
     async fn open(&self, id: u32, kind: psm_recording::ChannelKind) {
         let r = self
             .writer
@@ -377,6 +403,19 @@ impl Tap for Recorder {
             Chan {
                 transfer,
                 opened: transfer,
+                forward: forward
+                    .as_ref()
+                    .map(|(direction, host, port)| ForwardCount {
+                        label: format!(
+                            "{} port forward {host}:{port}",
+                            match direction {
+                                ForwardDirection::Local => "local",
+                                ForwardDirection::Remote => "remote",
+                            }
+                        ),
+                        to_target: 0,
+                        to_user: 0,
+                    }),
                 ..Chan::default()
             },
         );
@@ -455,23 +494,29 @@ impl Tap for Recorder {
     }
 
     async fn data(&self, channel: &ChannelInfo, event: &DataEvent<'_>) -> DataVerdict {
-        let transfer = self.chans().get(&channel.id).is_some_and(|c| c.transfer);
+        let transfer = {
+            let mut chans = self.chans();
+            match chans.get_mut(&channel.id) {
+                Some(Chan {
+                    forward: Some(f), ..
+                }) => {
+                    // A tunnel's bytes are counted, never recorded: what flows through it
+                    // is the user's own protocol, not a terminal.
+                    let n = event.bytes.len() as u64;
+                    match event.direction {
+                        Direction::ToTarget => f.to_target = f.to_target.saturating_add(n),
+                        Direction::ToUser => f.to_user = f.to_user.saturating_add(n),
+                    }
+                    return DataVerdict::Forward;
+                }
+                Some(c) => c.transfer,
+                None => false,
+            }
+        };
         if transfer && !self.transfer_content {
             return DataVerdict::Forward;
         }
-        let id = ChannelId(channel.id);
-        let r = match event.direction {
-            Direction::ToUser => {
-                let stream = match event.stream {
-                    StreamKind::Stdout => Stream::Stdout,
-                    StreamKind::Stderr => Stream::Stderr,
-                };
-                self.writer.output_stream(id, stream, event.bytes).await
-            }
-            Direction::ToTarget => self.writer.input(id, event.bytes, event.hidden).await,
-        };
-        self.check(r);
-        DataVerdict::Forward
+        self.record_data(channel, event).await
     }
 
     async fn file_transfer(&self, channel: &ChannelInfo, transfer: &FileTransfer) {
@@ -507,6 +552,18 @@ impl Tap for Recorder {
 
     async fn channel_closed(&self, channel: &ChannelInfo) {
         let c = self.chans().remove(&channel.id).unwrap_or_default();
+        if let Some(f) = &c.forward {
+            let r = self
+                .writer
+                .record(EventKind::Marker {
+                    label: format!(
+                        "{} on channel {} closed: {} bytes to the target, {} bytes to the user",
+                        f.label, channel.id, f.to_target, f.to_user
+                    ),
+                })
+                .await;
+            self.check(r);
+        }
         let r = self
             .writer
             .record(EventKind::ChannelClose {

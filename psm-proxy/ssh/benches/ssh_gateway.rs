@@ -127,6 +127,10 @@ async fn start_gateway(
     config.host_keys.push(host_key);
     config.max_sessions = max_sessions;
     config.max_unauthenticated = 4096;
+    // Every bench client connects from 127.0.0.1: no per-source limits.
+    config.max_unauthenticated_per_source = 4096;
+    config.source_connection_rate = 0;
+    config.source_penalty = None;
     if let Some(s) = std::env::var("PSM_BENCH_HEARTBEAT_S")
         .ok()
         .and_then(|v| v.parse().ok())

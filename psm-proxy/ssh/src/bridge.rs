@@ -26,7 +26,7 @@ use psm_proxy::tap::{ChannelInfo, ChannelKind, Direction, ExitReport, StreamKind
 use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf, client, server};
 use tokio::sync::{mpsc, oneshot};
 
-use super::conn::{Conn, Live};
+use super::conn::{Conn, ForwardSlot, Live};
 use super::transfer::TransferWatch;
 
 /// Keys that submit a line (Enter, ^J, ^O): on a terminal channel each goes to the taps as
@@ -98,6 +98,10 @@ pub(crate) struct ChannelState {
     pty: AtomicBool,
     inject: mpsc::UnboundedSender<Bytes>,
     last_bell: Mutex<Option<Instant>>,
+    /// The target closed and the user was sent the close: the user's half is done too.
+    /// russh (0.65.4) does not pass on the user's answering CLOSE to a channel the gateway
+    /// closed first, so the user-to-target pump would otherwise wait forever.
+    closed_to_user: tokio::sync::Notify,
 }
 
 impl ChannelState {
@@ -134,7 +138,7 @@ pub(crate) fn spawn_session(
     target: russh::Channel<client::Msg>,
 ) -> Arc<ChannelState> {
     let (ur, uw) = user.split();
-    spawn(conn, live, info, (ur, uw), target, true, None)
+    spawn(conn, live, info, (ur, uw), target, true, None, None)
 }
 
 /// Starts bridging a session channel whose user side was already split (the menu), with
@@ -147,21 +151,25 @@ pub(crate) fn spawn_session_split(
     target: russh::Channel<client::Msg>,
     terminal: Option<(u16, u16)>,
 ) -> Arc<ChannelState> {
-    spawn(conn, live, info, user, target, true, terminal)
+    spawn(conn, live, info, user, target, true, terminal, None)
 }
 
-/// Starts bridging a port-forward channel (bytes counted, not recorded).
+/// Starts bridging a port-forward channel: its bytes go to the taps (a recorder counts
+/// them and records its endpoints, not its content), never to echo or transfer tracking.
+/// `slot` is its place in the connection's channel count, given back when it ends.
 pub(crate) fn spawn_raw(
     conn: Arc<Conn>,
     live: Arc<Live>,
     info: ChannelInfo,
     user: russh::Channel<server::Msg>,
     target: russh::Channel<client::Msg>,
+    slot: ForwardSlot,
 ) -> Arc<ChannelState> {
     let (ur, uw) = user.split();
-    spawn(conn, live, info, (ur, uw), target, false, None)
+    spawn(conn, live, info, (ur, uw), target, false, None, Some(slot))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn spawn(
     conn: Arc<Conn>,
     live: Arc<Live>,
@@ -170,6 +178,7 @@ fn spawn(
     target: russh::Channel<client::Msg>,
     record_data: bool,
     terminal: Option<(u16, u16)>,
+    forward: Option<ForwardSlot>,
 ) -> Arc<ChannelState> {
     let (ur, uw) = user;
     let (tr, tw) = target.split();
@@ -184,6 +193,7 @@ fn spawn(
         pty: AtomicBool::new(false),
         inject,
         last_bell: Mutex::new(None),
+        closed_to_user: tokio::sync::Notify::new(),
     });
     if let Some((cols, rows)) = terminal {
         state.set_terminal(&conn, cols, rows);
@@ -230,6 +240,7 @@ fn spawn(
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&st.user_id);
+        drop(forward);
     });
     state
 }
@@ -245,7 +256,12 @@ async fn tap_data(
     conn.control.wait_unpaused().await;
     conn.control.count(direction, data.len());
     if !state.record_data {
-        return Some(data);
+        // A port forward: the taps see its bytes (a recorder counts them), nothing here
+        // reads them as terminal input or file transfers.
+        return live
+            .taps
+            .data(&state.info, direction, stream, data, false)
+            .await;
     }
     let hidden = {
         let mut echo = state.echo.lock().unwrap_or_else(|p| p.into_inner());
@@ -394,6 +410,7 @@ async fn user_to_target(
                 Some(ChannelMsg::Close) | None => break,
                 Some(_) => {}
             },
+            () = state.closed_to_user.notified() => break,
             Some(data) = injected.recv() => {
                 if forward_input(&conn, &live, &state, StreamKind::Stdout, 0, data)
                     .await
@@ -495,6 +512,7 @@ async fn target_to_user(
     // never sent) goes just before it.
     eof.send(&uw).await;
     let _ = uw.close().await;
+    state.closed_to_user.notify_one();
 }
 
 /// When the target's EOF is passed on to the user.

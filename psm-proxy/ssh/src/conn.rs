@@ -71,7 +71,7 @@ pub(crate) struct Conn {
     establishing: tokio::sync::Mutex<()>,
     pub(crate) authenticated: AtomicBool,
     finished: AtomicBool,
-    pub(crate) unauth_permit: Mutex<Option<OwnedSemaphorePermit>>,
+    pub(crate) unauth_permit: Mutex<Option<crate::limits::PreAuth>>,
     pub(crate) session_permit: Mutex<Option<OwnedSemaphorePermit>>,
     /// Open user-side session channels (where notices go).
     pub(crate) session_channels: Arc<Mutex<HashSet<ChannelId>>>,
@@ -82,13 +82,25 @@ pub(crate) struct Conn {
     pub(crate) bridged: Mutex<HashMap<u32, Arc<bridge::ChannelState>>>,
     /// A connection made inside the gateway (the browser terminal), not from the network.
     pub(crate) internal: bool,
+    /// Port-forward channels open now (both directions), counted against `max_channels`
+    /// with the session channels.
+    forwards: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// One port-forward channel's place in its connection's channel count, given back on drop.
+pub(crate) struct ForwardSlot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for ForwardSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Conn {
     pub(crate) fn new(
         shared: Arc<Shared>,
         peer: Option<SocketAddr>,
-        unauth: OwnedSemaphorePermit,
+        unauth: crate::limits::PreAuth,
         internal: bool,
     ) -> Self {
         Self {
@@ -107,7 +119,49 @@ impl Conn {
             bridges: tokio::sync::watch::Sender::new(0),
             bridged: Mutex::new(HashMap::new()),
             internal,
+            forwards: Arc::default(),
         }
+    }
+
+    /// The connection timed out or failed authentication: a strike against its source
+    /// (see `limits`), counted when the connection ends unauthenticated.
+    pub(crate) fn preauth_strike(&self) {
+        if let Some(p) = self
+            .unauth_permit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            p.strike();
+        }
+    }
+
+    /// The connection is being closed unauthenticated: its places in the counts are given
+    /// back now (a strike counted before the peer sees the close), not when it is dropped.
+    pub(crate) fn release_preauth(&self) {
+        let released = self
+            .unauth_permit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        drop(released);
+    }
+
+    /// Port-forward channels open now.
+    pub(crate) fn forward_count(&self) -> usize {
+        self.forwards.load(Ordering::SeqCst)
+    }
+
+    /// A place for one more port-forward channel, unless it and the `session_channels`
+    /// the handler holds would pass `max_channels`.
+    pub(crate) fn reserve_forward(&self, session_channels: usize) -> Option<ForwardSlot> {
+        let max = self.shared.config.max_channels;
+        self.forwards
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n + session_channels < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| ForwardSlot(self.forwards.clone()))
     }
 
     pub(crate) fn peer_text(&self) -> String {
@@ -386,6 +440,19 @@ impl Conn {
                 .await;
             return;
         }
+        // The handler's session channels are not visible here; the session-channel set
+        // (where notices go) stands in for them.
+        let sessions = self
+            .session_channels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len();
+        let Some(slot) = self.reserve_forward(sessions) else {
+            reply
+                .reject(russh::ChannelOpenFailure::ResourceShortage)
+                .await;
+            return;
+        };
         let user_side = handle
             .channel_open_forwarded_tcpip(
                 connected_address.clone(),
@@ -404,7 +471,14 @@ impl Conn {
                         port: connected_port,
                     },
                 );
-                bridge::spawn_raw(self.clone(), live.clone(), info, user_channel, channel);
+                bridge::spawn_raw(
+                    self.clone(),
+                    live.clone(),
+                    info,
+                    user_channel,
+                    channel,
+                    slot,
+                );
             }
             Err(_) => reply.reject(russh::ChannelOpenFailure::ConnectFailed).await,
         }

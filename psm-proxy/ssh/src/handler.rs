@@ -210,6 +210,35 @@ impl Handler {
         }
     }
 
+    /// A password for a name that is no usable user: the directory checks it anyway (an
+    /// unknown name costs the same argon2 run as a known one, under the same bound and
+    /// lockout count), so neither the prompts nor the time tell whether the user exists.
+    async fn decoy(&self, login: &str, password: &str) {
+        let name: String = parse_login(login)
+            .map_or_else(|_| login.to_owned(), |l| l.user)
+            .chars()
+            .take(256)
+            .collect();
+        let name = name.as_str();
+        let logins = &self.conn.shared.config.logins;
+        let key = LoginThrottle::user_key(name);
+        if logins.locked_out(&key) {
+            return;
+        }
+        if let Ok(_permit) = self.conn.shared.hashing.acquire().await {
+            let secret = Secret::new(password.to_owned());
+            let _ = self
+                .conn
+                .shared
+                .deps
+                .directory
+                .verify_password(name, &secret)
+                .await;
+        }
+        logins.failed(&key);
+        self.conn.preauth_strike();
+    }
+
     /// Asks the directory whether `code` is the user's current TOTP code.
     async fn check_totp(&self, user: &DirectoryUser, code: &str) -> bool {
         self.throttled(user, self.verify_totp(user, code)).await
@@ -305,6 +334,10 @@ impl russh::server::Handler for Handler {
         user: &str,
         offer: russh::server::PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
+        if crate::algorithms::is_sha1_rsa(offer.algorithm) {
+            tracing::info!(peer = %self.conn.peer_text(), "ssh-rsa (SHA-1) signature refused");
+            return Ok(Auth::reject());
+        }
         let Some(u) = self.load_user(user).await else {
             return Ok(Auth::reject());
         };
@@ -320,6 +353,9 @@ impl russh::server::Handler for Handler {
         user: &str,
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
+        if crate::algorithms::is_sha1_rsa(key.algorithm) {
+            return Ok(Auth::reject());
+        }
         let Some(u) = self.load_user(user).await else {
             return Ok(Auth::reject());
         };
@@ -331,6 +367,9 @@ impl russh::server::Handler for Handler {
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
         let Some(u) = self.load_user(user).await else {
+            if !self.conn.internal {
+                self.decoy(user, password).await;
+            }
             return Ok(Auth::reject());
         };
         if self.conn.internal {
@@ -352,6 +391,7 @@ impl russh::server::Handler for Handler {
         }
         if !self.check_password(&u, password).await {
             tracing::info!(user = %u.name, peer = %self.conn.peer_text(), "wrong password");
+            self.conn.preauth_strike();
             return Ok(Auth::reject());
         }
         Ok(self.after_first_factor(&u))
@@ -363,13 +403,19 @@ impl russh::server::Handler for Handler {
         _submethods: &str,
         response: Option<Response<'a>>,
     ) -> Result<Auth, Self::Error> {
-        let Some(u) = self.load_user(user).await else {
-            return Ok(Auth::reject());
-        };
+        // Whoever the name is (unknown, disabled, without a password), the exchange looks
+        // the same: a password prompt, an answer that costs one argon2 run, a refusal. Only
+        // the second factor's prompt comes after a correct password.
+        let u = self.load_user(user).await;
         let code_prompt = || Auth::Partial {
             name: Cow::Borrowed("PSM"),
             instructions: Cow::Borrowed("Second factor"),
             prompts: Cow::Owned(vec![(Cow::Borrowed("Verification code: "), false)]),
+        };
+        let password_prompt = || Auth::Partial {
+            name: Cow::Borrowed("PSM"),
+            instructions: Cow::Borrowed(""),
+            prompts: Cow::Owned(vec![(Cow::Borrowed("Password: "), false)]),
         };
         let answer = response.and_then(|mut r| r.next()).map(|b| {
             let b = &b[..b.len().min(2048)];
@@ -377,29 +423,34 @@ impl russh::server::Handler for Handler {
         });
         match (self.kbd, answer) {
             (KbdStage::Start, _) | (_, None) => {
-                if self.first_factor {
+                if self.first_factor
+                    && let Some(u) = &u
+                {
                     if !u.needs_totp() {
-                        return Ok(self.accept(&u));
+                        return Ok(self.accept(u));
                     }
                     self.kbd = KbdStage::AskedCode;
                     return Ok(code_prompt());
                 }
-                if u.password.is_none() {
-                    return Ok(Auth::reject());
-                }
                 self.kbd = KbdStage::AskedPassword;
-                Ok(Auth::Partial {
-                    name: Cow::Borrowed("PSM"),
-                    instructions: Cow::Borrowed(""),
-                    prompts: Cow::Owned(vec![(Cow::Borrowed("Password: "), false)]),
-                })
+                Ok(password_prompt())
             }
             (KbdStage::AskedPassword, Some(pw)) => {
-                if !self.check_password(&u, &pw).await {
+                let ok = match &u {
+                    // A user without a password goes through the same check (the
+                    // directory answers no after the decoy hash).
+                    Some(u) => self.check_password(u, &pw).await,
+                    None => {
+                        self.decoy(user, &pw).await;
+                        false
+                    }
+                };
+                let Some(u) = u.filter(|_| ok) else {
                     self.kbd = KbdStage::Start;
-                    tracing::info!(user = %u.name, peer = %self.conn.peer_text(), "wrong password");
+                    tracing::info!(login = %user, peer = %self.conn.peer_text(), "wrong password");
+                    self.conn.preauth_strike();
                     return Ok(Auth::reject());
-                }
+                };
                 self.first_factor = true;
                 if u.needs_totp() {
                     self.kbd = KbdStage::AskedCode;
@@ -407,25 +458,31 @@ impl russh::server::Handler for Handler {
                 }
                 Ok(self.accept(&u))
             }
-            (KbdStage::AskedCode, Some(code)) => {
-                if self.first_factor && self.check_totp(&u, &code).await {
+            (KbdStage::AskedCode, Some(code)) => match u {
+                Some(u) if self.first_factor && self.check_totp(&u, &code).await => {
                     Ok(self.accept(&u))
-                } else {
-                    tracing::info!(user = %u.name, peer = %self.conn.peer_text(), "wrong verification code");
+                }
+                _ => {
+                    tracing::info!(login = %user, peer = %self.conn.peer_text(), "wrong verification code");
                     self.kbd = KbdStage::Start;
+                    self.conn.preauth_strike();
                     Ok(Auth::reject())
                 }
-            }
+            },
         }
     }
 
     async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
         let conn = self.conn.clone();
         conn.authenticated.store(true, Ordering::SeqCst);
-        conn.unauth_permit
+        let preauth = conn
+            .unauth_permit
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
+        if let Some(mut p) = preauth {
+            p.logged_in();
+        }
         let _ = conn.server.set(session.handle());
         let (Some(user), Some(login)) = (self.user.clone(), self.login.clone()) else {
             return Ok(());
@@ -446,7 +503,7 @@ impl russh::server::Handler for Handler {
         reply: russh::server::ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if self.channels.len() >= self.conn.shared.config.max_channels {
+        if self.channels.len() + self.conn.forward_count() >= self.conn.shared.config.max_channels {
             reply.reject(ChannelOpenFailure::ResourceShortage).await;
             return Ok(());
         }
@@ -518,10 +575,25 @@ impl russh::server::Handler for Handler {
             reply.reject(ChannelOpenFailure::ConnectFailed).await;
             return Ok(());
         };
-        if self.channels.len() >= cfg.max_channels || host_to_connect.len() > 255 {
-            reply.reject(ChannelOpenFailure::ResourceShortage).await;
+        if host_to_connect.len() > 255
+            || !cfg
+                .forward_destinations
+                .iter()
+                .any(|d| d.allows(&live.info.target, host_to_connect, port_to_connect))
+        {
+            tracing::info!(peer = %self.conn.peer_text(), target_name = %live.info.target,
+                host = %host_to_connect.chars().take(255).collect::<String>(),
+                port = port_to_connect, "port forward to a destination not allowed");
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
             return Ok(());
         }
+        // Forward channels count against the same per-connection cap as session channels.
+        let Some(slot) = self.conn.reserve_forward(self.channels.len()) else {
+            reply.reject(ChannelOpenFailure::ResourceShortage).await;
+            return Ok(());
+        };
         let opened = tokio::time::timeout(
             cfg.target_connect_timeout,
             live.upstream.handle.channel_open_direct_tcpip(
@@ -543,7 +615,7 @@ impl russh::server::Handler for Handler {
                 );
                 live.taps.channel_opened(&info).await;
                 reply.accept().await;
-                bridge::spawn_raw(self.conn.clone(), live, info, channel, target);
+                bridge::spawn_raw(self.conn.clone(), live, info, channel, target, slot);
             }
             _ => reply.reject(ChannelOpenFailure::ConnectFailed).await,
         }

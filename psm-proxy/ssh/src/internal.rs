@@ -98,7 +98,13 @@ impl InternalConnector {
         );
         shared.add_internal_token(user, &token);
         let (server_end, client_end) = tokio::io::duplex(256 * 1024);
-        super::spawn_serve(&shared, server_end, peer, permit, true);
+        super::spawn_serve(
+            &shared,
+            server_end,
+            peer,
+            super::limits::PreAuth::new(permit, None),
+            true,
+        );
         let ssh = |e: russh::Error| super::ssh_error("the gateway's own SSH server", e);
         let mut handle = client::connect_stream(shared.client_config.clone(), client_end, Trusting)
             .await

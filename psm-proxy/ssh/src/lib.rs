@@ -79,14 +79,18 @@ use russh::{MethodKind, MethodSet, SshId};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore, watch};
 
+pub mod algorithms;
 mod bridge;
 mod conn;
+mod forward;
 mod handler;
 mod internal;
+mod limits;
 mod menu;
 pub mod transfer;
 mod upstream;
 
+pub use forward::ForwardDestination;
 pub use internal::{InternalConnector, InternalTerminal};
 pub use upstream::fetch_host_key;
 
@@ -120,6 +124,28 @@ pub struct SshGatewayConfig {
     pub max_sessions: usize,
     /// Most connections not yet authenticated (a flood defence; more are dropped at once).
     pub max_unauthenticated: usize,
+    /// Most connections not yet authenticated from one source (an IPv4 address, an IPv6
+    /// /64), as OpenSSH's `PerSourceMaxStartups`: one address holding idle connections
+    /// cannot use up [`max_unauthenticated`](Self::max_unauthenticated) and lock everyone
+    /// else out. More from that source are dropped at once.
+    pub max_unauthenticated_per_source: usize,
+    /// New connections one source may open per second, after a burst of
+    /// [`source_connection_burst`](Self::source_connection_burst) (0: no limit). Each
+    /// connection costs the gateway a key exchange; a source over the rate gets its
+    /// connections closed before the SSH banner (the DHEat defence ssh-audit checks for).
+    /// A connection that logs in does not count, so automation opening many sessions from
+    /// one host is not slowed.
+    pub source_connection_rate: u32,
+    /// New connections one source may open at once before the rate applies.
+    pub source_connection_burst: u32,
+    /// How long a source is refused after it let [`source_penalty_after`]
+    /// (Self::source_penalty_after) connections in a row time out or fail authentication,
+    /// as OpenSSH's `PerSourcePenalties` (`None`: no penalty). A login from the source
+    /// clears its count.
+    pub source_penalty: Option<Duration>,
+    /// Unauthenticated connections in a row (timed out, or closed after failed
+    /// authentication) after which a source is penalised.
+    pub source_penalty_after: u32,
     /// A connection must authenticate within this time.
     pub auth_timeout: Duration,
     /// Most channels one connection may hold open.
@@ -131,8 +157,15 @@ pub struct SshGatewayConfig {
     pub expiry_warning: Duration,
     /// Connecting and logging in to a target must finish within this time.
     pub target_connect_timeout: Duration,
-    /// Allow `ssh -L` (direct-tcpip).
+    /// Allow `ssh -L` and `ssh -W` (direct-tcpip), to the destinations of
+    /// [`forward_destinations`](Self::forward_destinations) only. Off by default: tunnel
+    /// bytes are counted and the tunnel's endpoints recorded, but what flows through is
+    /// neither recorded nor policed.
     pub allow_local_forwarding: bool,
+    /// Where `ssh -L` may lead, as seen from the target (see [`ForwardDestination`]).
+    /// Default: the target's own loopback (`localhost:*`, `127.0.0.1:*`, `[::1]:*`). An
+    /// empty list refuses every destination.
+    pub forward_destinations: Vec<ForwardDestination>,
     /// Allow `ssh -R` (tcpip-forward).
     pub allow_remote_forwarding: bool,
     /// Allow the sftp subsystem (and so default-mode scp).
@@ -154,9 +187,12 @@ pub struct SshGatewayConfig {
 }
 
 impl SshGatewayConfig {
-    /// Defaults: 10,000 sessions, 256 unauthenticated connections, 30 s to authenticate,
-    /// 64 channels per connection, 10 s heartbeats, 60 s expiry warning, local forwarding
-    /// and sftp allowed, remote forwarding off, agent forwarding and X11 always off.
+    /// Defaults: 10,000 sessions, 256 unauthenticated connections (per source: 10 at once,
+    /// 10 new ones per second after a burst of 10, refused for 30 s after 10 in a row that
+    /// did not log in), 30 s to authenticate, 64
+    /// channels per connection (port forwards included), 10 s heartbeats, 60 s expiry
+    /// warning, sftp allowed, local and remote forwarding off, agent forwarding and X11
+    /// always off.
     pub fn new(listen: SocketAddr, process_instance: ProcessInstance) -> Self {
         Self {
             listen,
@@ -164,12 +200,18 @@ impl SshGatewayConfig {
             process_instance,
             max_sessions: 10_000,
             max_unauthenticated: 256,
+            max_unauthenticated_per_source: 10,
+            source_connection_rate: 10,
+            source_connection_burst: 10,
+            source_penalty: Some(Duration::from_secs(30)),
+            source_penalty_after: 10,
             auth_timeout: Duration::from_secs(30),
             max_channels: 64,
             heartbeat_interval: Duration::from_secs(10),
             expiry_warning: Duration::from_secs(60),
             target_connect_timeout: Duration::from_secs(15),
-            allow_local_forwarding: true,
+            allow_local_forwarding: false,
+            forward_destinations: ForwardDestination::target_loopback(),
             allow_remote_forwarding: false,
             allow_sftp: true,
             allow_env: true,
@@ -205,6 +247,7 @@ pub(crate) struct Shared {
     pub(crate) server_config: Arc<server::Config>,
     pub(crate) sessions: Arc<Semaphore>,
     pub(crate) unauth: Arc<Semaphore>,
+    pub(crate) sources: Arc<limits::SourceLimits>,
     pub(crate) hashing: Semaphore,
     pub(crate) shutdown: watch::Sender<bool>,
     active: AtomicUsize,
@@ -318,6 +361,7 @@ impl SshGateway {
             auth_rejection_time: Duration::from_millis(500),
             auth_rejection_time_initial: Some(Duration::ZERO),
             keys: config.host_keys.clone(),
+            preferred: algorithms::server(),
             window_size: WINDOW,
             channel_buffer_size: CHANNEL_BUFFER,
             max_auth_attempts: 6,
@@ -332,6 +376,15 @@ impl SshGateway {
             server_config,
             sessions: Arc::new(Semaphore::new(config.max_sessions)),
             unauth: Arc::new(Semaphore::new(config.max_unauthenticated)),
+            sources: Arc::new(limits::SourceLimits::new(
+                config.max_unauthenticated_per_source,
+                Some((
+                    config.source_connection_rate,
+                    config.source_connection_burst,
+                )),
+                config.source_penalty,
+                config.source_penalty_after,
+            )),
             hashing: Semaphore::new(config.max_concurrent_hashing.max(1)),
             shutdown: watch::Sender::new(false),
             active: AtomicUsize::new(0),
@@ -386,6 +439,18 @@ impl SshGateway {
                             continue;
                         }
                     };
+                    // The source's share first: one address holding idle connections must
+                    // not use up the gateway-wide count and lock everyone else out.
+                    let slot = match shared.sources.try_acquire(peer.ip()) {
+                        Ok(slot) => slot,
+                        Err(refusal) => {
+                            tracing::debug!(peer = %peer, ?refusal,
+                                limit = shared.config.max_unauthenticated_per_source,
+                                "unauthenticated connections from one source refused; dropping one");
+                            drop(socket);
+                            continue;
+                        }
+                    };
                     let Ok(permit) = shared.unauth.clone().try_acquire_owned() else {
                         tracing::warn!(peer = %peer, limit = shared.config.max_unauthenticated,
                             "too many unauthenticated connections; dropping one");
@@ -393,7 +458,7 @@ impl SshGateway {
                         continue;
                     };
                     let _ = socket.set_nodelay(true);
-                    spawn_serve(&shared, socket, peer, permit, false);
+                    spawn_serve(&shared, socket, peer, limits::PreAuth::new(permit, Some(slot)), false);
                 }
             }
         }
@@ -424,7 +489,7 @@ pub(crate) fn spawn_serve<S>(
     shared: &Arc<Shared>,
     socket: S,
     peer: SocketAddr,
-    permit: tokio::sync::OwnedSemaphorePermit,
+    permit: limits::PreAuth,
     internal: bool,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -443,7 +508,7 @@ async fn serve<S>(
     shared: Arc<Shared>,
     socket: S,
     peer: SocketAddr,
-    permit: tokio::sync::OwnedSemaphorePermit,
+    permit: limits::PreAuth,
     internal: bool,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -469,6 +534,8 @@ async fn serve<S>(
         }
         Err(_) => {
             tracing::info!(peer = %peer, "no SSH identification in time; closing");
+            conn.preauth_strike();
+            conn.release_preauth();
             conn.finish(EndReason::UserDisconnected).await;
             return;
         }
@@ -498,6 +565,8 @@ async fn serve<S>(
                     continue;
                 }
                 tracing::info!(peer = %peer, "authentication timed out; closing");
+                conn.preauth_strike();
+                conn.release_preauth();
                 let _ = handle.disconnect(russh::Disconnect::ByApplication,
                     "authentication timed out".into(), "en".into()).await;
                 break EndReason::UserDisconnected;

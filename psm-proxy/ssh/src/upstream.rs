@@ -191,18 +191,10 @@ impl UpstreamHandler {
 }
 
 /// The client configuration toward targets: large channel buffers so a stalled direction
-/// never blocks the other (see `bridge`), AES-GCM first (hardware-accelerated).
+/// never blocks the other (see `bridge`), the algorithms of [`crate::algorithms::client`]
+/// (AES-GCM first, hardware-accelerated; never `ssh-rsa` host keys).
 pub(crate) fn client_config(keepalive: Option<Duration>) -> Arc<client::Config> {
-    let preferred = russh::Preferred {
-        cipher: std::borrow::Cow::Owned(vec![
-            russh::cipher::AES_256_GCM,
-            russh::cipher::AES_128_GCM,
-            russh::cipher::CHACHA20_POLY1305,
-            russh::cipher::AES_256_CTR,
-            russh::cipher::AES_128_CTR,
-        ]),
-        ..russh::Preferred::default()
-    };
+    let preferred = crate::algorithms::client();
     Arc::new(client::Config {
         preferred,
         channel_buffer_size: super::CHANNEL_BUFFER,

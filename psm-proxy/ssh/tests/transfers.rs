@@ -158,7 +158,15 @@ async fn sftp_lists_and_uploads() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_port_forwarding_reaches_a_service_behind_the_target() {
     let sshd = Sshd::start();
-    let gw = Gateway::start(&sshd).await;
+    // Off by default (issue 17 M4): this gateway allows it.
+    let gw = Gateway::start_with(
+        &sshd,
+        Options {
+            configure: Box::new(|c| c.allow_local_forwarding = true),
+            ..Options::default()
+        },
+    )
+    .await;
     // An echo service the target can reach.
     let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let echo_port = echo.local_addr().unwrap().port();
