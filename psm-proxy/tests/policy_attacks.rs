@@ -410,3 +410,72 @@ fn m3_history_expansion_is_flagged_and_its_echo_judged() {
         );
     }
 }
+
+/// H3: a line submitted by a key other than CR/LF/^O (`bind '"\C-t": accept-line'`) was
+/// never judged. Now, when the shell starts a new line in answer to a key the model does
+/// not know, the line is judged (late: the key has been forwarded).
+#[test]
+fn h3_a_line_accepted_by_a_rebound_key_is_judged() {
+    let mut b = Bash::start_with(false, docs_rules, DEFAULT_MAX_LINE);
+    let flag = flag(&b);
+    b.keys(r#"bind '"\C-t": accept-line'"#);
+    b.enter();
+    b.decisions.clear();
+    b.keys(&format!("touch {flag}"));
+    b.send(b"\x14");
+    b.until("psm$ ");
+    b.pump(Duration::from_millis(50), Duration::from_millis(30));
+    let cmds = b.commands();
+    assert_eq!(
+        cmds,
+        vec![(
+            format!("touch {flag}"),
+            Action::Terminate,
+            true,
+            LineSource::Screen
+        )],
+        "screen {:?}",
+        screen(&b)
+    );
+    assert!(
+        Path::new(&flag).exists(),
+        "bash ran the line the tracker judged"
+    );
+    // The next line reads normally.
+    b.keys("echo next");
+    b.enter();
+    assert_eq!(
+        b.commands().last().unwrap().0,
+        "echo next",
+        "{:?}",
+        b.commands()
+    );
+}
+
+/// H3: `ESC [200~` to a program that never asked for bracketed paste (here `sh`, dash,
+/// which reads lines in the terminal's cooked mode) put the tracker in paste mode, where a
+/// CR is text: the command after it was never judged. Now paste mode follows the target's
+/// `ESC [?2004h` / `ESC [?2004l`, and the CR is an Enter.
+#[test]
+fn h3_a_fake_paste_to_a_shell_without_bracketed_paste_is_judged() {
+    let mut b = Bash::start_with(true, docs_rules, DEFAULT_MAX_LINE);
+    let flag = flag(&b);
+    b.keys("exec sh");
+    b.enter();
+    b.decisions.clear();
+    b.send(format!("\x1b[200~\rtouch {flag}\r").as_bytes());
+    b.until("psm$ ");
+    b.until("psm$ ");
+    b.pump(Duration::from_millis(50), Duration::from_millis(30));
+    let cmds = b.commands();
+    assert!(
+        cmds.iter()
+            .any(|(l, a, _, _)| *l == format!("touch {flag}") && *a == Action::Terminate),
+        "{cmds:?}; screen {:?}",
+        screen(&b)
+    );
+    assert!(
+        Path::new(&flag).exists(),
+        "sh ran the line the tracker judged"
+    );
+}

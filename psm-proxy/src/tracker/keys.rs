@@ -75,6 +75,9 @@ pub(crate) struct KeyDecoder {
     /// What the decoder made of the last byte (at most two characters).
     decoded: String,
     in_paste: bool,
+    /// The target asked for bracketed paste (`ESC [?2004h`): only then is `ESC [200~` the
+    /// start of a paste; otherwise the target reads what follows as keys, Enter included.
+    paste_enabled: bool,
     dropped: bool,
 }
 
@@ -88,12 +91,22 @@ impl Default for KeyDecoder {
             utf8: Utf8Decoder::new(),
             decoded: String::with_capacity(8),
             in_paste: false,
+            paste_enabled: true,
             dropped: false,
         }
     }
 }
 
 impl KeyDecoder {
+    /// The target turned bracketed paste on or off. Off also ends a paste in progress: a
+    /// target that does not bracket pastes takes a CR in one as Enter.
+    pub(crate) fn set_paste_enabled(&mut self, on: bool) {
+        self.paste_enabled = on;
+        if !on {
+            self.in_paste = false;
+        }
+    }
+
     /// Whether a broken UTF-8 sequence was dropped since the last call.
     pub(crate) fn take_dropped(&mut self) -> bool {
         std::mem::take(&mut self.dropped)
@@ -175,7 +188,7 @@ impl KeyDecoder {
                     return Some(Key::Pasted('\u{fffd}'));
                 }
                 Some(match (params, b) {
-                    (b"200", b'~') => {
+                    (b"200", b'~') if self.paste_enabled => {
                         self.in_paste = true;
                         Key::Ignore
                     }
@@ -278,6 +291,20 @@ mod tests {
     fn keys(bytes: &[u8]) -> Vec<Key> {
         let mut d = KeyDecoder::default();
         bytes.iter().filter_map(|&b| d.feed(b)).collect()
+    }
+
+    #[test]
+    fn paste_only_when_the_target_enabled_it() {
+        let mut d = KeyDecoder::default();
+        d.set_paste_enabled(false);
+        let got: Vec<Key> = b"\x1b[200~a\r".iter().filter_map(|&b| d.feed(b)).collect();
+        assert_eq!(got, [Key::Unknown, Key::Char('a'), Key::Enter]);
+        d.set_paste_enabled(true);
+        let got: Vec<Key> = b"\x1b[200~a\r".iter().filter_map(|&b| d.feed(b)).collect();
+        assert_eq!(got, [Key::Ignore, Key::Pasted('a'), Key::Pasted('\n')]);
+        // Turned off in the middle of a paste: the paste is over.
+        d.set_paste_enabled(false);
+        assert_eq!(d.feed(b'\r'), Some(Key::Enter));
     }
 
     #[test]

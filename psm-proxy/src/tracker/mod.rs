@@ -209,6 +209,11 @@ pub struct CommandTracker {
     expansion_echo: bool,
     /// The last screen reading filled `max_line`: the line may go on past it.
     screen_cut: bool,
+    /// The last key was one the model does not know (a custom binding may have made it
+    /// accept the line): if the output starts a new line in answer, the line is judged.
+    probe: bool,
+    /// Where the output is in `ESC [?2004h` / `ESC [?2004l` (bracketed paste on/off).
+    paste_scan: usize,
 
     scratch: Vec<char>,
 }
@@ -218,11 +223,14 @@ impl CommandTracker {
     pub fn new(policy: SessionPolicy, config: TrackerConfig) -> Self {
         let max_line = config.max_line.clamp(64, 65_536);
         let out_lines = policy.watches_output().then(|| OutputLines::new(max_line));
+        let mut keys = KeyDecoder::default();
+        // Until the target asks for bracketed paste, `ESC [200~` starts no paste.
+        keys.set_paste_enabled(false);
         Self {
             policy,
             max_line,
             wait_for_echo: config.wait_for_echo,
-            keys: KeyDecoder::default(),
+            keys,
             model: LineModel::new(max_line),
             screen: TerminalState::clamped(clamp(config.cols, config.rows)),
             out_utf8: Utf8Decoder::new(),
@@ -241,6 +249,8 @@ impl CommandTracker {
             expansion_judged: false,
             expansion_echo: false,
             screen_cut: false,
+            probe: false,
+            paste_scan: 0,
             scratch: Vec::with_capacity(max_line),
         }
     }
@@ -278,6 +288,10 @@ impl CommandTracker {
             }
             let fresh = self.output_since_input;
             self.output_since_input = false;
+            // Keys with no known effect, except completion (Tab, `M-?`, `M-=`), whose
+            // listings also start new lines.
+            self.probe =
+                matches!(key, Key::Unknown | Key::Ignore) && !matches!(b, b'\t' | b'?' | b'=');
 
             if self.screen.is_alternate_screen() {
                 if key == Key::Enter {
@@ -340,10 +354,13 @@ impl CommandTracker {
                     .iter()
                     .position(|&b| b == b'\n')
                     .map(|p| p + skip)
+            } else if self.probe && self.line_open {
+                rest.iter().position(|&b| b == b'\n')
             } else {
                 None
             };
             let (piece, next) = rest.split_at(upto.unwrap_or(rest.len()));
+            self.scan_paste_mode(piece);
             if self.line_open || self.after.is_some() || self.expansion_echo {
                 self.screen.feed(piece);
             } else {
@@ -353,9 +370,12 @@ impl CommandTracker {
             if upto.is_some() {
                 if self.after.is_some() {
                     self.settle(out);
-                } else {
+                } else if self.expansion_echo {
                     self.expansion_echo = false;
                     self.judge_expansion_echo(out);
+                } else {
+                    self.probe = false;
+                    self.judge_unknown_submit(out);
                 }
             }
             rest = next;
@@ -555,6 +575,60 @@ impl CommandTracker {
         if std::mem::take(&mut self.expansion_judged) {
             self.expansion_echo = true;
         }
+    }
+
+    /// Follows bracketed paste mode in the target's output.
+    fn scan_paste_mode(&mut self, bytes: &[u8]) {
+        const SEQ: &[u8] = b"\x1b[?2004";
+        for &b in bytes {
+            if self.paste_scan == SEQ.len() {
+                match b {
+                    b'h' => self.keys.set_paste_enabled(true),
+                    b'l' => self.keys.set_paste_enabled(false),
+                    _ => {}
+                }
+                self.paste_scan = usize::from(b == 0x1b);
+            } else if SEQ.get(self.paste_scan) == Some(&b) {
+                self.paste_scan += 1;
+            } else {
+                self.paste_scan = usize::from(b == 0x1b);
+            }
+        }
+    }
+
+    /// The output started a new line in answer to a key the model does not know, with a
+    /// line open: the key may have accepted the line (`bind '"\C-t": accept-line'`).
+    /// Judged late, as the screen shows it (and as typed, if the keystrokes are certain);
+    /// the line stays open, so a key that did not submit it changes nothing else.
+    fn judge_unknown_submit(&mut self, out: &mut Vec<Decision>) {
+        if self.hidden_line || self.screen.is_alternate_screen() {
+            return;
+        }
+        let limit = self.max_line + self.prompt.len();
+        self.screen.line_at_cursor(&mut self.scratch, limit);
+        let cut = self.scratch.len() >= limit;
+        let screen: String = strip_prompt(&self.scratch, &self.prompt).iter().collect();
+        let model: String = trim(self.model.chars()).iter().collect();
+        let mut readings = Vec::new();
+        if !screen.is_empty() {
+            readings.push(screen.as_str());
+        }
+        if !self.model.uncertain() && !model.is_empty() && model != screen {
+            readings.push(model.as_str());
+        }
+        let Some(&shown) = readings.first() else {
+            return;
+        };
+        let joined: Vec<String> = readings
+            .iter()
+            .map(|r| format!("{}{}", self.pending, r))
+            .collect();
+        let refs: Vec<&str> = joined.iter().map(String::as_str).collect();
+        let shown = format!("{}{}", self.pending, shown);
+        out.push(
+            self.policy
+                .judge_lines(&refs, &shown, LineSource::Screen, true, cut),
+        );
     }
 
     /// The line after a history expansion: bash prints the expanded command there before
