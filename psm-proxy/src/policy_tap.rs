@@ -182,6 +182,43 @@ struct Script {
     lines: usize,
 }
 
+impl Script {
+    /// Takes input bytes; returns the commands they complete: the text the shell runs
+    /// (lines joined as it joins them), the bytes to forward, and whether a bound cut it.
+    fn feed(&mut self, bytes: &[u8]) -> Vec<(String, Vec<u8>, bool)> {
+        let mut done = Vec::new();
+        for &b in bytes {
+            self.line.push(b);
+            let full = self.held.len() + self.line.len() >= MAX_PLAIN_LINE;
+            if b != b'\n' && !full {
+                continue;
+            }
+            let line = std::mem::take(&mut self.line);
+            let text = String::from_utf8_lossy(&line);
+            let text = text.strip_suffix('\n').unwrap_or(&text);
+            self.text.push_str(text);
+            self.held.extend_from_slice(&line);
+            self.lines += 1;
+            if !full && self.lines < MAX_SCRIPT_LINES && psm_core::policy::continues(&self.text) {
+                if self.text.ends_with('\\') {
+                    self.text.pop();
+                } else {
+                    self.text.push('\n');
+                }
+                continue;
+            }
+            let cut = full || self.lines >= MAX_SCRIPT_LINES;
+            done.push((
+                std::mem::take(&mut self.text),
+                std::mem::take(&mut self.held),
+                cut,
+            ));
+            self.lines = 0;
+        }
+        done
+    }
+}
+
 /// The most lines one command of a script may span before it is judged as cut.
 const MAX_SCRIPT_LINES: usize = 64;
 
@@ -526,43 +563,9 @@ impl PolicyTap {
     /// at end of input, where the gateway cannot judge it first.
     async fn script_input(&self, channel: u32, chan: &Chan, bytes: &[u8]) -> Option<DataVerdict> {
         // Commands complete in these bytes: (text to judge, bytes to forward, cut).
-        let commands: Vec<(String, Vec<u8>, bool)> = {
+        let commands = {
             let mut plain = chan.plain.lock().unwrap_or_else(|p| p.into_inner());
-            let script = plain.as_mut()?;
-            let mut done = Vec::new();
-            for &b in bytes {
-                script.line.push(b);
-                let full = script.held.len() + script.line.len() >= MAX_PLAIN_LINE;
-                if b != b'\n' && !full {
-                    continue;
-                }
-                let line = std::mem::take(&mut script.line);
-                let text = String::from_utf8_lossy(&line);
-                let text = text.strip_suffix('\n').unwrap_or(&text);
-                script.text.push_str(text);
-                script.held.extend_from_slice(&line);
-                script.lines += 1;
-                if !full
-                    && script.lines < MAX_SCRIPT_LINES
-                    && psm_core::policy::continues(&script.text)
-                {
-                    match script.text.strip_suffix('\\') {
-                        Some(_) => {
-                            script.text.pop();
-                        }
-                        None => script.text.push('\n'),
-                    }
-                    continue;
-                }
-                let cut = full || script.lines >= MAX_SCRIPT_LINES;
-                done.push((
-                    std::mem::take(&mut script.text),
-                    std::mem::take(&mut script.held),
-                    cut,
-                ));
-                script.lines = 0;
-            }
-            done
+            plain.as_mut()?.feed(bytes)
         };
         let mut forward = Vec::new();
         for (text, held, cut) in commands {
@@ -770,6 +773,61 @@ impl Tap for PolicyTap {
                 t.finish(&mut decisions);
             }
             self.enforce_all(channel.id, &decisions, false).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn scripts_join_lines_as_the_shell_does() {
+        let mut s = Script::default();
+        let got = s.feed(b"echo a\ntou\\\nch f\necho 'x\ny'; rm z\nls |\n wc\npartial");
+        let texts: Vec<&str> = got.iter().map(|c| c.0.as_str()).collect();
+        assert_eq!(
+            texts,
+            ["echo a", "touch f", "echo 'x\ny'; rm z", "ls |\n wc"]
+        );
+        assert!(got.iter().all(|c| !c.2));
+        assert_eq!(s.line, b"partial");
+        assert!(reads_a_script("sh"));
+        assert!(reads_a_script("sudo -n bash -s"));
+        assert!(reads_a_script("cat x | /usr/bin/python3.11 -"));
+        assert!(!reads_a_script("cat > file"));
+    }
+
+    proptest! {
+        /// However the bytes are chunked, the same commands come out, and what is
+        /// forwarded plus what is held is exactly the input, in order.
+        #[test]
+        fn chunking_never_changes_commands_or_bytes(
+            input in proptest::collection::vec(prop_oneof![
+                Just(b'\n'), Just(b'\\'), Just(b'\''), Just(b'"'), Just(b'|'), Just(b'&'),
+                Just(b' '), Just(b'a'), any::<u8>(),
+            ], 0..400),
+            cuts in proptest::collection::vec(0usize..400, 0..8),
+        ) {
+            let mut whole = Script::default();
+            let all = whole.feed(&input);
+            let mut cuts: Vec<usize> = cuts.into_iter().filter(|&c| c <= input.len()).collect();
+            cuts.sort_unstable();
+            let mut chunked = Script::default();
+            let mut got = Vec::new();
+            let mut at = 0;
+            for c in cuts.into_iter().chain([input.len()]) {
+                got.extend(chunked.feed(&input[at..c]));
+                at = c;
+            }
+            prop_assert_eq!(&got, &all);
+            let mut bytes: Vec<u8> = all.iter().flat_map(|c| c.1.clone()).collect();
+            bytes.extend_from_slice(&whole.held);
+            bytes.extend_from_slice(&whole.line);
+            prop_assert_eq!(bytes, input);
+            prop_assert!(whole.held.len() + whole.line.len() <= MAX_PLAIN_LINE);
         }
     }
 }
