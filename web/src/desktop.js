@@ -1,7 +1,7 @@
 // The live view of a graphical (RDP) session (docs/live.md, "Desktops"): the gateway sends
 // the desktop's size and PNG tiles of what changed; a viewer with control sends keys (by
 // KeyboardEvent.code) and pointer events. Tiles are drawn into a canvas, never into the DOM.
-import { CLOSE_REASONS } from './live.js';
+import { liveSocket } from './live.js';
 
 const BUTTONS = ['left', 'middle', 'right'];
 
@@ -18,38 +18,28 @@ export function openDesktop(el, url, opts = {}) {
   canvas.tabIndex = 0;
   el.appendChild(canvas);
   const ctx = canvas.getContext('2d');
-  const ws = new WebSocket(url);
-  ws.binaryType = 'arraybuffer';
-  const send = (obj) => { if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(obj)); };
-  let closed = false;
   // Counters for tests and troubleshooting (no content).
   const stats = { tiles: 0, bytes: 0, messages: {}, width: 0, height: 0 };
   window.psm.liveStats = stats;
   // Tiles are drawn in arrival order even though decoding is asynchronous.
   let drawing = Promise.resolve();
-  ws.addEventListener('message', (ev) => {
-    if (typeof ev.data !== 'string') {
-      const data = ev.data;
-      if (data.byteLength < 9) return;
-      const v = new DataView(data);
-      if (v.getUint8(0) !== 1) return;
-      const x = v.getUint16(1, true);
-      const y = v.getUint16(3, true);
-      const png = new Blob([data.slice(9)], { type: 'image/png' });
-      drawing = drawing.then(async () => {
-        try {
-          const bmp = await createImageBitmap(png);
-          ctx.drawImage(bmp, x, y);
-          bmp.close();
-          stats.tiles += 1;
-          stats.bytes += data.byteLength;
-        } catch { /* a tile that does not decode is skipped */ }
-      });
-      return;
-    }
-    let msg;
-    try { msg = JSON.parse(ev.data); } catch { return; }
-    stats.messages[msg.type] = (stats.messages[msg.type] || 0) + 1;
+  const { ws, send, isClosed } = liveSocket(url, opts, stats, (data) => {
+    if (data.byteLength < 9) return;
+    const v = new DataView(data);
+    if (v.getUint8(0) !== 1) return;
+    const x = v.getUint16(1, true);
+    const y = v.getUint16(3, true);
+    const png = new Blob([data.slice(9)], { type: 'image/png' });
+    drawing = drawing.then(async () => {
+      try {
+        const bmp = await createImageBitmap(png);
+        ctx.drawImage(bmp, x, y);
+        bmp.close();
+        stats.tiles += 1;
+        stats.bytes += data.byteLength;
+      } catch { /* a tile that does not decode is skipped */ }
+    });
+  }, (msg) => {
     if (msg.type === 'desktop' && msg.width > 0 && msg.height > 0) {
       drawing = drawing.then(() => {
         canvas.width = Math.min(msg.width, 8192);
@@ -58,12 +48,6 @@ export function openDesktop(el, url, opts = {}) {
         stats.height = canvas.height;
       });
     }
-    if (opts.onMessage) opts.onMessage(msg);
-  });
-  ws.addEventListener('close', (ev) => {
-    closed = true;
-    const text = CLOSE_REASONS[ev.code] || `closed (${ev.code}${ev.reason ? `: ${ev.reason}` : ''})`;
-    if (opts.onClose) opts.onClose(text, ev.code);
   });
   if (opts.interactive) {
     // Canvas pixels, whatever the canvas's displayed size.
@@ -105,7 +89,7 @@ export function openDesktop(el, url, opts = {}) {
     send,
     canvas,
     focus: () => canvas.focus(),
-    isClosed: () => closed,
+    isClosed,
     /** A desktop has no text to read back; tests read the canvas. */
     text: () => '',
     close() {

@@ -18,6 +18,35 @@ export const CLOSE_REASONS = {
 };
 
 /**
+ * The websocket of a live view (docs/live.md): binary frames go to `onBinary`, JSON messages
+ * to `onJson` (counted in `stats.messages`) and then to `opts.onMessage`; the close, with a
+ * readable reason, to `opts.onClose(text, code)`.
+ */
+export function liveSocket(url, opts, stats, onBinary, onJson) {
+  const ws = new WebSocket(url);
+  ws.binaryType = 'arraybuffer';
+  let closed = false;
+  ws.addEventListener('message', (ev) => {
+    if (typeof ev.data !== 'string') {
+      onBinary(ev.data);
+      return;
+    }
+    let msg;
+    try { msg = JSON.parse(ev.data); } catch { return; }
+    stats.messages[msg.type] = (stats.messages[msg.type] || 0) + 1;
+    onJson(msg);
+    if (opts.onMessage) opts.onMessage(msg);
+  });
+  ws.addEventListener('close', (ev) => {
+    closed = true;
+    const text = CLOSE_REASONS[ev.code] || `closed (${ev.code}${ev.reason ? `: ${ev.reason}` : ''})`;
+    if (opts.onClose) opts.onClose(text, ev.code);
+  });
+  const send = (obj) => { if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(obj)); };
+  return { ws, send, isClosed: () => closed };
+}
+
+/**
  * Opens `url` and renders it into `el`.
  * opts: { interactive: bool (send keystrokes), fit: bool (size the terminal to the element and
  * tell the gateway: the browser terminal), onMessage(msg), onClose(text) }
@@ -36,26 +65,14 @@ export function openTerminal(el, url, opts = {}) {
   term.loadAddon(fit);
   term.open(el);
   if (opts.fit) fit.fit();
-  const ws = new WebSocket(url);
-  ws.binaryType = 'arraybuffer';
-  const send = (obj) => { if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(obj)); };
-  let closed = false;
   // Counters for tests and troubleshooting (no content).
   const stats = { binary: 0, bytes: 0, messages: {} };
   window.psm.liveStats = stats;
-  ws.addEventListener('open', () => {
-    if (opts.fit) send({ type: 'resize', cols: term.cols, rows: term.rows });
-  });
-  ws.addEventListener('message', (ev) => {
-    if (typeof ev.data !== 'string') {
-      stats.binary += 1;
-      stats.bytes += ev.data.byteLength;
-      term.write(new Uint8Array(ev.data));
-      return;
-    }
-    let msg;
-    try { msg = JSON.parse(ev.data); } catch { return; }
-    stats.messages[msg.type] = (stats.messages[msg.type] || 0) + 1;
+  const { ws, send, isClosed } = liveSocket(url, opts, stats, (data) => {
+    stats.binary += 1;
+    stats.bytes += data.byteLength;
+    term.write(new Uint8Array(data));
+  }, (msg) => {
     if (msg.type === 'screen') {
       term.reset();
       if (!opts.fit && msg.cols > 0 && msg.rows > 0) term.resize(Math.min(msg.cols, 1000), Math.min(msg.rows, 500));
@@ -63,12 +80,9 @@ export function openTerminal(el, url, opts = {}) {
     } else if (msg.type === 'resize' && !opts.fit && msg.cols > 0 && msg.rows > 0) {
       term.resize(Math.min(msg.cols, 1000), Math.min(msg.rows, 500));
     }
-    if (opts.onMessage) opts.onMessage(msg);
   });
-  ws.addEventListener('close', (ev) => {
-    closed = true;
-    const text = CLOSE_REASONS[ev.code] || `closed (${ev.code}${ev.reason ? `: ${ev.reason}` : ''})`;
-    if (opts.onClose) opts.onClose(text, ev.code);
+  ws.addEventListener('open', () => {
+    if (opts.fit) send({ type: 'resize', cols: term.cols, rows: term.rows });
   });
   if (opts.interactive) {
     term.onData((data) => send({ type: 'input', data }));
@@ -86,7 +100,7 @@ export function openTerminal(el, url, opts = {}) {
     ws,
     send,
     focus: () => term.focus(),
-    isClosed: () => closed,
+    isClosed,
     /** The terminal's visible text, one string per row (for tests and copy). */
     text() {
       const b = term.buffer.active;

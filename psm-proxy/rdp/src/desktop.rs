@@ -9,10 +9,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use psm_proxy::SessionControl;
-use psm_proxy::live::desktop::{Desktop, DesktopInput, DesktopUpdate, DesktopWatch, PointerButton};
+use psm_proxy::live::desktop::{Desktop, DesktopInput, DesktopUpdate, DesktopWatch};
 use tokio::sync::mpsc;
 
-use crate::input::{Button, InputEvent, scancode_for_key};
+use crate::input::{InputEvent, scancode_for_key};
 use crate::recorder::Recorder;
 use crate::screen::{Screen, ScreenWatch};
 
@@ -60,16 +60,7 @@ pub fn input_event(input: &DesktopInput) -> Option<InputEvent> {
             }
         }
         DesktopInput::Move { x, y } => InputEvent::Move { x, y },
-        DesktopInput::Button { button, down, x, y } => InputEvent::Button {
-            button: match button {
-                PointerButton::Left => Button::Left,
-                PointerButton::Middle => Button::Middle,
-                PointerButton::Right => Button::Right,
-            },
-            down,
-            x,
-            y,
-        },
+        DesktopInput::Button { button, down, x, y } => InputEvent::Button { button, down, x, y },
         DesktopInput::Wheel { delta, x, y } => InputEvent::Wheel { delta, x, y },
     })
 }

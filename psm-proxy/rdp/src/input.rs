@@ -5,32 +5,14 @@ use ironrdp::pdu::input::MousePdu;
 use ironrdp::pdu::input::fast_path::{FastPathInputEvent, KeyboardFlags, SynchronizeFlags};
 use ironrdp::pdu::input::mouse::PointerFlags;
 
-/// A mouse button.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Button {
-    /// Left.
-    Left,
-    /// Right.
-    Right,
-    /// Middle (wheel click).
-    Middle,
-}
+use psm_proxy::live::PointerButton;
 
-impl Button {
-    fn flag(self) -> PointerFlags {
-        match self {
-            Button::Left => PointerFlags::LEFT_BUTTON,
-            Button::Right => PointerFlags::RIGHT_BUTTON,
-            Button::Middle => PointerFlags::MIDDLE_BUTTON_OR_WHEEL,
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Button::Left => "left",
-            Button::Right => "right",
-            Button::Middle => "middle",
-        }
+/// The RDP pointer flag of a button.
+fn button_flag(button: PointerButton) -> PointerFlags {
+    match button {
+        PointerButton::Left => PointerFlags::LEFT_BUTTON,
+        PointerButton::Right => PointerFlags::RIGHT_BUTTON,
+        PointerButton::Middle => PointerFlags::MIDDLE_BUTTON_OR_WHEEL,
     }
 }
 
@@ -63,7 +45,7 @@ pub enum InputEvent {
     /// A button at `x, y`.
     Button {
         /// Which.
-        button: Button,
+        button: PointerButton,
         /// Pressed or released.
         down: bool,
         /// X.
@@ -124,7 +106,7 @@ impl InputEvent {
                 y_position: y,
             }),
             InputEvent::Button { button, down, x, y } => {
-                let mut flags = button.flag();
+                let mut flags = button_flag(button);
                 if down {
                     flags |= PointerFlags::DOWN;
                 }
@@ -482,7 +464,7 @@ pub fn pointer_text(event: InputEvent) -> Option<String> {
         InputEvent::Button { button, down, x, y } => Some(format!(
             "{} {} {x} {y}\n",
             if down { "down" } else { "up" },
-            button.name()
+            button.as_str()
         )),
         InputEvent::Wheel { delta, x, y } => Some(format!("wheel {delta} {x} {y}\n")),
         _ => None,
@@ -540,7 +522,7 @@ mod tests {
     #[test]
     fn fast_path_flags() {
         let ev = InputEvent::Button {
-            button: Button::Left,
+            button: PointerButton::Left,
             down: true,
             x: 3,
             y: 4,

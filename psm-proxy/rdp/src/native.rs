@@ -30,10 +30,11 @@ use tokio::net::TcpStream;
 
 use crate::access::Identity;
 use crate::error::RdpError;
-use crate::input::{Button, InputEvent};
+use crate::input::InputEvent;
 use crate::refusal::{HeldTls, Refusal};
 use crate::screen::ScreenWatch;
 use crate::session::{self, ActiveSession, ClientKind, Shared};
+use psm_proxy::live::PointerButton;
 
 /// State of one native connection, shared by the validator, display and input handlers.
 struct Conn {
@@ -372,12 +373,12 @@ impl RdpServerInputHandler for Input {
                 self.y = y;
                 InputEvent::Move { x, y }
             }
-            MouseEvent::LeftPressed => button(Button::Left, true),
-            MouseEvent::LeftReleased => button(Button::Left, false),
-            MouseEvent::RightPressed => button(Button::Right, true),
-            MouseEvent::RightReleased => button(Button::Right, false),
-            MouseEvent::MiddlePressed => button(Button::Middle, true),
-            MouseEvent::MiddleReleased => button(Button::Middle, false),
+            MouseEvent::LeftPressed => button(PointerButton::Left, true),
+            MouseEvent::LeftReleased => button(PointerButton::Left, false),
+            MouseEvent::RightPressed => button(PointerButton::Right, true),
+            MouseEvent::RightReleased => button(PointerButton::Right, false),
+            MouseEvent::MiddlePressed => button(PointerButton::Middle, true),
+            MouseEvent::MiddleReleased => button(PointerButton::Middle, false),
             MouseEvent::VerticalScroll { value } => InputEvent::Wheel { delta: value, x, y },
             _ => return,
         };

@@ -7,8 +7,9 @@
 //!
 //! - browser → gateway, JSON text: first
 //!   `{"type":"login","user":"alice+desk-01","password":"...","width":1024,"height":768}`,
-//!   then input: `{"type":"key","key":"KeyA","down":true}` (the W3C `KeyboardEvent.code`;
-//!   or `"code":30,"extended":false`, a PC/AT set-1 scan code), `{"type":"move","x":10,"y":20}`,
+//!   then input, in the live protocol's desktop messages (`psm_proxy::live::desktop`,
+//!   docs/live.md "Desktops"): `{"type":"key","key":"KeyA","down":true}` (the W3C
+//!   `KeyboardEvent.code`), `{"type":"move","x":10,"y":20}`,
 //!   `{"type":"button","button":"left","down":true,"x":10,"y":20}`,
 //!   `{"type":"wheel","delta":120,"x":10,"y":20}`;
 //! - gateway → browser: text
@@ -45,18 +46,20 @@ use tokio::net::TcpListener;
 
 use crate::config::RdpGatewayConfig;
 use crate::error::RdpError;
-use crate::input::{Button, InputEvent};
+use crate::input::InputEvent;
 use crate::session::{self, ClientKind, GatewayDeps, Shared};
+use psm_proxy::live::DesktopInput;
+use psm_proxy::live::protocol::ClientMessage as LiveMessage;
 
 /// Longest message a browser may send, in bytes.
-pub const MAX_MESSAGE: usize = 4096;
+pub const MAX_BROWSER_MESSAGE: usize = 4096;
 
 const PAGE: &str = include_str!("../web/rdp.html");
 
 /// A message from the browser.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
-pub enum ClientMessage {
+pub enum BrowserMessage {
     /// Log in (first message).
     Login {
         /// `USER+TARGET`.
@@ -70,48 +73,6 @@ pub enum ClientMessage {
         #[serde(default)]
         height: Option<u32>,
     },
-    /// A key: by its W3C `KeyboardEvent.code` (`key`, what the page sends), or by scan
-    /// code (`code`, with `extended`).
-    Key {
-        /// `KeyA`, `Enter`... ([`crate::input::scancode_for_key`]).
-        #[serde(default)]
-        key: Option<String>,
-        /// PC/AT set-1 scan code.
-        #[serde(default)]
-        code: Option<u8>,
-        /// E0-prefixed (with `code`).
-        #[serde(default)]
-        extended: bool,
-        /// Pressed or released.
-        down: bool,
-    },
-    /// Pointer moved.
-    Move {
-        /// X.
-        x: u16,
-        /// Y.
-        y: u16,
-    },
-    /// A mouse button.
-    Button {
-        /// `left`, `right` or `middle`.
-        button: String,
-        /// Pressed or released.
-        down: bool,
-        /// X.
-        x: u16,
-        /// Y.
-        y: u16,
-    },
-    /// Wheel.
-    Wheel {
-        /// Rotation.
-        delta: i16,
-        /// X.
-        x: u16,
-        /// Y.
-        y: u16,
-    },
     /// List the session drive's top folder (when drives are allowed).
     Files,
     /// Download a file of the session drive's top folder.
@@ -119,15 +80,26 @@ pub enum ClientMessage {
         /// Its name.
         name: String,
     },
+    /// Keyboard or pointer input: the live protocol's desktop messages (`key`, `move`,
+    /// `button`, `wheel`; docs/live.md, "Desktops"), parsed by psm-proxy, so that the page
+    /// and a live viewer with control speak one input protocol.
+    #[serde(skip)]
+    Input(DesktopInput),
 }
 
 /// Parses one browser message (bounded, strict: unknown fields are refused).
-pub fn parse_client_message(text: &str) -> Result<ClientMessage, RdpError> {
-    if text.len() > MAX_MESSAGE {
+pub fn parse_browser_message(text: &str) -> Result<BrowserMessage, RdpError> {
+    if text.len() > MAX_BROWSER_MESSAGE {
         return Err(RdpError::Client {
             peer: "browser".into(),
-            reason: format!("a message of {} bytes (at most {MAX_MESSAGE})", text.len()),
+            reason: format!(
+                "a message of {} bytes (at most {MAX_BROWSER_MESSAGE})",
+                text.len()
+            ),
         });
+    }
+    if let Ok(LiveMessage::Desktop(input)) = LiveMessage::parse(text) {
+        return Ok(BrowserMessage::Input(input));
     }
     serde_json::from_str(text).map_err(|e| RdpError::Client {
         peer: "browser".into(),
@@ -135,49 +107,16 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, RdpError> {
     })
 }
 
-impl ClientMessage {
-    /// The input event, for input messages.
+impl BrowserMessage {
+    /// The input event, for input messages (`None` for others, and for a key the scan-code
+    /// table does not know).
     pub fn input(&self) -> Option<InputEvent> {
-        Some(match *self {
-            ClientMessage::Key {
-                ref key,
-                code,
-                extended,
-                down,
-            } => {
-                let (code, extended) = match (key, code) {
-                    (Some(key), _) => crate::input::scancode_for_key(key)?,
-                    (None, Some(code)) => (code, extended),
-                    (None, None) => return None,
-                };
-                InputEvent::Key {
-                    code,
-                    extended,
-                    down,
-                }
-            }
-            ClientMessage::Move { x, y } => InputEvent::Move { x, y },
-            ClientMessage::Button {
-                ref button,
-                down,
-                x,
-                y,
-            } => InputEvent::Button {
-                button: match button.as_str() {
-                    "left" => Button::Left,
-                    "right" => Button::Right,
-                    "middle" => Button::Middle,
-                    _ => return None,
-                },
-                down,
-                x,
-                y,
-            },
-            ClientMessage::Wheel { delta, x, y } => InputEvent::Wheel { delta, x, y },
-            ClientMessage::Login { .. } | ClientMessage::Files | ClientMessage::Download { .. } => {
-                return None;
-            }
-        })
+        match self {
+            BrowserMessage::Input(input) => crate::desktop::input_event(input),
+            BrowserMessage::Login { .. }
+            | BrowserMessage::Files
+            | BrowserMessage::Download { .. } => None,
+        }
     }
 }
 
@@ -244,12 +183,12 @@ async fn ws_handler(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
 ) -> impl IntoResponse {
     // Uploads to the session drive are binary messages up to `MAX_WEB_FILE`; without a
-    // drive every message stays within `MAX_MESSAGE`.
+    // drive every message stays within `MAX_BROWSER_MESSAGE`.
     let c = shared.config.channels;
     let max = if (c.drives || c.printers) && shared.config.drive.is_some() {
         crate::drive::MAX_WEB_FILE + 1024
     } else {
-        MAX_MESSAGE
+        MAX_BROWSER_MESSAGE
     };
     ws.max_message_size(max)
         .max_frame_size(max)
@@ -279,7 +218,7 @@ async fn launch_handler(
     body: axum::body::Bytes,
 ) -> axum::response::Response {
     use axum::http::StatusCode;
-    let req: LaunchRequest = match (body.len() <= MAX_MESSAGE)
+    let req: LaunchRequest = match (body.len() <= MAX_BROWSER_MESSAGE)
         .then(|| serde_json::from_slice(&body).ok())
         .flatten()
     {
@@ -335,12 +274,12 @@ async fn browser_session(
             reason: "the first message is not a login".into(),
         });
     };
-    let ClientMessage::Login {
+    let BrowserMessage::Login {
         user,
         password,
         width,
         height,
-    } = parse_client_message(&first)?
+    } = parse_browser_message(&first)?
     else {
         let _ = socket
             .send(text(
@@ -428,14 +367,14 @@ async fn browser_session(
                 }
             }
             m = socket.recv() => match m {
-                Some(Ok(Message::Text(t))) => match parse_client_message(&t) {
-                    Ok(ClientMessage::Files) => {
+                Some(Ok(Message::Text(t))) => match parse_browser_message(&t) {
+                    Ok(BrowserMessage::Files) => {
                         let reply = files.list(&s).await;
                         if socket.send(reply).await.is_err() {
                             break "browser disconnected".to_owned();
                         }
                     }
-                    Ok(ClientMessage::Download { name }) => {
+                    Ok(BrowserMessage::Download { name }) => {
                         let reply = files.download(&s, &name).await;
                         if socket.send(reply).await.is_err() {
                             break "browser disconnected".to_owned();
@@ -654,16 +593,7 @@ mod tests {
 
     #[test]
     fn messages_parse_strictly() {
-        let m = parse_client_message(r#"{"type":"key","code":30,"down":true}"#).expect("key");
-        assert_eq!(
-            m.input(),
-            Some(InputEvent::Key {
-                code: 30,
-                extended: false,
-                down: true
-            })
-        );
-        let k = parse_client_message(r#"{"type":"key","key":"ArrowLeft","down":false}"#)
+        let k = parse_browser_message(r#"{"type":"key","key":"ArrowLeft","down":false}"#)
             .expect("key by code");
         assert_eq!(
             k.input(),
@@ -673,15 +603,26 @@ mod tests {
                 down: false
             })
         );
+        let m = parse_browser_message(r#"{"type":"move","x":3,"y":4}"#).expect("move");
+        assert_eq!(m.input(), Some(InputEvent::Move { x: 3, y: 4 }));
+        // A key the scan-code table lacks parses and types nothing.
         let unknown =
-            parse_client_message(r#"{"type":"key","key":"Hunter2","down":true}"#).expect("parses");
+            parse_browser_message(r#"{"type":"key","key":"Hunter2","down":true}"#).expect("parses");
         assert_eq!(unknown.input(), None);
-        assert!(parse_client_message(r#"{"type":"key","code":300,"down":true}"#).is_err());
-        assert!(parse_client_message(r#"{"type":"key","code":1,"down":true,"x":1}"#).is_err());
-        assert!(parse_client_message(&"x".repeat(5000)).is_err());
-        let b =
-            parse_client_message(r#"{"type":"button","button":"nose","down":true,"x":1,"y":2}"#)
-                .expect("parses");
-        assert_eq!(b.input(), None);
+        let login = parse_browser_message(
+            r#"{"type":"login","user":"alice+desk-01","password":"pw","width":800}"#,
+        )
+        .expect("login");
+        assert!(matches!(login, BrowserMessage::Login { .. }) && login.input().is_none());
+        for bad in [
+            r#"{"type":"key","code":30,"down":true}"#,
+            r#"{"type":"key","key":"KeyA","down":true,"evil":1}"#,
+            r#"{"type":"button","button":"nose","down":true,"x":1,"y":2}"#,
+            r#"{"type":"login","user":"a","password":"b","evil":1}"#,
+            r#"{"type":"pause","reason":"a live message the page may not send"}"#,
+        ] {
+            assert!(parse_browser_message(bad).is_err(), "{bad}");
+        }
+        assert!(parse_browser_message(&"x".repeat(5000)).is_err());
     }
 }

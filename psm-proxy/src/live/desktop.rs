@@ -79,6 +79,15 @@ pub enum PointerButton {
 
 impl PointerButton {
     /// `left`, `middle`, `right`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            PointerButton::Left => "left",
+            PointerButton::Middle => "middle",
+            PointerButton::Right => "right",
+        }
+    }
+
+    /// `left`, `middle`, `right`.
     pub fn parse(name: &str) -> Option<Self> {
         Some(match name {
             "left" => PointerButton::Left,
