@@ -297,7 +297,9 @@ async fn a_source_whose_connections_keep_timing_out_is_refused_for_a_while() {
         &sshd,
         Options {
             configure: Box::new(|c| {
-                c.auth_timeout = Duration::from_secs(1);
+                // Long enough for alice's login below on a loaded machine; the idle
+                // connections wait it out.
+                c.auth_timeout = Duration::from_secs(5);
                 c.source_penalty_after = 2;
                 c.source_penalty = Some(Duration::from_secs(3600));
             }),
