@@ -149,14 +149,8 @@ impl ChannelInfo {
     }
 }
 
-/// A terminal size.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TermSize {
-    /// Columns.
-    pub cols: u16,
-    /// Rows.
-    pub rows: u16,
-}
+/// A terminal size (psm-recording's: the same cells the recording and the live screens use).
+pub use psm_recording::TermSize;
 
 /// A request on a session channel, as forwarded to the target.
 #[derive(Clone, Debug, PartialEq, Eq)]

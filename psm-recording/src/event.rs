@@ -122,14 +122,8 @@ impl ChannelKind {
     }
 }
 
-/// Which way a file went.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum TransferDirection {
-    /// From the user's client to the target.
-    Upload,
-    /// From the target to the user's client.
-    Download,
-}
+/// Which way a file went (psm-core's: the same direction the policy's transfer rules name).
+pub use psm_core::policy::TransferDirection;
 
 /// Metadata of a file transfer (the content itself is not recorded).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

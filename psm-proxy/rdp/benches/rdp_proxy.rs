@@ -23,12 +23,12 @@ use common::*;
 use psm_proxy::{Authorization, HostKeyCheck};
 use psm_proxy_rdp::access::TargetLogin;
 use psm_proxy_rdp::input::{InputEvent, keys_for_char};
-use psm_proxy_rdp::screen::{Screen, ScreenWatch};
+use psm_proxy_rdp::screen::{DesktopScreen, ScreenWatch};
 use psm_proxy_rdp::upstream;
 use tokio::sync::{mpsc, oneshot};
 
 struct Client {
-    screen: Screen,
+    screen: DesktopScreen,
     watch: ScreenWatch,
     input: mpsc::Sender<InputEvent>,
     stop: Option<oneshot::Sender<()>>,
@@ -56,7 +56,7 @@ async fn connect(port: u16, user: &str, password: &str) -> Client {
     )
     .await
     .expect("connect");
-    let screen = Screen::new(s.width, s.height);
+    let screen = DesktopScreen::new(s.width, s.height);
     let watch = screen.watch();
     let (tx, rx) = mpsc::channel(4096);
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -129,7 +129,7 @@ impl Client {
         out
     }
 
-    /// Screen updates seen per second during `secs` of `yes` flooding the terminal.
+    /// DesktopScreen updates seen per second during `secs` of `yes` flooding the terminal.
     async fn flood_fps(&self, secs: u64, cpu: &dyn Fn() -> f64) -> (f64, f64) {
         self.type_text("yes\n").await;
         tokio::time::sleep(Duration::from_secs(1)).await;

@@ -32,7 +32,7 @@ use ironrdp::server::{CliprdrServerFactory, ServerEvent, ServerEventSender};
 use psm_recording::ClipboardDirection;
 use tokio::sync::mpsc;
 
-use crate::recorder::Recorder;
+use crate::recorder::DesktopRecorder;
 
 /// Clipboard messages queued between the two sides, at most.
 const QUEUE: usize = 64;
@@ -286,7 +286,7 @@ pub(crate) fn judge(
 pub(crate) async fn bridge(
     link: Arc<Link>,
     to_target: mpsc::Sender<ToTarget>,
-    recorder: Recorder,
+    recorder: DesktopRecorder,
     gate: crate::session::TransferGate,
     max_bytes: usize,
     artifacts: Option<(psm_core::SessionId, Arc<dyn crate::artifacts::ArtifactSink>)>,
@@ -569,9 +569,10 @@ mod tests {
             ))
             .await
             .unwrap();
-        let recorder = Recorder::start(writer, crate::screen::Screen::new(64, 64), policy)
-            .await
-            .unwrap();
+        let recorder =
+            DesktopRecorder::start(writer, crate::screen::DesktopScreen::new(64, 64), policy)
+                .await
+                .unwrap();
         let link = Link::new();
         let (tx, rx) = mpsc::channel(4);
         let task = tokio::spawn(bridge(

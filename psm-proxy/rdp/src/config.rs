@@ -142,7 +142,7 @@ pub struct RdpGatewayConfig {
     pub process_instance: ProcessInstance,
     /// Between heartbeats (Polling); a terminate request takes effect within one interval.
     pub heartbeat_interval: Duration,
-    /// Between screenshots pushed to `GatewayDeps::artifacts` (savescreenshot), the first
+    /// Between screenshots pushed to `RdpGatewayDeps::artifacts` (savescreenshot), the first
     /// at the start; zero: none. Default 30 s (the recording's keyframe interval).
     pub screenshot_interval: Duration,
     /// The desktop size used when a client does not say (and for browser sessions that

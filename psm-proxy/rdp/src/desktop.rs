@@ -13,15 +13,15 @@ use psm_proxy::live::desktop::{Desktop, DesktopInput, DesktopUpdate, DesktopWatc
 use tokio::sync::mpsc;
 
 use crate::input::{InputEvent, scancode_for_key};
-use crate::recorder::Recorder;
-use crate::screen::{Screen, ScreenWatch};
+use crate::recorder::DesktopRecorder;
+use crate::screen::{DesktopScreen, ScreenWatch};
 
 /// A live RDP session's desktop.
 pub struct RdpDesktop {
-    screen: Screen,
+    screen: DesktopScreen,
     control: Arc<SessionControl>,
     input: mpsc::Sender<InputEvent>,
-    recorder: Recorder,
+    recorder: DesktopRecorder,
 }
 
 impl std::fmt::Debug for RdpDesktop {
@@ -34,10 +34,10 @@ impl std::fmt::Debug for RdpDesktop {
 
 impl RdpDesktop {
     pub(crate) fn new(
-        screen: Screen,
+        screen: DesktopScreen,
         control: Arc<SessionControl>,
         input: mpsc::Sender<InputEvent>,
-        recorder: Recorder,
+        recorder: DesktopRecorder,
     ) -> Self {
         Self {
             screen,

@@ -11,7 +11,7 @@ use tokio::sync::Semaphore;
 use crate::config::RdpGatewayConfig;
 use crate::error::RdpError;
 use crate::native;
-use crate::session::{GatewayDeps, Shared};
+use crate::session::{RdpGatewayDeps, Shared};
 use crate::tls::ServerIdentity;
 
 /// A bound RDP gateway, ready to [`run`](RdpGateway::run).
@@ -37,7 +37,7 @@ impl RdpGateway {
     pub async fn bind(
         config: RdpGatewayConfig,
         identity: ServerIdentity,
-        deps: GatewayDeps,
+        deps: RdpGatewayDeps,
     ) -> Result<Self, RdpError> {
         check_policy(&config)?;
         let listener = TcpListener::bind(config.listen)

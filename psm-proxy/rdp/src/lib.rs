@@ -16,7 +16,7 @@
 //!     TargetCredential, TargetSecret};
 //! use psm_proxy_rdp::recorder::{writer_config, DirRecordings};
 //! use psm_proxy_rdp::tls::ServerIdentity;
-//! use psm_proxy_rdp::{GatewayDeps, RdpGateway, RdpGatewayConfig};
+//! use psm_proxy_rdp::{RdpGatewayDeps, RdpGateway, RdpGatewayConfig};
 //!
 //! let directory = Arc::new(MemoryDirectory::new());
 //! directory.create_user(&NewUser { name: "alice".parse()?,
@@ -35,7 +35,7 @@
 //!     psm_core::ProcessInstance::new("rdp-gw-1")?);
 //! let recordings = DirRecordings::new("/var/lib/psm/recordings",
 //!     psm_recording::SigningKey::generate()?, writer_config(&config.recording));
-//! let deps = GatewayDeps { control_plane, directory, targets: Arc::new(targets),
+//! let deps = RdpGatewayDeps { control_plane, directory, targets: Arc::new(targets),
 //!     recordings: Arc::new(recordings), registry: SessionRegistry::new(),
 //!     launch: psm_proxy_rdp::launch::LaunchTokens::new(), artifacts: None,
 //!     taps: Arc::new(psm_proxy::NoTaps) };
@@ -83,4 +83,4 @@ pub mod web;
 pub use config::{ChannelPolicy, Limits, RdpGatewayConfig, RecordingPolicy, TargetSecurity};
 pub use error::RdpError;
 pub use gateway::RdpGateway;
-pub use session::{ActiveSession, GatewayDeps, LiveRdpSession};
+pub use session::{ActiveSession, LiveRdpSession, RdpGatewayDeps};

@@ -42,7 +42,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::config::RecordingPolicy;
 use crate::error::RdpError;
 use crate::input::{InputEvent, KeyText, pointer_text};
-use crate::screen::{Rect, Region, Screen};
+use crate::screen::{DesktopScreen, Rect, Region};
 
 /// The keyboard channel of an RDP recording.
 pub const KEYBOARD_CHANNEL: ChannelId = ChannelId(1);
@@ -112,7 +112,7 @@ enum Command {
 
 /// The recorder of one session. Cheap to clone.
 #[derive(Clone, Debug)]
-pub struct Recorder {
+pub struct DesktopRecorder {
     tx: mpsc::Sender<Command>,
     dropped: Arc<AtomicU64>,
 }
@@ -120,11 +120,11 @@ pub struct Recorder {
 /// Commands queued before input is dropped (and counted).
 const QUEUE: usize = 4096;
 
-impl Recorder {
+impl DesktopRecorder {
     /// Starts recording `screen` into `writer`.
     pub async fn start(
         writer: RecordingWriter,
-        screen: Screen,
+        screen: DesktopScreen,
         policy: RecordingPolicy,
     ) -> Result<Self, RdpError> {
         writer
@@ -199,7 +199,7 @@ impl Recorder {
 
 struct Task {
     writer: RecordingWriter,
-    screen: Screen,
+    screen: DesktopScreen,
     watch: crate::screen::ScreenWatch,
     policy: RecordingPolicy,
     keys: KeyText,

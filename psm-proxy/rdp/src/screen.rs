@@ -127,14 +127,14 @@ struct State {
 
 /// The shared screen. Cheap to clone.
 #[derive(Clone)]
-pub struct Screen {
+pub struct DesktopScreen {
     inner: Arc<Mutex<State>>,
 }
 
-impl std::fmt::Debug for Screen {
+impl std::fmt::Debug for DesktopScreen {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let (w, h) = self.size();
-        f.debug_struct("Screen")
+        f.debug_struct("DesktopScreen")
             .field("width", &w)
             .field("height", &h)
             .finish()
@@ -144,12 +144,12 @@ impl std::fmt::Debug for Screen {
 /// A consumer's handle: wait for damage, take it. Dropping it unregisters.
 #[derive(Debug)]
 pub struct ScreenWatch {
-    screen: Screen,
+    screen: DesktopScreen,
     id: u64,
     notify: Arc<Notify>,
 }
 
-impl Screen {
+impl DesktopScreen {
     /// A black screen of `width` x `height`.
     pub fn new(width: u16, height: u16) -> Self {
         Self {
@@ -331,7 +331,7 @@ impl ScreenWatch {
     }
 
     /// The screen.
-    pub fn screen(&self) -> &Screen {
+    pub fn screen(&self) -> &DesktopScreen {
         &self.screen
     }
 }
@@ -358,7 +358,7 @@ mod tests {
 
     #[test]
     fn damage_merges_per_consumer() {
-        let s = Screen::new(100, 50);
+        let s = DesktopScreen::new(100, 50);
         let a = s.watch();
         assert_eq!(a.take(), Some(r(0, 0, 100, 50)));
         s.update(|_| ((), vec![r(1, 1, 2, 2), r(10, 10, 5, 5)]));
@@ -382,7 +382,7 @@ mod tests {
 
     #[test]
     fn regions_are_opaque_png() {
-        let s = Screen::new(8, 8);
+        let s = DesktopScreen::new(8, 8);
         let reg = s.region(r(2, 2, 4, 3)).expect("inside");
         assert_eq!(reg.rgba.len(), 4 * 3 * 4);
         assert!(reg.rgba.chunks(4).all(|p| p[3] == 0xff));

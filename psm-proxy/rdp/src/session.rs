@@ -25,8 +25,8 @@ use crate::access::{self, Authenticator, Identity};
 use crate::config::RdpGatewayConfig;
 use crate::error::RdpError;
 use crate::input::InputEvent;
-use crate::recorder::{Recorder, RecordingFactory};
-use crate::screen::Screen;
+use crate::recorder::{DesktopRecorder, RecordingFactory};
+use crate::screen::DesktopScreen;
 use crate::upstream::{self, TargetEnd};
 use psm_proxy::{
     Authorization, ChannelInfo, ChannelKind, Direction, EndReason, FileTransfer, ProxySession,
@@ -36,7 +36,7 @@ use psm_proxy::{
 
 /// What the gateway works with, chosen at assembly time.
 #[derive(Clone)]
-pub struct GatewayDeps {
+pub struct RdpGatewayDeps {
     /// Sessions' lifecycle: open, heartbeat, end (the in-process engine or the HTTP client;
     /// any `ControlPlane` is one).
     pub control_plane: Arc<dyn SessionLifecycle>,
@@ -110,21 +110,21 @@ impl TransferGate {
     }
 }
 
-impl std::fmt::Debug for GatewayDeps {
+impl std::fmt::Debug for RdpGatewayDeps {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GatewayDeps").finish_non_exhaustive()
+        f.debug_struct("RdpGatewayDeps").finish_non_exhaustive()
     }
 }
 
 /// Configuration and dependencies shared by every session of a gateway.
 pub(crate) struct Shared {
     pub(crate) config: RdpGatewayConfig,
-    pub(crate) deps: GatewayDeps,
+    pub(crate) deps: RdpGatewayDeps,
     pub(crate) auth: Authenticator,
 }
 
 impl Shared {
-    pub(crate) fn new(config: RdpGatewayConfig, deps: GatewayDeps) -> Arc<Self> {
+    pub(crate) fn new(config: RdpGatewayConfig, deps: RdpGatewayDeps) -> Arc<Self> {
         let auth = Authenticator::new(
             deps.directory.clone(),
             config.default_target.clone(),
@@ -140,11 +140,11 @@ pub struct ActiveSession {
     /// Who and what.
     pub info: SessionInfo,
     /// The screen (decoded from the target).
-    pub screen: Screen,
+    pub screen: DesktopScreen,
     /// Pause, resume, terminate.
     pub control: Arc<SessionControl>,
     input: mpsc::Sender<InputEvent>,
-    recorder: Recorder,
+    recorder: DesktopRecorder,
     ended: watch::Receiver<Option<String>>,
     dropped_input: std::sync::atomic::AtomicU64,
     drive: Option<std::path::PathBuf>,
@@ -173,7 +173,7 @@ impl ActiveSession {
     }
 
     /// The recorder (clipboard, markers).
-    pub fn recorder(&self) -> &Recorder {
+    pub fn recorder(&self) -> &DesktopRecorder {
         &self.recorder
     }
 
@@ -255,7 +255,7 @@ pub struct LiveRdpSession {
     /// Its control.
     pub control: Arc<SessionControl>,
     /// Its desktop (join as a viewer with `screen.watch()`).
-    pub screen: Screen,
+    pub screen: DesktopScreen,
     /// A native RDP client or a browser.
     pub client: ClientKind,
     /// What live viewers see and a controlling viewer types into.
@@ -415,7 +415,7 @@ async fn connect_and_record(
     )
     .await?;
     drop(login);
-    let screen = Screen::new(target.width, target.height);
+    let screen = DesktopScreen::new(target.width, target.height);
     let mut header = Header::new(
         id,
         psm_recording::Protocol::Rdp,
@@ -438,7 +438,8 @@ async fn connect_and_record(
             .insert("client_address".into(), p.to_string());
     }
     let writer = deps.recordings.create(header).await?;
-    let recorder = Recorder::start(writer, screen.clone(), shared.config.recording.clone()).await?;
+    let recorder =
+        DesktopRecorder::start(writer, screen.clone(), shared.config.recording.clone()).await?;
     if let Some(dir) = &drive_dir {
         recorder
             .marker(format!("drive: session drive at {}", dir.display()))
@@ -618,7 +619,7 @@ fn session_drive(
 async fn forward_drive_events(
     events: crate::drive::DriveEvents,
     mut rx: mpsc::Receiver<crate::drive::DriveEvent>,
-    recorder: Recorder,
+    recorder: DesktopRecorder,
     gate: TransferGate,
 ) {
     while let Some(event) = rx.recv().await {
@@ -658,7 +659,7 @@ async fn forward_drive_events(
 async fn push_screenshots(
     sink: Arc<dyn crate::artifacts::ArtifactSink>,
     id: SessionId,
-    screen: Screen,
+    screen: DesktopScreen,
     control: Arc<SessionControl>,
     every: Duration,
 ) {
@@ -695,7 +696,7 @@ fn drain_control_notes(
     id: SessionId,
     control: &Arc<SessionControl>,
     registry: &SessionRegistry,
-    recorder: &Recorder,
+    recorder: &DesktopRecorder,
     gateway: &ProcessInstance,
     gate: &TransferGate,
 ) -> Option<tokio::task::JoinHandle<()>> {

@@ -1,6 +1,6 @@
 //! The target side: the gateway is an RDP client (ironrdp connector + session) that logs in
 //! with the vaulted credential, decodes the target's graphics into the session's
-//! [`Screen`], and sends the user's input on.
+//! [`DesktopScreen`], and sends the user's input on.
 //!
 //! Only TLS and NLA (CredSSP) are offered to the target; standard RDP security (RC4) never.
 //! The credential goes in CredSSP when the target speaks NLA, else in the Client Info PDU
@@ -26,7 +26,7 @@ use crate::bitmaps::{Normalized, Normalizer};
 use crate::config::TargetSecurity;
 use crate::error::RdpError;
 use crate::input::InputEvent;
-use crate::screen::{Rect, Screen};
+use crate::screen::{DesktopScreen, Rect};
 use crate::tls;
 use psm_proxy::Authorization;
 
@@ -376,7 +376,7 @@ impl TargetSession {
     /// the target ends, `stop` resolves, or the input sender is dropped (the user left).
     pub async fn run(
         self,
-        screen: Screen,
+        screen: DesktopScreen,
         input: mpsc::Receiver<InputEvent>,
         stop: impl std::future::Future<Output = ()>,
     ) -> TargetEnd {
@@ -386,7 +386,7 @@ impl TargetSession {
     /// [`run`](Self::run), also carrying out the clipboard bridge's requests.
     pub(crate) async fn run_with(
         mut self,
-        screen: Screen,
+        screen: DesktopScreen,
         mut input: mpsc::Receiver<InputEvent>,
         mut clipboard: Option<mpsc::Receiver<crate::clipboard::ToTarget>>,
         stop: impl std::future::Future<Output = ()>,

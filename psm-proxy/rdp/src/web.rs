@@ -47,7 +47,7 @@ use tokio::net::TcpListener;
 use crate::config::RdpGatewayConfig;
 use crate::error::RdpError;
 use crate::input::InputEvent;
-use crate::session::{self, ClientKind, GatewayDeps, Shared};
+use crate::session::{self, ClientKind, RdpGatewayDeps, Shared};
 use psm_proxy::live::DesktopInput;
 use psm_proxy::live::protocol::ClientMessage as LiveMessage;
 
@@ -138,7 +138,7 @@ impl WebGateway {
     pub async fn bind(
         listen: SocketAddr,
         config: RdpGatewayConfig,
-        deps: GatewayDeps,
+        deps: RdpGatewayDeps,
     ) -> Result<Self, RdpError> {
         crate::gateway::check_policy(&config)?;
         let listener = TcpListener::bind(listen)

@@ -20,7 +20,7 @@ use ironrdp::server::{
 };
 use psm_proxy::{Authorization, HostKeyCheck};
 use psm_proxy_rdp::access::TargetLogin;
-use psm_proxy_rdp::screen::Screen;
+use psm_proxy_rdp::screen::DesktopScreen;
 use psm_proxy_rdp::tls::ServerIdentity;
 use psm_proxy_rdp::upstream::{self, TargetEnd};
 use tokio::sync::{mpsc, oneshot};
@@ -139,7 +139,7 @@ async fn the_gateway_follows_a_target_that_resizes_its_desktop() {
     .await
     .expect("connect");
     assert_eq!((target.width, target.height), (800, 600));
-    let screen = Screen::new(target.width, target.height);
+    let screen = DesktopScreen::new(target.width, target.height);
     let (_input, input_rx) = mpsc::channel(16);
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(target.run(screen.clone(), input_rx, async {

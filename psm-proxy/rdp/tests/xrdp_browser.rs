@@ -19,7 +19,7 @@ use psm_proxy::SessionRegistry;
 use psm_proxy_rdp::recorder::{DirRecordings, writer_config};
 use psm_proxy_rdp::session::ClientKind;
 use psm_proxy_rdp::web::WebGateway;
-use psm_proxy_rdp::{GatewayDeps, RdpGatewayConfig};
+use psm_proxy_rdp::{RdpGatewayConfig, RdpGatewayDeps};
 
 fn node_modules() -> PathBuf {
     let candidates = [
@@ -55,7 +55,7 @@ async fn chromium_through_the_web_gateway_to_xrdp() {
     let key = psm_recording::SigningKey::generate().unwrap();
     let cp: Arc<dyn ControlPlane> = plane.cp.clone();
     let recordings = dir.path().join("recordings");
-    let deps = GatewayDeps {
+    let deps = RdpGatewayDeps {
         control_plane: cp.clone(),
         directory: plane.directory.clone(),
         targets: plane.targets(),

@@ -27,7 +27,7 @@ use psm_proxy::live::{LiveDeps, LiveServerConfig, LiveService};
 use psm_proxy::{ControlPlaneTargets, SessionRegistry};
 use psm_proxy_rdp::recorder::{DirRecordings, writer_config};
 use psm_proxy_rdp::tls::ServerIdentity;
-use psm_proxy_rdp::{GatewayDeps, RdpGateway, RdpGatewayConfig};
+use psm_proxy_rdp::{RdpGateway, RdpGatewayConfig, RdpGatewayDeps};
 
 #[derive(Parser)]
 #[command(name = "psm-rdp-gateway", version, about = "PSM RDP gateway")]
@@ -270,7 +270,7 @@ async fn main() -> anyhow::Result<()> {
         }
         None => Arc::new(psm_proxy::NoTaps),
     };
-    let deps = GatewayDeps {
+    let deps = RdpGatewayDeps {
         control_plane: cp.clone(),
         directory,
         targets: Arc::new(

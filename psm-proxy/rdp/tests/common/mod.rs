@@ -21,7 +21,7 @@ use psm_core::{ControlPlane, Engine, EngineConfig, LocalControlPlane, ProcessIns
 use psm_proxy::SessionRegistry;
 use psm_proxy_rdp::recorder::{DirRecordings, writer_config};
 use psm_proxy_rdp::tls::ServerIdentity;
-use psm_proxy_rdp::{GatewayDeps, LiveRdpSession, RdpGatewayConfig};
+use psm_proxy_rdp::{LiveRdpSession, RdpGatewayConfig, RdpGatewayDeps};
 
 /// The account on the target; its password is random per run and known only to the vault.
 pub const TARGET_USER: &str = "psmrdp";
@@ -115,7 +115,7 @@ pub async fn eventually(what: &str, within: Duration, mut f: impl FnMut() -> boo
 
 /// Waits until the target's desktop is drawn and has settled (xterm draws ~3 s after the X
 /// session starts): some bright pixel, and no change over 20 polls.
-pub async fn wait_settled_desktop(screen: &psm_proxy_rdp::screen::Screen) {
+pub async fn wait_settled_desktop(screen: &psm_proxy_rdp::screen::DesktopScreen) {
     let mut last = 0;
     let mut stable = 0;
     eventually(
@@ -743,7 +743,7 @@ pub async fn gateway(
     let signer = key.verifying_key();
     let recordings = dir.join("recordings");
     let cp: Arc<dyn ControlPlane> = plane.cp.clone();
-    let deps = GatewayDeps {
+    let deps = RdpGatewayDeps {
         control_plane: cp.clone(),
         directory: plane.directory.clone(),
         targets: plane.targets(),
