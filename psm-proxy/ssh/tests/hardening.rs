@@ -539,3 +539,38 @@ async fn forward_endpoints_and_byte_counts_are_recorded() {
     assert!(!events.iter().any(|e| matches!(e,
         EventKind::Output { data, .. } if data.contains(&0x42))));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compression_is_delayed_until_after_authentication() {
+    let sshd = Sshd::start();
+    let gw = Gateway::start(&sshd).await;
+    // OpenSSH asks for zlib@openssh.com first; the gateway offers only that (never plain
+    // zlib, which compresses before authentication).
+    let out = run(
+        gw.ssh(
+            "alice+t1",
+            &["-v", "-o", "Compression=yes"],
+            "echo compressed-session",
+        ),
+        LIMIT,
+    )
+    .await;
+    let err = text(&out.stderr);
+    assert_eq!(text(&out.stdout).trim(), "compressed-session", "{err}");
+    assert!(
+        err.contains("compression: zlib@openssh.com"),
+        "no delayed compression negotiated: {err}"
+    );
+    // AES-CTR with an encrypt-then-MAC MAC works too (OpenSSH picks an -etm MAC).
+    let ctr = run(
+        gw.ssh(
+            "alice+t1",
+            &["-o", "Compression=yes", "-o", "Ciphers=aes128-ctr"],
+            "true",
+        ),
+        LIMIT,
+    )
+    .await;
+    assert!(ctr.status.success(), "{}", text(&ctr.stderr));
+    gw.stop().await;
+}
