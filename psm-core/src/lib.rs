@@ -49,6 +49,7 @@ pub mod control_plane;
 pub mod directory;
 pub mod engine;
 pub mod error;
+pub mod files;
 pub mod id;
 pub mod live;
 pub mod policy;

@@ -5,7 +5,8 @@ use std::path::Path;
 
 use crate::error::ProxyError;
 
-/// Writes a new file readable by its owner only (mode 0600), failing if it exists.
+/// Writes a new file readable by its owner only (mode 0600), failing if it exists
+/// ([`psm_core::files::write_private`], with the path in the error).
 ///
 /// ```
 /// let dir = tempfile::tempdir()?;
@@ -15,19 +16,8 @@ use crate::error::ProxyError;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ProxyError> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let io = |source| ProxyError::Io {
+    psm_core::files::write_private(path, bytes).map_err(|source| ProxyError::Io {
         what: format!("writing {}", path.display()),
         source,
-    };
-    let mut f = opts.open(path).map_err(io)?;
-    f.write_all(bytes).map_err(io)?;
-    f.sync_all().map_err(io)
+    })
 }

@@ -237,4 +237,11 @@ async fn create_refuses_an_existing_file_and_writes_a_verifiable_one() {
     let report = verify(&path, &VerifyOptions::trusting(key.verifying_key())).unwrap();
     assert!(report.is_trusted_and_intact());
     assert_eq!(report.end_reason.as_deref(), Some("done"));
+    // Readable by its owner only, whatever the umask (issue 17 M11).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{mode:o}");
+    }
 }

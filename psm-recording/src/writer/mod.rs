@@ -44,10 +44,8 @@ use builder::{ChunkBuilder, RawChunk};
 use sealer::Sealer;
 
 fn create_file(path: &Path) -> Result<std::fs::File, RecordingError> {
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
+    // Readable by its owner only: a recording holds what the user saw (issue 17 M11).
+    let file = psm_core::files::create_private(path)
         .map_err(|e| RecordingError::io(format!("creating {}", path.display()), e))?;
     // Make the new directory entry durable, so a crash cannot lose the whole file.
     if let Some(dir) = path.parent() {

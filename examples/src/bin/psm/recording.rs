@@ -694,18 +694,8 @@ fn keygen(a: KeygenArgs) -> anyhow::Result<()> {
             (k.to_text(), k.public().to_string())
         }
     };
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts
-        .open(&a.output)
+    psm_core::files::write_private(&a.output, format!("{secret}\n").as_bytes())
         .with_context(|| format!("creating {}", a.output.display()))?;
-    writeln!(f, "{secret}")?;
-    f.sync_all()?;
     println!("{public}");
     Ok(())
 }
