@@ -1,10 +1,10 @@
 //! The HTTP server loop: hyper-util's connection builder with a timer, so a client that
-//! never finishes its request headers, or over plain TCP never sends a byte, is disconnected
-//! ([`ServerConfig::header_read_timeout`]),
-//! and caps on open connections, overall ([`ServerConfig::max_connections`]) and per client
-//! address ([`ServerConfig::max_connections_per_peer`]), so idle sockets cannot starve
+//! never finishes its request headers, or never sends a byte, is disconnected
+//! ([`ServerConfig::header_read_timeout`]), and caps on open connections, overall
+//! ([`ServerConfig::max_connections`]) and per client address ([`ServerConfig::max_connections_per_peer`]), so idle sockets cannot starve
 //! everybody else. `axum::serve` sets no hyper timer and has no cap; this loop otherwise
-//! does what it does (HTTP/1 with upgrades for the websockets, HTTP/2, graceful shutdown).
+//! does what it does (HTTP/1 with upgrades for the websockets, HTTP/2 over TLS by ALPN,
+//! graceful shutdown). Unlike it, plain-TCP HTTP/2 (h2c prior knowledge) is not spoken.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -13,7 +13,6 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::extract::ConnectInfo;
 use axum::serve::Listener;
-use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
@@ -64,24 +63,50 @@ struct Slots {
     _peer: Option<PeerSlot>,
 }
 
-/// How long a new connection may stay silent. hyper's header-read timer starts with the
-/// first byte of a request, so a plain TCP connection that never sends one is closed here;
-/// a TLS connection has already proved itself in its handshake (which has its own timeout).
-pub(crate) trait FirstByte {
+/// What the loop needs to know of a connection before hyper reads it.
+///
+/// hyper's header-read timer does not run on a connection that has sent nothing yet, and
+/// hyper-util's auto builder waits without a deadline for the bytes that tell HTTP/1 from
+/// HTTP/2. So the loop waits for the first byte itself, with the header-read timeout, and
+/// picks the protocol without reading: over TLS the one ALPN chose, over plain TCP HTTP/1
+/// (browsers and PSM's clients speak HTTP/2 only over TLS).
+pub(crate) trait Accepted {
     /// Whether the peer sent something (false: it closed, or the read failed).
-    fn first_byte(&self) -> impl std::future::Future<Output = bool> + Send;
+    fn first_byte(&mut self) -> impl std::future::Future<Output = bool> + Send;
+
+    /// Whether to speak HTTP/2 (else HTTP/1).
+    fn http2(&self) -> bool;
 }
 
-impl FirstByte for tokio::net::TcpStream {
-    async fn first_byte(&self) -> bool {
-        let mut byte = [0u8; 1];
-        matches!(self.peek(&mut byte).await, Ok(n) if n > 0)
+async fn peek_one(tcp: &tokio::net::TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(tcp.peek(&mut byte).await, Ok(n) if n > 0)
+}
+
+impl Accepted for tokio::net::TcpStream {
+    async fn first_byte(&mut self) -> bool {
+        peek_one(self).await
+    }
+
+    fn http2(&self) -> bool {
+        false
     }
 }
 
-impl FirstByte for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
-    async fn first_byte(&self) -> bool {
-        true
+impl Accepted for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
+    async fn first_byte(&mut self) -> bool {
+        // The request may have come with the end of the handshake and already sit
+        // decrypted in rustls; otherwise the next bytes show on the socket.
+        let buffered = self
+            .get_mut()
+            .1
+            .process_new_packets()
+            .is_ok_and(|state| state.plaintext_bytes_to_read() > 0);
+        buffered || peek_one(self.get_ref().0).await
+    }
+
+    fn http2(&self) -> bool {
+        self.get_ref().1.alpn_protocol() == Some(b"h2".as_slice())
     }
 }
 
@@ -97,7 +122,7 @@ pub(crate) async fn serve<L>(
 ) -> std::io::Result<()>
 where
     L: Listener,
-    L::Io: FirstByte,
+    L::Io: Accepted,
 {
     let all = Arc::new(Semaphore::new(config.max_connections.max(1)));
     let per_peer = PerPeer::default();
@@ -134,17 +159,18 @@ where
             _all: permit,
             _peer: peer_slot,
         };
-        let service = app
-            .clone()
-            .map_request(move |mut req: axum::http::Request<Incoming>| {
-                req.extensions_mut().insert(ConnectInfo(info.clone()));
-                req
-            });
+        let service =
+            app.clone()
+                .map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(ConnectInfo(info.clone()));
+                    req
+                });
         let service = TowerToHyperService::new(service);
         let mut signal = signal_tx.subscribe();
         let close_rx = close_rx.clone();
         let header_read_timeout = config.header_read_timeout;
         tokio::spawn(async move {
+            let mut io = io;
             let spoke = tokio::select! {
                 spoke = tokio::time::timeout(header_read_timeout, io.first_byte()) => {
                     matches!(spoke, Ok(true))
@@ -155,7 +181,11 @@ where
                 tracing::debug!(peer = %ip, "connection closed: nothing sent");
                 return;
             }
-            let mut builder = Builder::new(TokioExecutor::new());
+            let mut builder = if io.http2() {
+                Builder::new(TokioExecutor::new()).http2_only()
+            } else {
+                Builder::new(TokioExecutor::new()).http1_only()
+            };
             builder
                 .http1()
                 .timer(TokioTimer::new())

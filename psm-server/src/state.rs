@@ -23,8 +23,8 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<IpAddr>,
     /// How long graceful shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
-    /// How long a client has to send a request's headers (HTTP/1), and a new plain-TCP
-    /// connection its first byte (over TLS the handshake has its own 10 s limit).
+    /// How long a client has to send a request's headers (HTTP/1), and a new connection
+    /// (after its TLS handshake, which has its own 10 s limit) its first byte.
     pub header_read_timeout: Duration,
     /// Most connections open at once; more are closed as soon as they are accepted.
     pub max_connections: usize,

@@ -541,3 +541,74 @@ async fn connections_beyond_the_caps_are_closed_unanswered() {
         web.stop().await;
     }
 }
+
+/// M10 over TLS: a client that completes the handshake and then sends nothing was held
+/// forever too (hyper's auto builder waits for the first bytes without a deadline); the
+/// protocol now comes from ALPN, so hyper's header-read timer runs from the start.
+#[tokio::test]
+async fn over_tls_a_client_that_sends_nothing_after_the_handshake_is_disconnected() {
+    use psm_core::clock::SystemClock;
+    use psm_core::store::MemoryStore;
+    use psm_core::vault::{Keyring, MasterKey, MemoryVaultStore, PamSettings, Vault, VaultConfig};
+    use psm_core::{Engine, EngineConfig, LocalControlPlane};
+    use psm_server::{ApiKeys, Server, ServerConfig, TlsSettings};
+
+    let engine = Engine::new(
+        Arc::new(MemoryStore::new()),
+        Arc::new(SystemClock),
+        EngineConfig::default(),
+    );
+    let vault = Vault::new(
+        Arc::new(MemoryVaultStore::new()),
+        Keyring::new(MasterKey::generate().unwrap()),
+        engine.clone(),
+        VaultConfig::default(),
+    );
+    let cp = LocalControlPlane::new(engine, vault, PamSettings::default());
+    let generated = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let tls = TlsSettings {
+        cert_chain_pem: generated.cert.pem().into_bytes(),
+        key_pem: Secret::new(generated.signing_key.serialize_pem().into_bytes()),
+        client_ca_pem: None,
+        client_principals: std::collections::HashMap::new(),
+    };
+    let data = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = Server::new(
+        cp,
+        ApiKeys::new(),
+        data.path().join("artifacts"),
+        ServerConfig {
+            header_read_timeout: Duration::from_secs(1),
+            ..ServerConfig::default()
+        },
+    )
+    .start(listener, Some(&tls))
+    .unwrap();
+    for alpn in [None, Some("h2"), Some("http/1.1")] {
+        let mut args = vec![
+            "s_client".to_owned(),
+            "-connect".to_owned(),
+            server.addr().to_string(),
+            "-quiet".to_owned(),
+        ];
+        if let Some(p) = alpn {
+            args.extend(["-alpn".to_owned(), p.to_owned()]);
+        }
+        // stdin stays open and silent: the client says nothing after the handshake.
+        let mut client = tokio::process::Command::new("openssl")
+            .args(&args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the openssl command is needed for this test");
+        let ended = tokio::time::timeout(Duration::from_secs(60), client.wait()).await;
+        assert!(
+            ended.is_ok(),
+            "ALPN {alpn:?}: the server kept a silent TLS connection open"
+        );
+    }
+    server.stop().await;
+}
