@@ -47,6 +47,47 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     f.sync_all()
 }
 
+/// Publishes a new private file at `path` atomically, once: the bytes are written to a
+/// temporary private file beside it and hard-linked to `path`, so a reader never sees a
+/// partial file and of several processes racing to create it exactly one wins. Returns
+/// `false` (and leaves the winner's file) when `path` existed already.
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("index-signing.key");
+/// assert!(psm_core::files::publish_private(&path, b"first\n")?);
+/// assert!(!psm_core::files::publish_private(&path, b"second\n")?);
+/// assert_eq!(std::fs::read(&path)?, b"first\n");
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn publish_private(path: &Path, bytes: &[u8]) -> io::Result<bool> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "a path without a file name"))?
+        .to_string_lossy();
+    let nonce: u64 = rand::random();
+    let temp = path.with_file_name(format!(".{name}.{}.{nonce:016x}.tmp", std::process::id()));
+    write_private(&temp, bytes)?;
+    let linked = std::fs::hard_link(&temp, path);
+    let _ = std::fs::remove_file(&temp);
+    match linked {
+        Ok(()) => {
+            if let Some(dir) = path.parent()
+                && let Ok(d) = File::open(if dir.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    dir
+                })
+            {
+                let _ = d.sync_all();
+            }
+            Ok(true)
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Creates `path` and its missing parents, and makes `path` itself accessible to its owner
 /// only (mode 0700). An existing folder is narrowed to 0700 too.
 ///

@@ -97,7 +97,14 @@ pub fn load_or_create_signing_key(
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
             }
-            crate::keyfile::write_private(path, format!("{}\n", key.to_text()).as_bytes())?;
+            // Processes sharing a data directory may start together: one key wins, whole,
+            // and the others read it.
+            let created =
+                psm_core::files::publish_private(path, format!("{}\n", key.to_text()).as_bytes())
+                    .map_err(io(format!("writing {}", path.display())))?;
+            if !created {
+                return load_or_create_signing_key(path);
+            }
             let public = path.with_extension("pub");
             std::fs::write(&public, format!("{}\n", key.verifying_key()))
                 .map_err(io(format!("writing {}", public.display())))?;

@@ -223,18 +223,7 @@ async fn main() -> anyhow::Result<()> {
         config.drive = Some(drive);
     }
     let signing_path = args.data.join("keys").join("recording-signing.key");
-    let signing = match std::fs::read_to_string(&signing_path) {
-        Ok(t) => psm_recording::SigningKey::from_text(t.trim())?,
-        Err(_) => {
-            let k = psm_recording::SigningKey::generate()?;
-            if let Some(d) = signing_path.parent() {
-                std::fs::create_dir_all(d)?;
-            }
-            // A private key: readable by this user only, and never overwritten.
-            psm_proxy::keyfile::write_private(&signing_path, k.to_text().as_bytes())?;
-            k
-        }
-    };
+    let (signing, _) = psm_proxy::record::load_or_create_signing_key(&signing_path)?;
     // PSMEncryptionKey: recordings are encrypted for the control plane's recipient key. It is
     // read once at start (a changed key applies from the next start); a gateway that cannot
     // read it does not start, rather than record in clear text.
