@@ -6,7 +6,7 @@
 //! refused, naming the key), then turned into runtime values here, where every error names
 //! the key it came from.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,6 +61,12 @@ pub struct ApiSection {
     pub tls_cert: Option<PathBuf>,
     /// Its private key (PEM).
     pub tls_key: Option<PathBuf>,
+    /// Host names the admin web UI answers to besides IP addresses and `localhost`
+    /// (DNS rebinding, docs/web.md); `*` for any.
+    pub allowed_hosts: Vec<String>,
+    /// Reverse proxies whose `X-Forwarded-For` the server believes (login lockout, audit
+    /// trail, GetIP).
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 impl Default for ApiSection {
@@ -69,6 +75,8 @@ impl Default for ApiSection {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             tls_cert: None,
             tls_key: None,
+            allowed_hosts: Vec::new(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -103,6 +111,20 @@ pub struct SshSection {
     pub max_sessions: usize,
     /// Most connections not yet authenticated.
     pub max_unauthenticated: usize,
+    /// Where `ssh -L` may lead, `[TARGET/]HOST:PORT` with `*` wildcards (default: the
+    /// target's own loopback; empty: nowhere).
+    pub forward_destinations: Vec<String>,
+    /// Most unauthenticated connections from one source (IPv4 address, IPv6 /64).
+    pub max_unauthenticated_per_source: usize,
+    /// New connections per second per source that never log in (0: no limit).
+    pub source_connection_rate: u32,
+    /// Burst of new connections per source before the rate applies.
+    pub source_connection_burst: u32,
+    /// Seconds a source is refused after `source_penalty_after` connections in a row timed
+    /// out or failed authentication (0: no penalty).
+    pub source_penalty_secs: u64,
+    /// Connections in a row that earn the penalty.
+    pub source_penalty_after: u32,
     /// Seconds between heartbeats (a terminate takes effect within one).
     pub heartbeat_secs: u64,
     /// Seconds a connection has to authenticate.
@@ -127,6 +149,16 @@ impl Default for SshSection {
             allow_sftp: true,
             max_sessions: 10_000,
             max_unauthenticated: 256,
+            forward_destinations: vec![
+                "localhost:*".into(),
+                "127.0.0.1:*".into(),
+                "[::1]:*".into(),
+            ],
+            max_unauthenticated_per_source: 10,
+            source_connection_rate: 10,
+            source_connection_burst: 10,
+            source_penalty_secs: 30,
+            source_penalty_after: 10,
             heartbeat_secs: 10,
             auth_timeout_secs: 30,
             banner: None,

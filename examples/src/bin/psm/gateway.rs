@@ -120,6 +120,18 @@ pub async fn start(
     config.allow_sftp = opts.allow_sftp;
     config.max_sessions = opts.max_sessions;
     config.max_unauthenticated = opts.max_unauthenticated;
+    config.forward_destinations = opts
+        .forward_destinations
+        .iter()
+        .map(|d| d.parse())
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow::anyhow!("[ssh] forward_destinations: {e}"))?;
+    config.max_unauthenticated_per_source = opts.max_unauthenticated_per_source;
+    config.source_connection_rate = opts.source_connection_rate;
+    config.source_connection_burst = opts.source_connection_burst;
+    config.source_penalty =
+        (opts.source_penalty_secs > 0).then(|| Duration::from_secs(opts.source_penalty_secs));
+    config.source_penalty_after = opts.source_penalty_after;
     config.heartbeat_interval = Duration::from_secs(opts.heartbeat_secs.max(1));
     config.auth_timeout = Duration::from_secs(opts.auth_timeout_secs.max(1));
     config.banner = opts.banner.clone();

@@ -193,6 +193,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         node.artifacts.clone(),
         ServerConfig {
             sweep_interval: interval,
+            trusted_proxies: conf.api.trusted_proxies.clone(),
             ..ServerConfig::default()
         },
     )
@@ -203,6 +204,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     .with_web(psm_server::web::WebConfig {
         store: Some(web_store),
         live_gateway: ssh.live_url.clone(),
+        allowed_hosts: conf.api.allowed_hosts.clone(),
         ..psm_server::web::WebConfig::for_data_dir(&data)
     })
     .start(api_listener, api_tls.as_ref())?;
