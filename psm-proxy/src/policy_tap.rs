@@ -423,6 +423,12 @@ impl PolicyTap {
             Action::Terminate => {
                 self.report(policy("session terminated"));
                 remember_block(&chan);
+                if held && is_command {
+                    // The line's characters reached the target before its Enter: discard
+                    // them, or a target reading in cooked mode runs them at the end of
+                    // input that closing the session sends.
+                    control.inject_to(Direction::ToTarget, Some(channel), INTERRUPT);
+                }
                 control.terminate_by("policy", &why);
                 Outcome::Block
             }

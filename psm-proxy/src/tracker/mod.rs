@@ -113,8 +113,13 @@ impl Default for TrackerConfig {
     }
 }
 
-/// A requested size in the tracker's range (1×1 up to [`MAX_COLS`]×[`MAX_ROWS`]).
+/// A requested size in the tracker's range (1×1 up to [`MAX_COLS`]×[`MAX_ROWS`]). A zero
+/// means "unknown" (`ssh -tt` from a pipe asks for a 0×0 pty), and programs then assume
+/// 80×24, as readline does: so does the tracker, or its screen could never show a line
+/// as the program draws it.
 fn clamp(cols: u16, rows: u16) -> TermSize {
+    let cols = if cols == 0 { 80 } else { cols };
+    let rows = if rows == 0 { 24 } else { rows };
     TermSize::new(cols.clamp(1, MAX_COLS), rows.clamp(1, MAX_ROWS))
 }
 

@@ -19,7 +19,7 @@ use psm_core::policy::Policy;
 use psm_proxy::TapFactories;
 use psm_proxy::policy_tap::{Enforcement, PolicyTapFactory};
 
-const LIMIT: Duration = Duration::from_secs(90);
+const LIMIT: Duration = Duration::from_secs(30);
 
 /// docs/policy.md's example on paths in `d` (see psm-proxy/tests/policy_attacks.rs).
 fn docs_rules(d: &Path) -> String {
@@ -186,5 +186,117 @@ async fn m1_a_script_piped_to_a_shell_is_judged_line_by_line() {
     let out = run_with_stdin(gw.ssh("alice+t2", &[], "sh"), script.into_bytes(), LIMIT).await;
     assert!(!flag.exists(), "{out:?}");
     assert!(dir.path().join("one").exists(), "{out:?}");
+    gw.stop().await;
+}
+
+/// An interactive session (`ssh -tt`, a pty, the target account's login bash) fed, step
+/// by step, each text once `$ ` (a prompt) has appeared since the step before; stdin stays
+/// open until the session ends (the policy ends it) or `LIMIT` passes.
+async fn pty_session(gw: &Gateway, steps: &[String]) -> std::process::Output {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut cmd = tokio::process::Command::from(gw.ssh("alice+t2", &["-tt"], ""));
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf).await {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let err = tokio::spawn(async move {
+        let mut b = Vec::new();
+        let _ = stderr.read_to_end(&mut b).await;
+        b
+    });
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    'steps: for step in steps {
+        let from = seen.len();
+        while !text(&seen[from..]).contains("$ ") {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(chunk)) => seen.extend_from_slice(&chunk),
+                _ => break 'steps,
+            }
+        }
+        if stdin.write_all(step.as_bytes()).await.is_err() {
+            break;
+        }
+        let _ = stdin.flush().await;
+    }
+    let status = match tokio::time::timeout_at(deadline, child.wait()).await {
+        Ok(s) => s.unwrap(),
+        Err(_) => {
+            let _ = child.kill().await;
+            child.wait().await.unwrap()
+        }
+    };
+    drop(stdin);
+    while let Ok(chunk) = rx.try_recv() {
+        seen.extend_from_slice(&chunk);
+    }
+    std::process::Output {
+        status,
+        stdout: seen,
+        stderr: err.await.unwrap(),
+    }
+}
+
+/// H3 and M3 through OpenSSH and the gateway's policy tap (which holds each Enter until
+/// its echo): a fake paste to `sh` and a command after 63 harmless ones are judged before
+/// their Enter reaches the target, and a line accepted by a rebound key is judged as soon
+/// as the shell answers it (late: it ran, and the session ends).
+#[tokio::test(flavor = "multi_thread")]
+async fn h3_m3_attacks_in_a_pty_session_are_judged() {
+    let sshd = Sshd::start();
+    let (gw, dir) = gateway(&sshd).await;
+    let d = dir.path().display().to_string();
+    let flag = dir.path().join("psm-flag");
+    let one = dir.path().join("one");
+
+    // A fake paste to a shell that never asked for bracketed paste.
+    let steps = [
+        "exec sh\r".to_owned(),
+        format!("echo one > {d}/one\r"),
+        format!("\x1b[200~\rtouch {d}/psm-flag\r"),
+    ];
+    let out = pty_session(&gw, &steps).await;
+    assert!(one.exists(), "the session did not run: {out:?}");
+    assert!(!flag.exists(), "the fake paste ran: {out:?}");
+    assert!(
+        text(&out.stderr).contains("stand-in for shutdown -h now"),
+        "{out:?}"
+    );
+
+    // A command after 63 harmless ones.
+    std::fs::remove_file(&one).unwrap();
+    let mut line: String = (1..=63).map(|i| format!(": {i}; ")).collect();
+    line.push_str(&format!("touch {d}/psm-flag\r"));
+    let out = pty_session(&gw, &[format!("echo one > {d}/one\r"), line]).await;
+    assert!(one.exists(), "the session did not run: {out:?}");
+    assert!(!flag.exists(), "the 64th command ran: {out:?}");
+    assert!(
+        text(&out.stderr).contains("stand-in for shutdown -h now"),
+        "{out:?}"
+    );
+
+    // A line accepted by C-t: detective (it runs), and the session ends.
+    let steps = [
+        "bind '\"\\C-t\": accept-line'\r".to_owned(),
+        format!("touch {d}/psm-flag\x14"),
+    ];
+    let out = pty_session(&gw, &steps).await;
+    assert!(
+        text(&out.stderr).contains("stand-in for shutdown -h now"),
+        "{out:?}"
+    );
     gw.stop().await;
 }
