@@ -188,14 +188,16 @@ impl Authenticator {
         // Whoever the name is, the password costs one argon2 run before any answer: an
         // unknown, disabled or locked-out name is refused only after it (the directory's
         // decoy hash for unknown names), so the time taken tells nothing about the name.
+        // The attempt is counted before the check (`LoginThrottle::reserve`): concurrent
+        // logins cannot all pass the lockout check before any failure is counted (issue 17
+        // M8). A complete login clears the count; any refusal keeps it.
         let user = self.directory.user(&name.user).await?;
         let key = LoginThrottle::user_key(&name.user);
+        let reserved = self.logins.reserve(&key);
         let early = match &user {
             None => Some("no such user"),
             Some(u) if u.disabled => Some("the user is disabled"),
-            Some(_) if self.logins.locked_out(&key) => {
-                Some("too many failed logins: the name is locked out")
-            }
+            Some(_) if !reserved => Some("too many failed logins: the name is locked out"),
             Some(_) => None,
         };
         let needs_totp = user.as_ref().is_some_and(|u| u.needs_totp());
@@ -231,7 +233,6 @@ impl Authenticator {
             return Err(refused("no TOTP code after the password"));
         }
         if !ok {
-            self.logins.failed(&key);
             return Err(refused("wrong password"));
         }
         if let Some(code) = code {
@@ -245,7 +246,6 @@ impl Authenticator {
                 .verify_totp(&name.user, code.expose_secret(), now)
                 .await?
             {
-                self.logins.failed(&key);
                 return Err(refused("wrong TOTP code"));
             }
         }
@@ -320,6 +320,52 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("locked out"), "{e}");
         assert!(auth.authenticate("bob+web-01", "bob-pw").await.is_ok());
+    }
+
+    /// Issue 17 M8: a burst of concurrent guesses gets no more answers than the lockout
+    /// allows (each attempt is counted before its password is checked).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_burst_of_concurrent_guesses_gets_no_more_answers_than_the_lockout_allows() {
+        let dir = Arc::new(MemoryDirectory::new());
+        dir.create_user(&NewUser {
+            name: "alice".parse().unwrap(),
+            password: Some(PasswordHash::hash("alice-pw").unwrap()),
+            roles: vec!["ops".into()],
+            ..NewUser::default()
+        })
+        .await
+        .unwrap();
+        dir.grant("ops", "web-01").await.unwrap();
+        let auth = Arc::new(
+            Authenticator::new(dir, None, 16)
+                .with_throttle(LoginThrottle::new(5, std::time::Duration::from_secs(300))),
+        );
+        let guesses: Vec<_> = (0..16)
+            .map(|i| {
+                let auth = auth.clone();
+                tokio::spawn(async move {
+                    auth.authenticate("alice+web-01", &format!("guess-{i}"))
+                        .await
+                        .unwrap_err()
+                        .to_string()
+                })
+            })
+            .collect();
+        let mut answered = 0;
+        for g in guesses {
+            let e = g.await.unwrap();
+            if e.contains("wrong password") {
+                answered += 1;
+            } else {
+                assert!(e.contains("locked out"), "{e}");
+            }
+        }
+        assert_eq!(answered, 5, "guesses judged on their password");
+        let e = auth
+            .authenticate("alice+web-01", "alice-pw")
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("locked out"), "{e}");
     }
 
     #[tokio::test]

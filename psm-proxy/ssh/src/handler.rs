@@ -166,8 +166,11 @@ impl Handler {
             .await
     }
 
-    /// Runs `check` unless `user`'s name is locked out after too many failed logins, and
-    /// counts it when it fails. A complete login clears the count ([`Self::accept`]).
+    /// Runs `check` unless `user`'s name is locked out after too many failed logins. The
+    /// attempt is counted before the check runs ([`LoginThrottle::reserve`]), so concurrent
+    /// connections cannot all pass the lockout check before any failure is counted; a right
+    /// answer takes its attempt back, and a complete login clears the count
+    /// ([`Self::accept`]).
     async fn throttled(
         &self,
         user: &DirectoryUser,
@@ -175,14 +178,14 @@ impl Handler {
     ) -> bool {
         let logins = &self.conn.shared.config.logins;
         let key = LoginThrottle::user_key(user.name.as_str());
-        if logins.locked_out(&key) {
+        if !logins.reserve(&key) {
             tracing::warn!(user = %user.name, peer = %self.conn.peer_text(),
                 "too many failed logins: the name is locked out");
             return false;
         }
         let ok = check.await;
-        if !ok {
-            logins.failed(&key);
+        if ok {
+            logins.release(&key);
         }
         ok
     }
@@ -222,7 +225,8 @@ impl Handler {
         let name = name.as_str();
         let logins = &self.conn.shared.config.logins;
         let key = LoginThrottle::user_key(name);
-        if logins.locked_out(&key) {
+        // Counted before the check, as for a real name ([`Self::throttled`]).
+        if !logins.reserve(&key) {
             return;
         }
         if let Ok(_permit) = self.conn.shared.hashing.acquire().await {
@@ -235,7 +239,6 @@ impl Handler {
                 .verify_password(name, &secret)
                 .await;
         }
-        logins.failed(&key);
         self.conn.preauth_strike();
     }
 
