@@ -539,7 +539,8 @@ impl CommandTracker {
         let shown = readings.first().copied().unwrap_or_default();
         let full = format!("{}{}", self.pending, shown);
         let truncated = truncated || self.pending_truncated;
-        if continues(&full) && self.pending_lines < MAX_CONTINUATION {
+        let still_continues = continues(&full);
+        if still_continues && self.pending_lines < MAX_CONTINUATION {
             self.pending.clear();
             match full.strip_suffix('\\') {
                 Some(joined) => self.pending.push_str(joined),
@@ -557,6 +558,9 @@ impl CommandTracker {
             self.pending_lines += 1;
             return Some((shown.to_owned(), Vec::new()));
         }
+        // Still continuing here means MAX_CONTINUATION lines were joined: the rest of
+        // the command comes on lines judged apart, so this part is judged as cut.
+        let truncated = truncated || still_continues;
         let joined: Vec<String> = readings
             .iter()
             .map(|r| format!("{}{}", self.pending, r))
@@ -904,6 +908,21 @@ mod tests {
         assert_eq!(out.len(), 1, "{out:?}");
         assert_eq!(line(&out[0]).0, "rm -rf /");
         assert_eq!(out[0].action, Action::Terminate);
+    }
+
+    #[test]
+    fn continuation_past_its_bound_is_judged_as_cut() {
+        let mut t = tracker(false);
+        let mut out = Vec::new();
+        t.output(b"$ ", &mut out);
+        for _ in 0..=MAX_CONTINUATION {
+            typed(&mut t, ": \\", &mut out);
+            let _ = t.input(b"\r", false, &mut out);
+            t.output(b"\r\n> ", &mut out);
+        }
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].incomplete, Some(psm_core::policy::Incomplete::Cut));
+        assert_eq!(out[0].action, Action::RequireApproval);
     }
 
     proptest! {
