@@ -202,11 +202,12 @@ pub fn apply(control: &crate::SessionControl, command: &LiveCommand) -> Result<S
                 return Err("no approval id".into());
             };
             let approved = command.action == LiveAction::Approve;
-            if control.decide(id, approved, actor, reason) {
-                Ok(if approved { "approved" } else { "denied" }.into())
-            } else {
-                Err(format!("no approval {id} is pending in this session"))
-            }
+            // The session's own user is refused here, whichever path the decision came by
+            // (a live viewer, the control plane's queue).
+            control
+                .try_decide(id, approved, actor, reason)
+                .map(|()| if approved { "approved" } else { "denied" }.into())
+                .map_err(|e| e.to_string())
         }
     }
 }

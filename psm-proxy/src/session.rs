@@ -34,6 +34,29 @@ pub struct SessionInfo {
     pub started: Timestamp,
 }
 
+/// Why [`SessionControl::try_decide`] did not decide a held command.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecideRefused {
+    /// No approval with this id is pending (decided already, timed out, or never held).
+    #[error("no approval {0} is pending in this session")]
+    NotPending(u64),
+    /// The session's own user tried to approve their own held command.
+    #[error(
+        "{user} cannot approve a command held in their own session: another administrator must decide it"
+    )]
+    OwnCommand {
+        /// The session's user.
+        user: String,
+    },
+}
+
+/// Whether an approver's name is the session's user. Names are compared as the directory
+/// does (ASCII case-insensitive, surrounding spaces ignored), so `Alice` is `alice`.
+fn same_user(user: &str, by: &str) -> bool {
+    user.trim().eq_ignore_ascii_case(by.trim())
+}
+
 /// Whether the session is held, and by whom.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HoldState {
@@ -546,16 +569,48 @@ impl SessionControl {
         (id, rx)
     }
 
-    /// Decides a held command. Returns false if no approval `id` is pending.
+    /// Decides a held command. Returns false if no approval `id` is pending, or if `by` is
+    /// the session's own user approving (see [`try_decide`](Self::try_decide)).
     pub fn decide(&self, id: u64, approved: bool, by: &str, reason: &str) -> bool {
-        let pending = self
-            .approvals
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pending
-            .remove(&id);
+        self.try_decide(id, approved, by, reason).is_ok()
+    }
+
+    /// Decides a held command, saying why it could not. The session's own user (named by
+    /// [`set_user`](Self::set_user)) can never approve a command held in their session,
+    /// whatever their role: the approval stays pending for someone else. They may deny it
+    /// (that only cancels their own command).
+    ///
+    /// ```
+    /// use psm_proxy::{DecideRefused, SessionControl};
+    /// let c = SessionControl::new();
+    /// c.set_user("alice");
+    /// let (id, _rx) = c.request_approval("systemctl restart db", "restarts", None);
+    /// assert_eq!(c.try_decide(id, true, "Alice", ""), Err(DecideRefused::OwnCommand { user: "alice".into() }));
+    /// assert_eq!(c.try_decide(id, true, "bob", "ok"), Ok(()));
+    /// assert_eq!(c.try_decide(id, false, "bob", ""), Err(DecideRefused::NotPending(id)));
+    /// ```
+    pub fn try_decide(
+        &self,
+        id: u64,
+        approved: bool,
+        by: &str,
+        reason: &str,
+    ) -> Result<(), DecideRefused> {
+        let pending = {
+            let mut a = self.approvals.lock().unwrap_or_else(|p| p.into_inner());
+            if !a.pending.contains_key(&id) {
+                return Err(DecideRefused::NotPending(id));
+            }
+            if approved
+                && let Some(user) = self.user.get()
+                && same_user(user, by)
+            {
+                return Err(DecideRefused::OwnCommand { user: user.clone() });
+            }
+            a.pending.remove(&id)
+        };
         let Some((_, tx)) = pending else {
-            return false;
+            return Err(DecideRefused::NotPending(id));
         };
         let decision = ApprovalDecision {
             approved,
@@ -577,7 +632,7 @@ impl SessionControl {
             },
         );
         let _ = tx.send(decision);
-        true
+        Ok(())
     }
 
     /// The commands held for approval now.
