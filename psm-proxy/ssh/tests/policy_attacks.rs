@@ -252,8 +252,8 @@ async fn pty_session(gw: &Gateway, steps: &[String]) -> std::process::Output {
 
 /// H3 and M3 through OpenSSH and the gateway's policy tap (which holds each Enter until
 /// its echo): a fake paste to `sh` and a command after 63 harmless ones are judged before
-/// their Enter reaches the target, and a line accepted by a rebound key is judged as soon
-/// as the shell answers it (late: it ran, and the session ends).
+/// their Enter reaches the target; a history expansion and a line accepted by a rebound
+/// key are judged as soon as the shell shows them (late: they ran, and the session ends).
 #[tokio::test(flavor = "multi_thread")]
 async fn h3_m3_attacks_in_a_pty_session_are_judged() {
     let sshd = Sshd::start();
@@ -287,6 +287,16 @@ async fn h3_m3_attacks_in_a_pty_session_are_judged() {
         text(&out.stderr).contains("stand-in for shutdown -h now"),
         "{out:?}"
     );
+
+    // History expansion: `^echo ^` is flagged (alert by default) and goes on; the
+    // expansion bash echoes is judged (late: it ran), and the session ends.
+    let steps = [format!("echo touch {d}/psm-flag\r"), "^echo ^\r".to_owned()];
+    let out = pty_session(&gw, &steps).await;
+    assert!(
+        text(&out.stderr).contains("stand-in for shutdown -h now"),
+        "{out:?}"
+    );
+    std::fs::remove_file(&flag).unwrap();
 
     // A line accepted by C-t: detective (it runs), and the session ends.
     let steps = [
