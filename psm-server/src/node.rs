@@ -84,7 +84,8 @@ pub struct Node {
     pub generated_keys: Vec<PathBuf>,
     /// Where the save endpoints write.
     pub artifacts: PathBuf,
-    /// Credentials re-sealed under the primary key at start.
+    /// Credentials re-sealed at start: under the primary key, or bound to their target's
+    /// host, port and host key.
     pub resealed: u32,
     /// What the database is (a path or a redacted URL), for messages.
     pub database: String,
@@ -198,11 +199,13 @@ pub async fn open(options: NodeOptions) -> Result<Node, ServerError> {
     if options.directory_policy {
         vault = vault.with_policy(Arc::new(DirectoryPolicy::new(directory.clone())));
     }
-    let resealed = if options.previous_master_keys.is_empty() {
+    let mut resealed = if options.previous_master_keys.is_empty() {
         0
     } else {
         vault.rotate().await?
     };
+    // Credentials sealed before their binding to the target's host, port and host key.
+    resealed += vault.upgrade_bindings().await?;
     let (keys, generated_keys) = ApiKeys::load_or_generate(&data.join("keys"))?;
     Ok(Node {
         control_plane: LocalControlPlane::new(engine, vault, options.settings.clone()),

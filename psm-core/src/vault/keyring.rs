@@ -1,8 +1,9 @@
 //! Encryption at rest: master keys, their ids, and sealing with XChaCha20-Poly1305.
 //!
 //! Every credential is sealed under the keyring's *primary* key with a fresh random 192-bit
-//! nonce and, as associated data, the row it belongs to (target name, username, kind), so a
-//! ciphertext copied onto another row does not open. The sealed row records the id of the key
+//! nonce and, as associated data, the row it belongs to (target name, host, port, host key,
+//! username, kind), so a ciphertext copied onto another row, or left on a repointed target,
+//! does not open. The sealed row records the id of the key
 //! that sealed it; older keys stay in the keyring (as *previous* keys) until
 //! [`Vault::rotate`](super::Vault::rotate) has re-sealed everything under the primary one.
 

@@ -10,7 +10,9 @@
 //! [`Vault::checkout_status`]).
 //!
 //! Secrets are [`Secret`]s in memory (their `Debug`/`Display` print `***`) and sealed with
-//! XChaCha20-Poly1305 under the [`Keyring`]'s primary master key at rest, bound to their row.
+//! XChaCha20-Poly1305 under the [`Keyring`]'s primary master key at rest, bound to their row
+//! and to where the target is (host, port, pinned host key): repointing a target invalidates
+//! its credential until it is set again ([`Vault::put_target`]).
 //! Rotating the master key: start with the new key as primary and the old one as a previous
 //! key, call [`Vault::rotate`] (it re-seals every credential under the primary key), then drop
 //! the old key.
@@ -228,9 +230,12 @@ impl Vault {
         error
     }
 
-    /// Creates or replaces a target.
+    /// Creates or replaces a target. Repointing an existing target (a new host, port or
+    /// pinned host key) invalidates its credential until it is set again, so the vaulted
+    /// password is never sent to the new place; that is audited as an alert.
     pub async fn put_target(&self, target: Target, actor: &str) -> Result<Target, CoreError> {
         target.validate()?;
+        let before = self.store.target(&target.name).await?;
         self.store.put_target(&target, self.engine.now()).await?;
         self.audit(
             None,
@@ -242,6 +247,31 @@ impl Vault {
             ),
         )
         .await?;
+        if let Some(before) = before
+            && (before.host != target.host
+                || before.port != target.port
+                || before.host_key != target.host_key)
+            && self.store.remove_credential(&target.name).await?
+        {
+            let key_note = if before.host_key != target.host_key {
+                ", host key changed"
+            } else {
+                ""
+            };
+            self.audit(
+                None,
+                actor,
+                AuditAction::Other,
+                format!(
+                    "ALERT: target {} repointed from {}:{} to {}:{}{key_note}: its credential \
+                     is invalidated until it is set again",
+                    target.name, before.host, before.port, target.host, target.port
+                ),
+            )
+            .await?;
+            tracing::warn!(target = %target.name, actor = %actor_text(actor),
+                "target repointed: its credential is invalidated until it is set again");
+        }
         Ok(target)
     }
 
@@ -283,8 +313,9 @@ impl Vault {
     ) -> Result<(), CoreError> {
         validate_target_name(target)?;
         credential.validate()?;
+        let bound_to = self.target(target).await?;
         let kind = credential.secret.kind();
-        let aad = SealedCredential::aad(target, &credential.username, kind);
+        let aad = SealedCredential::aad(&bound_to, &credential.username, kind);
         let sealed = self.keyring.seal(&aad, &credential.secret.to_plaintext())?;
         self.store
             .put_credential(&SealedCredential {
@@ -307,14 +338,100 @@ impl Vault {
         .await
     }
 
-    fn open(&self, row: &SealedCredential) -> Result<Credential, CoreError> {
+    /// Opens a row bound to `target` as it is now. A row sealed before the binding to
+    /// host, port and host key (version 1) opens under its old binding; the second value
+    /// says so, and the caller re-seals it ([`Vault::reseal`]).
+    fn open(
+        &self,
+        row: &SealedCredential,
+        target: &Target,
+    ) -> Result<(Credential, bool), CoreError> {
         let what = format!("the credential of target {}", row.target);
-        let aad = SealedCredential::aad(&row.target, &row.username, &row.kind);
-        let plain = self.keyring.open(&row.sealed, &aad, &what)?;
-        Ok(Credential {
-            username: row.username.clone(),
-            secret: CredentialSecret::from_plaintext(&row.kind, &plain, &what)?,
-        })
+        let aad = SealedCredential::aad(target, &row.username, &row.kind);
+        let (plain, legacy) = match self.keyring.open(&row.sealed, &aad, &what) {
+            Ok(plain) => (plain, false),
+            Err(e) => {
+                let v1 = SealedCredential::aad_v1(&row.target, &row.username, &row.kind);
+                match self.keyring.open(&row.sealed, &v1, &what) {
+                    Ok(plain) => (plain, true),
+                    Err(_) => {
+                        return Err(match e {
+                            CoreError::Vault { reason } => CoreError::Vault {
+                                reason: format!(
+                                    "{reason} (or target {} was repointed to {}:{} since it \
+                                     was set: set the credential again)",
+                                    target.name, target.host, target.port
+                                ),
+                            },
+                            e => e,
+                        });
+                    }
+                }
+            }
+        };
+        Ok((
+            Credential {
+                username: row.username.clone(),
+                secret: CredentialSecret::from_plaintext(&row.kind, &plain, &what)?,
+            },
+            legacy,
+        ))
+    }
+
+    /// Re-seals `row` under the primary key, bound to `target`; whether the row was still
+    /// `row` (and so replaced).
+    async fn reseal(
+        &self,
+        row: &SealedCredential,
+        credential: &Credential,
+        target: &Target,
+    ) -> Result<bool, CoreError> {
+        let aad = SealedCredential::aad(target, &row.username, &row.kind);
+        let sealed = self.keyring.seal(&aad, &credential.secret.to_plaintext())?;
+        let new = SealedCredential {
+            sealed,
+            updated: self.engine.now(),
+            ..row.clone()
+        };
+        self.store.replace_credential(row, &new).await
+    }
+
+    /// Re-seals every credential sealed before the binding to host, port and host key
+    /// (version 1) bound to its target as it is now; returns how many. A node runs it at
+    /// start, so old vaults stay readable and every row is bound from then on (a version-1
+    /// row still opens on first use if this never ran, and is re-sealed then).
+    pub async fn upgrade_bindings(&self) -> Result<u32, CoreError> {
+        let mut done = 0;
+        for target in self.store.targets().await? {
+            let Some(row) = self.store.credential(&target.name).await? else {
+                continue;
+            };
+            // A row that opens under neither binding is left alone: GetCredential refuses
+            // it with the reason, and one bad row does not stop a node from starting.
+            let (credential, legacy) = match self.open(&row, &target) {
+                Ok(opened) => opened,
+                Err(e) => {
+                    tracing::warn!(target = %target.name, error = %e,
+                        "a credential does not open; left as it is");
+                    continue;
+                }
+            };
+            if legacy && self.reseal(&row, &credential, &target).await? {
+                done += 1;
+            }
+        }
+        if done > 0 {
+            self.audit(
+                None,
+                "vault",
+                AuditAction::Other,
+                format!(
+                    "{done} credentials re-sealed bound to their target's host, port and host key"
+                ),
+            )
+            .await?;
+        }
+        Ok(done)
     }
 
     /// Re-seals every credential sealed under a previous key with the primary key; returns
@@ -331,15 +448,9 @@ impl Vault {
             }
             let mut progressed = false;
             for row in &batch {
-                let credential = self.open(row)?;
-                let aad = SealedCredential::aad(&row.target, &row.username, &row.kind);
-                let sealed = self.keyring.seal(&aad, &credential.secret.to_plaintext())?;
-                let new = SealedCredential {
-                    sealed,
-                    updated: self.engine.now(),
-                    ..row.clone()
-                };
-                if self.store.replace_credential(row, &new).await? {
+                let target = self.target(&row.target).await?;
+                let (credential, _) = self.open(row, &target)?;
+                if self.reseal(row, &credential, &target).await? {
                     done += 1;
                     progressed = true;
                 }
@@ -659,7 +770,11 @@ impl Vault {
                 .ok_or_else(|| CoreError::NoCredential {
                     target: s.target.clone(),
                 })?;
-        let credential = self.open(&row)?;
+        let target = self.target(&s.target).await?;
+        let (credential, legacy) = self.open(&row, &target)?;
+        if legacy {
+            self.reseal(&row, &credential, &target).await?;
+        }
         self.audit(
             Some(session),
             by.as_str(),

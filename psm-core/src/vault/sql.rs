@@ -213,6 +213,16 @@ macro_rules! sql_vault_store {
                 }
             }
 
+            async fn remove_credential(&self, target: &str) -> Result<bool, CoreError> {
+                let $s = self;
+                let done = sqlx::query("DELETE FROM vault_credentials WHERE target = $1")
+                    .bind(target)
+                    .execute($writer)
+                    .await
+                    .map_err(db("removing a credential"))?;
+                Ok(done.rows_affected() > 0)
+            }
+
             async fn credential(&self, target: &str) -> Result<Option<SealedCredential>, CoreError> {
                 let $s = self;
                 let sql = format!(

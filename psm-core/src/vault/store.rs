@@ -34,8 +34,39 @@ pub struct SealedCredential {
 
 impl SealedCredential {
     /// The associated data a credential row is sealed with: it binds the ciphertext to its
-    /// target, username and kind.
-    pub fn aad(target: &str, username: &str, kind: &str) -> Vec<u8> {
+    /// target's name and where the target is (host, port, pinned host key), and to the
+    /// username and kind, so a credential never opens for a target that was repointed (even
+    /// by a write straight to the database) or copied onto another row. Version 2 of the
+    /// binding; [`aad_v1`](Self::aad_v1) is the one before it.
+    pub fn aad(target: &Target, username: &str, kind: &str) -> Vec<u8> {
+        let port = target.port.to_string();
+        let mut aad = Vec::with_capacity(64 + target.name.len() + target.host.len());
+        aad.extend_from_slice(b"psm-vault-v2\0");
+        for part in [
+            target.name.as_str(),
+            username,
+            kind,
+            target.host.as_str(),
+            port.as_str(),
+        ] {
+            aad.extend_from_slice(&(part.len() as u32).to_be_bytes());
+            aad.extend_from_slice(part.as_bytes());
+        }
+        match &target.host_key {
+            Some(key) => {
+                aad.push(1);
+                aad.extend_from_slice(&(key.len() as u32).to_be_bytes());
+                aad.extend_from_slice(key.as_bytes());
+            }
+            None => aad.push(0),
+        }
+        aad
+    }
+
+    /// The associated data of rows sealed before version 2 (target name, username and kind
+    /// only). The vault still opens such rows and re-seals them under [`aad`](Self::aad)
+    /// bound to the target as it is then.
+    pub fn aad_v1(target: &str, username: &str, kind: &str) -> Vec<u8> {
         let mut aad = Vec::with_capacity(16 + target.len() + username.len() + kind.len());
         aad.extend_from_slice(b"psm-vault-v1\0");
         for part in [target, username, kind] {
@@ -68,6 +99,8 @@ pub trait VaultStore: Send + Sync + 'static {
     /// Creates or replaces the credential of an existing target
     /// ([`CoreError::UnknownTarget`] otherwise).
     async fn put_credential(&self, credential: &SealedCredential) -> Result<(), CoreError>;
+    /// Removes the credential of a target (the target stays); whether there was one.
+    async fn remove_credential(&self, target: &str) -> Result<bool, CoreError>;
     /// The credential of a target.
     async fn credential(&self, target: &str) -> Result<Option<SealedCredential>, CoreError>;
     /// Up to `limit` credentials sealed under a key other than `key`.
@@ -171,6 +204,10 @@ impl VaultStore for MemoryVaultStore {
             .credentials
             .insert(credential.target.clone(), credential.clone());
         Ok(())
+    }
+
+    async fn remove_credential(&self, target: &str) -> Result<bool, CoreError> {
+        Ok(self.lock().credentials.remove(target).is_some())
     }
 
     async fn credential(&self, target: &str) -> Result<Option<SealedCredential>, CoreError> {
