@@ -304,9 +304,22 @@ impl Client {
         process_instance: &ProcessInstance,
         limit: Option<u32>,
     ) -> Result<wire::ClaimResponse, ClientError> {
+        self.encoder_claim_among(process_instance, limit, None)
+            .await
+    }
+
+    /// EncoderClaim among the named sessions only (PSM's `privSessionIds` extension; `None`:
+    /// any). Never retried.
+    pub async fn encoder_claim_among(
+        &self,
+        process_instance: &ProcessInstance,
+        limit: Option<u32>,
+        among: Option<&[SessionId]>,
+    ) -> Result<wire::ClaimResponse, ClientError> {
         let body = wire::ClaimRequest {
             process_instance: process_instance.clone(),
             limit,
+            among: among.map(<[SessionId]>::to_vec),
         };
         self.post("EncoderClaim", path::ENCODER_CLAIM, &body, false)
             .await
@@ -318,9 +331,22 @@ impl Client {
         process_instance: &ProcessInstance,
         limit: Option<u32>,
     ) -> Result<wire::ClaimResponse, ClientError> {
+        self.uploder_claim_among(process_instance, limit, None)
+            .await
+    }
+
+    /// UploderClaim (sic) among the named sessions only (see
+    /// [`Client::encoder_claim_among`]). Never retried.
+    pub async fn uploder_claim_among(
+        &self,
+        process_instance: &ProcessInstance,
+        limit: Option<u32>,
+        among: Option<&[SessionId]>,
+    ) -> Result<wire::ClaimResponse, ClientError> {
         let body = wire::ClaimRequest {
             process_instance: process_instance.clone(),
             limit,
+            among: among.map(<[SessionId]>::to_vec),
         };
         self.post("UploderClaim", path::UPLODER_CLAIM, &body, false)
             .await

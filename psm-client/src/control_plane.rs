@@ -76,6 +76,28 @@ impl HttpControlPlane {
     }
 }
 
+impl HttpControlPlane {
+    /// The leases of a restricted claim. A server that ignored `privSessionIds` (a seed-only
+    /// product) may hand out a session outside the list: that is reported as
+    /// [`CoreError::Unsupported`] rather than worked on (its lease then expires and the
+    /// watchdog requeues it; the caller falls back to plain claims).
+    fn leases_among(
+        &self,
+        resp: wire::ClaimResponse,
+        by: &ProcessInstance,
+        stage: Stage,
+        among: &[SessionId],
+    ) -> Result<Vec<Lease>, CoreError> {
+        let leases = self.leases(resp, by, stage);
+        if leases.iter().any(|l| !among.contains(&l.session)) {
+            return Err(CoreError::Unsupported {
+                operation: "claims among given sessions (privSessionIds)",
+            });
+        }
+        Ok(leases)
+    }
+}
+
 fn checkout_from(
     dto: Option<wire::CheckoutDto>,
     id: &CheckoutId,
@@ -248,6 +270,40 @@ impl WorkQueue for HttpControlPlane {
             .await
             .map_err(core)?;
         Ok(self.leases(resp, by, Stage::Uploading))
+    }
+
+    async fn claim_for_encoding_among(
+        &self,
+        by: &ProcessInstance,
+        limit: u32,
+        among: &[SessionId],
+    ) -> Result<Vec<Lease>, CoreError> {
+        if among.is_empty() {
+            return Ok(Vec::new());
+        }
+        let resp = self
+            .client
+            .encoder_claim_among(by, Some(limit), Some(among))
+            .await
+            .map_err(core)?;
+        self.leases_among(resp, by, Stage::Encoding, among)
+    }
+
+    async fn claim_for_upload_among(
+        &self,
+        by: &ProcessInstance,
+        limit: u32,
+        among: &[SessionId],
+    ) -> Result<Vec<Lease>, CoreError> {
+        if among.is_empty() {
+            return Ok(Vec::new());
+        }
+        let resp = self
+            .client
+            .uploder_claim_among(by, Some(limit), Some(among))
+            .await
+            .map_err(core)?;
+        self.leases_among(resp, by, Stage::Uploading, among)
     }
 
     async fn renew(&self, lease: &Lease) -> Result<Lease, CoreError> {

@@ -310,6 +310,15 @@ pub struct ClaimRequest {
     /// Extension: claim up to this many sessions (default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
+    /// Extension: claim only among these sessions (at most 1000), e.g. those whose files are
+    /// on the worker's disk. Absent: any session of the queue; empty: none.
+    #[serde(
+        rename = "privSessionIds",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub among: Option<Vec<SessionId>>,
 }
 
 /// A worker's lease on one session (extension).

@@ -184,6 +184,36 @@ pub trait WorkQueue: Send + Sync {
         limit: u32,
     ) -> Result<Vec<Lease>, CoreError>;
 
+    /// EncoderClaim among the named sessions only (PSM's extension `privSessionIds`): a
+    /// worker names the sessions whose raw recording it can read, so it never takes one whose
+    /// files are on another node. At most [`MAX_CLAIM_AMONG`](crate::store::MAX_CLAIM_AMONG)
+    /// ids. A control plane without the extension answers [`CoreError::Unsupported`].
+    async fn claim_for_encoding_among(
+        &self,
+        by: &ProcessInstance,
+        limit: u32,
+        among: &[SessionId],
+    ) -> Result<Vec<Lease>, CoreError> {
+        let _ = (by, limit, among);
+        Err(CoreError::Unsupported {
+            operation: "EncoderClaim privSessionIds",
+        })
+    }
+
+    /// UploderClaim among the named sessions only (see
+    /// [`WorkQueue::claim_for_encoding_among`]).
+    async fn claim_for_upload_among(
+        &self,
+        by: &ProcessInstance,
+        limit: u32,
+        among: &[SessionId],
+    ) -> Result<Vec<Lease>, CoreError> {
+        let _ = (by, limit, among);
+        Err(CoreError::Unsupported {
+            operation: "UploderClaim privSessionIds",
+        })
+    }
+
     /// Polling for a worker: renews its lease.
     async fn renew(&self, lease: &Lease) -> Result<Lease, CoreError>;
 
@@ -298,6 +328,24 @@ impl WorkQueue for Engine {
         limit: u32,
     ) -> Result<Vec<Lease>, CoreError> {
         Engine::claim_for_upload(self, by, limit).await
+    }
+
+    async fn claim_for_encoding_among(
+        &self,
+        by: &ProcessInstance,
+        limit: u32,
+        among: &[SessionId],
+    ) -> Result<Vec<Lease>, CoreError> {
+        Engine::claim_for_encoding_among(self, by, limit, among).await
+    }
+
+    async fn claim_for_upload_among(
+        &self,
+        by: &ProcessInstance,
+        limit: u32,
+        among: &[SessionId],
+    ) -> Result<Vec<Lease>, CoreError> {
+        Engine::claim_for_upload_among(self, by, limit, among).await
     }
 
     async fn renew(&self, lease: &Lease) -> Result<Lease, CoreError> {
@@ -672,6 +720,24 @@ impl WorkQueue for LocalControlPlane {
         limit: u32,
     ) -> Result<Vec<Lease>, CoreError> {
         self.engine.claim_for_upload(by, limit).await
+    }
+
+    async fn claim_for_encoding_among(
+        &self,
+        by: &ProcessInstance,
+        limit: u32,
+        among: &[SessionId],
+    ) -> Result<Vec<Lease>, CoreError> {
+        self.engine.claim_for_encoding_among(by, limit, among).await
+    }
+
+    async fn claim_for_upload_among(
+        &self,
+        by: &ProcessInstance,
+        limit: u32,
+        among: &[SessionId],
+    ) -> Result<Vec<Lease>, CoreError> {
+        self.engine.claim_for_upload_among(by, limit, among).await
     }
 
     async fn renew(&self, lease: &Lease) -> Result<Lease, CoreError> {

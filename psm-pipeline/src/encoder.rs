@@ -700,6 +700,14 @@ impl StepWorker for Encoder {
             .claim_for_encoding(&self.config.instance, limit)
             .await
     }
+    async fn claim_among(&self, limit: u32, among: &[SessionId]) -> Result<Vec<Lease>, CoreError> {
+        self.cp
+            .claim_for_encoding_among(&self.config.instance, limit, among)
+            .await
+    }
+    fn local_candidates(&self) -> std::io::Result<Vec<SessionId>> {
+        crate::affinity::local_raw_recordings(&self.layout)
+    }
     async fn process(&self, lease: &Lease) -> Result<Completion, PipelineError> {
         self.encode(lease.session).await
     }

@@ -58,6 +58,7 @@
 //! # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
 //! ```
 
+pub mod affinity;
 pub mod disk;
 pub mod encoder;
 pub mod error;
@@ -71,6 +72,7 @@ pub mod settings;
 pub mod uploader;
 pub mod worker;
 
+pub use affinity::ClaimScope;
 pub use disk::DiskGuard;
 pub use encoder::{Encoder, EncoderSettings, ExportKind};
 pub use error::PipelineError;

@@ -328,6 +328,14 @@ impl StepWorker for Uploader {
     async fn claim(&self, limit: u32) -> Result<Vec<Lease>, CoreError> {
         self.cp.claim_for_upload(&self.config.instance, limit).await
     }
+    async fn claim_among(&self, limit: u32, among: &[SessionId]) -> Result<Vec<Lease>, CoreError> {
+        self.cp
+            .claim_for_upload_among(&self.config.instance, limit, among)
+            .await
+    }
+    fn local_candidates(&self) -> std::io::Result<Vec<SessionId>> {
+        crate::affinity::local_sets(&self.layout)
+    }
     async fn process(&self, lease: &Lease) -> Result<Completion, PipelineError> {
         self.upload(lease).await
     }

@@ -10,6 +10,7 @@ use psm_core::{Completion, CoreError, Lease, ProcessInstance, SessionId, Stage, 
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::affinity::{self, ClaimScope};
 use crate::disk::DiskGuard;
 use crate::error::PipelineError;
 use crate::events::{EventSink, PipelineEvent, Step};
@@ -30,11 +31,13 @@ pub struct WorkerConfig {
     pub lease_ttl: Duration,
     /// Stop taking work while this disk is nearly full.
     pub disk_guard: Option<DiskGuard>,
+    /// Which sessions to claim: by default only those whose files are on this worker's disk.
+    pub claim_scope: ClaimScope,
 }
 
 impl WorkerConfig {
     /// Defaults that fit the engine's defaults (60 s leases): 2 sessions at once, renewal
-    /// every 15 s, polling every 2 s, no disk guard.
+    /// every 15 s, polling every 2 s, no disk guard, claims among the local sessions.
     pub fn new(instance: ProcessInstance) -> Self {
         Self {
             instance,
@@ -43,6 +46,7 @@ impl WorkerConfig {
             renew_every: Duration::from_secs(15),
             lease_ttl: Duration::from_secs(60),
             disk_guard: None,
+            claim_scope: ClaimScope::LocalFiles,
         }
     }
 }
@@ -65,7 +69,12 @@ pub(crate) trait StepWorker: Send + Sync + 'static {
     fn control_plane(&self) -> &Arc<dyn WorkQueue>;
     fn config(&self) -> &WorkerConfig;
     fn sink(&self) -> &Arc<dyn EventSink>;
+    /// A claim from the whole queue.
     async fn claim(&self, limit: u32) -> Result<Vec<Lease>, CoreError>;
+    /// A claim among `among` only.
+    async fn claim_among(&self, limit: u32, among: &[SessionId]) -> Result<Vec<Lease>, CoreError>;
+    /// The sessions whose input files this worker can read (see [`affinity`]).
+    fn local_candidates(&self) -> std::io::Result<Vec<SessionId>>;
     /// The work, up to (not including) the commit.
     async fn process(&self, lease: &Lease) -> Result<Completion, PipelineError>;
     /// After the commit (the uploader deletes the local copy here).
@@ -255,6 +264,7 @@ pub(crate) async fn run_loop<W: StepWorker>(
     let mut tasks: JoinSet<Outcome> = JoinSet::new();
     let mut disk_low = false;
     let mut claim_backoff = Duration::ZERO;
+    let mut unrestricted = false;
     let concurrency = worker.config().concurrency.max(1);
     loop {
         if *stop.borrow() {
@@ -263,7 +273,8 @@ pub(crate) async fn run_loop<W: StepWorker>(
         let free = concurrency.saturating_sub(tasks.len());
         let mut claimed_any = false;
         if free > 0 && disk_allows(worker.as_ref(), &mut disk_low) {
-            match worker.claim(u32::try_from(free).unwrap_or(u32::MAX)).await {
+            let limit = u32::try_from(free).unwrap_or(u32::MAX);
+            match affinity::claim(worker.as_ref(), limit, &mut unrestricted).await {
                 Ok(leases) => {
                     claim_backoff = Duration::ZERO;
                     claimed_any = !leases.is_empty();

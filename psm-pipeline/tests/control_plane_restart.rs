@@ -93,6 +93,22 @@ impl WorkQueue for Restartable {
     ) -> Result<Vec<Lease>, CoreError> {
         self.current()?.claim_for_upload(by, n).await
     }
+    async fn claim_for_encoding_among(
+        &self,
+        by: &ProcessInstance,
+        n: u32,
+        among: &[SessionId],
+    ) -> Result<Vec<Lease>, CoreError> {
+        self.current()?.claim_for_encoding_among(by, n, among).await
+    }
+    async fn claim_for_upload_among(
+        &self,
+        by: &ProcessInstance,
+        n: u32,
+        among: &[SessionId],
+    ) -> Result<Vec<Lease>, CoreError> {
+        self.current()?.claim_for_upload_among(by, n, among).await
+    }
     async fn renew(&self, lease: &Lease) -> Result<Lease, CoreError> {
         self.current()?.renew(lease).await
     }

@@ -147,7 +147,16 @@ async fn a_missing_or_foreign_recording_fails_with_the_reason_and_others_go_on()
     std::fs::remove_file(layout.raw_recording(foreign)).unwrap();
     write_psmr(&layout.raw_recording(foreign), other, 10);
     let good = recorded_session(&engine, &layout, 10).await;
-    let enc = encoder(&engine, &layout, "encoder-1");
+    // A worker that takes any session (by default it claims only those whose raw recording
+    // is on its disk, and the missing one would wait for the node that has it).
+    let mut config = worker("encoder-1");
+    config.claim_scope = psm_pipeline::ClaimScope::Any;
+    let enc = Arc::new(Encoder::new(
+        engine.clone(),
+        layout.clone(),
+        EncoderSettings::default(),
+        config,
+    ));
     for _ in 0..50 {
         enc.clone().run_until_idle().await;
         let st = engine.recording_status(&[missing, foreign]).await.unwrap();

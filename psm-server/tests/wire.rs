@@ -74,6 +74,7 @@ async fn requests_serialize_to_the_seed_examples() {
             serde_json::to_value(wire::ClaimRequest {
                 process_instance: pi("encoder_instance"),
                 limit: None,
+                among: None,
             })
             .unwrap(),
             json!({ "processInstance": "encoder_instance" }),

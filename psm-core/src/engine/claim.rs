@@ -5,7 +5,7 @@ use crate::error::CoreError;
 use crate::id::{FencingToken, ProcessInstance, SessionId};
 use crate::session::{Completion, Lease, PrivSession, RecordingStatus};
 use crate::stage::{Stage, check_transition};
-use crate::store::{ClaimSpec, Guard, LeasePatch, ListQuery, Patch, StageSet};
+use crate::store::{ClaimSpec, Guard, LeasePatch, ListQuery, MAX_CLAIM_AMONG, Patch, StageSet};
 
 use super::{Engine, bounded_reason};
 
@@ -65,7 +65,8 @@ impl Engine {
         by: &ProcessInstance,
         limit: u32,
     ) -> Result<Vec<Lease>, CoreError> {
-        self.claim(Stage::Ended, Stage::Encoding, by, limit).await
+        self.claim(Stage::Ended, Stage::Encoding, by, limit, None)
+            .await
     }
 
     /// UploderClaim: moves up to `limit` Done-Encoded sessions to Uploading, leased to `by`.
@@ -74,7 +75,32 @@ impl Engine {
         by: &ProcessInstance,
         limit: u32,
     ) -> Result<Vec<Lease>, CoreError> {
-        self.claim(Stage::DoneEncoded, Stage::Uploading, by, limit)
+        self.claim(Stage::DoneEncoded, Stage::Uploading, by, limit, None)
+            .await
+    }
+
+    /// EncoderClaim restricted to `among` (PSM's extension `privSessionIds`): only the listed
+    /// sessions are eligible, e.g. those whose raw recording is on the encoder's disk, so a
+    /// worker never takes (and fails) a session whose files are on another node. At most
+    /// [`MAX_CLAIM_AMONG`] ids; an empty list claims nothing.
+    pub async fn claim_for_encoding_among(
+        &self,
+        by: &ProcessInstance,
+        limit: u32,
+        among: &[SessionId],
+    ) -> Result<Vec<Lease>, CoreError> {
+        self.claim(Stage::Ended, Stage::Encoding, by, limit, Some(among))
+            .await
+    }
+
+    /// UploderClaim restricted to `among` (see [`Engine::claim_for_encoding_among`]).
+    pub async fn claim_for_upload_among(
+        &self,
+        by: &ProcessInstance,
+        limit: u32,
+        among: &[SessionId],
+    ) -> Result<Vec<Lease>, CoreError> {
+        self.claim(Stage::DoneEncoded, Stage::Uploading, by, limit, Some(among))
             .await
     }
 
@@ -84,7 +110,19 @@ impl Engine {
         to: Stage,
         by: &ProcessInstance,
         limit: u32,
+        among: Option<&[SessionId]>,
     ) -> Result<Vec<Lease>, CoreError> {
+        if let Some(among) = among {
+            if among.len() > MAX_CLAIM_AMONG {
+                return Err(CoreError::InvalidInput {
+                    field: "privSessionIds",
+                    reason: format!("{} ids, the limit is {MAX_CLAIM_AMONG}", among.len()),
+                });
+            }
+            if among.is_empty() {
+                return Ok(Vec::new());
+            }
+        }
         check_transition(from, to)?;
         let limit = limit.clamp(1, self.config.max_claim.max(1));
         let now = self.clock.now();
@@ -95,6 +133,7 @@ impl Engine {
             now,
             lease_expires: now.saturating_add(self.config.lease_ttl),
             limit,
+            among: among.map(<[SessionId]>::to_vec),
         };
         let mut claimed = self.store.claim(&spec).await?;
         // Stores return claims in any order; answer in queue order, the same on every backend.

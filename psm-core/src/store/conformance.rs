@@ -273,6 +273,7 @@ pub async fn claim_semantics(store: &dyn SessionStore) {
         now,
         lease_expires: now.saturating_add(Duration::from_secs(60)),
         limit: 2,
+        among: None,
     };
     let before = audit_count(store).await;
     let mut claimed = store.claim(&spec).await.unwrap();
@@ -342,6 +343,99 @@ pub async fn claim_semantics(store: &dyn SessionStore) {
     );
 }
 
+/// A claim restricted to given sessions (`among`) takes only those, still oldest first,
+/// within the limit and the backoff, and leaves every other session as it was.
+pub async fn claim_among_takes_only_the_named(store: &dyn SessionStore) {
+    let mut queued = Vec::new();
+    for i in 0..6u64 {
+        let mut s = sample(Stage::Ended, T0);
+        s.end_time = Some(T0.saturating_add(Duration::from_secs(i)));
+        store.insert(&s, &opened(&s)).await.unwrap();
+        queued.push(s);
+    }
+    let mut backing_off = sample(Stage::Ended, T0);
+    backing_off.retry_at = Some(T0.saturating_add(Duration::from_secs(500)));
+    store
+        .insert(&backing_off, &opened(&backing_off))
+        .await
+        .unwrap();
+    let now = T0.saturating_add(Duration::from_secs(200));
+    // Node A has sessions 1, 3 and 5 (and one that is backing off, and one unknown id).
+    let mine = vec![
+        queued[5].id,
+        queued[1].id,
+        queued[3].id,
+        backing_off.id,
+        SessionId::new(),
+    ];
+    let spec = ClaimSpec {
+        from: Stage::Ended,
+        to: Stage::Encoding,
+        owner: pi("enc-a"),
+        now,
+        lease_expires: now.saturating_add(Duration::from_secs(60)),
+        limit: 2,
+        among: Some(mine.clone()),
+    };
+    let mut got = store.claim(&spec).await.unwrap();
+    got.sort_by_key(|s| s.end_time);
+    assert_eq!(
+        got.iter().map(|s| s.id).collect::<Vec<_>>(),
+        vec![queued[1].id, queued[3].id],
+        "the oldest of the named sessions, within the limit"
+    );
+    let rest = store
+        .claim(&ClaimSpec {
+            limit: 100,
+            ..spec.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        rest.iter().map(|s| s.id).collect::<Vec<_>>(),
+        vec![queued[5].id],
+        "a backing-off session stays out, an unknown id is ignored"
+    );
+    for s in [&queued[0], &queued[2], &queued[4], &backing_off] {
+        let now_row = store.get(s.id).await.unwrap().unwrap();
+        assert_eq!(
+            now_row.stage,
+            Stage::Ended,
+            "an unnamed session is untouched"
+        );
+        assert_eq!(now_row.attempts, s.attempts);
+        assert_eq!(now_row.version, s.version);
+    }
+    // Another node names the others; an unrestricted claim sees whatever is left.
+    let theirs = store
+        .claim(&ClaimSpec {
+            owner: pi("enc-b"),
+            limit: 100,
+            among: Some(vec![queued[0].id, queued[2].id]),
+            ..spec.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(theirs.len(), 2);
+    assert!(
+        theirs
+            .iter()
+            .all(|s| s.process_instance == Some(pi("enc-b")))
+    );
+    let any = store
+        .claim(&ClaimSpec {
+            limit: 100,
+            among: None,
+            ..spec
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        any.iter().map(|s| s.id).collect::<Vec<_>>(),
+        vec![queued[4].id]
+    );
+}
+
 /// Concurrent claims never hand one session to two callers.
 pub async fn concurrent_claims_are_disjoint(store: Arc<dyn SessionStore>) {
     let n = 60;
@@ -363,6 +457,7 @@ pub async fn concurrent_claims_are_disjoint(store: Arc<dyn SessionStore>) {
                         now: T0,
                         lease_expires: T0.saturating_add(Duration::from_secs(60)),
                         limit: 3,
+                        among: None,
                     })
                     .await
                     .unwrap();
@@ -901,6 +996,7 @@ where
     update_matches_reference_semantics(&*make().await).await;
     guards_refuse_without_side_effects(&*make().await).await;
     claim_semantics(&*make().await).await;
+    claim_among_takes_only_the_named(&*make().await).await;
     concurrent_claims_are_disjoint(make().await).await;
     overdue_finds_exactly_the_silent(&*make().await).await;
     list_filters_and_orders(&*make().await).await;

@@ -107,6 +107,12 @@ impl SessionStore for MemoryStore {
             .sessions
             .values()
             .filter(|s| s.stage == claim.from && s.retry_at.is_none_or(|t| t <= claim.now))
+            .filter(|s| {
+                claim
+                    .among
+                    .as_ref()
+                    .is_none_or(|among| among.contains(&s.id))
+            })
             .collect();
         // Queued sessions always have an end time (ending sets it); order as the SQL stores do.
         eligible.sort_by_key(|s| (s.end_time, s.id));

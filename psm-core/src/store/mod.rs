@@ -200,7 +200,8 @@ impl Patch {
 /// until `lease_expires`. Each claimed session gets `fencing_token + 1`, `attempts + 1`,
 /// `last_reported = now`, `retry_at = NULL`, `process_instance = owner`, `version + 1`, and an
 /// audit event `claimed` (actor `owner`, from → to, detail `fencing token T, attempt A`).
-/// The claimed sessions may be returned in any order.
+/// The claimed sessions may be returned in any order. With `among`, only the listed sessions
+/// are eligible (a worker names the sessions whose files it can reach).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClaimSpec {
     /// The queue stage.
@@ -215,7 +216,13 @@ pub struct ClaimSpec {
     pub lease_expires: Timestamp,
     /// At most this many sessions.
     pub limit: u32,
+    /// Only these sessions are eligible (`None`: any). At most [`MAX_CLAIM_AMONG`] ids; the
+    /// engine never passes an empty list (it answers that claim itself: nothing).
+    pub among: Option<Vec<SessionId>>,
 }
+
+/// Most ids a claim restricted to given sessions ([`ClaimSpec::among`]) may name.
+pub const MAX_CLAIM_AMONG: usize = 1000;
 
 /// Sessions the watchdog should look at: Connected ones whose LastReported is older than
 /// `connected_before`, and leased ones whose lease expired before `now`.

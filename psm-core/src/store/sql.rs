@@ -249,7 +249,24 @@ pub(crate) fn claim(dialect: Dialect, c: &ClaimSpec) -> Sql {
         sql.bind(Value::Text(c.from.as_str().into()));
         sql.push(" AND (retry_at IS NULL OR retry_at <= ");
         sql.bind(Value::I64(c.now.as_micros()));
-        sql.push(") ORDER BY end_time, id LIMIT ");
+        sql.push(")");
+        if let Some(among) = &c.among {
+            // An empty list never reaches a store (the engine answers it); render it as
+            // "nothing" anyway rather than as invalid `IN ()`.
+            if among.is_empty() {
+                sql.push(" AND 1 = 0");
+            } else {
+                sql.push(" AND id IN (");
+                for (i, id) in among.iter().enumerate() {
+                    if i > 0 {
+                        sql.push(", ");
+                    }
+                    sql.bind(Value::Text(id.to_string()));
+                }
+                sql.push(")");
+            }
+        }
+        sql.push(" ORDER BY end_time, id LIMIT ");
         sql.bind(Value::I64(i64::from(c.limit)));
     };
     let set = |sql: &mut Sql| {
@@ -413,6 +430,7 @@ mod tests {
             now: Timestamp::EPOCH,
             lease_expires: Timestamp::EPOCH,
             limit: 4,
+            among: None,
         };
         assert!(
             claim(Dialect::Postgres, &c)

@@ -20,7 +20,7 @@ fn claim_answer(leases: Vec<Lease>) -> wire::ClaimResponse {
 }
 
 /// EncoderClaim: moves up to `limit` (default 1) Ended sessions to Encoding, leased to the
-/// caller.
+/// caller; with `privSessionIds`, only among those sessions.
 #[utoipa::path(post, path = "/api/services/v1/secureaccessgateway/EncoderClaim",
     request_body = wire::ClaimRequest,
     responses((status = 200, body = wire::ClaimResponse)),
@@ -29,15 +29,25 @@ pub async fn encoder_claim(
     State(state): State<AppState>,
     WireJson(req): WireJson<wire::ClaimRequest>,
 ) -> Result<Json<wire::ClaimResponse>, ApiError> {
-    let leases = state
-        .cp
-        .engine()
-        .claim_for_encoding(&req.process_instance, req.limit.unwrap_or(1))
-        .await?;
+    let engine = state.cp.engine();
+    let limit = req.limit.unwrap_or(1);
+    let leases = match &req.among {
+        Some(among) => {
+            engine
+                .claim_for_encoding_among(&req.process_instance, limit, among)
+                .await?
+        }
+        None => {
+            engine
+                .claim_for_encoding(&req.process_instance, limit)
+                .await?
+        }
+    };
     Ok(Json(claim_answer(leases)))
 }
 
-/// UploderClaim (sic): moves up to `limit` (default 1) Done-Encoded sessions to Uploading.
+/// UploderClaim (sic): moves up to `limit` (default 1) Done-Encoded sessions to Uploading;
+/// with `privSessionIds`, only among those sessions.
 #[utoipa::path(post, path = "/api/services/v1/secureaccessgateway/UploderClaim",
     request_body = wire::ClaimRequest,
     responses((status = 200, body = wire::ClaimResponse)),
@@ -46,11 +56,20 @@ pub async fn uploder_claim(
     State(state): State<AppState>,
     WireJson(req): WireJson<wire::ClaimRequest>,
 ) -> Result<Json<wire::ClaimResponse>, ApiError> {
-    let leases = state
-        .cp
-        .engine()
-        .claim_for_upload(&req.process_instance, req.limit.unwrap_or(1))
-        .await?;
+    let engine = state.cp.engine();
+    let limit = req.limit.unwrap_or(1);
+    let leases = match &req.among {
+        Some(among) => {
+            engine
+                .claim_for_upload_among(&req.process_instance, limit, among)
+                .await?
+        }
+        None => {
+            engine
+                .claim_for_upload(&req.process_instance, limit)
+                .await?
+        }
+    };
     Ok(Json(claim_answer(leases)))
 }
 
