@@ -35,12 +35,14 @@ struct Client {
     task: tokio::task::JoinHandle<upstream::TargetEnd>,
 }
 
-async fn connect(port: u16, user: &str, password: &str) -> Client {
+/// `pin`: the target's certificate pin (xrdp speaks TLS only, which the gateway's side
+/// uses only toward pinned targets); `None`: any certificate, NLA only (the gateway).
+async fn connect(port: u16, pin: Option<String>, user: &str, password: &str) -> Client {
     let auth = Authorization {
         target: "bench".into(),
         host: "127.0.0.1".into(),
         port,
-        host_key: HostKeyCheck::AcceptAny,
+        host_key: pin.map_or(HostKeyCheck::AcceptAny, |p| HostKeyCheck::Pinned(vec![p])),
         account: String::new(),
         checkout: None,
         expires: None,
@@ -212,7 +214,7 @@ fn main() {
         let dir = tempfile::tempdir().unwrap();
         let target_password = target_account();
         let xrdp = Xrdp::start(dir.path());
-        let plane = plane(xrdp.port, &target_password).await;
+        let plane = plane_for(&xrdp, &target_password).await;
         let gw = gateway(&plane, dir.path(), |_| {}).await;
         let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
             .ok()
@@ -224,7 +226,7 @@ fn main() {
         let zero = || 0.0;
 
         // (a) direct
-        let direct = connect(xrdp.port, TARGET_USER, &target_password).await;
+        let direct = connect(xrdp.port, Some(xrdp.pin()), TARGET_USER, &target_password).await;
         direct.settle().await;
         let lat_direct = direct.latencies(30).await;
         let (fps_direct, _) = direct.flood_fps(fps_secs, &zero).await;
@@ -232,7 +234,7 @@ fn main() {
         tokio::time::sleep(Duration::from_secs(1)).await;
 
         // (b) through the gateway
-        let proxied = connect(gw.addr.port(), &format!("{PSM_USER}+desk-01"), PSM_PASSWORD).await;
+        let proxied = connect(gw.addr.port(), None, &format!("{PSM_USER}+desk-01"), PSM_PASSWORD).await;
         proxied.settle().await;
         let lat_proxy = proxied.latencies(30).await;
         let (fps_proxy, cpu_flood) = proxied.flood_fps(fps_secs, &gateway_cpu).await;
@@ -248,7 +250,7 @@ fn main() {
             while !gw.registry.is_empty() {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            let c = connect(gw.addr.port(), &format!("{PSM_USER}+desk-01"), PSM_PASSWORD).await;
+            let c = connect(gw.addr.port(), None, &format!("{PSM_USER}+desk-01"), PSM_PASSWORD).await;
             c.settle().await;
             if name == "typing" {
                 c.type_text("clear\n").await;

@@ -227,6 +227,98 @@ pub fn target_connector(check: &HostKeyCheck) -> Result<tokio_rustls::TlsConnect
     Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
+/// A TLS listener for `axum::serve` (the browser gateway's HTTPS): TCP connections are
+/// accepted here and each TLS handshake runs in a task of its own, bounded in time and in
+/// number, so a client that stalls its handshake holds up nobody else; finished
+/// connections are handed to the server.
+pub struct TlsListener {
+    ready: tokio::sync::mpsc::Receiver<(
+        tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+        std::net::SocketAddr,
+    )>,
+    addr: std::net::SocketAddr,
+    accepting: tokio::task::JoinHandle<()>,
+}
+
+/// Most TLS handshakes in progress at once.
+const MAX_HANDSHAKES: usize = 256;
+
+impl std::fmt::Debug for TlsListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsListener")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsListener {
+    /// Accepts on `listener`; each handshake must finish within `timeout`.
+    pub fn new(
+        listener: tokio::net::TcpListener,
+        acceptor: tokio_rustls::TlsAcceptor,
+        timeout: std::time::Duration,
+    ) -> Self {
+        let addr = listener
+            .local_addr()
+            .unwrap_or_else(|_| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
+        let (tx, ready) = tokio::sync::mpsc::channel(64);
+        let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
+        let accepting = tokio::spawn(async move {
+            loop {
+                let (tcp, peer) = match listener.accept().await {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "browser gateway accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+                    tracing::warn!(peer = %peer, "too many TLS handshakes in progress; dropped one");
+                    continue;
+                };
+                let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+                        Ok(Ok(tls)) => {
+                            let _ = tx.send((tls, peer)).await;
+                        }
+                        _ => tracing::debug!(peer = %peer, "browser TLS handshake failed"),
+                    }
+                });
+            }
+        });
+        Self {
+            ready,
+            addr,
+            accepting,
+        }
+    }
+}
+
+impl Drop for TlsListener {
+    fn drop(&mut self) {
+        self.accepting.abort();
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(accepted) => accepted,
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.addr)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -29,6 +29,7 @@ use crate::input::InputEvent;
 use crate::screen::{DesktopScreen, Rect};
 use crate::tls;
 use psm_proxy::Authorization;
+use psm_proxy::HostKeyCheck;
 
 type TargetStream = TlsStream<TcpStream>;
 
@@ -147,6 +148,29 @@ fn describe(e: &ConnectorError) -> String {
 }
 
 /// Connects and logs in to the target of `auth` with `login`, asking for a
+/// The security used toward a target: NLA only when its certificate is not pinned.
+///
+/// An unpinned certificate proves nothing about who answers, so a man in the middle could
+/// refuse NLA and read the password from the Client Info PDU of a TLS-only login (issue 17
+/// L13). With NLA (CredSSP) the credential is sent only after the server proved it holds
+/// it, which such a listener cannot. A pinned target may still fall back to TLS (xrdp
+/// offers TLS only).
+///
+/// ```
+/// use psm_proxy::HostKeyCheck;
+/// use psm_proxy_rdp::TargetSecurity;
+/// use psm_proxy_rdp::upstream::security_toward;
+/// assert_eq!(security_toward(&HostKeyCheck::AcceptAny, TargetSecurity::NlaOrTls), TargetSecurity::NlaOnly);
+/// let pinned = HostKeyCheck::Pinned(vec!["sha256:".to_owned() + &"ab".repeat(32)]);
+/// assert_eq!(security_toward(&pinned, TargetSecurity::NlaOrTls), TargetSecurity::NlaOrTls);
+/// ```
+pub fn security_toward(check: &HostKeyCheck, configured: TargetSecurity) -> TargetSecurity {
+    match check {
+        HostKeyCheck::AcceptAny => TargetSecurity::NlaOnly,
+        _ => configured,
+    }
+}
+
 /// `width` x `height` desktop, within `timeout`.
 pub async fn connect(
     auth: &Authorization,
@@ -197,6 +221,7 @@ async fn connect_inner(
         .local_addr()
         .map_err(|e| connect_err(auth, format!("local address: {e}")))?;
     let mut framed = TokioFramed::new(tcp);
+    let security = security_toward(&auth.host_key, security);
     let mut connector = ClientConnector::new(
         connector_config(login, width, height, security),
         client_addr,

@@ -39,7 +39,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
-use axum::response::{Html, IntoResponse};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use serde::Deserialize;
 use tokio::net::TcpListener;
@@ -55,6 +55,49 @@ use psm_proxy::live::protocol::ClientMessage as LiveMessage;
 pub const MAX_BROWSER_MESSAGE: usize = 4096;
 
 const PAGE: &str = include_str!("../web/rdp.html");
+const SCRIPT: &str = include_str!("../web/rdp.js");
+const STYLE: &str = include_str!("../web/rdp.css");
+
+/// The page's Content-Security-Policy: its own script and style only (no inline script, no
+/// third party), websockets to itself, decoded tiles as blobs, no framing.
+pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+    img-src 'self' blob:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; \
+    form-action 'none'";
+
+/// A static file of the page with the security headers.
+fn asset(body: &'static str, content_type: &'static str) -> axum::response::Response {
+    use axum::http::header;
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CONTENT_SECURITY_POLICY, CSP),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::X_FRAME_OPTIONS, "DENY"),
+            (header::REFERRER_POLICY, "no-referrer"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Whether a browser request comes from the page itself: no `Origin` (not a browser, or a
+/// same-origin GET), or an `Origin` that is this server's own (`http(s)://` + `Host`). A
+/// page elsewhere (cross-site websocket hijacking, a login form posted from another site)
+/// is refused.
+pub fn same_origin(headers: &axum::http::HeaderMap, tls: bool) -> bool {
+    let Some(origin) = headers.get(axum::http::header::ORIGIN) else {
+        return true;
+    };
+    let (Ok(origin), Some(Ok(host))) = (
+        origin.to_str(),
+        headers.get(axum::http::header::HOST).map(|h| h.to_str()),
+    ) else {
+        return false;
+    };
+    let scheme = if tls { "https" } else { "http" };
+    origin.eq_ignore_ascii_case(&format!("{scheme}://{host}"))
+}
 
 /// A message from the browser.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -120,10 +163,13 @@ impl BrowserMessage {
     }
 }
 
-/// The browser gateway: an HTTP listener with the page and the websocket.
+/// The browser gateway: an HTTP listener with the page and the websocket. On a loopback
+/// address it may serve plain HTTP (behind a TLS-terminating proxy, or for a local user);
+/// anywhere else it needs TLS ([`with_tls`](Self::with_tls)).
 pub struct WebGateway {
     shared: Arc<Shared>,
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl std::fmt::Debug for WebGateway {
@@ -147,7 +193,15 @@ impl WebGateway {
         Ok(Self {
             shared: Shared::new(config, deps),
             listener,
+            tls: None,
         })
+    }
+
+    /// Serves HTTPS (and `wss://`) with `acceptor`: the gateway's own certificate
+    /// (`ServerIdentity::acceptor`) or another.
+    pub fn with_tls(mut self, acceptor: tokio_rustls::TlsAcceptor) -> Self {
+        self.tls = Some(acceptor);
+        self
     }
 
     /// Where it listens.
@@ -157,31 +211,97 @@ impl WebGateway {
             .unwrap_or(self.shared.config.listen)
     }
 
-    /// Serves until `shutdown` resolves.
+    /// Serves until `shutdown` resolves. Refuses to serve plain HTTP on a non-loopback
+    /// address: the page carries PSM passwords.
     pub async fn run(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), RdpError> {
+        let addr = self.local_addr();
+        if self.tls.is_none() && !addr.ip().is_loopback() {
+            return Err(RdpError::Config(format!(
+                "the browser gateway would serve PSM passwords over plain HTTP on {addr}: \
+                 give it TLS (psm-rdp-gateway serves HTTPS with its certificate on a \
+                 non-loopback address) or listen on a loopback address behind a TLS proxy"
+            )));
+        }
+        let tls = self.tls.is_some();
         let app = Router::new()
-            .route("/", get(|| async { Html(PAGE) }))
+            .route(
+                "/",
+                get(|| async { asset(PAGE, "text/html; charset=utf-8") }),
+            )
+            .route(
+                "/rdp.js",
+                get(|| async { asset(SCRIPT, "text/javascript; charset=utf-8") }),
+            )
+            .route(
+                "/rdp.css",
+                get(|| async { asset(STYLE, "text/css; charset=utf-8") }),
+            )
             .route("/ws", get(ws_handler))
             .route("/launch", axum::routing::post(launch_handler))
-            .with_state(self.shared.clone());
-        axum::serve(
-            self.listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| RdpError::io("serving the browser gateway", e))
+            .with_state(self.shared.clone())
+            .layer(axum::Extension(Tls(tls)));
+        let make = app.into_make_service_with_connect_info::<Peer>();
+        match self.tls {
+            None => axum::serve(self.listener, make)
+                .with_graceful_shutdown(shutdown)
+                .await
+                .map_err(|e| RdpError::io("serving the browser gateway", e)),
+            Some(acceptor) => axum::serve(
+                crate::tls::TlsListener::new(
+                    self.listener,
+                    acceptor,
+                    self.shared.config.limits.handshake_timeout,
+                ),
+                make,
+            )
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(|e| RdpError::io("serving the browser gateway", e)),
+        }
     }
 }
+
+/// The client's address, over plain TCP or TLS.
+#[derive(Clone, Copy, Debug)]
+struct Peer(SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TcpListener>> for Peer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TcpListener>) -> Self {
+        Peer(*stream.remote_addr())
+    }
+}
+
+impl
+    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, crate::tls::TlsListener>>
+    for Peer
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, crate::tls::TlsListener>) -> Self {
+        Peer(*stream.remote_addr())
+    }
+}
+
+/// Whether the gateway serves TLS (for the `Origin` check).
+#[derive(Clone, Copy)]
+struct Tls(bool);
 
 async fn ws_handler(
     ws: WebSocketUpgrade,
     State(shared): State<Arc<Shared>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-) -> impl IntoResponse {
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
+    axum::Extension(Tls(tls)): axum::Extension<Tls>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    if !same_origin(&headers, tls) {
+        tracing::warn!(peer = %peer, "browser RDP websocket from another origin refused");
+        return (
+            axum::http::StatusCode::FORBIDDEN,
+            "this page's origin may not open sessions",
+        )
+            .into_response();
+    }
     // Uploads to the session drive are binary messages up to `MAX_WEB_FILE`; without a
     // drive every message stays within `MAX_BROWSER_MESSAGE`.
     let c = shared.config.channels;
@@ -197,6 +317,7 @@ async fn ws_handler(
                 tracing::info!(peer = %peer, error = %e, "browser RDP connection ended with an error");
             }
         })
+        .into_response()
 }
 
 /// `POST /launch` body.
@@ -214,10 +335,26 @@ const LAUNCH_TTL: std::time::Duration = std::time::Duration::from_secs(300);
 /// a native client can use with NLA, and a `.rdp` file that names it.
 async fn launch_handler(
     State(shared): State<Arc<Shared>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
+    axum::Extension(Tls(tls)): axum::Extension<Tls>,
+    headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> axum::response::Response {
     use axum::http::StatusCode;
+    // JSON only (a form another site posts cannot send it without a preflight) and from
+    // this origin only.
+    let json = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !json || !same_origin(&headers, tls) {
+        tracing::warn!(peer = %peer, "launch request refused: not JSON from this origin");
+        return (
+            StatusCode::FORBIDDEN,
+            "a launch request is JSON from this origin",
+        )
+            .into_response();
+    }
     let req: LaunchRequest = match (body.len() <= MAX_BROWSER_MESSAGE)
         .then(|| serde_json::from_slice(&body).ok())
         .flatten()

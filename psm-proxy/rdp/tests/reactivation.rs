@@ -98,6 +98,9 @@ async fn the_gateway_follows_a_target_that_resizes_its_desktop() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = self_signed(dir.path(), "target");
     let identity = ServerIdentity::from_pem_files(&cert, &key).unwrap();
+    // Pinned: toward an unpinned target the gateway speaks NLA only, and this target
+    // (ironrdp-server with TLS) offers TLS.
+    let pin = identity.fingerprint.clone();
     let port = free_port();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     // ironrdp-server's futures are not Send: it runs on a thread of its own.
@@ -123,7 +126,7 @@ async fn the_gateway_follows_a_target_that_resizes_its_desktop() {
         target: "resizing".into(),
         host: "127.0.0.1".into(),
         port,
-        host_key: HostKeyCheck::AcceptAny,
+        host_key: HostKeyCheck::Pinned(vec![pin]),
         account: String::new(),
         checkout: None,
         expires: None,

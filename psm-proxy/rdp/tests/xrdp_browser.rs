@@ -44,7 +44,7 @@ async fn chromium_through_the_web_gateway_to_xrdp() {
     let dir = tempfile::tempdir().unwrap();
     let target_password = target_account();
     let xrdp = Xrdp::start(dir.path());
-    let plane = plane(xrdp.port, &target_password).await;
+    let plane = plane_for(&xrdp, &target_password).await;
 
     let mut config =
         RdpGatewayConfig::new("127.0.0.1:0".parse().unwrap(), plane.gateway_pi.clone());

@@ -83,7 +83,7 @@ async fn text_crosses_both_ways_is_recorded_and_a_bomb_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let target_password = target_account();
     let xrdp = Xrdp::start(dir.path());
-    let plane = plane(xrdp.port, &target_password).await;
+    let plane = plane_for(&xrdp, &target_password).await;
     let gw = gateway(&plane, dir.path(), |c| {
         c.channels.clipboard = true;
         c.limits.max_clipboard_bytes = LIMIT;

@@ -25,7 +25,7 @@ async fn the_target_reads_and_writes_the_session_drive_and_it_is_recorded() {
     let dir = tempfile::tempdir().unwrap();
     let target_password = target_account();
     let xrdp = Xrdp::start(dir.path());
-    let plane = plane(xrdp.port, &target_password).await;
+    let plane = plane_for(&xrdp, &target_password).await;
     let drives = dir.path().join("drives");
     let gw = gateway(&plane, dir.path(), |c| {
         c.channels.drives = true;

@@ -25,7 +25,7 @@ async fn freerdp_through_the_gateway_to_xrdp() {
     let dir = tempfile::tempdir().unwrap();
     let target_password = target_account();
     let xrdp = Xrdp::start(dir.path());
-    let plane = plane(xrdp.port, &target_password).await;
+    let plane = plane_for(&xrdp, &target_password).await;
     let gw = gateway(&plane, dir.path(), |_| {}).await;
 
     let display = Display::start();
@@ -286,7 +286,7 @@ async fn wrong_psm_password_opens_no_session() {
     let dir = tempfile::tempdir().unwrap();
     let target_password = target_account();
     let xrdp = Xrdp::start(dir.path());
-    let plane = plane(xrdp.port, &target_password).await;
+    let plane = plane_for(&xrdp, &target_password).await;
     let gw = gateway(&plane, dir.path(), |_| {}).await;
     let display = Display::start();
     // The target's own password is no good at the gateway either.
@@ -330,7 +330,7 @@ async fn huge_desktop_is_clamped_and_a_dropped_client_ends_the_session() {
     let dir = tempfile::tempdir().unwrap();
     let target_password = target_account();
     let xrdp = Xrdp::start(dir.path());
-    let plane = plane(xrdp.port, &target_password).await;
+    let plane = plane_for(&xrdp, &target_password).await;
     let gw = gateway(&plane, dir.path(), |c| {
         c.limits.max_width = 800;
         c.limits.max_height = 600;
@@ -395,7 +395,7 @@ async fn target_refusing_nla_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let target_password = target_account();
     let xrdp = Xrdp::start(dir.path());
-    let plane = plane(xrdp.port, &target_password).await;
+    let plane = plane_for(&xrdp, &target_password).await;
     let gw = gateway(&plane, dir.path(), |c| {
         c.target_security = psm_proxy_rdp::TargetSecurity::NlaOnly;
     })
@@ -438,7 +438,7 @@ async fn nla_with_a_launch_credential() {
     let dir = tempfile::tempdir().unwrap();
     let target_password = target_account();
     let xrdp = Xrdp::start(dir.path());
-    let plane = plane(xrdp.port, &target_password).await;
+    let plane = plane_for(&xrdp, &target_password).await;
     let gw = gateway(&plane, dir.path(), |_| {}).await;
     let cred = gw.launch.issue(
         psm_proxy_rdp::access::Identity {

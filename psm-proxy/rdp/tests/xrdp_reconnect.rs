@@ -19,7 +19,7 @@ async fn a_reattached_desktop_of_another_size_is_followed() {
     let dir = tempfile::tempdir().unwrap();
     let target_password = target_account();
     let xrdp = Xrdp::start(dir.path());
-    let plane = plane(xrdp.port, &target_password).await;
+    let plane = plane_for(&xrdp, &target_password).await;
     let gw = gateway(&plane, dir.path(), |_| {}).await;
     let display = Display::start();
 

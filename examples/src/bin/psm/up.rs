@@ -321,7 +321,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 child.listen.port()
             );
             if let Some(w) = child.web_listen {
-                println!("    browser:  http://{w}/");
+                // HTTPS with the gateway's certificate off loopback (docs/rdp.md).
+                let scheme = if w.ip().is_loopback() {
+                    "http"
+                } else {
+                    "https"
+                };
+                println!("    browser:  {scheme}://{w}/");
             }
             if let Some(l) = child.live_listen {
                 println!("    live:     {l} (Watch and Join with control in the web UI)");

@@ -69,7 +69,9 @@ struct Args {
     /// This gateway's process instance name.
     #[arg(long, default_value = "rdp-gateway-1")]
     process_instance: String,
-    /// Accept a target certificate when the vault has no pin for it.
+    /// Accept a target certificate when the vault has no pin for it; such a target is logged
+    /// in to with NLA only (its certificate proves nothing, so the password never goes in a
+    /// TLS-only login's Client Info PDU).
     #[arg(long)]
     allow_unpinned_targets: bool,
     /// How long each session's credential checkout lasts, in minutes.
@@ -280,9 +282,22 @@ async fn main() -> anyhow::Result<()> {
     let identity = ServerIdentity::from_pem_files(&args.cert, &args.key)?;
     println!("certificate sha256 {}", identity.fingerprint);
     if let Some(web) = args.web_listen {
-        let web = psm_proxy_rdp::web::WebGateway::bind(web, config.clone(), deps.clone()).await?;
-        println!("browser access on http://{}/", web.local_addr());
-        tokio::spawn(web.run(std::future::pending()));
+        let mut web =
+            psm_proxy_rdp::web::WebGateway::bind(web, config.clone(), deps.clone()).await?;
+        // The page carries PSM passwords: HTTPS with the gateway's certificate anywhere but
+        // on a loopback address (where a TLS-terminating proxy or the local user sits).
+        let scheme = if web.local_addr().ip().is_loopback() {
+            "http"
+        } else {
+            web = web.with_tls(identity.acceptor.clone());
+            "https"
+        };
+        println!("browser access on {scheme}://{}/", web.local_addr());
+        tokio::spawn(async move {
+            if let Err(e) = web.run(std::future::pending()).await {
+                tracing::error!(error = %e, "the browser gateway stopped");
+            }
+        });
     }
     let live = match args.live_listen {
         Some(listen) => {

@@ -67,7 +67,9 @@ async fn the_gateway_binary_works_against_a_remote_control_plane() {
             host: "127.0.0.1".into(),
             port: xrdp.port,
             protocol: Protocol::Rdp,
-            host_key: None,
+            // Pinned as an operator pins it: xrdp speaks TLS only, which the gateway uses
+            // only toward a pinned target.
+            host_key: Some(xrdp.pin()),
         })
         .await
         .unwrap();
@@ -100,7 +102,6 @@ async fn the_gateway_binary_works_against_a_remote_control_plane() {
             .args(["--control-plane", &url, "--api-key-file"])
             .arg(cp_data.join("keys").join("gateway.key"))
             .args([
-                "--allow-unpinned-targets",
                 "--heartbeat-seconds",
                 "1",
                 "--screenshot-seconds",

@@ -338,6 +338,19 @@ pub struct Xrdp {
 }
 
 impl Xrdp {
+    /// Its certificate's SHA-256 pin, read with openssl as an operator would.
+    pub fn pin(&self) -> String {
+        let out = Command::new("openssl")
+            .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+            .arg(self.dir.join("xrdp.crt"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "openssl x509");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let hex = text.trim().split_once('=').unwrap().1;
+        format!("sha256:{}", hex.replace(':', "").to_lowercase())
+    }
+
     pub fn start(dir: &Path) -> Self {
         let (cert, key) = self_signed(dir, "xrdp");
         let port = free_port();
@@ -603,7 +616,19 @@ pub struct Plane {
     pub gateway_pi: ProcessInstance,
 }
 
+/// A plane whose vault holds desk-01 at `target_port`, unpinned (a target the tests never
+/// reach: unpinned targets get NLA only, which xrdp does not speak).
 pub async fn plane(target_port: u16, target_password: &str) -> Plane {
+    plane_with(target_port, target_password, None).await
+}
+
+/// A plane whose vault holds `xrdp` as desk-01, its certificate pinned (as an operator
+/// pins it with `psm targets add --host-key`): the gateway may then log in with TLS.
+pub async fn plane_for(xrdp: &Xrdp, target_password: &str) -> Plane {
+    plane_with(xrdp.port, target_password, Some(xrdp.pin())).await
+}
+
+async fn plane_with(target_port: u16, target_password: &str, pin: Option<String>) -> Plane {
     let engine = Engine::new(
         Arc::new(MemoryStore::new()),
         Arc::new(SystemClock),
@@ -625,7 +650,7 @@ pub async fn plane(target_port: u16, target_password: &str) -> Plane {
                 host: "127.0.0.1".into(),
                 port: target_port,
                 protocol: Protocol::Rdp,
-                host_key: None,
+                host_key: pin,
             },
             "admin",
         )
