@@ -82,8 +82,8 @@ pub use session::{
 };
 pub use tap::{
     ChannelInfo, ChannelKind, ChannelPurpose, ChannelRequest, DataEvent, DataVerdict, Direction,
-    EndReason, ExitReport, FileTransfer, NoTaps, RequestVerdict, StreamKind, Tap, TapFactories,
-    TapFactory, TapSet, TermSize, TransferRequest,
+    EndReason, ExitReport, FileOperation, FileOperationOutcome, FileTransfer, NoTaps,
+    RequestVerdict, StreamKind, Tap, TapFactories, TapFactory, TapSet, TermSize, TransferRequest,
 };
 pub use target::{
     Authorization, ControlPlaneTargets, HostKeyCheck, StaticTarget, StaticTargets, TargetAccess,

@@ -37,7 +37,7 @@ use crate::error::ProxyError;
 use crate::session::{SessionControl, SessionInfo};
 use crate::tap::{
     ChannelInfo, ChannelKind, ChannelPurpose, ChannelRequest, DataEvent, DataVerdict, Direction,
-    EndReason, ExitReport, FileTransfer, StreamKind, Tap, TapFactory, TapSet,
+    EndReason, ExitReport, FileOperation, FileTransfer, StreamKind, Tap, TapFactory, TapSet,
 };
 
 /// Where and how recordings are written.
@@ -544,6 +544,16 @@ impl Tap for Recorder {
                 size: Some(transfer.bytes),
                 blake3: None,
             }))
+            .await;
+        self.check(r);
+    }
+
+    async fn file_operation(&self, channel: &ChannelInfo, operation: &FileOperation) {
+        let r = self
+            .writer
+            .record(EventKind::Marker {
+                label: format!("{operation} on channel {}", channel.id),
+            })
             .await;
         self.check(r);
     }

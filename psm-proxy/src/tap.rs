@@ -256,6 +256,56 @@ pub struct FileTransfer {
     pub complete: bool,
 }
 
+/// A file operation other than moving a file's bytes (SFTP remove, rename, mkdir, rmdir,
+/// setstat, symlink, hard link), as [`Tap::file_operation`] sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileOperation {
+    /// `remove`, `rename`, `mkdir`, `rmdir`, `setstat`, `symlink`, `hardlink`.
+    pub operation: &'static str,
+    /// The path it acts on (for `symlink` and `hardlink`: the new link's path).
+    pub path: String,
+    /// The second path: `rename`'s new name, `symlink`'s and `hardlink`'s existing target.
+    pub other: Option<String>,
+    /// `sftp`.
+    pub protocol: &'static str,
+    /// What became of it.
+    pub outcome: FileOperationOutcome,
+}
+
+/// What became of a [`FileOperation`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FileOperationOutcome {
+    /// The target did it.
+    Done,
+    /// The target refused it (an SFTP status code and its message).
+    Failed(u32, String),
+    /// A tap refused it ([`Tap::check_transfer`]); it never reached the target.
+    Refused(String),
+    /// The channel closed before the target answered.
+    NoAnswer,
+}
+
+impl std::fmt::Display for FileOperation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} {:?}", self.protocol, self.operation, self.path)?;
+        if let Some(o) = &self.other {
+            let word = if self.operation == "rename" {
+                "to"
+            } else {
+                "->"
+            };
+            write!(f, " {word} {o:?}")?;
+        }
+        match &self.outcome {
+            FileOperationOutcome::Done => f.write_str(": done"),
+            FileOperationOutcome::Failed(code, m) => write!(f, ": failed (status {code}: {m})"),
+            FileOperationOutcome::Refused(m) => write!(f, ": refused ({m})"),
+            FileOperationOutcome::NoAnswer => f.write_str(": no answer"),
+        }
+    }
+}
+
 /// Why a session ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -321,6 +371,10 @@ pub trait Tap: Send + Sync {
 
     /// A file transfer was seen (completed, or cut when its channel closed).
     async fn file_transfer(&self, channel: &ChannelInfo, transfer: &FileTransfer) {}
+
+    /// A file operation that moves no bytes (SFTP remove, rename, mkdir, rmdir, setstat,
+    /// symlink, hard link) was answered, refused or cut: a recorder writes it down.
+    async fn file_operation(&self, channel: &ChannelInfo, operation: &FileOperation) {}
 
     /// A file (or clipboard content) is about to move: [`RequestVerdict::Refuse`] stops it
     /// before any byte does. Called where the protocol cannot wait (an RDP drive's file
@@ -453,6 +507,13 @@ impl TapSet {
     pub async fn file_transfer(&self, channel: &ChannelInfo, transfer: &FileTransfer) {
         for t in &self.taps {
             t.file_transfer(channel, transfer).await;
+        }
+    }
+
+    /// Calls `file_operation` on every tap.
+    pub async fn file_operation(&self, channel: &ChannelInfo, operation: &FileOperation) {
+        for t in &self.taps {
+            t.file_operation(channel, operation).await;
         }
     }
 

@@ -17,16 +17,20 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use psm_proxy::redact::EchoTracker;
-use psm_proxy::tap::{ChannelInfo, ChannelKind, Direction, ExitReport, StreamKind};
+use psm_proxy::tap::{
+    ChannelInfo, ChannelKind, Direction, ExitReport, FileOperationOutcome, RequestVerdict,
+    StreamKind,
+};
 use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf, client, server};
 use tokio::sync::{mpsc, oneshot};
 
 use super::conn::{Conn, ForwardSlot, Live};
+use super::sftp_gate::{self, SftpGate};
 use super::transfer::TransferWatch;
 
 /// Keys that submit a line (Enter, ^J, ^O): on a terminal channel each goes to the taps as
@@ -92,6 +96,8 @@ pub(crate) struct ChannelState {
     pub(crate) target: Arc<TargetSide>,
     pub(crate) echo: Mutex<EchoTracker>,
     pub(crate) transfer: Mutex<Option<TransferWatch>>,
+    /// An SFTP channel's gate: requests are judged before they reach the target.
+    pub(crate) sftp: OnceLock<Arc<SftpGate>>,
     /// Record data (session channels) or only count it (port forwards).
     pub(crate) record_data: bool,
     /// The channel has a terminal (pty): its screen is kept and viewers may follow it.
@@ -189,6 +195,7 @@ fn spawn(
         target: Arc::new(TargetSide::new(tw)),
         echo: Mutex::new(EchoTracker::default()),
         transfer: Mutex::new(None),
+        sftp: OnceLock::new(),
         record_data,
         pty: AtomicBool::new(false),
         inject,
@@ -227,6 +234,11 @@ fn spawn(
         if let Some(t) = watch {
             for ft in t.finish() {
                 live.taps.file_transfer(&st.info, &ft).await;
+            }
+        }
+        if let Some(gate) = st.sftp.get() {
+            for op in gate.unanswered() {
+                live.taps.file_operation(&st.info, &op).await;
             }
         }
         live.taps.channel_closed(&st.info).await;
@@ -322,6 +334,11 @@ async fn forward_input(
     ext: u32,
     data: Bytes,
 ) -> Result<(), ()> {
+    if stream == StreamKind::Stdout
+        && let Some(gate) = state.sftp.get()
+    {
+        return forward_sftp(conn, live, state, gate, &data).await;
+    }
     let pieces = if state.has_terminal() && stream == StreamKind::Stdout {
         submit_segments(&data)
     } else {
@@ -341,6 +358,99 @@ async fn forward_input(
         }
     }
     Ok(())
+}
+
+/// Passes whole SFTP packets from the user on, each request that changes or moves a file
+/// judged first (see [`sftp_gate`]). `Err` when the target side is gone or the stream
+/// cannot be followed (the channel then closes).
+async fn forward_sftp(
+    conn: &Conn,
+    live: &Live,
+    state: &ChannelState,
+    gate: &SftpGate,
+    data: &[u8],
+) -> Result<(), ()> {
+    let Ok(packets) = gate.user_bytes(data) else {
+        tracing::warn!(
+            channel = state.info.id,
+            "an SFTP packet too large to judge: closing the channel"
+        );
+        return Err(());
+    };
+    let mut pass = bytes::BytesMut::new();
+    for packet in packets {
+        let Some(judged) = sftp_gate::judged(&packet[4..]) else {
+            pass.extend_from_slice(&packet);
+            continue;
+        };
+        // Earlier packets first: the target answers in order.
+        forward_target(conn, live, state, pass.split().freeze()).await?;
+        let mut refusal = None;
+        'subjects: for subject in &judged.subjects {
+            let resolved = if subject.resolve {
+                let (probe, answer) = gate.probe(&subject.raw);
+                if state.target.write.data_bytes(probe).await.is_err() {
+                    return Err(());
+                }
+                answer.await.ok().flatten()
+            } else {
+                None
+            };
+            for request in sftp_gate::requests(subject, resolved.as_deref()) {
+                if let RequestVerdict::Refuse(m) = live.taps.check_transfer(&request) {
+                    refusal = Some(m);
+                    break 'subjects;
+                }
+            }
+        }
+        match refusal {
+            None => {
+                if let Some(op) = judged.operation {
+                    gate.forwarded(judged.id, op);
+                }
+                forward_target(conn, live, state, packet).await?;
+            }
+            Some(why) => {
+                gate.refused(judged.id);
+                tracing::info!(channel = state.info.id, "an SFTP request refused by policy");
+                conn.write_user(
+                    Some(state.info.id),
+                    sftp_gate::permission_denied(judged.id, &why),
+                )
+                .await;
+                if let Some(mut op) = judged.operation {
+                    op.outcome = FileOperationOutcome::Refused(why);
+                    live.taps.file_operation(&state.info, &op).await;
+                }
+            }
+        }
+    }
+    forward_target(conn, live, state, pass.freeze()).await
+}
+
+/// Passes bytes through the taps to the target's standard input.
+async fn forward_target(
+    conn: &Conn,
+    live: &Live,
+    state: &ChannelState,
+    data: Bytes,
+) -> Result<(), ()> {
+    if data.is_empty() {
+        return Ok(());
+    }
+    let Some(out) = tap_data(
+        conn,
+        live,
+        state,
+        Direction::ToTarget,
+        StreamKind::Stdout,
+        data,
+    )
+    .await
+    else {
+        return Ok(());
+    };
+    state.target.write.data_bytes(out).await.map_err(|_| ())
 }
 
 /// The user typed while the session is locked: the bytes are dropped; a bell (at most one
@@ -435,6 +545,42 @@ async fn target_to_user(
     let mut eof = UserEof::new(&state.info);
     loop {
         match tr.wait().await {
+            Some(ChannelMsg::Data { data }) if state.sftp.get().is_some() => {
+                let Some(gate) = state.sftp.get() else {
+                    continue;
+                };
+                let Ok((packets, answered)) = gate.target_bytes(&data) else {
+                    tracing::warn!(
+                        channel = state.info.id,
+                        "an SFTP answer too large to follow: closing the channel"
+                    );
+                    break;
+                };
+                for op in &answered {
+                    live.taps.file_operation(&state.info, op).await;
+                }
+                if packets.is_empty() {
+                    continue;
+                }
+                let data = if packets.len() == 1 {
+                    packets.into_iter().next().unwrap_or_default()
+                } else {
+                    packets.concat().into()
+                };
+                if let Some(out) = tap_data(
+                    &conn,
+                    &live,
+                    &state,
+                    Direction::ToUser,
+                    StreamKind::Stdout,
+                    data,
+                )
+                .await
+                    && uw.data_bytes(out).await.is_err()
+                {
+                    break;
+                }
+            }
             Some(ChannelMsg::Data { data }) => {
                 if let Some(out) = tap_data(
                     &conn,

@@ -888,6 +888,9 @@ impl russh::server::Handler for Handler {
                 }
                 if name == "sftp" {
                     state.set_transfer(TransferWatch::Sftp(SftpWatch::new()));
+                    if self.conn.live.get().is_some_and(|l| !l.taps.is_empty()) {
+                        let _ = state.sftp.set(Arc::new(super::sftp_gate::SftpGate::new()));
+                    }
                 }
                 let rx = state.target.expect_reply();
                 if state

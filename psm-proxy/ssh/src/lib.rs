@@ -87,6 +87,7 @@ mod handler;
 mod internal;
 mod limits;
 mod menu;
+mod sftp_gate;
 pub mod transfer;
 mod upstream;
 

@@ -128,10 +128,13 @@ const FXP_WRITE: u8 = 6;
 const FXP_HANDLE: u8 = 102;
 const FXP_DATA: u8 = 103;
 const FXF_WRITE: u32 = 0x0000_0002;
+/// Flags that change the file (append, create, truncate) even without a write.
+const FXF_CHANGES: u32 = 0x0000_0004 | 0x0000_0008 | 0x0000_0010;
 
 #[derive(Debug)]
 struct OpenFile {
     path: String,
+    /// The access flags asked for writing (or creating, truncating, appending).
     write: bool,
     up: u64,
     down: u64,
@@ -142,7 +145,7 @@ struct OpenFile {
 pub struct SftpWatch {
     to_target: Framer,
     to_user: Framer,
-    opening: HashMap<u32, (String, bool)>,
+    opening: HashMap<u32, (String, u32)>,
     reading: HashMap<u32, Vec<u8>>,
     files: HashMap<Vec<u8>, OpenFile>,
 }
@@ -189,8 +192,7 @@ impl SftpWatch {
                 if let (Some(name), Some(flags)) = (r.string(), r.u32())
                     && self.opening.len() < MAX_TRACKED
                 {
-                    self.opening
-                        .insert(id, (path_text(name), flags & FXF_WRITE != 0));
+                    self.opening.insert(id, (path_text(name), flags));
                 }
             }
             FXP_READ => {
@@ -214,7 +216,7 @@ impl SftpWatch {
                 if let Some(h) = r.string()
                     && let Some(f) = self.files.remove(h)
                 {
-                    done.push(Self::report(f, true));
+                    done.extend(Self::report(f, true));
                 }
             }
             _ => {}
@@ -228,7 +230,7 @@ impl SftpWatch {
         };
         match kind {
             FXP_HANDLE => {
-                if let Some((path, write)) = self.opening.remove(&id)
+                if let Some((path, flags)) = self.opening.remove(&id)
                     && let Some(h) = r.string()
                     && self.files.len() < MAX_TRACKED
                     && h.len() <= 256
@@ -237,7 +239,7 @@ impl SftpWatch {
                         h.to_vec(),
                         OpenFile {
                             path,
-                            write,
+                            write: flags & (FXF_WRITE | FXF_CHANGES) != 0,
                             up: 0,
                             down: 0,
                         },
@@ -260,26 +262,39 @@ impl SftpWatch {
         }
     }
 
-    fn report(f: OpenFile, complete: bool) -> FileTransfer {
-        let upload = f.write || f.up > 0;
-        FileTransfer {
-            direction: if upload {
-                Direction::ToTarget
-            } else {
-                Direction::ToUser
-            },
-            path: f.path,
-            bytes: if upload { f.up } else { f.down },
+    /// What a closed file moved: each way bytes went (a `READ|WRITE` open that read and
+    /// wrote is both a download and an upload); one that moved nothing by its flags
+    /// (written to, created or truncated: an upload of nothing).
+    fn report(f: OpenFile, complete: bool) -> Vec<FileTransfer> {
+        let one = |direction, bytes| FileTransfer {
+            direction,
+            path: f.path.clone(),
+            bytes,
             protocol: "sftp",
             complete,
+        };
+        let mut out = Vec::new();
+        if f.down > 0 {
+            out.push(one(Direction::ToUser, f.down));
         }
+        if f.up > 0 {
+            out.push(one(Direction::ToTarget, f.up));
+        }
+        if out.is_empty() {
+            out.push(if f.write {
+                one(Direction::ToTarget, 0)
+            } else {
+                one(Direction::ToUser, 0)
+            });
+        }
+        out
     }
 
     /// Files still open are reported as cut.
     pub fn finish(self) -> Vec<FileTransfer> {
         self.files
             .into_values()
-            .map(|f| Self::report(f, false))
+            .flat_map(|f| Self::report(f, false))
             .collect()
     }
 }
