@@ -110,3 +110,50 @@ pub fn create_private_dir_all(path: &Path) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Narrows an existing file to its owner (mode 0600: group and others lose every right);
+/// `Ok(false)` if there is no file at `path`. For files made by older versions or by a
+/// library that applies the umask (SQLite's database, `-wal` and `-shm` files).
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("psm.db");
+/// std::fs::write(&path, b"")?;
+/// assert!(psm_core::files::restrict_to_owner(&path)?);
+/// assert!(!psm_core::files::restrict_to_owner(&dir.path().join("none"))?);
+/// # #[cfg(unix)] {
+/// use std::os::unix::fs::PermissionsExt;
+/// assert_eq!(std::fs::metadata(&path)?.permissions().mode() & 0o777, 0o600);
+/// # }
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn restrict_to_owner(path: &Path) -> io::Result<bool> {
+    match std::fs::metadata(path) {
+        Ok(_meta) => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                if _meta.permissions().mode() & 0o077 != 0 {
+                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+                }
+            }
+            Ok(true)
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether a file gives any right to its group or to others (always `false` off Unix).
+pub fn readable_by_others(meta: &std::fs::Metadata) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        meta.permissions().mode() & 0o077 != 0
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        false
+    }
+}

@@ -402,27 +402,18 @@ fn check_private(_path: &Path) -> Result<(), ServerError> {
     Ok(())
 }
 
-/// Writes a secret file readable by its owner only (created with mode 0600, never widened).
+/// Writes a secret file readable by its owner only (created with mode 0600, never widened),
+/// with a trailing newline.
 pub fn write_private(path: &Path, contents: &str) -> Result<(), ServerError> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path).map_err(|e| ServerError::Io {
-        what: format!("creating {}", path.display()),
+    // Sized up front, so the copy of the secret is never reallocated, and wiped on drop.
+    let mut line = Vec::with_capacity(contents.len() + 1);
+    line.extend_from_slice(contents.as_bytes());
+    line.push(b'\n');
+    let line = Secret::new(line);
+    psm_core::files::write_private(path, line.expose_secret()).map_err(|e| ServerError::Io {
+        what: format!("writing {}", path.display()),
         source: e,
-    })?;
-    f.write_all(contents.as_bytes())
-        .and_then(|()| f.write_all(b"\n"))
-        .and_then(|()| f.sync_all())
-        .map_err(|e| ServerError::Io {
-            what: format!("writing {}", path.display()),
-            source: e,
-        })
+    })
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 //!
 //! | path | what |
 //! |---|---|
-//! | `DIR/psm.db` | SQLite database (sessions, audit trail, vault), unless PostgreSQL is used |
+//! | `DIR` | the data directory (mode 0700, narrowed to it if it existed) |
+//! | `DIR/psm.db` | SQLite database (sessions, audit trail, vault; mode 0600, its `-wal`/`-shm` too), unless PostgreSQL is used |
 //! | `DIR/vault.key` | the vault's master key (64 hex digits, mode 0600), unless given elsewhere |
 //! | `DIR/keys/ROLE.key` | one API key per role: `gateway`, `encoder`, `uploader`, `admin` (mode 0600, directory 0700) |
 //! | `DIR/artifacts/SESSION/` | what the save endpoints receive |
@@ -154,7 +155,8 @@ type Stores = (
 /// Opens (creating on first start) everything a node needs.
 pub async fn open(options: NodeOptions) -> Result<Node, ServerError> {
     let data = &options.data;
-    std::fs::create_dir_all(data).map_err(|e| ServerError::Io {
+    // 0700: it holds the database, the API keys and (by default) the vault's master key.
+    psm_core::files::create_private_dir_all(data).map_err(|e| ServerError::Io {
         what: format!("creating data directory {}", data.display()),
         source: e,
     })?;

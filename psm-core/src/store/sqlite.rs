@@ -53,7 +53,28 @@ impl SqliteStore {
         // Probe an existing file read-only first: a foreign or damaged file is reported as
         // such and left byte for byte untouched (opening the writer would switch it to WAL
         // and the migrator would add its bookkeeping table).
-        if path.exists() {
+        let existed = path.exists();
+        if !existed {
+            // Created by us with mode 0600 (an empty file is a new database to SQLite), so
+            // the database never exists with the umask's mode; SQLite gives its `-wal` and
+            // `-shm` files the database file's mode.
+            let memory = path
+                .to_str()
+                .is_some_and(|p| p.starts_with(':') || p.is_empty());
+            if !memory {
+                match crate::files::create_private(path) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => {
+                        return Err(CoreError::Database {
+                            operation: "creating the database file",
+                            source: sqlx::Error::Io(e),
+                        });
+                    }
+                }
+            }
+        }
+        if existed {
             let mut probe = base
                 .clone()
                 .read_only(true)
@@ -84,6 +105,16 @@ impl SqliteStore {
             .await
             .map_err(|e| classify(e, &corrupt))?;
         MIGRATOR.run(&writer).await.map_err(CoreError::Migration)?;
+        // A database made by an older version (or before this process's umask) is narrowed
+        // too: it holds the audit trail, the sealed vault and the directory's password hashes.
+        for suffix in ["", "-wal", "-shm"] {
+            let mut file = path.as_os_str().to_owned();
+            file.push(suffix);
+            crate::files::restrict_to_owner(Path::new(&file)).map_err(|e| CoreError::Database {
+                operation: "making the database file private",
+                source: sqlx::Error::Io(e),
+            })?;
+        }
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(base.read_only(true))
