@@ -1,10 +1,12 @@
-//! `psm-controlplane`: the reference `secureaccessgateway` service. Argument parsing and
-//! assembly only: the service is `psm_server`, the data-directory layout `psm_server::node`.
+//! `psm-controlplane`: the reference `secureaccessgateway` service and the admin web UI over
+//! every gateway's sessions (`/ui/`, docs/web.md). Argument parsing and assembly only: the
+//! service is `psm_server`, the data-directory layout `psm_server::node`.
 //!
 //! ```text
 //! psm-controlplane --listen 127.0.0.1:8080 --data /var/lib/psm
 //! psm-controlplane --listen 0.0.0.0:8443 --data /var/lib/psm --database postgres://psm@db/psm \
-//!     --tls-cert server.pem --tls-key server.key
+//!     --tls-cert server.pem --tls-key server.key \
+//!     --storage-mode AWS --storage-location s3://recordings/psm   # where uploaders store; replay reads it
 //! ```
 
 use std::net::{IpAddr, SocketAddr};
@@ -108,7 +110,32 @@ struct Args {
     /// SIEM streaming of the audit log (syslog/CEF, webhooks).
     #[command(flatten)]
     siem: siem::SiemArgs,
+    /// Serve no admin web UI (`/ui/`), only the API.
+    #[arg(long)]
+    no_web: bool,
+    /// The store the web UI replays uploaded recordings from: by default the one the
+    /// uploaders write to (this control plane's PSMStorageLocation, else DATA/store);
+    /// `--store` and the S3/Azure endpoint and credential flags as the uploader takes them.
+    #[command(flatten)]
+    store: pipeline::StoreArgs,
+    /// Websocket base URL of a gateway's live listener (`ws://gw1:2223`) for the browser
+    /// terminal and for sessions whose gateway advertised no live address of its own (each
+    /// gateway with `[live]` advertises its own: Watch and Join go to the session's gateway).
+    #[arg(long)]
+    live_gateway: Option<String>,
+    /// A host name the web UI answers to besides localhost and IP addresses (repeatable;
+    /// adds to the configuration file's `[api] allowed_hosts`).
+    #[arg(long)]
+    allowed_host: Vec<String>,
+    /// An origin accepted on the web UI's state-changing requests, e.g.
+    /// `https://psm.example.com` behind a reverse proxy (repeatable).
+    #[arg(long)]
+    public_origin: Vec<String>,
 }
+
+// The uploader's store flags, so replay reads what the uploaders wrote.
+#[path = "psm/pipeline.rs"]
+mod pipeline;
 
 #[path = "psm/siem.rs"]
 mod siem;
@@ -236,15 +263,44 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
-    let server = Server::new(
+    let mut server = Server::new(
         node.control_plane.clone(),
         std::mem::take(&mut node.keys),
         node.artifacts.clone(),
         config,
     )
-    .with_directory(node.directory.clone())
-    .start(listener, tls.as_ref())?;
+    .with_directory(node.directory.clone());
+    // The admin web UI (docs/web.md) over every gateway's sessions: replay reads the store
+    // the uploaders write to (the PSMStorageLocation this control plane hands them, or
+    // --store), and the local directories of a shared data directory if there are any;
+    // Watch and Join go to the live websocket each session's gateway advertised.
+    let web_store = if args.no_web {
+        None
+    } else {
+        let settings = node.control_plane.settings().clone();
+        let store = psm_storage::open(&args.store.config(&data, Some(&settings))?)
+            .context("opening the store the web UI replays from")?;
+        let describe = store.describe();
+        server = server.with_web(psm_server::web::WebConfig {
+            store: Some(store),
+            live_gateway: args.live_gateway.clone(),
+            allowed_hosts: file
+                .api
+                .allowed_hosts
+                .iter()
+                .chain(&args.allowed_host)
+                .cloned()
+                .collect(),
+            public_origins: args.public_origin.clone(),
+            ..psm_server::web::WebConfig::for_data_dir(&data)
+        });
+        Some(describe)
+    };
+    let server = server.start(listener, tls.as_ref())?;
     println!("psm-controlplane listening on {}", server.url());
+    if let Some(store) = &web_store {
+        println!("  web UI: {}/ui/ (replay from {store})", server.url());
+    }
     println!("  database: {}", node.database);
     println!("  API keys: {}/keys/ROLE.key", data.display());
     let siem = args
