@@ -40,3 +40,93 @@ fn psm_up_keeps_its_data_directory_and_database_private() {
     assert_eq!(mode(&up.data.join("psm.db")), 0o600);
     assert!(up.stop());
 }
+
+/// Runs `psm up` until it either ends (returning its output) or says it is ready (then stops
+/// it and returns `None`): no clock involved.
+fn up_until_ready_or_exit(dir: &Path) -> Option<(bool, String)> {
+    use std::io::{BufRead, BufReader, Read};
+    let port = || format!("127.0.0.1:{}", common::free_port());
+    let mut child = std::process::Command::new(common::psm())
+        .args(["up", "--data"])
+        .arg(dir.join("psm-data"))
+        .args(["--ssh-listen", &port(), "--api-listen", &port()])
+        .args(["--live-listen", &port(), "--no-rdp"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut printed = String::new();
+    let mut lines = BufReader::new(child.stdout.take().unwrap());
+    loop {
+        let mut l = String::new();
+        if lines.read_line(&mut l).unwrap() == 0 {
+            break;
+        }
+        if l.contains("Press Ctrl-C") {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        printed.push_str(&l);
+    }
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let status = child.wait().unwrap();
+    Some((status.success(), format!("{printed}{err}")))
+}
+
+#[test]
+fn psm_up_refuses_a_master_key_file_others_can_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("psm-data");
+    std::fs::create_dir(&data).unwrap();
+    let key = data.join("vault.key");
+    std::fs::write(&key, format!("{}\n", "ab".repeat(32))).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (ok, out) = up_until_ready_or_exit(dir.path())
+        .expect("psm up must not start with a world-readable vault.key");
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("may be read by its group or others") && out.contains("chmod 600"),
+        "the message says what is wrong and how to fix it: {out}"
+    );
+    assert!(!out.contains(&"ab".repeat(32)), "never the key: {out}");
+    // Made private, the same key is used.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(up_until_ready_or_exit(dir.path()).is_none(), "starts");
+}
+
+#[test]
+fn no_binary_takes_the_master_key_on_its_command_line() {
+    let controlplane = env!("CARGO_BIN_EXE_psm-controlplane");
+    let help = std::process::Command::new(controlplane)
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout).into_owned();
+    assert!(help.contains("--master-key-file"), "{help}");
+    assert!(
+        help.contains("PSM_MASTER_KEY"),
+        "the env var is documented: {help}"
+    );
+    assert!(
+        !help.contains("--master-key ") && !help.contains("--master-key <"),
+        "{help}"
+    );
+    // Refused before anything else is looked at (clap stops at the first unknown argument).
+    let out = std::process::Command::new(controlplane)
+        .args(["--master-key", &"cd".repeat(32), "--help"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", common::text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unexpected argument '--master-key'"),
+        "{}",
+        common::text(&out)
+    );
+}

@@ -6,7 +6,7 @@
 //! |---|---|
 //! | `DIR` | the data directory (mode 0700, narrowed to it if it existed) |
 //! | `DIR/psm.db` | SQLite database (sessions, audit trail, vault; mode 0600, its `-wal`/`-shm` too), unless PostgreSQL is used |
-//! | `DIR/vault.key` | the vault's master key (64 hex digits, mode 0600), unless given elsewhere |
+//! | `DIR/vault.key` | the vault's master key (64 hex digits, mode 0600; a key file its group or others may read is refused), unless given elsewhere |
 //! | `DIR/keys/ROLE.key` | one API key per role: `gateway`, `encoder`, `uploader`, `admin` (mode 0600, directory 0700) |
 //! | `DIR/artifacts/SESSION/` | what the save endpoints receive |
 
@@ -121,13 +121,49 @@ impl Node {
     }
 }
 
+/// The permission bits of a file, for messages.
+fn file_mode(meta: &std::fs::Metadata) -> u32 {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        meta.permissions().mode() & 0o7777
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        0
+    }
+}
+
 fn load_key(source: &MasterKeySource, create: bool) -> Result<MasterKey, ServerError> {
     match source {
         MasterKeySource::Text(t) => Ok(MasterKey::parse(t.expose_secret())?),
-        MasterKeySource::File(path) => match std::fs::read_to_string(path) {
-            Ok(text) => MasterKey::parse(&text).map_err(|e| {
-                ServerError::Config(format!("master key file {}: {e}", path.display()))
-            }),
+        MasterKeySource::File(path) => match std::fs::File::open(path) {
+            Ok(file) => {
+                let reading = |e| ServerError::Io {
+                    what: format!("reading master key file {}", path.display()),
+                    source: e,
+                };
+                // Checked on the open file, so what is read is what was checked.
+                let meta = file.metadata().map_err(reading)?;
+                if psm_core::files::readable_by_others(&meta) {
+                    return Err(ServerError::Config(format!(
+                        "master key file {} may be read by its group or others (mode {:o}); \
+                         refusing it: make it its owner's only (chmod 600 {})",
+                        path.display(),
+                        file_mode(&meta),
+                        path.display()
+                    )));
+                }
+                use std::io::Read as _;
+                // A key file is 65 bytes; a bounded read, kept in wiped memory.
+                let text = std::io::read_to_string(file.take(4096))
+                    .map(Secret::new)
+                    .map_err(reading)?;
+                MasterKey::parse(text.expose_secret()).map_err(|e| {
+                    ServerError::Config(format!("master key file {}: {e}", path.display()))
+                })
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
                 let key = MasterKey::generate()?;
                 write_private(path, key.to_text().expose_secret())?;

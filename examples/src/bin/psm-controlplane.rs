@@ -44,12 +44,11 @@ struct Args {
     /// PostgreSQL schema to use (created if missing).
     #[arg(long)]
     schema: Option<String>,
-    /// Vault master key file (default DIR/vault.key, generated on first start).
+    /// Vault master key file (default DIR/vault.key, generated on first start; refused if its
+    /// group or others may read it). The key as text is taken from the environment variable
+    /// PSM_MASTER_KEY only, which takes precedence over the file; never from the command line.
     #[arg(long)]
     master_key_file: Option<PathBuf>,
-    /// Vault master key as text (64 hex digits); takes precedence over the file.
-    #[arg(long, env = "PSM_MASTER_KEY", hide_env_values = true)]
-    master_key: Option<String>,
     /// A previous master key file (repeatable): credentials sealed under it are re-sealed
     /// under the current key at start.
     #[arg(long)]
@@ -202,8 +201,14 @@ async fn main() -> anyhow::Result<()> {
     let mut options = NodeOptions::new(&data);
     options.database = args.database.clone();
     options.schema = args.schema.clone();
-    options.master_key = match (&args.master_key, &args.master_key_file) {
-        (Some(text), _) => Some(MasterKeySource::Text(Secret::new(text.clone()))),
+    // The key as text comes from the environment only (PSM_MASTER_KEY): never on the command
+    // line, where every user of the machine can read it (ps, /proc/PID/cmdline).
+    let master_key_text = std::env::var("PSM_MASTER_KEY")
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+        .map(Secret::new);
+    options.master_key = match (master_key_text, &args.master_key_file) {
+        (Some(text), _) => Some(MasterKeySource::Text(text)),
         (None, Some(path)) => Some(MasterKeySource::File(path.clone())),
         (None, None) => None,
     };
