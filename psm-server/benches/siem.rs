@@ -6,7 +6,6 @@
 //! Debian packages rsyslog, rsyslog-gnutls and bsdutils (`logger`). Results go to
 //! docs/benchmarks.md.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -18,12 +17,9 @@ use psm_server::siem::{
     MemoryCursorStore, SiemConfig, SiemForwarder, SinkConfig, SyslogConfig, cef_line,
 };
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+#[path = "../../test-support/ports.rs"]
+mod ports;
+use ports::free_port;
 
 struct Rsyslog {
     child: Child,

@@ -8,7 +8,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -21,18 +20,14 @@ use psm_server::siem::{
     SyslogConfig, cef_line,
 };
 
+#[path = "../../test-support/ports.rs"]
+mod ports;
+use ports::free_port;
+
 const HOST: &str = "psm-test-node";
 
 /// What rsyslog writes per message: its parse of the RFC 5424 header, then the raw MSG.
 const TEMPLATE: &str = "%pri%|%protocol-version%|%timereported:::date-rfc3339%|%hostname%|%app-name%|%procid%|%msgid%|%structured-data%|%msg%\\n";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Rsyslog {
     child: Child,

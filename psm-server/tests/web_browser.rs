@@ -39,6 +39,10 @@ mod web_support;
 
 use browser::{Browser, PtyClient, WAIT, need};
 
+#[path = "../../test-support/ports.rs"]
+mod ports;
+use ports::{free_port, wait_port};
+
 const TARGET_USER: &str = "psmwebtest";
 const ADMIN_PW: &str = "admin-Password-9";
 const ALICE_PW: &str = "alice-Password-9";
@@ -53,25 +57,6 @@ fn screenshot_dir() -> PathBuf {
                 .join("psm-artifacts")
         });
     base.join("screenshots").join("web")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_port(port: u16) {
-    let start = Instant::now();
-    while start.elapsed() < WAIT {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    panic!("nothing listens on 127.0.0.1:{port}");
 }
 
 fn target_password() -> &'static str {

@@ -5,25 +5,11 @@
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-pub fn wait_port(port: u16) {
-    for _ in 0..1200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("nothing listens on {port}");
-}
+#[path = "../../../test-support/ports.rs"]
+mod ports;
+#[allow(unused_imports)]
+pub use ports::{free_port, wait_addr, wait_port};
 
 pub fn keygen(p: &Path) {
     let ok = Command::new("ssh-keygen")

@@ -120,7 +120,7 @@ async fn the_gateway_follows_a_target_that_resizes_its_desktop() {
             let _ = server.run().await;
         });
     });
-    wait_port(addr, Duration::from_secs(10));
+    wait_addr(addr, Duration::from_secs(10));
 
     let auth = Authorization {
         target: "resizing".into(),

@@ -304,7 +304,7 @@ async fn psm_up_runs_supervises_and_stops_the_rdp_gateway() {
         .unwrap_or_else(|| panic!("no first admin password in:\n{printed}"))
         .to_owned();
     assert!(data.join("rdp").join("gateway.crt").is_file());
-    wait_port(
+    wait_addr(
         format!("127.0.0.1:{rdp}").parse().unwrap(),
         Duration::from_secs(30),
     );

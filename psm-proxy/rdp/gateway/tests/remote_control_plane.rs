@@ -56,7 +56,7 @@ async fn the_gateway_binary_works_against_a_remote_control_plane() {
             .stdout(log_file(dir.path().join("cp.out")))
             .stderr(log_file(dir.path().join("cp.err"))),
     );
-    wait_port(cp_addr.parse().unwrap(), Duration::from_secs(60));
+    wait_addr(cp_addr.parse().unwrap(), Duration::from_secs(60));
     let url = format!("http://{cp_addr}");
     let admin = client(&url, &cp_data.join("keys").join("admin.key"));
     let directory = HttpDirectory::new(admin.clone());
@@ -113,7 +113,7 @@ async fn the_gateway_binary_works_against_a_remote_control_plane() {
             .stdout(log_file(dir.path().join("gw.out")))
             .stderr(log_file(gw_err.clone())),
     );
-    wait_port(
+    wait_addr(
         format!("127.0.0.1:{gw_port}").parse().unwrap(),
         Duration::from_secs(60),
     );

@@ -4,7 +4,7 @@
 //! always talks to the one sesman on [::1]:3350.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -22,6 +22,11 @@ use psm_proxy::SessionRegistry;
 use psm_proxy_rdp::recorder::{DirRecordings, writer_config};
 use psm_proxy_rdp::tls::ServerIdentity;
 use psm_proxy_rdp::{LiveRdpSession, RdpGatewayConfig, RdpGatewayDeps};
+
+#[path = "../../../../test-support/ports.rs"]
+mod ports;
+#[allow(unused_imports)]
+pub use ports::{free_port, wait_addr, wait_port};
 
 /// The account on the target; its password is random per run and known only to the vault.
 pub const TARGET_USER: &str = "psmrdp";
@@ -83,25 +88,6 @@ pub fn main_bin(name: &str) -> PathBuf {
         path.display()
     );
     path
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-pub fn wait_port(addr: SocketAddr, within: Duration) {
-    let start = Instant::now();
-    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        assert!(
-            start.elapsed() < within,
-            "{addr} did not listen within {within:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Polls `f` until it is true or `within` passes.
@@ -406,7 +392,7 @@ impl Xrdp {
                     .stdout(Stdio::null())
                     .stderr(Stdio::null()),
             );
-            wait_port("[::1]:3350".parse().unwrap(), Duration::from_secs(10));
+            wait_addr("[::1]:3350".parse().unwrap(), Duration::from_secs(10));
             p
         });
         let xrdp = Proc::spawn(
@@ -418,7 +404,7 @@ impl Xrdp {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null()),
         );
-        wait_port(
+        wait_addr(
             SocketAddr::from(([127, 0, 0, 1], port)),
             Duration::from_secs(10),
         );

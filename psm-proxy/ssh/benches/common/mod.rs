@@ -5,33 +5,16 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+
+#[path = "../../../../test-support/ports.rs"]
+mod ports;
+#[allow(unused_imports)]
+pub use ports::{free_port, wait_addr, wait_port};
 
 /// Runs `cmd` with `sh -c`.
 pub fn sh(cmd: &str) -> std::process::Output {
     Command::new("sh").arg("-c").arg(cmd).output().unwrap()
 }
-
-/// A loopback port nobody listens on (yet).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Waits (up to 10 s) until something accepts connections on `127.0.0.1:port`.
-pub fn wait_port(port: u16) {
-    for _ in 0..400 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    panic!("nothing on port {port}");
-}
-
 /// An ed25519 key pair without passphrase at `path` and `path.pub`.
 pub fn keygen(path: &Path) {
     assert!(

@@ -23,6 +23,11 @@ use psm_proxy_ssh::{
     GatewayDeps, SshGateway, SshGatewayConfig, generate_host_key, host_key_public,
 };
 
+#[path = "../../../../test-support/ports.rs"]
+mod ports;
+#[allow(unused_imports)]
+pub use ports::{free_port, wait_addr, wait_port};
+
 pub const TARGET_USER: &str = "psmgwtest";
 
 /// Fails with a message naming what to install when a peer program is missing.
@@ -38,24 +43,6 @@ pub fn need(program: &str, package: &str) {
         found,
         "{program} is missing: install the Debian package {package}"
     );
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-pub fn wait_port(port: u16) {
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    panic!("nothing listens on 127.0.0.1:{port}");
 }
 
 /// The target account's password, one per test run.
