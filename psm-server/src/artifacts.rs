@@ -13,18 +13,18 @@ use tokio::io::AsyncWriteExt;
 
 /// A text event of a session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EventKind {
+pub enum TextEvent {
     /// saveclipboard.
     Clipboard,
     /// SaveKeyStrokes.
     KeyStrokes,
 }
 
-impl EventKind {
+impl TextEvent {
     fn as_str(self) -> &'static str {
         match self {
-            EventKind::Clipboard => "clipboard",
-            EventKind::KeyStrokes => "keystrokes",
+            TextEvent::Clipboard => "clipboard",
+            TextEvent::KeyStrokes => "keystrokes",
         }
     }
 }
@@ -37,7 +37,7 @@ pub trait ArtifactSink: Send + Sync + 'static {
         &self,
         session: SessionId,
         at: Timestamp,
-        kind: EventKind,
+        kind: TextEvent,
         text: &str,
     ) -> Result<(), CoreError>;
     /// Stores a screenshot (already checked to be a PNG).
@@ -98,7 +98,7 @@ impl ArtifactSink for LocalArtifacts {
         &self,
         session: SessionId,
         at: Timestamp,
-        kind: EventKind,
+        kind: TextEvent,
         text: &str,
     ) -> Result<(), CoreError> {
         let mut line = serde_json::to_vec(&serde_json::json!({

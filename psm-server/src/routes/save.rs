@@ -9,7 +9,7 @@ use base64::Engine as _;
 use psm_client::wire;
 use psm_core::{CoreError, SessionId, Stage};
 
-use crate::artifacts::{EventKind, decode_png};
+use crate::artifacts::{TextEvent, decode_png};
 use crate::error::ApiError;
 use crate::extract::WireJson;
 use crate::state::AppState;
@@ -74,7 +74,7 @@ pub async fn save_clipboard(
     let now = state.cp.engine().now();
     state
         .artifacts
-        .event(req.session, now, EventKind::Clipboard, &req.text)
+        .event(req.session, now, TextEvent::Clipboard, &req.text)
         .await?;
     Ok(Json(wire::ResultResponse::success()))
 }
@@ -102,7 +102,7 @@ pub async fn save_key_strokes(
     let now = state.cp.engine().now();
     state
         .artifacts
-        .event(req.session, now, EventKind::KeyStrokes, &req.key_strokes)
+        .event(req.session, now, TextEvent::KeyStrokes, &req.key_strokes)
         .await?;
     Ok(Json(wire::ResultResponse::success()))
 }

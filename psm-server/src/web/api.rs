@@ -11,7 +11,7 @@ use psm_core::{AuditAction, PrivSession, SessionId, Stage};
 use serde::{Deserialize, Serialize};
 
 use super::WebState;
-use super::guard::{Viewer, audit};
+use super::guard::{WebUser, audit};
 use super::live::gateway_url;
 use super::recordings;
 use crate::error::ApiError;
@@ -164,7 +164,7 @@ pub(crate) struct SessionList {
 /// GET /ui/api/sessions.
 pub(crate) async fn list_sessions(
     State(state): State<WebState>,
-    viewer: Viewer,
+    viewer: WebUser,
     Query(f): Query<ListFilter>,
 ) -> Result<Json<SessionList>, ApiError> {
     viewer.require_view(&state, "list sessions").await?;
@@ -263,7 +263,7 @@ pub(crate) struct SessionDetail {
 /// GET /ui/api/sessions/{id}.
 pub(crate) async fn session_detail(
     State(state): State<WebState>,
-    viewer: Viewer,
+    viewer: WebUser,
     Path(id): Path<String>,
 ) -> Result<Json<SessionDetail>, ApiError> {
     viewer.require_view(&state, "see sessions").await?;
@@ -335,7 +335,7 @@ pub(crate) struct ControlResult {
 /// next Polling).
 pub(crate) async fn terminate(
     State(state): State<WebState>,
-    viewer: Viewer,
+    viewer: WebUser,
     Path(id): Path<String>,
     WireJson(form): WireJson<TerminateForm>,
 ) -> Result<Json<ControlResult>, ApiError> {
@@ -357,7 +357,7 @@ pub(crate) async fn terminate(
 
 async fn run_control(
     state: &WebState,
-    viewer: &Viewer,
+    viewer: &WebUser,
     id: SessionId,
     action: LiveAction,
     reason: Option<String>,
@@ -418,7 +418,7 @@ pub(crate) struct ControlForm {
 /// POST /ui/api/sessions/{id}/control: pause, resume, lock, unlock, terminate, approve, deny.
 pub(crate) async fn control(
     State(state): State<WebState>,
-    viewer: Viewer,
+    viewer: WebUser,
     Path(id): Path<String>,
     WireJson(form): WireJson<ControlForm>,
 ) -> Result<Json<ControlResult>, ApiError> {
@@ -474,7 +474,7 @@ pub(crate) struct TicketView {
 /// POST /ui/api/sessions/{id}/join: a ticket to watch the session live through its gateway.
 pub(crate) async fn join(
     State(state): State<WebState>,
-    viewer: Viewer,
+    viewer: WebUser,
     Path(id): Path<String>,
     WireJson(form): WireJson<JoinForm>,
 ) -> Result<Json<TicketView>, ApiError> {
@@ -530,7 +530,7 @@ pub(crate) struct TargetView {
 /// GET /ui/api/targets: the targets the viewer's roles reach.
 pub(crate) async fn targets(
     State(state): State<WebState>,
-    viewer: Viewer,
+    viewer: WebUser,
 ) -> Result<Json<Vec<TargetView>>, ApiError> {
     let Some(directory) = &state.app.directory else {
         return Ok(Json(Vec::new()));
@@ -570,7 +570,7 @@ pub(crate) struct TerminalForm {
 /// user (the gateway applies the same checks as an SSH login when it redeems it).
 pub(crate) async fn terminal(
     State(state): State<WebState>,
-    viewer: Viewer,
+    viewer: WebUser,
     WireJson(form): WireJson<TerminalForm>,
 ) -> Result<Json<TicketView>, ApiError> {
     if form.target.is_empty() || form.target.len() > 256 {

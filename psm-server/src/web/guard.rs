@@ -1,5 +1,5 @@
 //! What every web request passes: security headers on the answer, the same-origin check on
-//! state-changing requests, and the [`Viewer`] extractor (session cookie, CSRF token).
+//! state-changing requests, and the [`WebUser`] extractor (session cookie, CSRF token).
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
@@ -336,7 +336,7 @@ fn with_headers(mut res: Response, connect: &[String], api: bool) -> Response {
 
 /// A logged-in user of the web UI, with the CSRF token checked on state-changing requests.
 #[derive(Clone, Debug)]
-pub struct Viewer {
+pub struct WebUser {
     /// The directory user.
     pub user: String,
     /// What they may do.
@@ -347,7 +347,7 @@ pub struct Viewer {
     pub peer: String,
 }
 
-impl Viewer {
+impl WebUser {
     /// The actor name for the audit trail: `web:USER@ADDRESS`.
     pub fn actor(&self) -> String {
         format!("web:{}@{}", self.user, self.peer)
@@ -394,7 +394,7 @@ impl Viewer {
     }
 }
 
-impl FromRequestParts<WebState> for Viewer {
+impl FromRequestParts<WebState> for WebUser {
     type Rejection = Response;
 
     async fn from_request_parts(
@@ -446,7 +446,7 @@ impl FromRequestParts<WebState> for Viewer {
                 return Err(ApiError::new(403, "csrf", reason).into_response());
             }
         }
-        Ok(Viewer {
+        Ok(WebUser {
             user: session.user.clone(),
             caps: session.caps,
             session,

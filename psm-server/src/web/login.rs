@@ -10,7 +10,7 @@ use psm_core::vault::Secret;
 use serde::{Deserialize, Serialize};
 
 use super::WebState;
-use super::guard::{Capabilities, Viewer, audit, client_of, cookie_name};
+use super::guard::{Capabilities, WebUser, audit, client_of, cookie_name};
 use crate::error::ApiError;
 
 /// A login form.
@@ -295,7 +295,7 @@ async fn login_inner(
 }
 
 /// POST /ui/api/logout.
-pub(crate) async fn logout(State(state): State<WebState>, viewer: Viewer) -> Response {
+pub(crate) async fn logout(State(state): State<WebState>, viewer: WebUser) -> Response {
     state.logins.remove(&viewer.token);
     audit(
         &state,
@@ -319,7 +319,7 @@ pub(crate) async fn logout(State(state): State<WebState>, viewer: Viewer) -> Res
 }
 
 /// GET /ui/api/me.
-pub(crate) async fn me(State(state): State<WebState>, viewer: Viewer) -> Json<Me> {
+pub(crate) async fn me(State(state): State<WebState>, viewer: WebUser) -> Json<Me> {
     Json(me_of(
         &state,
         &viewer.user,

@@ -71,7 +71,7 @@ mod logins;
 mod recordings;
 mod search;
 
-pub use guard::{CSRF_HEADER, Capabilities, Viewer};
+pub use guard::{CSRF_HEADER, Capabilities, WebUser};
 pub use logins::LoginSessions;
 
 /// Where the web UI lives.

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::WebState;
 use super::api::parse_id;
-use super::guard::Viewer;
+use super::guard::WebUser;
 use crate::error::ApiError;
 
 /// The files of a recording set, by their name in the set.
@@ -276,7 +276,7 @@ fn cast_response(bytes: Vec<u8>) -> Response {
 /// GET /ui/api/recordings/{id}/cast[?from=SECONDS].
 pub(crate) async fn cast(
     State(state): State<WebState>,
-    viewer: Viewer,
+    viewer: WebUser,
     Path(id): Path<String>,
     Query(q): Query<CastQuery>,
 ) -> Result<Response, ApiError> {
@@ -395,7 +395,7 @@ fn window_cast(
 /// from the recording now).
 pub(crate) async fn commands(
     State(state): State<WebState>,
-    viewer: Viewer,
+    viewer: WebUser,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     viewer.require_view(&state, "replay recordings").await?;
@@ -460,7 +460,7 @@ fn f(t: Micros) -> f64 {
 /// GET /ui/api/recordings/{id}/index.
 pub(crate) async fn index(
     State(state): State<WebState>,
-    viewer: Viewer,
+    viewer: WebUser,
     Path(id): Path<String>,
 ) -> Result<axum::Json<IndexView>, ApiError> {
     viewer.require_view(&state, "replay recordings").await?;
@@ -507,7 +507,7 @@ pub(crate) struct ScreenView {
 /// GET /ui/api/recordings/{id}/screen?t=SECONDS: the terminal's text at that moment.
 pub(crate) async fn screen(
     State(state): State<WebState>,
-    viewer: Viewer,
+    viewer: WebUser,
     Path(id): Path<String>,
     Query(q): Query<ScreenQuery>,
 ) -> Result<axum::Json<ScreenView>, ApiError> {
@@ -536,7 +536,7 @@ pub(crate) async fn screen(
 /// GET /ui/api/recordings/{id}/files.
 pub(crate) async fn files(
     State(state): State<WebState>,
-    viewer: Viewer,
+    viewer: WebUser,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Vec<FileView>>, ApiError> {
     viewer.require_view(&state, "download recordings").await?;
@@ -578,7 +578,7 @@ fn byte_range(headers: &axum::http::HeaderMap, len: u64) -> Result<Option<(u64, 
 /// Viewing is audited once per playback (the request without a range or from byte 0).
 pub(crate) async fn media(
     State(state): State<WebState>,
-    viewer: Viewer,
+    viewer: WebUser,
     Path((id, name)): Path<(String, String)>,
     headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -703,7 +703,7 @@ async fn read_range(path: &std::path::Path, start: u64, end: u64) -> Result<Byte
 /// rendered by the browser).
 pub(crate) async fn download(
     State(state): State<WebState>,
-    viewer: Viewer,
+    viewer: WebUser,
     Path((id, name)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     viewer.require_view(&state, "download recordings").await?;

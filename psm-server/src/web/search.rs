@@ -9,7 +9,7 @@ use psm_recording::search::{HitKind, search as search_recording};
 use serde::{Deserialize, Serialize};
 
 use super::WebState;
-use super::guard::Viewer;
+use super::guard::WebUser;
 use super::recordings::{self, RAW};
 use crate::error::ApiError;
 
@@ -98,7 +98,7 @@ fn offset(t: f64) -> String {
 /// GET /ui/api/search?q=TEXT[&regex=true][&kind=command][&user=][&target=][&session=].
 pub(crate) async fn search(
     State(state): State<WebState>,
-    viewer: Viewer,
+    viewer: WebUser,
     Query(q): Query<SearchQuery>,
 ) -> Result<Json<SearchResult>, ApiError> {
     viewer.require_view(&state, "search recordings").await?;
