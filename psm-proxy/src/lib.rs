@@ -77,8 +77,9 @@ pub use error::ProxyError;
 pub use login::{LoginError, LoginName, MAX_LOGIN_LEN, parse_login};
 pub use registry::{Registration, SessionRegistry};
 pub use session::{
-    ApprovalDecision, ControlNote, DecideRefused, HoldState, Injection, LiveEvent, ProxySession,
-    SessionControl, SessionInfo, Viewer, ViewerItem,
+    ApprovalDecision, ControlNote, DecideRefused, HeartbeatPolicy, HeartbeatStep, HeartbeatWatch,
+    HoldState, Injection, LiveEvent, ProxySession, SessionControl, SessionInfo, UnreachableAction,
+    Viewer, ViewerItem,
 };
 pub use tap::{
     ChannelInfo, ChannelKind, ChannelPurpose, ChannelRequest, DataEvent, DataVerdict, Direction,

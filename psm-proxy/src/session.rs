@@ -57,6 +57,149 @@ fn same_user(user: &str, by: &str) -> bool {
     user.trim().eq_ignore_ascii_case(by.trim())
 }
 
+/// What a gateway does with a session whose control plane stopped answering heartbeats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UnreachableAction {
+    /// Lock the session (the user's input is refused, output still flows) until a heartbeat
+    /// is answered again; then unlock it, unless someone else locked it meanwhile. The
+    /// default: fail closed without losing the user's work.
+    Lock,
+    /// End the session.
+    Terminate,
+    /// Let it go on (until its checkout expires): the behaviour before issue 17 L6.
+    Continue,
+}
+
+/// How many heartbeats in a row may go unanswered, and what then (issue 17 L6). One
+/// decision for every protocol: the SSH and RDP gateways each keep a [`HeartbeatWatch`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeartbeatPolicy {
+    /// Unanswered heartbeats in a row before [`action`](Self::action) (at least 1; default
+    /// 3, so 30 s with the gateways' 10 s interval).
+    pub max_missed: u32,
+    /// What then (default [`UnreachableAction::Lock`]).
+    pub action: UnreachableAction,
+}
+
+impl Default for HeartbeatPolicy {
+    fn default() -> Self {
+        Self {
+            max_missed: 3,
+            action: UnreachableAction::Lock,
+        }
+    }
+}
+
+/// The lock reason a [`HeartbeatWatch`] sets (and the only one it lifts).
+const UNREACHABLE_REASON: &str =
+    "the control plane cannot be reached; input is refused until it answers again";
+
+/// What a gateway's heartbeat loop does next, as its [`HeartbeatWatch`] decides.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HeartbeatStep {
+    /// Keep heartbeating.
+    Continue,
+    /// End the session with this reason (the user sees it).
+    End(String),
+}
+
+/// One session's heartbeat bookkeeping: counts unanswered heartbeats, locks or ends the
+/// session as its [`HeartbeatPolicy`] says, and re-checks the user in the directory.
+///
+/// ```
+/// use psm_proxy::{HeartbeatPolicy, HeartbeatStep, HeartbeatWatch, SessionControl};
+/// let control = SessionControl::new();
+/// let mut watch = HeartbeatWatch::new(HeartbeatPolicy::default());
+/// assert_eq!(watch.missed(&control), HeartbeatStep::Continue);
+/// assert_eq!(watch.missed(&control), HeartbeatStep::Continue);
+/// assert!(!control.is_locked());
+/// assert_eq!(watch.missed(&control), HeartbeatStep::Continue);
+/// assert!(control.is_locked(), "locked after the third miss");
+/// watch.answered(&control);
+/// assert!(!control.is_locked(), "unlocked when the control plane answers");
+/// ```
+#[derive(Debug)]
+pub struct HeartbeatWatch {
+    policy: HeartbeatPolicy,
+    missed: u32,
+    locked: bool,
+}
+
+impl HeartbeatWatch {
+    /// A watch with this policy.
+    pub fn new(policy: HeartbeatPolicy) -> Self {
+        Self {
+            policy,
+            missed: 0,
+            locked: false,
+        }
+    }
+
+    /// Unanswered heartbeats in a row so far.
+    pub fn missed_in_a_row(&self) -> u32 {
+        self.missed
+    }
+
+    /// A heartbeat was answered: the count starts again, and a lock this watch set is
+    /// lifted (not one an administrator or a policy set meanwhile).
+    pub fn answered(&mut self, control: &SessionControl) {
+        self.missed = 0;
+        if std::mem::take(&mut self.locked) {
+            let h = control.hold();
+            if h.locked && h.by == "gateway" && h.reason == UNREACHABLE_REASON {
+                control.unlock_by("gateway");
+            }
+        }
+    }
+
+    /// A heartbeat went unanswered (the control plane is unreachable or failing).
+    pub fn missed(&mut self, control: &SessionControl) -> HeartbeatStep {
+        self.missed = self.missed.saturating_add(1);
+        if self.missed < self.policy.max_missed.max(1) {
+            return HeartbeatStep::Continue;
+        }
+        match self.policy.action {
+            UnreachableAction::Continue => HeartbeatStep::Continue,
+            UnreachableAction::Terminate => HeartbeatStep::End(format!(
+                "the control plane did not answer {} heartbeats in a row",
+                self.missed
+            )),
+            UnreachableAction::Lock => {
+                if !self.locked && control.lock_by("gateway", UNREACHABLE_REASON) {
+                    self.locked = true;
+                }
+                HeartbeatStep::Continue
+            }
+        }
+    }
+
+    /// Re-checks the session's user, as at login: a user removed, disabled or no longer
+    /// allowed to reach `target` ends the session. A directory that cannot answer changes
+    /// nothing here (the heartbeat count covers an unreachable control plane).
+    pub async fn recheck_user(
+        &self,
+        directory: &dyn psm_core::directory::DirectoryLookup,
+        user: &str,
+        target: &str,
+    ) -> HeartbeatStep {
+        match directory.user(user).await {
+            Ok(None) => HeartbeatStep::End(format!("the user {user} no longer exists")),
+            Ok(Some(u)) if u.disabled => {
+                HeartbeatStep::End(format!("the user {user} was disabled"))
+            }
+            Ok(Some(u)) => match directory.may_reach(&u, target).await {
+                Ok(false) => HeartbeatStep::End(format!("{user} may no longer reach {target}")),
+                _ => HeartbeatStep::Continue,
+            },
+            Err(e) => {
+                tracing::warn!(user, error = %e, "re-checking the user failed; the session goes on");
+                HeartbeatStep::Continue
+            }
+        }
+    }
+}
+
 /// Whether the session is held, and by whom.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HoldState {

@@ -29,9 +29,9 @@ use crate::recorder::{DesktopRecorder, RecordingFactory};
 use crate::screen::DesktopScreen;
 use crate::upstream::{self, TargetEnd};
 use psm_proxy::{
-    Authorization, ChannelInfo, ChannelKind, Direction, EndReason, FileTransfer, ProxySession,
-    RequestVerdict, SessionControl, SessionInfo, SessionRegistry, TapFactory, TapSet, TargetAccess,
-    TransferRequest,
+    Authorization, ChannelInfo, ChannelKind, Direction, EndReason, FileTransfer, HeartbeatPolicy,
+    HeartbeatStep, HeartbeatWatch, ProxySession, RequestVerdict, SessionControl, SessionInfo,
+    SessionRegistry, TapFactory, TapSet, TargetAccess, TransferRequest,
 };
 
 /// What the gateway works with, chosen at assembly time.
@@ -526,12 +526,13 @@ async fn connect_and_record(
     }
     let shared = shared.clone();
     let auth = auth.clone();
+    let who = (identity.user.clone(), identity.target.clone());
     tokio::spawn(async move {
         let stop = {
             let shared = shared.clone();
             let control = control.clone();
             async move {
-                let heartbeat = heartbeats(&shared, id, control.clone());
+                let heartbeat = heartbeats(&shared, id, &who, control.clone());
                 tokio::select! {
                     _ = control.terminated() => {},
                     () = heartbeat => {},
@@ -738,16 +739,23 @@ fn drain_control_notes(
 }
 
 /// Heartbeats until the control plane asks to terminate (then returns after asking the
-/// session to end) or the session ends.
-async fn heartbeats(shared: &Shared, id: SessionId, control: Arc<SessionControl>) {
+/// session to end) or the session ends. Unanswered heartbeats lock or end the session, and
+/// each answered one re-checks the user, as psm-proxy's [`HeartbeatWatch`] decides for
+/// every protocol (issue 17 L6).
+async fn heartbeats(
+    shared: &Shared,
+    id: SessionId,
+    (user, target): &(String, String),
+    control: Arc<SessionControl>,
+) {
     let pi = &shared.config.process_instance;
     let mut tick = tokio::time::interval(shared.config.heartbeat_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
-    let mut failures = 0u32;
+    let mut watch = HeartbeatWatch::new(HeartbeatPolicy::default());
     loop {
         tick.tick().await;
-        match shared.deps.control_plane.heartbeat(id, pi).await {
+        let step = match shared.deps.control_plane.heartbeat(id, pi).await {
             Ok(reply) if reply.terminate => {
                 let reason = reply
                     .reason
@@ -755,15 +763,27 @@ async fn heartbeats(shared: &Shared, id: SessionId, control: Arc<SessionControl>
                 control.terminate(&format!("terminated: {reason}"));
                 return;
             }
-            Ok(_) => failures = 0,
+            Ok(_) => {
+                watch.answered(&control);
+                watch
+                    .recheck_user(shared.deps.directory.as_ref(), user, target)
+                    .await
+            }
             Err(e) => {
-                failures += 1;
-                tracing::warn!(session_id = %id, error = %e, failures, "heartbeat failed");
                 if matches!(e, psm_core::CoreError::UnknownSession(_)) {
                     control.terminate("the control plane no longer knows this session");
                     return;
                 }
+                let step = watch.missed(&control);
+                tracing::warn!(session_id = %id, error = %e,
+                    missed = watch.missed_in_a_row(), "heartbeat failed");
+                step
             }
+        };
+        if let HeartbeatStep::End(reason) = step {
+            tracing::info!(session_id = %id, %reason, "ending the session");
+            control.terminate(&reason);
+            return;
         }
     }
 }

@@ -13,7 +13,10 @@ use psm_core::{NewSession, Protocol, SessionId, Timestamp};
 use psm_proxy::error::ProxyError;
 use psm_proxy::live::notice::notice_for;
 use psm_proxy::registry::Registration;
-use psm_proxy::session::{ControlNote, LiveEvent, ProxySession, SessionControl, SessionInfo};
+use psm_proxy::session::{
+    ControlNote, HeartbeatStep, HeartbeatWatch, LiveEvent, ProxySession, SessionControl,
+    SessionInfo,
+};
 use psm_proxy::tap::Direction;
 use psm_proxy::tap::{ChannelInfo, ChannelKind, EndReason, TapSet};
 use psm_proxy::target::Authorization;
@@ -500,7 +503,7 @@ async fn heartbeat(conn: Arc<Conn>, live: Arc<Live>) {
     ticker.tick().await;
     let expires = live.auth.expires;
     let mut warned = false;
-    let mut failures = 0u32;
+    let mut watch = HeartbeatWatch::new(cfg.heartbeat_policy);
     loop {
         let next_expiry_event = expires.map(|e| {
             let warn_at = e.saturating_sub(cfg.expiry_warning);
@@ -527,17 +530,29 @@ async fn heartbeat(conn: Arc<Conn>, live: Arc<Live>) {
                 }
                 match cp.heartbeat(live.info.id, &cfg.process_instance).await {
                     Ok(reply) => {
-                        failures = 0;
+                        watch.answered(&conn.control);
                         if reply.terminate {
                             let reason = reply.reason.unwrap_or_else(|| "terminated by the control plane".into());
                             conn.control.terminate(&reason);
                             return;
                         }
+                        let directory = &*conn.shared.deps.directory;
+                        if let HeartbeatStep::End(reason) =
+                            watch.recheck_user(directory, &live.info.user, &live.info.target).await
+                        {
+                            tracing::info!(session_id = %live.info.id, %reason, "ending the session");
+                            conn.control.terminate(&reason);
+                            return;
+                        }
                     }
                     Err(e) if e.is_transient() => {
-                        failures += 1;
-                        tracing::warn!(session_id = %live.info.id, error = %e, failures,
-                            "heartbeat failed; the session goes on");
+                        let step = watch.missed(&conn.control);
+                        tracing::warn!(session_id = %live.info.id, error = %e,
+                            missed = watch.missed_in_a_row(), "heartbeat failed");
+                        if let HeartbeatStep::End(reason) = step {
+                            conn.control.terminate(&reason);
+                            return;
+                        }
                     }
                     Err(e) => {
                         tracing::warn!(session_id = %live.info.id, error = %e,

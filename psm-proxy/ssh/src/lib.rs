@@ -154,6 +154,12 @@ pub struct SshGatewayConfig {
     /// Between heartbeats (Polling) of a live session; a terminate request takes effect
     /// within one interval.
     pub heartbeat_interval: Duration,
+    /// How many heartbeats in a row may go unanswered (the control plane unreachable), and
+    /// what then: by default the session is locked after 3 and unlocked when the control
+    /// plane answers again (issue 17 L6). Each answered heartbeat also re-checks the user in
+    /// the directory: a removed or disabled user, or one no longer allowed to reach the
+    /// target, ends the session.
+    pub heartbeat_policy: psm_proxy::HeartbeatPolicy,
     /// How long before the checkout expires the user is warned.
     pub expiry_warning: Duration,
     /// Connecting and logging in to a target must finish within this time.
@@ -209,6 +215,7 @@ impl SshGatewayConfig {
             auth_timeout: Duration::from_secs(30),
             max_channels: 64,
             heartbeat_interval: Duration::from_secs(10),
+            heartbeat_policy: psm_proxy::HeartbeatPolicy::default(),
             expiry_warning: Duration::from_secs(60),
             target_connect_timeout: Duration::from_secs(15),
             allow_local_forwarding: false,
