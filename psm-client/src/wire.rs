@@ -797,6 +797,19 @@ impl std::fmt::Debug for CredentialResponse {
     }
 }
 
+/// The secret fields are wiped when the answer is dropped (after it was serialized, or
+/// turned into a [`Credential`]).
+impl Drop for CredentialResponse {
+    fn drop(&mut self) {
+        use psm_core::vault::Zeroize as _;
+        self.password.zeroize();
+        self.private_key.zeroize();
+        self.passphrase.zeroize();
+    }
+}
+
+impl psm_core::vault::ZeroizeOnDrop for CredentialResponse {}
+
 impl CredentialResponse {
     /// The answer for a credential (the one place a secret is put on the wire).
     pub fn from_credential(c: &Credential, target: Option<&Target>) -> Self {
@@ -819,14 +832,18 @@ impl CredentialResponse {
     }
 
     /// Back to a [`Credential`] (the strings move into [`psm_core::vault::Secret`]s).
-    pub fn into_credential(self) -> Result<Credential, psm_core::CoreError> {
-        let secret = match (self.password, self.private_key) {
+    pub fn into_credential(mut self) -> Result<Credential, psm_core::CoreError> {
+        // Taken, not copied: each string moves into a Secret that wipes it.
+        let secret = match (self.password.take(), self.private_key.take()) {
             (Some(p), None) => CredentialSecret::Password(p.into()),
             (None, Some(k)) => CredentialSecret::PrivateKey {
                 key: k.into(),
-                passphrase: self.passphrase.map(Into::into),
+                passphrase: self.passphrase.take().map(Into::into),
             },
-            _ => {
+            (mut password, mut key) => {
+                use psm_core::vault::Zeroize as _;
+                password.zeroize();
+                key.zeroize();
                 return Err(psm_core::CoreError::Unavailable {
                     message: "GetCredential answered without exactly one of Password and \
                               PrivateKey"
@@ -836,7 +853,7 @@ impl CredentialResponse {
             }
         };
         Ok(Credential {
-            username: self.user_name,
+            username: std::mem::take(&mut self.user_name),
             secret,
         })
     }

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use psm_core::vault::{CheckoutRequest, CredentialSecret};
+use psm_core::vault::{CheckoutRequest, CredentialSecret, Zeroize, ZeroizeOnDrop};
 use psm_core::{CheckoutId, CoreError, ProcessInstance, SessionId, TargetCredentials, Timestamp};
 
 use crate::error::ProxyError;
@@ -44,7 +44,8 @@ pub enum HostKeyCheck {
     AcceptAny,
 }
 
-/// The secret half of a target credential. `Debug` prints `***`.
+/// The secret half of a target credential. `Debug` prints `***`; the text is wiped when it
+/// is dropped.
 #[derive(Clone, PartialEq, Eq)]
 pub enum TargetSecret {
     /// A password.
@@ -57,6 +58,21 @@ pub enum TargetSecret {
         passphrase: Option<String>,
     },
 }
+
+/// The strings are wiped when the secret is dropped (every clone wipes its own copy).
+impl Drop for TargetSecret {
+    fn drop(&mut self) {
+        match self {
+            TargetSecret::Password(p) => p.zeroize(),
+            TargetSecret::PrivateKey { key, passphrase } => {
+                key.zeroize();
+                passphrase.zeroize();
+            }
+        }
+    }
+}
+
+impl ZeroizeOnDrop for TargetSecret {}
 
 impl fmt::Debug for TargetSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

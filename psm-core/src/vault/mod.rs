@@ -84,6 +84,10 @@ pub use secret::Secret;
 pub use settings::{PamSettings, RecipientKey, StorageMode};
 pub use store::{MAX_VAULT_LIST, MemoryVaultStore, SealedCredential, VaultStore};
 pub use target::{MAX_HOST_KEY_LEN, MAX_HOST_LEN, Target, validate_target_name};
+/// The wiping the vault's types use, for crates that hold what the vault releases (a
+/// gateway's copy of a target password, a recording's data key): one version of it across
+/// the workspaces.
+pub use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 /// The vault's limits.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -3,6 +3,7 @@
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use psm_core::vault::{ZeroizeOnDrop, Zeroizing};
 
 use crate::error::RecordingError;
 use crate::keys::{RecipientPublic, RecipientSecret, random_bytes};
@@ -19,17 +20,19 @@ pub(crate) struct WrappedKey {
     pub sealed: [u8; WRAPPED_LEN],
 }
 
-/// A recording's data key. Never printed.
+/// A recording's data key. Never printed; wiped when dropped.
 #[derive(Clone)]
-pub(crate) struct DataKey([u8; 32]);
+pub(crate) struct DataKey(Zeroizing<[u8; 32]>);
+
+impl ZeroizeOnDrop for DataKey {}
 
 impl DataKey {
     pub(crate) fn generate() -> Result<Self, RecordingError> {
-        Ok(Self(random_bytes::<32>()?))
+        Ok(Self(Zeroizing::new(random_bytes::<32>()?)))
     }
 
     fn cipher(&self) -> XChaCha20Poly1305 {
-        XChaCha20Poly1305::new(&self.0.into())
+        XChaCha20Poly1305::new((&*self.0).into())
     }
 
     /// Seals chunk `seq`'s (compressed) payload; `aad` is the chunk's cleartext metadata.
@@ -96,18 +99,18 @@ impl DataKey {
     ) -> Result<WrappedKey, RecordingError> {
         let eph = RecipientSecret::from_bytes(random_bytes::<32>()?);
         let eph_pub = eph.public().to_bytes();
-        let shared = eph.diffie_hellman(&recipient.0);
-        if shared == [0u8; 32] {
+        let shared = Zeroizing::new(eph.diffie_hellman(&recipient.0));
+        if *shared == [0u8; 32] {
             return Err(RecordingError::InvalidKey(format!(
                 "{recipient} is a low-order point, not a usable X25519 key"
             )));
         }
         let kek = kek(&shared, &eph_pub, &recipient.0);
-        let ct = XChaCha20Poly1305::new(&kek.into())
+        let ct = XChaCha20Poly1305::new((&*kek).into())
             .encrypt(
                 &XNonce::default(),
                 Payload {
-                    msg: &self.0,
+                    msg: &*self.0,
                     aad: WRAP_AAD,
                 },
             )
@@ -132,12 +135,12 @@ impl DataKey {
         if secret.public().0 != entry.recipient {
             return None;
         }
-        let shared = secret.diffie_hellman(&entry.ephemeral);
-        if shared == [0u8; 32] {
+        let shared = Zeroizing::new(secret.diffie_hellman(&entry.ephemeral));
+        if *shared == [0u8; 32] {
             return None;
         }
         let kek = kek(&shared, &entry.ephemeral, &entry.recipient);
-        let pt = XChaCha20Poly1305::new(&kek.into())
+        let pt = XChaCha20Poly1305::new((&*kek).into())
             .decrypt(
                 &XNonce::default(),
                 Payload {
@@ -145,8 +148,13 @@ impl DataKey {
                     aad: WRAP_AAD,
                 },
             )
-            .ok()?;
-        let key: [u8; 32] = pt.as_slice().try_into().ok()?;
+            .ok()
+            .map(Zeroizing::new)?;
+        let mut key = Zeroizing::new([0u8; 32]);
+        if pt.len() != key.len() {
+            return None;
+        }
+        key.copy_from_slice(&pt);
         Some(Self(key))
     }
 }
@@ -157,12 +165,12 @@ impl std::fmt::Debug for DataKey {
     }
 }
 
-fn kek(shared: &[u8; 32], eph_pub: &[u8; 32], recipient: &[u8; 32]) -> [u8; 32] {
-    let mut material = [0u8; 96];
+fn kek(shared: &[u8; 32], eph_pub: &[u8; 32], recipient: &[u8; 32]) -> Zeroizing<[u8; 32]> {
+    let mut material = Zeroizing::new([0u8; 96]);
     material[..32].copy_from_slice(shared);
     material[32..64].copy_from_slice(eph_pub);
     material[64..].copy_from_slice(recipient);
-    blake3::derive_key(WRAP_CONTEXT, &material)
+    Zeroizing::new(blake3::derive_key(WRAP_CONTEXT, &*material))
 }
 
 /// Keyframe nonces differ from chunk nonces in byte 8 (0x4B, "K"; chunks have 0 there).
@@ -207,5 +215,18 @@ mod tests {
         tampered.sealed[0] ^= 1;
         assert!(DataKey::unwrap(&tampered, &alice).is_none());
         assert!(dk.wrap_for(&RecipientPublic::from_bytes([0; 32])).is_err());
+    }
+
+    /// Issue 17 L8: the data key is wiped when dropped (the type says so, checked by the
+    /// compiler) and never printed.
+    #[test]
+    fn the_data_key_is_wiped_and_never_printed() {
+        fn wiped_on_drop<T: ZeroizeOnDrop>(_: &T) {}
+        let dk = DataKey::generate().unwrap();
+        wiped_on_drop(&dk);
+        let text = format!("{dk:?} {:?}", dk.clone());
+        assert_eq!(text, "DataKey(***) DataKey(***)");
+        let hex: String = dk.0.iter().map(|b| format!("{b:02x}")).collect();
+        assert!(!text.contains(&hex));
     }
 }
