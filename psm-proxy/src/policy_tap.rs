@@ -275,11 +275,21 @@ impl std::fmt::Debug for PolicyTap {
     }
 }
 
-/// What to do with the bytes or request a decision was about.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What to do with the bytes or request a decision was about, mildest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Outcome {
     Forward,
     Block,
+    /// Blocked, and ^C goes in place of the bytes: the command's characters, already
+    /// forwarded before its Enter, are discarded before the session ends (a target reading
+    /// in cooked mode would run them at the end of input that closing sends).
+    Interrupt,
+}
+
+impl Outcome {
+    fn blocks(self) -> bool {
+        self != Outcome::Forward
+    }
 }
 
 impl PolicyTap {
@@ -356,6 +366,8 @@ impl PolicyTap {
             outcome: outcome.to_owned(),
         };
         let is_command = line.is_some() || matches!(d.event, PolicyEvent::Command { .. });
+        // A line typed at the terminal, shown or not: its characters are at the target.
+        let typed_line = is_command || matches!(d.event, PolicyEvent::UnechoedInput { .. });
         let remember_block = |chan: &Chan| {
             *chan.blocked.lock().unwrap_or_else(|p| p.into_inner()) = line.clone();
         };
@@ -411,7 +423,7 @@ impl PolicyTap {
                 }));
                 control.lock_by("policy", &format!("rule {rule}: {why}"));
                 if held {
-                    if is_command {
+                    if typed_line {
                         remember_block(&chan);
                         control.inject_to(Direction::ToTarget, Some(channel), INTERRUPT);
                     }
@@ -423,14 +435,12 @@ impl PolicyTap {
             Action::Terminate => {
                 self.report(policy("session terminated"));
                 remember_block(&chan);
-                if held && is_command {
-                    // The line's characters reached the target before its Enter: discard
-                    // them, or a target reading in cooked mode runs them at the end of
-                    // input that closing the session sends.
-                    control.inject_to(Direction::ToTarget, Some(channel), INTERRUPT);
-                }
                 control.terminate_by("policy", &why);
-                Outcome::Block
+                if held && typed_line {
+                    Outcome::Interrupt
+                } else {
+                    Outcome::Block
+                }
             }
         }
     }
@@ -479,9 +489,7 @@ impl PolicyTap {
     async fn enforce_all(&self, channel: u32, decisions: &[Decision], held: bool) -> Outcome {
         let mut outcome = Outcome::Forward;
         for d in decisions {
-            if self.enforce(channel, d, held).await == Outcome::Block {
-                outcome = Outcome::Block;
-            }
+            outcome = outcome.max(self.enforce(channel, d, held).await);
         }
         outcome
     }
@@ -505,9 +513,7 @@ impl PolicyTap {
                     None => return Outcome::Forward,
                 }
             };
-            if self.enforce_all(channel, &decisions, true).await == Outcome::Block {
-                outcome = Outcome::Block;
-            }
+            outcome = outcome.max(self.enforce_all(channel, &decisions, true).await);
             let consumed = match feed {
                 Feed::All => return outcome,
                 Feed::WaitForEcho { consumed } => consumed,
@@ -577,7 +583,7 @@ impl PolicyTap {
         for (text, held, cut) in commands {
             if !text.trim().is_empty() {
                 let d = self.policy.judge_line(&text, LineSource::Exec, false, cut);
-                if self.enforce(channel, &d, true).await == Outcome::Block {
+                if self.enforce(channel, &d, true).await.blocks() {
                     // Nothing after a refused command goes on either: a script's later
                     // lines may depend on it (or be the rest of the attack).
                     if let Some(script) = chan
@@ -607,6 +613,7 @@ fn verdict(outcome: Outcome) -> DataVerdict {
     match outcome {
         Outcome::Forward => DataVerdict::Forward,
         Outcome::Block => DataVerdict::Drop,
+        Outcome::Interrupt => DataVerdict::Replace(bytes::Bytes::from_static(INTERRUPT)),
     }
 }
 
@@ -673,7 +680,7 @@ impl Tap for PolicyTap {
         // The most severe first: a terminate is not held for an approval.
         decisions.sort_by_key(|d| std::cmp::Reverse(d.action));
         for d in &decisions {
-            if self.enforce(channel.id, d, true).await == Outcome::Block {
+            if self.enforce(channel.id, d, true).await.blocks() {
                 let rule = d
                     .deciding_rule()
                     .map_or_else(|| "default".to_owned(), |m| m.name.to_string());

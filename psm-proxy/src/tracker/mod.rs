@@ -153,6 +153,9 @@ struct AfterSubmit {
     unconfirmed: Option<String>,
     /// The line was typed at a prompt the caller knows hides input.
     hidden: bool,
+    /// Rules already decided on before the Enter went on (from the keystrokes, without
+    /// echo), and `usize::MAX` if that was reported: not acted on twice.
+    acted: Vec<usize>,
 }
 
 /// Turns one terminal channel's input and output into [`Decision`]s. Feed it every byte in
@@ -483,6 +486,7 @@ impl CommandTracker {
                 typed,
                 unconfirmed: None,
                 hidden: true,
+                acted: Vec::new(),
             });
         } else {
             self.prompt = prompt;
@@ -502,19 +506,45 @@ impl CommandTracker {
                         typed,
                         unconfirmed: None,
                         hidden: false,
+                        acted: Vec::new(),
                     });
                 }
                 None if self.wait_for_echo && !self.echo_wait_over => return false,
                 None => {
                     let prompt = std::mem::take(&mut self.prompt);
-                    let unconfirmed = (!self.model.uncertain())
+                    let unconfirmed: Option<String> = (!self.model.uncertain())
                         .then(|| trim(self.model.chars()).iter().collect());
+                    // The caller held this Enter for the echo and none came in time, but
+                    // the keys say exactly what the line is: if they match rules, that is
+                    // decided now, before the Enter goes on, without the text (it may be a
+                    // password). Output interleaved with type-ahead, or `stty -echo`, then
+                    // no longer buys a late judgement.
+                    let mut acted = Vec::new();
+                    if let Some(m) = unconfirmed.as_deref()
+                        && self.wait_for_echo
+                        && !m.is_empty()
+                    {
+                        let d = self
+                            .policy
+                            .judge_line(m, LineSource::Keystrokes, false, truncated);
+                        if !d.matched.is_empty() || d.incomplete.is_some() {
+                            acted = d.matched.iter().map(|r| r.index).collect();
+                            let mut u = self.policy.unechoed(typed);
+                            u.action = u.action.max(d.action);
+                            u.matched = d.matched;
+                            u.incomplete = d.incomplete;
+                            out.push(u);
+                            // Reported: never again as unechoed, nor for these rules.
+                            acted.push(usize::MAX);
+                        }
+                    }
                     self.after = Some(AfterSubmit {
                         prompt,
                         judged: None,
                         typed,
                         unconfirmed,
                         hidden: false,
+                        acted,
                     });
                 }
             }
@@ -674,8 +704,18 @@ impl CommandTracker {
                 }
             }
             None if !text.is_empty() => {
+                let before = out.len();
                 self.judge(&[&text], LineSource::Screen, true, cut, out);
+                // Decided before the Enter already: not acted on again for the same rules.
+                if !after.acted.is_empty()
+                    && out
+                        .get(before)
+                        .is_some_and(|d| d.matched.iter().all(|m| after.acted.contains(&m.index)))
+                {
+                    out.truncate(before);
+                }
             }
+            None if after.acted.contains(&usize::MAX) => {}
             None if after.typed > 0 => {
                 // Typed, never shown: rules still judge the keystrokes, but the decision
                 // carries no text (it may be a password).
@@ -908,6 +948,27 @@ mod tests {
         assert_eq!(out.len(), 1, "{out:?}");
         assert_eq!(line(&out[0]).0, "rm -rf /");
         assert_eq!(out[0].action, Action::Terminate);
+    }
+
+    #[test]
+    fn no_echo_in_time_judges_the_certain_keys_before_the_enter() {
+        let mut t = tracker(true);
+        let mut out = Vec::new();
+        t.output(b"$ ", &mut out);
+        let bytes = b"rm -rf /\r";
+        let Feed::WaitForEcho { consumed } = t.input(bytes, false, &mut out) else {
+            panic!("should wait");
+        };
+        // Output that is not the echo (a program writing over the line), then the deadline.
+        t.output(b"\r\nsomething else\r\n$ ", &mut out);
+        t.echo_timeout();
+        assert_eq!(t.input(&bytes[consumed..], false, &mut out), Feed::All);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].event, PolicyEvent::UnechoedInput { chars: 8 });
+        assert_eq!(out[0].action, Action::Terminate);
+        // The late echo is not acted on a second time.
+        t.output(b"rm -rf /\r\n$ ", &mut out);
+        assert_eq!(out.len(), 1, "{out:?}");
     }
 
     #[test]

@@ -47,7 +47,7 @@ message = "stand-in for shutdown -h now"
 
 /// A gateway whose sessions are judged by `docs_rules` on a fresh directory the target
 /// account can write; approvals nobody gives are refused after a second.
-async fn gateway(sshd: &Sshd) -> (Gateway, tempfile::TempDir) {
+async fn gateway(sshd: &Sshd) -> (Gateway, tempfile::TempDir, Arc<MemoryTap>) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     let policy = Policy::from_toml(&docs_rules(dir.path())).unwrap();
@@ -61,7 +61,7 @@ async fn gateway(sshd: &Sshd) -> (Gateway, tempfile::TempDir) {
                 ..Enforcement::default()
             },
         )),
-        Arc::new(SharedTapFactory(recorder)),
+        Arc::new(SharedTapFactory(recorder.clone())),
     ]);
     let gw = Gateway::start_with(
         sshd,
@@ -71,7 +71,7 @@ async fn gateway(sshd: &Sshd) -> (Gateway, tempfile::TempDir) {
         },
     )
     .await;
-    (gw, dir)
+    (gw, dir, recorder)
 }
 
 fn mkdir_all(p: &Path) {
@@ -88,7 +88,7 @@ fn mkdir_all(p: &Path) {
 #[tokio::test(flavor = "multi_thread")]
 async fn h4_exec_of_a_compound_line_is_judged_per_command() {
     let sshd = Sshd::start();
-    let (gw, dir) = gateway(&sshd).await;
+    let (gw, dir, _) = gateway(&sshd).await;
     let d = dir.path();
     let flag = d.join("psm-flag");
     for sep in ["; ", " && ", " | ", "\n"] {
@@ -128,7 +128,7 @@ async fn h4_exec_of_a_compound_line_is_judged_per_command() {
 #[tokio::test(flavor = "multi_thread")]
 async fn m1_a_script_piped_to_a_shell_is_judged_line_by_line() {
     let sshd = Sshd::start();
-    let (gw, dir) = gateway(&sshd).await;
+    let (gw, dir, _) = gateway(&sshd).await;
     let d = dir.path().display().to_string();
     let flag = dir.path().join("psm-flag");
     let scripts = [
@@ -257,7 +257,7 @@ async fn pty_session(gw: &Gateway, steps: &[String]) -> std::process::Output {
 #[tokio::test(flavor = "multi_thread")]
 async fn h3_m3_attacks_in_a_pty_session_are_judged() {
     let sshd = Sshd::start();
-    let (gw, dir) = gateway(&sshd).await;
+    let (gw, dir, recorder) = gateway(&sshd).await;
     let d = dir.path().display().to_string();
     let flag = dir.path().join("psm-flag");
     let one = dir.path().join("one");
@@ -270,7 +270,13 @@ async fn h3_m3_attacks_in_a_pty_session_are_judged() {
     ];
     let out = pty_session(&gw, &steps).await;
     assert!(one.exists(), "the session did not run: {out:?}");
-    assert!(!flag.exists(), "the fake paste ran: {out:?}");
+    // What reached the target (the recorder sits after the policy tap): the line's Enter
+    // never did; ^C went in its place.
+    let sent = recorder.input_text();
+    assert!(
+        sent.contains("psm-flag\x03") && !sent.contains("psm-flag\r"),
+        "{sent:?}"
+    );
     assert!(
         text(&out.stderr).contains("stand-in for shutdown -h now"),
         "{out:?}"
@@ -280,9 +286,14 @@ async fn h3_m3_attacks_in_a_pty_session_are_judged() {
     std::fs::remove_file(&one).unwrap();
     let mut line: String = (1..=63).map(|i| format!(": {i}; ")).collect();
     line.push_str(&format!("touch {d}/psm-flag\r"));
+    let before = recorder.input_text().len();
     let out = pty_session(&gw, &[format!("echo one > {d}/one\r"), line]).await;
     assert!(one.exists(), "the session did not run: {out:?}");
-    assert!(!flag.exists(), "the 64th command ran: {out:?}");
+    let sent = recorder.input_text()[before..].to_owned();
+    assert!(
+        sent.contains("psm-flag\x03") && !sent.contains("psm-flag\r"),
+        "{sent:?}"
+    );
     assert!(
         text(&out.stderr).contains("stand-in for shutdown -h now"),
         "{out:?}"
@@ -296,7 +307,8 @@ async fn h3_m3_attacks_in_a_pty_session_are_judged() {
         text(&out.stderr).contains("stand-in for shutdown -h now"),
         "{out:?}"
     );
-    std::fs::remove_file(&flag).unwrap();
+    // Late: whether bash got to run it before the session ended is a race.
+    let _ = std::fs::remove_file(&flag);
 
     // A line accepted by C-t: detective (it runs), and the session ends.
     let steps = [
