@@ -2,9 +2,11 @@
 //! One `psm-controlplane` (SQLite) serving the API and the admin web UI; two nodes, each with
 //! its own data directory and its own `psm-gateway`, `psm-encoder` and `psm-uploader`, all
 //! against the control plane over HTTP; S3 is moto. Real OpenSSH sessions through both
-//! gateways to a real sshd: every session reaches the bucket (Done-Uploaded, its set closed
-//! by its manifest), none is Failed or has a failed attempt, each step of each session was
-//! done by the workers of the node that recorded it, and `/ui/` answers with the UI.
+//! gateways to a real sshd. Node b's encoder starts late: meanwhile node a's sessions are
+//! uploaded and node b's wait, untouched (Ended, 0 attempts). Then every session reaches the
+//! bucket (Done-Uploaded, its set closed by its manifest), none is Failed or has a failed
+//! attempt, each step of each session was done by the workers of the node that recorded it,
+//! and `/ui/` answers with the UI.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod common;
@@ -70,7 +72,7 @@ struct Node {
     name: &'static str,
     data: PathBuf,
     ssh_port: u16,
-    _processes: Vec<Kill>,
+    processes: Vec<Kill>,
 }
 
 #[test]
@@ -223,7 +225,10 @@ fn two_nodes_every_session_reaches_the_bucket_and_one_ui_serves_them() {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             spawn(program, &args, &aws, &logs, &format!("{role}-{name}"))
         };
-        let encoder = worker("encoder", env!("CARGO_BIN_EXE_psm-encoder"), &[]);
+        // Node b's encoder starts late: until then its sessions must wait for it, not burn
+        // their attempts on node a.
+        let encoder =
+            (name == "a").then(|| worker("encoder", env!("CARGO_BIN_EXE_psm-encoder"), &[]));
         let uploader = worker(
             "uploader",
             env!("CARGO_BIN_EXE_psm-uploader"),
@@ -234,7 +239,10 @@ fn two_nodes_every_session_reaches_the_bucket_and_one_ui_serves_them() {
             name,
             data,
             ssh_port,
-            _processes: vec![gateway, encoder, uploader],
+            processes: [Some(gateway), encoder, Some(uploader)]
+                .into_iter()
+                .flatten()
+                .collect(),
         });
     }
 
@@ -301,6 +309,67 @@ fn two_nodes_every_session_reaches_the_bucket_and_one_ui_serves_them() {
         }
         s
     };
+    let by_gateway = |all: &[psm_core::PrivSession], stage: Stage| {
+        let mut count = [0usize; 2];
+        for s in all.iter().filter(|s| s.stage == stage) {
+            let trail = rt
+                .block_on(sessions_db.audit_events(&AuditQuery {
+                    session: Some(s.id),
+                    ..AuditQuery::default()
+                }))
+                .unwrap();
+            match trail.first().map(|e| e.record.actor.as_str()) {
+                Some("gateway-a") => count[0] += 1,
+                Some("gateway-b") => count[1] += 1,
+                other => panic!("{}: opened by {other:?}", s.id),
+            }
+        }
+        count
+    };
+    // Node a's sessions go all the way; node b's wait for node b's encoder, untouched.
+    let first = wait_for(180, || {
+        let all = rt
+            .block_on(sessions_db.list(&ListQuery::default()))
+            .unwrap();
+        assert!(all.iter().all(|s| s.stage != Stage::Failed), "{all:?}");
+        (by_gateway(&all, Stage::DoneUploaded)[0] == SESSIONS_PER_GATEWAY).then_some(all)
+    })
+    .unwrap_or_else(|| panic!("{}", diagnostics("node a's sessions not uploaded")));
+    for s in &first {
+        if s.stage != Stage::DoneUploaded {
+            assert_eq!(
+                (s.stage, s.attempts),
+                (Stage::Ended, 0),
+                "{}: a session of node b was touched while node b's encoder was down",
+                s.id
+            );
+        }
+    }
+    assert_eq!(by_gateway(&first, Stage::Ended), [0, SESSIONS_PER_GATEWAY]);
+    let late_encoder = spawn(
+        env!("CARGO_BIN_EXE_psm-encoder"),
+        &[
+            "--data",
+            nodes[1].data.to_str().unwrap(),
+            "--control-plane",
+            &api,
+            "--api-key-file",
+            keys.join("encoder.key").to_str().unwrap(),
+            "--instance",
+            "encoder-b",
+            "--poll-secs",
+            "0.2",
+            "--min-free-mib",
+            "1",
+            "--lease-ttl-secs",
+            "20",
+        ],
+        &aws,
+        &logs,
+        "encoder-b",
+    );
+    nodes[1].processes.push(late_encoder);
+
     let sessions = wait_for(180, || {
         let all = rt
             .block_on(sessions_db.list(&ListQuery::default()))
