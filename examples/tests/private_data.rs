@@ -130,3 +130,51 @@ fn no_binary_takes_the_master_key_on_its_command_line() {
         common::text(&out)
     );
 }
+
+/// Every byte of the node's database files.
+fn database_bytes(data: &Path) -> Vec<u8> {
+    let mut all = Vec::new();
+    for name in ["psm.db", "psm.db-wal"] {
+        if let Ok(b) = std::fs::read(data.join(name)) {
+            all.extend(b);
+        }
+    }
+    all
+}
+
+#[test]
+fn a_totp_secret_given_by_psm_users_add_is_not_in_the_database_in_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Up::start(dir.path(), &[]);
+    let out = std::process::Command::new(common::psm())
+        .args(["users", "add", "carol", "--data"])
+        .arg(&up.data)
+        .args(["--role", "ops", "--generate-password", "--totp"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", common::text(&out));
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    let secret = printed
+        .split("TOTP secret (shown once): ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .expect("the secret is shown once")
+        .to_owned();
+    assert!(secret.len() >= 26, "{secret}");
+    let list = std::process::Command::new(common::psm())
+        .args(["users", "list", "--data"])
+        .arg(&up.data)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&list.stdout).contains("totp=yes"),
+        "{}",
+        common::text(&list)
+    );
+    assert!(up.stop());
+    let bytes = database_bytes(&dir.path().join("psm-data"));
+    assert!(
+        !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+        "the TOTP secret is sealed in psm.db"
+    );
+}

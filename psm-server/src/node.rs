@@ -5,7 +5,7 @@
 //! | path | what |
 //! |---|---|
 //! | `DIR` | the data directory (mode 0700, narrowed to it if it existed) |
-//! | `DIR/psm.db` | SQLite database (sessions, audit trail, vault; mode 0600, its `-wal`/`-shm` too), unless PostgreSQL is used |
+//! | `DIR/psm.db` | SQLite database (sessions, audit trail, vault, users with their TOTP secrets sealed under the vault key; mode 0600, its `-wal`/`-shm` too), unless PostgreSQL is used |
 //! | `DIR/vault.key` | the vault's master key (64 hex digits, mode 0600; a key file its group or others may read is refused), unless given elsewhere |
 //! | `DIR/keys/ROLE.key` | one API key per role: `gateway`, `encoder`, `uploader`, `admin` (mode 0600, directory 0700) |
 //! | `DIR/artifacts/SESSION/` | what the save endpoints receive |
@@ -179,6 +179,16 @@ fn load_key(source: &MasterKeySource, create: bool) -> Result<MasterKey, ServerE
     }
 }
 
+/// The vault's keyring from a data directory's `vault.key` (refused if others may read it),
+/// for tools that open the node's database beside a running node: the user directory seals
+/// TOTP secrets with it.
+pub fn data_keyring(data: &Path) -> Result<Keyring, ServerError> {
+    Ok(Keyring::new(load_key(
+        &MasterKeySource::File(data.join("vault.key")),
+        false,
+    )?))
+}
+
 /// The stores of one database, how to close it, and its description.
 type Stores = (
     Arc<dyn SessionStore>,
@@ -210,7 +220,9 @@ pub async fn open(options: NodeOptions) -> Result<Node, ServerError> {
     let (sessions, vault_store, directory, closer, database): Stores = match &options.database {
         None => {
             let path = data.join("psm.db");
-            let s = SqliteStore::open(&path).await?;
+            let s = SqliteStore::open(&path)
+                .await?
+                .with_totp_keyring(keyring.clone());
             (
                 Arc::new(s.clone()),
                 Arc::new(s.clone()),
@@ -222,7 +234,9 @@ pub async fn open(options: NodeOptions) -> Result<Node, ServerError> {
         Some(url) => {
             let mut o = PostgresOptions::new(url.clone());
             o.schema = options.schema.clone();
-            let s = PostgresStore::connect(&o).await?;
+            let s = PostgresStore::connect(&o)
+                .await?
+                .with_totp_keyring(keyring.clone());
             (
                 Arc::new(s.clone()),
                 Arc::new(s.clone()),

@@ -1,6 +1,87 @@
 //! The directory over SQL: one implementation, expanded for SQLite and PostgreSQL (the
 //! statements use `$N` placeholders, which both accept).
 
+/// How a sealed TOTP secret starts in the `totp_secret` column (a secret in clear is base32,
+/// which never holds a `:`).
+const SEALED_TOTP: &str = "sealed-v1:";
+
+fn totp_aad(user: &str) -> Vec<u8> {
+    let mut aad = b"psm-directory-totp-v1\0".to_vec();
+    aad.extend_from_slice(user.as_bytes());
+    aad
+}
+
+/// The column value for `user`'s TOTP secret: sealed with `keyring` (bound to the user's
+/// name) when there is one, else the base32 text as earlier versions stored it.
+pub(crate) fn store_totp(
+    keyring: Option<&crate::vault::Keyring>,
+    user: &str,
+    secret: &super::TotpSecret,
+) -> Result<String, crate::CoreError> {
+    use base64::Engine as _;
+    let Some(keyring) = keyring else {
+        return Ok(secret.as_base32().to_owned());
+    };
+    let sealed = keyring.seal(&totp_aad(user), secret.as_base32().as_bytes())?;
+    let b64 = base64::engine::general_purpose::STANDARD_NO_PAD;
+    Ok(format!(
+        "{SEALED_TOTP}{}:{}:{}",
+        sealed.key_id,
+        b64.encode(sealed.nonce),
+        b64.encode(&sealed.ciphertext)
+    ))
+}
+
+/// `user`'s TOTP secret from its column value: sealed (opened with `keyring`) or, as earlier
+/// versions stored it, base32 in clear. A sealed secret read by a process without the
+/// keyring is [`Factor::Remote`](super::Factor::Remote): configured, not verifiable here, so
+/// a login that needs it fails closed while listings still work.
+pub(crate) fn load_totp(
+    keyring: Option<&crate::vault::Keyring>,
+    user: &str,
+    stored: &str,
+) -> Result<super::Factor<super::TotpSecret>, crate::CoreError> {
+    use base64::Engine as _;
+    let what = format!("the TOTP secret of user {user}");
+    let malformed = |reason: &str| crate::CoreError::MalformedRow {
+        what: what.clone(),
+        reason: reason.to_owned(),
+    };
+    let Some(rest) = stored.strip_prefix(SEALED_TOTP) else {
+        return super::TotpSecret::from_base32(stored)
+            .map(super::Factor::Local)
+            .map_err(|e| malformed(&e.to_string()));
+    };
+    let Some(keyring) = keyring else {
+        tracing::warn!(user = %user, "a TOTP secret is sealed with the vault's master key, \
+            which this process was not given: its TOTP logins are refused");
+        return Ok(super::Factor::Remote);
+    };
+    let mut parts = rest.splitn(3, ':');
+    let (Some(key_id), Some(nonce), Some(ciphertext)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(malformed("a sealed secret has three parts"));
+    };
+    let b64 = base64::engine::general_purpose::STANDARD_NO_PAD;
+    let nonce: [u8; crate::vault::NONCE_LEN] = b64
+        .decode(nonce)
+        .ok()
+        .and_then(|n| n.try_into().ok())
+        .ok_or_else(|| malformed("the nonce is not 24 bytes of base64"))?;
+    let sealed = crate::vault::Sealed {
+        key_id: crate::vault::KeyId::parse(key_id)?,
+        nonce,
+        ciphertext: b64
+            .decode(ciphertext)
+            .map_err(|_| malformed("the ciphertext is not base64"))?,
+    };
+    let plain = keyring.open(&sealed, &totp_aad(user), &what)?;
+    let text = std::str::from_utf8(&plain).map_err(|_| malformed("not text once opened"))?;
+    super::TotpSecret::from_base32(text)
+        .map(super::Factor::Local)
+        .map_err(|e| malformed(&e.to_string()))
+}
+
 /// Expands `impl UserDirectory for $store`, reading through `self.$read()` and writing
 /// through `self.$write()`.
 macro_rules! sql_directory {
@@ -73,11 +154,10 @@ macro_rules! sql_directory {
                         .map_err(|e| malformed(e.to_string()))?
                         .into(),
                     keys: parsed_keys,
-                    totp: totp
-                        .map(|t| $crate::directory::TotpSecret::from_base32(&t))
-                        .transpose()
-                        .map_err(|e| malformed(e.to_string()))?
-                        .into(),
+                    totp: match totp {
+                        Some(t) => $crate::directory::sql::load_totp(self.totp_keyring(), name, &t)?,
+                        None => $crate::directory::Factor::Absent,
+                    },
                     roles: parsed_roles,
                     disabled,
                 }))
@@ -148,7 +228,18 @@ macro_rules! sql_directory {
                 )
                 .bind(user.name.as_str())
                 .bind(user.password.as_ref().map(|p| p.as_phc().to_owned()))
-                .bind(user.totp.as_ref().map(|t| t.as_base32().to_owned()))
+                .bind(
+                    user.totp
+                        .as_ref()
+                        .map(|t| {
+                            $crate::directory::sql::store_totp(
+                                self.totp_keyring(),
+                                user.name.as_str(),
+                                t,
+                            )
+                        })
+                        .transpose()?,
+                )
                 .bind(false)
                 .execute(&mut *tx)
                 .await;
@@ -211,7 +302,17 @@ macro_rules! sql_directory {
                 }
                 if let Some(t) = &update.totp {
                     sqlx::query("UPDATE directory_users SET totp_secret = $1 WHERE name = $2")
-                        .bind(t.as_ref().map(|t| t.as_base32().to_owned()))
+                        .bind(
+                            t.as_ref()
+                                .map(|t| {
+                                    $crate::directory::sql::store_totp(
+                                        self.totp_keyring(),
+                                        name,
+                                        t,
+                                    )
+                                })
+                                .transpose()?,
+                        )
                         .bind(name)
                         .execute(&mut *tx)
                         .await

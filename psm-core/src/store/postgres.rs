@@ -44,6 +44,7 @@ pub struct PostgresStore {
     pool: PgPool,
     relaxed: PgPool,
     schema: Option<String>,
+    totp_keyring: Option<std::sync::Arc<crate::vault::Keyring>>,
 }
 
 async fn make_pool(
@@ -150,7 +151,21 @@ impl PostgresStore {
             pool,
             relaxed,
             schema,
+            totp_keyring: None,
         })
+    }
+
+    /// Seals the user directory's TOTP secrets with `keyring` (the vault's) when they are
+    /// written, and opens sealed ones when read; secrets stored in clear by earlier versions
+    /// are still read. Without a keyring, a sealed secret cannot be read (the error says so).
+    pub fn with_totp_keyring(mut self, keyring: crate::vault::Keyring) -> Self {
+        self.totp_keyring = Some(std::sync::Arc::new(keyring));
+        self
+    }
+
+    /// The keyring TOTP secrets are sealed with, if any.
+    pub(crate) fn totp_keyring(&self) -> Option<&crate::vault::Keyring> {
+        self.totp_keyring.as_deref()
     }
 
     /// The pool, for other modules' tables in the same schema (the vault).

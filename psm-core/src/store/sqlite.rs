@@ -32,6 +32,7 @@ pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
     location: String,
+    totp_keyring: Option<std::sync::Arc<crate::vault::Keyring>>,
 }
 
 impl SqliteStore {
@@ -124,7 +125,21 @@ impl SqliteStore {
             writer,
             reader,
             location,
+            totp_keyring: None,
         })
+    }
+
+    /// Seals the user directory's TOTP secrets with `keyring` (the vault's) when they are
+    /// written, and opens sealed ones when read; secrets stored in clear by earlier versions
+    /// are still read. Without a keyring, a sealed secret cannot be read (the error says so).
+    pub fn with_totp_keyring(mut self, keyring: crate::vault::Keyring) -> Self {
+        self.totp_keyring = Some(std::sync::Arc::new(keyring));
+        self
+    }
+
+    /// The keyring TOTP secrets are sealed with, if any.
+    pub(crate) fn totp_keyring(&self) -> Option<&crate::vault::Keyring> {
+        self.totp_keyring.as_deref()
     }
 
     /// The writer and reader pools, for other modules' tables in the same file (the vault).

@@ -163,9 +163,12 @@ async fn directory(data: &Path) -> anyhow::Result<SqliteStore> {
         db.display(),
         data.display()
     );
-    SqliteStore::open(&db)
+    // TOTP secrets are sealed with the vault's key (as the running node does).
+    let keyring = psm_server::node::data_keyring(data)?;
+    Ok(SqliteStore::open(&db)
         .await
-        .with_context(|| format!("opening {}", db.display()))
+        .with_context(|| format!("opening {}", db.display()))?
+        .with_totp_keyring(keyring))
 }
 
 fn stdin_secret(what: &str) -> anyhow::Result<String> {

@@ -156,11 +156,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 
     // SSH gateway: users, keys and roles live in the same SQLite file (docs/ssh-gateway.md);
     // with it the live listener and link (docs/live.md), the policy and the recorder.
-    let directory: Arc<dyn psm_core::directory::UserDirectory> = Arc::new(
-        psm_core::store::SqliteStore::open(data.join("psm.db"))
-            .await
-            .context("opening the user directory")?,
-    );
+    let directory: Arc<dyn psm_core::directory::UserDirectory> = node.directory.clone();
     let first_admin = crate::gateway::ensure_first_admin(directory.as_ref()).await?;
     let vault = control_plane.vault().clone();
     let web_origins = vec![
