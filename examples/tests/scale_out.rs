@@ -6,7 +6,8 @@
 //! uploaded and node b's wait, untouched (Ended, 0 attempts). Then every session reaches the
 //! bucket (Done-Uploaded, its set closed by its manifest), none is Failed or has a failed
 //! attempt, each step of each session was done by the workers of the node that recorded it,
-//! and `/ui/` answers with the UI.
+//! and the web UI of psm-controlplane (an admin logs in) lists the sessions of both gateways
+//! and replays each from the bucket.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod common;
@@ -45,26 +46,63 @@ fn log_of(dir: &Path, name: &str) -> String {
     std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default()
 }
 
-/// One plain HTTP/1.1 request on loopback; returns the status and the body.
-fn http(port: u16, method: &str, path: &str) -> (u16, String) {
+/// One plain HTTP/1.1 request on loopback; returns the status, the head and the body.
+fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\n\
-         Connection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).unwrap();
-    let status = answer
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\n\
+         Connection: close\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).unwrap();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = answer
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    (status, head.to_owned(), body)
+}
+
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || after.len() < n {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+fn http(port: u16, method: &str, path: &str) -> (u16, String) {
+    let (status, _, body) = request(port, method, path, &[], "");
     (status, body)
 }
 
@@ -170,6 +208,23 @@ fn two_nodes_every_session_reaches_the_bucket_and_one_ui_serves_them() {
         .arg(key.with_extension("pub"))
         .output()
         .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+
+    let mut add = Command::new(psm())
+        .args(["users", "add", "webadmin", "--data"])
+        .arg(&cp_data)
+        .args(["--role", "admin", "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    add.stdin
+        .take()
+        .unwrap()
+        .write_all(b"scale-out-web-password-7f3\n")
+        .unwrap();
+    let out = add.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
 
     // Two nodes: gateway, encoder, uploader, each against its own data directory.
@@ -458,10 +513,77 @@ fn two_nodes_every_session_reaches_the_bucket_and_one_ui_serves_them() {
         "{per_gateway:?}"
     );
 
-    // One admin web UI, on the control plane.
+    // One admin web UI, on the control plane: it lists the sessions of both gateways and
+    // replays them from the bucket (their local copies are gone).
     let (code, page) = http(api_port, "GET", "/ui/");
     assert_eq!(code, 200, "{page}");
     assert!(page.contains("<title>PSM</title>"), "{page}");
+    let origin = format!("http://127.0.0.1:{api_port}");
+    let (code, head, body) = request(
+        api_port,
+        "POST",
+        "/ui/api/login",
+        &[("Origin", &origin), ("Content-Type", "application/json")],
+        r#"{"user":"webadmin","password":"scale-out-web-password-7f3"}"#,
+    );
+    assert_eq!(code, 200, "{head}\n{body}");
+    let cookie = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("set-cookie:")
+                .then(|| l["set-cookie:".len()..].trim().to_owned())
+        })
+        .and_then(|c| c.split(';').next().map(str::to_owned))
+        .expect("a session cookie");
+    let (code, _, body) = request(
+        api_port,
+        "GET",
+        "/ui/api/sessions",
+        &[("Cookie", &cookie)],
+        "",
+    );
+    assert_eq!(code, 200, "{body}");
+    let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let listed = list["sessions"].as_array().unwrap();
+    let mut ui_gateways = std::collections::BTreeSet::new();
+    for s in &sessions {
+        assert!(
+            listed
+                .iter()
+                .any(|v| v["id"] == s.id.to_string() && v["stage"] == "Done-Uploaded"),
+            "{} not listed: {body}",
+            s.id
+        );
+        let (code, _, detail) = request(
+            api_port,
+            "GET",
+            &format!("/ui/api/sessions/{}", s.id),
+            &[("Cookie", &cookie)],
+            "",
+        );
+        assert_eq!(code, 200, "{detail}");
+        let detail: serde_json::Value = serde_json::from_str(&detail).unwrap();
+        let gateway = detail["gateway"]
+            .as_str()
+            .or_else(|| detail["session"]["gateway"].as_str())
+            .unwrap_or_else(|| panic!("no gateway in {detail}"))
+            .to_owned();
+        ui_gateways.insert(gateway);
+        let (code, _, cast) = request(
+            api_port,
+            "GET",
+            &format!("/ui/api/recordings/{}/cast", s.id),
+            &[("Cookie", &cookie)],
+            "",
+        );
+        assert_eq!(code, 200, "{cast}");
+        assert!(cast.contains("scale-out-"), "{} replays: {cast}", s.id);
+    }
+    assert_eq!(
+        ui_gateways.into_iter().collect::<Vec<_>>(),
+        ["gateway-a", "gateway-b"]
+    );
     eprintln!(
         "{} sessions through 2 gateways: {} Done-Uploaded, 0 failed",
         expected,
