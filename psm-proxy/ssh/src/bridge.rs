@@ -379,9 +379,22 @@ async fn forward_sftp(
     };
     let mut pass = bytes::BytesMut::new();
     for packet in packets {
-        let Some(judged) = sftp_gate::judged(&packet[4..]) else {
-            pass.extend_from_slice(&packet);
-            continue;
+        let judged = match sftp_gate::classify(&packet[4..]) {
+            sftp_gate::Gate::Pass => {
+                pass.extend_from_slice(&packet);
+                continue;
+            }
+            sftp_gate::Gate::Malformed(id) => {
+                forward_target(conn, live, state, pass.split().freeze()).await?;
+                gate.refused(id);
+                conn.write_user(
+                    Some(state.info.id),
+                    sftp_gate::permission_denied(id, "a request the gateway cannot read"),
+                )
+                .await;
+                continue;
+            }
+            sftp_gate::Gate::Judge(judged) => judged,
         };
         // Earlier packets first: the target answers in order.
         forward_target(conn, live, state, pass.split().freeze()).await?;

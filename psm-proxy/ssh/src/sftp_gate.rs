@@ -16,6 +16,10 @@
 //!   it and its resolution are judged: a symlink, `..` or a relative path does not take a
 //!   file past a rule on where it really is.
 //!
+//! A request of one of those kinds that the gate cannot read is refused, not forwarded
+//! unjudged; more than 4096 requests in flight (OpenSSH keeps 64) close the channel, so a
+//! client cannot make a request id collide with a probe's.
+//!
 //! Packets pass whole in both directions (a refusal's `STATUS` is written between two
 //! packets, never inside one). A packet larger than [`MAX_SFTP_PACKET`] (OpenSSH's own
 //! server refuses those too) closes the channel: a stream the gate cannot follow is not
@@ -147,8 +151,48 @@ fn operation(name: &'static str, path: &[u8], other: Option<&[u8]>) -> Option<Fi
     })
 }
 
+/// What the gate does with a client packet.
+#[derive(Debug)]
+pub(crate) enum Gate {
+    /// Nothing to judge: forward it.
+    Pass,
+    /// Judge it first.
+    Judge(Judged),
+    /// A request of a judged kind the gate cannot read (request id given): refused, never
+    /// forwarded unjudged.
+    Malformed(u32),
+}
+
 /// What a client packet (without its length) asks that must be judged, if anything.
-pub(crate) fn judged(packet: &[u8]) -> Option<Judged> {
+pub(crate) fn classify(packet: &[u8]) -> Gate {
+    let Some((kind, id)) = request_id(packet) else {
+        return Gate::Pass;
+    };
+    match judged(packet) {
+        Some(j) => Gate::Judge(j),
+        None if matches!(
+            kind,
+            FXP_OPEN | FXP_REMOVE | FXP_MKDIR | FXP_RMDIR | FXP_SETSTAT | FXP_RENAME | FXP_SYMLINK
+        ) || (kind == FXP_EXTENDED && !extension_is_free(packet)) =>
+        {
+            Gate::Malformed(id)
+        }
+        None => Gate::Pass,
+    }
+}
+
+/// An extended request the gate does not judge (its name is readable and not one that
+/// changes a path).
+fn extension_is_free(packet: &[u8]) -> bool {
+    let mut b = &packet[5..];
+    matches!(string_of(&mut b), Some(name) if !matches!(
+        name,
+        b"posix-rename@openssh.com" | b"hardlink@openssh.com" | b"lsetstat@openssh.com"
+    ))
+}
+
+/// What a client packet (without its length) asks that must be judged, if it can be read.
+fn judged(packet: &[u8]) -> Option<Judged> {
     let mut b = packet;
     let kind = *b.first()?;
     b = &b[1..];
@@ -274,9 +318,12 @@ impl SftpGate {
             .push(bytes)?;
         let mut out = self.outstanding.lock().unwrap_or_else(|p| p.into_inner());
         for p in &packets {
-            if let Some((_, id)) = request_id(&p[4..])
-                && out.len() < MAX_OUTSTANDING
-            {
+            if let Some((_, id)) = request_id(&p[4..]) {
+                // More requests in flight than any client keeps (OpenSSH: 64) would let an
+                // untracked id collide with a probe's: the stream is not followed further.
+                if out.len() >= MAX_OUTSTANDING {
+                    return Err(());
+                }
                 out.insert(id);
             }
         }
@@ -466,7 +513,9 @@ mod tests {
         let mut open = vec![FXP_OPEN, 0, 0, 0, 7];
         open.extend(s(b"/tmp/x"));
         open.extend((FXF_READ | FXF_WRITE).to_be_bytes());
-        let j = judged(&open).unwrap();
+        let Gate::Judge(j) = classify(&open) else {
+            panic!("an open is judged")
+        };
         assert_eq!(j.id, 7);
         assert_eq!(
             j.subjects[0].directions,
@@ -478,7 +527,14 @@ mod tests {
         rename.extend(s(b"/etc/b"));
         let j = judged(&rename).unwrap();
         assert_eq!(j.operation.unwrap().other.as_deref(), Some("/etc/b"));
-        assert!(judged(&[FXP_REALPATH, 0, 0, 0, 1]).is_none());
+        assert!(matches!(classify(&[FXP_REALPATH, 0, 0, 0, 1]), Gate::Pass));
+        assert!(matches!(
+            classify(&[FXP_OPEN, 0, 0, 0, 9, 0]),
+            Gate::Malformed(9)
+        ));
+        let mut ext = vec![FXP_EXTENDED, 0, 0, 0, 3];
+        ext.extend(s(b"hardlink@openssh.com"));
+        assert!(matches!(classify(&ext), Gate::Malformed(3)));
     }
 
     #[test]
@@ -510,7 +566,7 @@ mod tests {
             for (i, c) in chunks.iter().enumerate() {
                 if i % 2 == 0 {
                     if let Ok(ps) = gate.user_bytes(c) {
-                        for p in ps { let _ = judged(&p[4..]); }
+                        for p in ps { let _ = classify(&p[4..]); }
                     }
                 } else {
                     let _ = gate.target_bytes(c);
