@@ -142,6 +142,8 @@ pub struct RdpGatewayConfig {
     pub process_instance: ProcessInstance,
     /// Between heartbeats (Polling); a terminate request takes effect within one interval.
     pub heartbeat_interval: Duration,
+    /// Unanswered heartbeats before the session is locked or ended (psm-proxy's decision).
+    pub heartbeat_policy: psm_proxy::HeartbeatPolicy,
     /// Between screenshots pushed to `RdpGatewayDeps::artifacts` (savescreenshot), the first
     /// at the start; zero: none. Default 30 s (the recording's keyframe interval).
     pub screenshot_interval: Duration,
@@ -172,6 +174,7 @@ impl RdpGatewayConfig {
             listen,
             process_instance,
             heartbeat_interval: Duration::from_secs(10),
+            heartbeat_policy: psm_proxy::HeartbeatPolicy::default(),
             screenshot_interval: Duration::from_secs(30),
             default_width: 1024,
             default_height: 768,

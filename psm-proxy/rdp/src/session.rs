@@ -29,9 +29,9 @@ use crate::recorder::{DesktopRecorder, RecordingFactory};
 use crate::screen::DesktopScreen;
 use crate::upstream::{self, TargetEnd};
 use psm_proxy::{
-    Authorization, ChannelInfo, ChannelKind, Direction, EndReason, FileTransfer, HeartbeatPolicy,
-    HeartbeatStep, HeartbeatWatch, ProxySession, RequestVerdict, SessionControl, SessionInfo,
-    SessionRegistry, TapFactory, TapSet, TargetAccess, TransferRequest,
+    Authorization, ChannelInfo, ChannelKind, Direction, EndReason, FileTransfer, HeartbeatStep,
+    HeartbeatWatch, ProxySession, RequestVerdict, SessionControl, SessionInfo, SessionRegistry,
+    TapFactory, TapSet, TargetAccess, TransferRequest,
 };
 
 /// What the gateway works with, chosen at assembly time.
@@ -752,7 +752,7 @@ async fn heartbeats(
     let mut tick = tokio::time::interval(shared.config.heartbeat_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
-    let mut watch = HeartbeatWatch::new(HeartbeatPolicy::default());
+    let mut watch = HeartbeatWatch::new(shared.config.heartbeat_policy);
     loop {
         tick.tick().await;
         let step = match shared.deps.control_plane.heartbeat(id, pi).await {

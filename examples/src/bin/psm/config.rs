@@ -127,6 +127,10 @@ pub struct SshSection {
     pub source_penalty_after: u32,
     /// Seconds between heartbeats (a terminate takes effect within one).
     pub heartbeat_secs: u64,
+    /// Unanswered heartbeats in a row before `heartbeat_unreachable` applies.
+    pub heartbeat_max_missed: u32,
+    /// `lock` (default), `terminate` or `continue`.
+    pub heartbeat_unreachable: String,
     /// Seconds a connection has to authenticate.
     pub auth_timeout_secs: u64,
     /// Text shown before login.
@@ -160,6 +164,8 @@ impl Default for SshSection {
             source_penalty_secs: 30,
             source_penalty_after: 10,
             heartbeat_secs: 10,
+            heartbeat_max_missed: 3,
+            heartbeat_unreachable: "lock".into(),
             auth_timeout_secs: 30,
             banner: None,
         }

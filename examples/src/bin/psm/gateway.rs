@@ -133,6 +133,17 @@ pub async fn start(
         (opts.source_penalty_secs > 0).then(|| Duration::from_secs(opts.source_penalty_secs));
     config.source_penalty_after = opts.source_penalty_after;
     config.heartbeat_interval = Duration::from_secs(opts.heartbeat_secs.max(1));
+    config.heartbeat_policy = psm_proxy::HeartbeatPolicy {
+        max_missed: opts.heartbeat_max_missed.max(1),
+        action: match opts.heartbeat_unreachable.as_str() {
+            "lock" => psm_proxy::UnreachableAction::Lock,
+            "terminate" => psm_proxy::UnreachableAction::Terminate,
+            "continue" => psm_proxy::UnreachableAction::Continue,
+            other => anyhow::bail!(
+                "[ssh] heartbeat_unreachable: {other:?} is not lock, terminate or continue"
+            ),
+        },
+    };
     config.auth_timeout = Duration::from_secs(opts.auth_timeout_secs.max(1));
     config.banner = opts.banner.clone();
 

@@ -169,10 +169,23 @@ async fn control_plane(
     let store = SqliteStore::open(args.data.join("psm.db"))
         .await
         .context("opening DATA/psm.db")?;
-    let key_text = std::fs::read_to_string(args.data.join("vault.key")).context(
+    let key_path = args.data.join("vault.key");
+    // The vault's master key: refused if others may read it (issue 17 L7), as the node does.
+    if let Ok(meta) = std::fs::metadata(&key_path)
+        && psm_core::files::readable_by_others(&meta)
+    {
+        anyhow::bail!(
+            "{} may be read by others: `chmod 600 {}` and start again",
+            key_path.display(),
+            key_path.display()
+        );
+    }
+    let key_text = std::fs::read_to_string(&key_path).context(
         "reading DATA/vault.key (start the control plane once, or `psm up`, to create it)",
     )?;
     let master = MasterKey::parse(key_text.trim()).context("DATA/vault.key")?;
+    // TOTP secrets are sealed with the vault's keyring: the directory needs it to check them.
+    let store = store.with_totp_keyring(Keyring::new(master.clone()));
     let engine = Engine::new(
         Arc::new(store.clone()),
         Arc::new(SystemClock),
