@@ -99,7 +99,8 @@ async fn vaulted_credential_checkout_and_checkin() {
         &format!("start alice t1 {TARGET_USER}")
     );
 
-    // An unpinned target is refused (no trust-on-first-use configured).
+    // An unpinned target is refused (no trust-on-first-use configured). Changing the host
+    // key deletes the credential (issue 17 M6): the operator sets it again.
     vault
         .put_target(
             Target {
@@ -109,6 +110,14 @@ async fn vaulted_credential_checkout_and_checkin() {
                 protocol: Protocol::Ssh,
                 host_key: None,
             },
+            "admin",
+        )
+        .await
+        .unwrap();
+    vault
+        .set_credential(
+            "t1",
+            Credential::password(TARGET_USER, target_password()),
             "admin",
         )
         .await
