@@ -163,13 +163,6 @@ pub struct PolicyTap {
 /// Most started transfers remembered as judged.
 const MAX_CHECKED: usize = 4096;
 
-fn transfer_direction(direction: Direction) -> TransferDirection {
-    match direction {
-        Direction::ToTarget => TransferDirection::Upload,
-        Direction::ToUser => TransferDirection::Download,
-    }
-}
-
 /// The input of a shell without a terminal, held back until a whole command is in.
 #[derive(Default)]
 struct Script {
@@ -671,11 +664,7 @@ impl Tap for PolicyTap {
             direction, path, ..
         } = channel.purpose()
         {
-            let direction = match direction {
-                Direction::ToTarget => TransferDirection::Upload,
-                Direction::ToUser => TransferDirection::Download,
-            };
-            decisions.push(self.policy.judge_transfer(path, direction));
+            decisions.push(self.policy.judge_transfer(path, (*direction).into()));
         }
         // The most severe first: a terminate is not held for an approval.
         decisions.sort_by_key(|d| std::cmp::Reverse(d.action));
@@ -750,14 +739,14 @@ impl Tap for PolicyTap {
         }
         let d = self
             .policy
-            .judge_transfer(&transfer.path, transfer_direction(transfer.direction));
+            .judge_transfer(&transfer.path, transfer.direction.into());
         self.enforce(channel.id, &d, false).await;
     }
 
     fn check_transfer(&self, transfer: &TransferRequest) -> RequestVerdict {
         let d = self
             .policy
-            .judge_transfer(&transfer.path, transfer_direction(transfer.direction));
+            .judge_transfer(&transfer.path, transfer.direction.into());
         let verdict = self.enforce_now(&d);
         if verdict == RequestVerdict::Allow {
             let mut checked = self.checked.lock().unwrap_or_else(|p| p.into_inner());

@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use async_trait::async_trait;
 use psm_recording::{
     ChannelId, EventKind, ForwardDirection, Header, Protocol, Pty, RecipientPublic, RecordingError,
-    RecordingWriter, SigningKey, Stream, TransferDirection, WriterConfig,
+    RecordingWriter, SigningKey, Stream, WriterConfig,
 };
 
 use crate::error::ProxyError;
@@ -531,10 +531,7 @@ impl Tap for Recorder {
             .writer
             .record(EventKind::FileTransfer(psm_recording::FileTransfer {
                 channel: ChannelId(channel.id),
-                direction: match transfer.direction {
-                    Direction::ToTarget => TransferDirection::Upload,
-                    Direction::ToUser => TransferDirection::Download,
-                },
+                direction: transfer.direction.into(),
                 protocol: if transfer.complete {
                     transfer.protocol.to_owned()
                 } else {

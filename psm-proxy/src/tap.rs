@@ -44,6 +44,27 @@ pub enum Direction {
     ToUser,
 }
 
+/// A transfer's direction as the policy and the recording name it: toward the target is an
+/// upload.
+impl From<Direction> for psm_core::policy::TransferDirection {
+    fn from(direction: Direction) -> Self {
+        match direction {
+            Direction::ToTarget => Self::Upload,
+            Direction::ToUser => Self::Download,
+        }
+    }
+}
+
+/// The way bytes travel for a transfer's direction: an upload goes toward the target.
+impl From<psm_core::policy::TransferDirection> for Direction {
+    fn from(direction: psm_core::policy::TransferDirection) -> Self {
+        match direction {
+            psm_core::policy::TransferDirection::Upload => Self::ToTarget,
+            psm_core::policy::TransferDirection::Download => Self::ToUser,
+        }
+    }
+}
+
 /// The stream of a channel the bytes belong to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum StreamKind {

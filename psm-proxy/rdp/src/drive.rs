@@ -470,11 +470,7 @@ impl SessionDrive {
         let Some(gate) = &self.gate else {
             return true;
         };
-        let way = match direction {
-            TransferDirection::Upload => psm_proxy::Direction::ToTarget,
-            TransferDirection::Download => psm_proxy::Direction::ToUser,
-        };
-        match gate.check(way, shown, protocol) {
+        match gate.check(direction.into(), shown, protocol) {
             psm_proxy::RequestVerdict::Allow => true,
             psm_proxy::RequestVerdict::Refuse(why) => {
                 self.events.send(DriveEvent::Note(format!(

@@ -633,10 +633,7 @@ async fn forward_drive_events(
         } = &event
         {
             let transfer = FileTransfer {
-                direction: match direction {
-                    psm_recording::TransferDirection::Upload => Direction::ToTarget,
-                    psm_recording::TransferDirection::Download => Direction::ToUser,
-                },
+                direction: (*direction).into(),
                 path: path.clone(),
                 bytes: *size,
                 protocol,

@@ -613,10 +613,7 @@ async fn record_web_file(
         .transferred(
             "rdpdr",
             psm_proxy::FileTransfer {
-                direction: match direction {
-                    psm_recording::TransferDirection::Upload => psm_proxy::Direction::ToTarget,
-                    psm_recording::TransferDirection::Download => psm_proxy::Direction::ToUser,
-                },
+                direction: direction.into(),
                 path: format!("{}/{name}", drive.name),
                 bytes: data.len() as u64,
                 protocol: crate::drive::WEB_PROTOCOL,
