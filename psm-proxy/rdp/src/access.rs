@@ -269,8 +269,8 @@ mod tests {
     use super::*;
     use psm_core::directory::{DirectoryAdmin, MemoryDirectory, NewUser, PasswordHash};
 
-    #[tokio::test]
-    async fn authenticates_against_the_directory() {
+    /// A directory with alice (password `alice-pw`, role `ops`), and `ops` granted web-01.
+    async fn alice_directory() -> Arc<MemoryDirectory> {
         let dir = Arc::new(MemoryDirectory::new());
         dir.create_user(&NewUser {
             name: "alice".parse().unwrap(),
@@ -281,6 +281,12 @@ mod tests {
         .await
         .unwrap();
         dir.grant("ops", "web-01").await.unwrap();
+        dir
+    }
+
+    #[tokio::test]
+    async fn authenticates_against_the_directory() {
+        let dir = alice_directory().await;
         let auth = Authenticator::new(dir, None, 2);
         let id = auth.authenticate("alice+web-01", "alice-pw").await.unwrap();
         assert_eq!(id.target, "web-01");
@@ -326,16 +332,7 @@ mod tests {
     /// allows (each attempt is counted before its password is checked).
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn a_burst_of_concurrent_guesses_gets_no_more_answers_than_the_lockout_allows() {
-        let dir = Arc::new(MemoryDirectory::new());
-        dir.create_user(&NewUser {
-            name: "alice".parse().unwrap(),
-            password: Some(PasswordHash::hash("alice-pw").unwrap()),
-            roles: vec!["ops".into()],
-            ..NewUser::default()
-        })
-        .await
-        .unwrap();
-        dir.grant("ops", "web-01").await.unwrap();
+        let dir = alice_directory().await;
         let auth = Arc::new(
             Authenticator::new(dir, None, 16)
                 .with_throttle(LoginThrottle::new(5, std::time::Duration::from_secs(300))),
@@ -371,16 +368,7 @@ mod tests {
     #[tokio::test]
     async fn totp_code_after_the_password_is_checked_by_the_directory() {
         use psm_core::directory::{TotpSecret, UserUpdate};
-        let dir = Arc::new(MemoryDirectory::new());
-        dir.create_user(&NewUser {
-            name: "alice".parse().unwrap(),
-            password: Some(PasswordHash::hash("alice-pw").unwrap()),
-            roles: vec!["ops".into()],
-            ..NewUser::default()
-        })
-        .await
-        .unwrap();
-        dir.grant("ops", "web-01").await.unwrap();
+        let dir = alice_directory().await;
         let secret = TotpSecret::generate();
         dir.update_user(
             "alice",
