@@ -25,23 +25,15 @@ fn a_line_printed_over_a_second_before_kill_9_is_in_the_recording() {
 
     // A session that keeps printing: the open chunk never runs dry, so only the writer's
     // timer can make the line durable.
-    let mut ssh = Command::new("ssh")
-        .args(["-F", "/dev/null", "-o", "StrictHostKeyChecking=accept-new"])
-        .arg("-o")
-        .arg(format!(
-            "UserKnownHostsFile={}",
-            d.join("known_hosts").display()
-        ))
-        .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-i"])
-        .arg(&key)
-        .args([
-            "-p",
-            &up.ssh_port.to_string(),
-            "alice+web-01@127.0.0.1",
+    let mut ssh = up
+        .ssh_command(
+            d,
+            &key,
+            "alice+web-01",
             "for i in 1 2 3; do echo tick; sleep 0.2; done; echo the-line-before-the-kill; \
              while true; do echo tick; sleep 0.2; done",
-        ])
-        .stdin(Stdio::null())
+            false,
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

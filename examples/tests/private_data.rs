@@ -50,7 +50,15 @@ fn up_until_ready_or_exit(dir: &Path) -> Option<(bool, String)> {
         .args(["up", "--data"])
         .arg(dir.join("psm-data"))
         .args(["--ssh-listen", &port(), "--api-listen", &port()])
-        .args(["--live-listen", &port(), "--no-rdp"])
+        .args([
+            "--live-listen",
+            &port(),
+            "--postgres-listen",
+            &port(),
+            "--mysql-listen",
+            &port(),
+            "--no-rdp",
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -13,8 +13,7 @@
 mod common;
 
 use std::fs::File;
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -22,7 +21,7 @@ use std::sync::Arc;
 use common::{Kill, SshTarget, free_port, keygen, psm, text, wait_for, wait_port};
 use psm_core::store::{AuditQuery, ListQuery, SessionStore, SqliteStore};
 use psm_core::{AuditAction, Stage};
-use psm_storage::{ObjectKey, S3Config, Secret, StoreConfig};
+use psm_storage::{ObjectKey, S3Config, SecretString, StoreConfig};
 
 const BUCKET: &str = "psm-scale-out";
 const SESSIONS_PER_GATEWAY: usize = 4;
@@ -46,63 +45,8 @@ fn log_of(dir: &Path, name: &str) -> String {
     std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default()
 }
 
-/// One plain HTTP/1.1 request on loopback; returns the status, the head and the body.
-fn request(
-    port: u16,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> (u16, String, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\n\
-         Connection: close\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes()).unwrap();
-    let mut answer = Vec::new();
-    s.read_to_end(&mut answer).unwrap();
-    let answer = String::from_utf8_lossy(&answer).into_owned();
-    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_owned()
-    };
-    (status, head.to_owned(), body)
-}
-
-fn dechunk(mut rest: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if n == 0 || after.len() < n {
-            break;
-        }
-        out.push_str(&after[..n]);
-        rest = after[n..].trim_start_matches("\r\n");
-    }
-    out
-}
-
 fn http(port: u16, method: &str, path: &str) -> (u16, String) {
-    let (status, _, body) = request(port, method, path, &[], "");
+    let (status, _, body) = common::http_request(port, method, path, &[], "");
     (status, body)
 }
 
@@ -201,9 +145,19 @@ fn two_nodes_every_session_reaches_the_bucket_and_one_ui_serves_them() {
     assert!(out.status.success(), "{}", text(&out));
     let key = d.join("alice");
     keygen(&key);
+    // Users are administered over HTTP, as on a host without the control plane's files: the
+    // CLI hashes passwords itself and sends only hashes.
+    let admin_key = cp_data.join("keys").join("admin.key");
     let out = Command::new(psm())
-        .args(["users", "add", "alice", "--data"])
-        .arg(&cp_data)
+        .args([
+            "users",
+            "add",
+            "alice",
+            "--control-plane",
+            &api,
+            "--api-key-file",
+        ])
+        .arg(&admin_key)
         .args(["--role", "ops", "--key-file"])
         .arg(key.with_extension("pub"))
         .output()
@@ -211,8 +165,15 @@ fn two_nodes_every_session_reaches_the_bucket_and_one_ui_serves_them() {
     assert!(out.status.success(), "{}", text(&out));
 
     let mut add = Command::new(psm())
-        .args(["users", "add", "webadmin", "--data"])
-        .arg(&cp_data)
+        .args([
+            "users",
+            "add",
+            "webadmin",
+            "--control-plane",
+            &api,
+            "--api-key-file",
+        ])
+        .arg(&admin_key)
         .args(["--role", "admin", "--password-stdin"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -226,6 +187,28 @@ fn two_nodes_every_session_reaches_the_bucket_and_one_ui_serves_them() {
         .unwrap();
     let out = add.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
+    let out = Command::new(psm())
+        .args(["users", "list", "--control-plane", &api, "--api-key-file"])
+        .arg(&admin_key)
+        .output()
+        .unwrap();
+    let listed = text(&out);
+    assert!(out.status.success(), "{listed}");
+    assert!(
+        listed.contains("alice\troles=ops\tkeys=1\tpassword=no"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("webadmin\troles=admin\tkeys=0\tpassword=yes"),
+        "{listed}"
+    );
+    assert!(!listed.contains("scale-out-web-password"), "{listed}");
+    // Without the admin key the control plane refuses, and the CLI says so.
+    let out = Command::new(psm())
+        .args(["users", "list", "--control-plane", &api])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
 
     // Two nodes: gateway, encoder, uploader, each against its own data directory.
     let keys = cp_data.join("keys");
@@ -240,10 +223,8 @@ fn two_nodes_every_session_reaches_the_bucket_and_one_ui_serves_them() {
             format!(
                 "[ssh]\nlisten = \"127.0.0.1:{ssh_port}\"\nprocess_instance = \"gateway-{name}\"\n\
                  [live]\nlisten = \"127.0.0.1:{live_port}\"\n\
-                 [control_plane]\nurl = \"{api}\"\napi_key_file = \"{}\"\n\
-                 [directory]\ndatabase = \"sqlite:{}\"\n",
+                 [control_plane]\nurl = \"{api}\"\napi_key_file = \"{}\"\n",
                 keys.join("gateway.key").display(),
-                cp_data.join("psm.db").display()
             ),
         )
         .unwrap();
@@ -458,9 +439,10 @@ fn two_nodes_every_session_reaches_the_bucket_and_one_ui_serves_them() {
     s3.endpoint = Some(s3_endpoint.clone());
     s3.allow_http = true;
     s3.access_key_id = Some("test".into());
-    s3.secret_access_key = Some(Secret::new("test"));
+    s3.secret_access_key = Some(SecretString::from("test"));
     let bucket = psm_storage::open(&StoreConfig::S3(s3)).unwrap();
     let mut per_gateway = std::collections::BTreeMap::<String, usize>::new();
+    let mut committed = 0;
     for s in &sessions {
         for name in ["manifest.json", "recording.psmr"] {
             let key = ObjectKey::new(format!("sessions/{}/{name}", s.id)).unwrap();
@@ -485,6 +467,23 @@ fn two_nodes_every_session_reaches_the_bucket_and_one_ui_serves_them() {
             .find(|e| e.record.action == AuditAction::Opened)
             .map(|e| e.record.actor.clone())
             .unwrap();
+        // A session its gateway ended (not the watchdog, after a kill) carries the
+        // gateway's commitment to its recording, sent over HTTP with EndSession; the encoder
+        // got it with its claim and checked the file against it (docs/threat-model.md M12).
+        let ended_by_gateway = trail
+            .iter()
+            .any(|e| e.record.action == AuditAction::Ended && e.record.actor == gateway);
+        if ended_by_gateway {
+            let c = s
+                .recording_commitment
+                .unwrap_or_else(|| panic!("{}: ended by its gateway without a commitment", s.id));
+            let key = ObjectKey::new(format!("sessions/{}/manifest.json", s.id)).unwrap();
+            let manifest: serde_json::Value =
+                serde_json::from_slice(&rt.block_on(bucket.get(&key, 1 << 20)).unwrap()).unwrap();
+            assert_eq!(manifest["committed"]["chain"], c.chain_hex(), "{manifest}");
+            assert_eq!(manifest["recording_chain"], c.chain_hex(), "{manifest}");
+            committed += 1;
+        }
         let node = gateway.strip_prefix("gateway-").unwrap().to_owned();
         let claimers: Vec<String> = trail
             .iter()
@@ -512,31 +511,19 @@ fn two_nodes_every_session_reaches_the_bucket_and_one_ui_serves_them() {
         [SESSIONS_PER_GATEWAY, SESSIONS_PER_GATEWAY],
         "{per_gateway:?}"
     );
+    assert_eq!(
+        committed,
+        sessions.len(),
+        "every session here ends by its gateway, with a commitment"
+    );
 
     // One admin web UI, on the control plane: it lists the sessions of both gateways and
     // replays them from the bucket (their local copies are gone).
     let (code, page) = http(api_port, "GET", "/ui/");
     assert_eq!(code, 200, "{page}");
     assert!(page.contains("<title>PSM</title>"), "{page}");
-    let origin = format!("http://127.0.0.1:{api_port}");
-    let (code, head, body) = request(
-        api_port,
-        "POST",
-        "/ui/api/login",
-        &[("Origin", &origin), ("Content-Type", "application/json")],
-        r#"{"user":"webadmin","password":"scale-out-web-password-7f3"}"#,
-    );
-    assert_eq!(code, 200, "{head}\n{body}");
-    let cookie = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .starts_with("set-cookie:")
-                .then(|| l["set-cookie:".len()..].trim().to_owned())
-        })
-        .and_then(|c| c.split(';').next().map(str::to_owned))
-        .expect("a session cookie");
-    let (code, _, body) = request(
+    let cookie = common::web_login(api_port, "webadmin", "scale-out-web-password-7f3");
+    let (code, _, body) = common::http_request(
         api_port,
         "GET",
         "/ui/api/sessions",
@@ -555,7 +542,7 @@ fn two_nodes_every_session_reaches_the_bucket_and_one_ui_serves_them() {
             "{} not listed: {body}",
             s.id
         );
-        let (code, _, detail) = request(
+        let (code, _, detail) = common::http_request(
             api_port,
             "GET",
             &format!("/ui/api/sessions/{}", s.id),
@@ -570,7 +557,7 @@ fn two_nodes_every_session_reaches_the_bucket_and_one_ui_serves_them() {
             .unwrap_or_else(|| panic!("no gateway in {detail}"))
             .to_owned();
         ui_gateways.insert(gateway);
-        let (code, _, cast) = request(
+        let (code, _, cast) = common::http_request(
             api_port,
             "GET",
             &format!("/ui/api/recordings/{}/cast", s.id),
@@ -579,6 +566,35 @@ fn two_nodes_every_session_reaches_the_bucket_and_one_ui_serves_them() {
         );
         assert_eq!(code, 200, "{cast}");
         assert!(cast.contains("scale-out-"), "{} replays: {cast}", s.id);
+        // The nodes' gateways and encoders registered their keys with the control plane
+        // (RegisterSigner) when they started: its UI trusts what they signed, with no key
+        // file copied by hand, and plays the encoders' exports.
+        let (code, _, index) = common::http_request(
+            api_port,
+            "GET",
+            &format!("/ui/api/recordings/{}/index", s.id),
+            &[("Cookie", &cookie)],
+            "",
+        );
+        assert_eq!(code, 200, "{index}");
+        let index: serde_json::Value = serde_json::from_str(&index).unwrap();
+        assert_eq!(index["signerTrusted"], true, "{index}");
+        assert_eq!(index["committed"], true, "{index}");
+        assert_eq!(index["intact"], true, "{index}");
+        assert!(
+            index["gateway"]
+                .as_str()
+                .is_some_and(|g| g.starts_with("gateway-")),
+            "{index}"
+        );
+        let (code, _, _) = common::http_request(
+            api_port,
+            "GET",
+            &format!("/ui/api/recordings/{}/files/session.cast", s.id),
+            &[("Cookie", &cookie)],
+            "",
+        );
+        assert_eq!(code, 200, "the encoder's signed export is handed out");
     }
     assert_eq!(
         ui_gateways.into_iter().collect::<Vec<_>>(),

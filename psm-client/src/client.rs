@@ -289,9 +289,21 @@ impl Client {
         session: SessionId,
         process_instance: &ProcessInstance,
     ) -> Result<wire::ResultResponse, ClientError> {
+        self.end_session_committed(session, process_instance, None)
+            .await
+    }
+
+    /// EndSession with the gateway's commitment to its recording (extension).
+    pub async fn end_session_committed(
+        &self,
+        session: SessionId,
+        process_instance: &ProcessInstance,
+        recording: Option<&psm_core::RecordingCommitment>,
+    ) -> Result<wire::ResultResponse, ClientError> {
         let body = wire::EndSessionRequest {
             session,
             process_instance: process_instance.clone(),
+            recording: recording.copied(),
         };
         self.post("EndSession", path::END_SESSION, &body, true)
             .await
@@ -508,7 +520,7 @@ impl Client {
         session: SessionId,
         process_instance: &ProcessInstance,
     ) -> Result<wire::CredentialResponse, ClientError> {
-        let body = wire::EndSessionRequest {
+        let body = wire::CredentialRequest {
             session,
             process_instance: process_instance.clone(),
         };
@@ -687,6 +699,15 @@ impl Client {
         request: &wire::VerifyUserRequest,
     ) -> Result<wire::VerifyUserResponse, ClientError> {
         self.post("VerifyUser", path::VERIFY_USER, request, false)
+            .await
+    }
+
+    /// RegisterSigner (extension): registers the public key this process signs with.
+    pub async fn register_signer(
+        &self,
+        request: &wire::RegisterSignerRequest,
+    ) -> Result<wire::ResultResponse, ClientError> {
+        self.post("RegisterSigner", path::REGISTER_SIGNER, request, true)
             .await
     }
 

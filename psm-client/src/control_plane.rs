@@ -71,6 +71,7 @@ impl HttpControlPlane {
                 token: FencingToken(0),
                 expires,
                 attempt: 1,
+                recording: None,
             })
             .collect()
     }
@@ -125,6 +126,14 @@ fn checkout_from(
 #[async_trait]
 impl SessionLifecycle for HttpControlPlane {
     async fn open_session(&self, new: NewSession) -> Result<PrivSession, CoreError> {
+        self.open_session_from(new, None).await
+    }
+
+    async fn open_session_from(
+        &self,
+        new: NewSession,
+        source: Option<std::net::IpAddr>,
+    ) -> Result<PrivSession, CoreError> {
         let req = wire::OpenSessionRequest {
             session: new.id,
             process_instance: new.process_instance,
@@ -132,6 +141,7 @@ impl SessionLifecycle for HttpControlPlane {
             target: new.target,
             protocol: new.protocol,
             checkout_id: new.checkout_id,
+            client_address: source,
         };
         let resp = self.client.open_session(&req).await.map_err(core)?;
         Ok(resp.session.into())
@@ -154,6 +164,9 @@ impl SessionLifecycle for HttpControlPlane {
         Ok(HeartbeatReply {
             terminate: resp.terminate_session,
             reason: resp.terminate_reason,
+            // Access-window warnings and locks are not on the wire (yet): a remote gateway
+            // learns that a window closed from the terminate flag.
+            ..HeartbeatReply::default()
         })
     }
 
@@ -168,6 +181,19 @@ impl SessionLifecycle for HttpControlPlane {
     async fn end_session(&self, session: SessionId, by: &ProcessInstance) -> Result<(), CoreError> {
         self.client
             .end_session(session, by)
+            .await
+            .map(drop)
+            .map_err(core)
+    }
+
+    async fn end_session_committed(
+        &self,
+        session: SessionId,
+        by: &ProcessInstance,
+        recording: Option<&psm_core::RecordingCommitment>,
+    ) -> Result<(), CoreError> {
+        self.client
+            .end_session_committed(session, by, recording)
             .await
             .map(drop)
             .map_err(core)

@@ -81,7 +81,9 @@ pub fn error_body(e: &CoreError) -> ErrorBody {
             d.session = Some(*session);
             d.stage = Some(*stage);
             d.caller = Some(caller.to_string());
-            d.owner = owner.as_ref().map(ToString::to_string);
+            // The owner stays out of the answer (issue 17 M7): another process's name is
+            // not the caller's business. `Owner` remains in the wire shape, unset.
+            let _ = owner;
             (409, "not-owner", e.to_string())
         }
         CoreError::StaleToken {
@@ -471,6 +473,19 @@ mod tests {
                 "{json}"
             );
         }
+    }
+
+    #[test]
+    fn a_not_owner_answer_does_not_name_the_owner() {
+        let e = CoreError::NotOwner {
+            session: SessionId::new(),
+            stage: Stage::Connected,
+            caller: ProcessInstance::new("gw-2").unwrap(),
+            owner: Some(ProcessInstance::new("gw-1").unwrap()),
+        };
+        let json = serde_json::to_string(&error_body(&e)).unwrap();
+        assert!(json.contains("gw-2"), "{json}");
+        assert!(!json.contains("gw-1"), "issue 17 M7: {json}");
     }
 
     #[test]

@@ -10,8 +10,8 @@
 
 use psm_core::vault::{Checkout, Credential, CredentialSecret, PamSettings, Target};
 use psm_core::{
-    CheckoutId, FencingToken, Lease, PrivSession, ProcessInstance, Protocol, SessionId, Stage,
-    Timestamp,
+    CheckoutId, FencingToken, Lease, PrivSession, ProcessInstance, Protocol, RecordingCommitment,
+    SessionId, Stage, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -101,6 +101,8 @@ pub mod path {
     pub const TARGETS_OF_ROLES: &str = "/api/services/v1/secureaccessgateway/TargetsOfRoles";
     /// POST VerifyUser (extension, directory).
     pub const VERIFY_USER: &str = "/api/services/v1/secureaccessgateway/VerifyUser";
+    /// POST RegisterSigner (extension).
+    pub const REGISTER_SIGNER: &str = "/api/services/v1/secureaccessgateway/RegisterSigner";
     /// GET health: the process is up.
     pub const HEALTH: &str = "/healthz";
     /// GET readiness: the database answers.
@@ -111,6 +113,21 @@ pub mod path {
 
 /// The seed's success value of `Result`.
 pub const SUCCESS: &str = "Success";
+
+/// The JSON shape of [`RecordingCommitment`], for the OpenAPI document (the DTOs carry
+/// [`RecordingCommitment`]).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[schema(as = RecordingCommitment)]
+pub struct RecordingCommitmentSchema {
+    /// The BLAKE3 chain value after the recording's signed trailer, as 64 lower-case hex
+    /// digits.
+    #[schema(pattern = "^[0-9a-f]{64}$", min_length = 64, max_length = 64)]
+    pub chain: String,
+    /// Chunks the recording holds.
+    pub chunks: u64,
+    /// Events the recording holds.
+    pub events: u64,
+}
 
 /// The stages, as the contract spells them (for the OpenAPI document; the DTOs carry
 /// [`Stage`]).
@@ -246,7 +263,8 @@ pub struct SessionRequest {
     pub session: SessionId,
 }
 
-/// EndSession: `{"session":"...","processInstance":"..."}`.
+/// EndSession: `{"session":"...","processInstance":"..."}`, plus the gateway's commitment to
+/// its recording.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct EndSessionRequest {
     /// The session GUID.
@@ -256,6 +274,12 @@ pub struct EndSessionRequest {
     #[serde(rename = "processInstance")]
     #[schema(value_type = String, min_length = 1, max_length = 200, pattern = "^[!-~]+$")]
     pub process_instance: ProcessInstance,
+    /// Extension: what the gateway commits to about the recording it wrote (the chain value
+    /// after its signed trailer, its chunks and events; docs/threat-model.md M12). Kept with
+    /// the session and checked by the encoder, the uploader and the web UI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<RecordingCommitmentSchema>)]
+    pub recording: Option<RecordingCommitment>,
 }
 
 /// Polling: `{"session":"...","processInstance":"..."}`, plus the worker's fencing token.
@@ -346,6 +370,14 @@ pub struct LeaseDto {
     /// Which attempt at this step the claim is (1 for the first).
     #[serde(rename = "Attempt")]
     pub attempt: u32,
+    /// What the session's gateway committed to about its recording at EndSession.
+    #[serde(
+        rename = "RecordingCommitment",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<RecordingCommitmentSchema>)]
+    pub recording: Option<RecordingCommitment>,
 }
 
 impl From<&Lease> for LeaseDto {
@@ -357,6 +389,7 @@ impl From<&Lease> for LeaseDto {
             fencing_token: l.token.0,
             expires: l.expires,
             attempt: l.attempt,
+            recording: l.recording,
         }
     }
 }
@@ -370,6 +403,7 @@ impl From<LeaseDto> for Lease {
             token: FencingToken(l.fencing_token),
             expires: l.expires,
             attempt: l.attempt,
+            recording: l.recording,
         }
     }
 }
@@ -713,7 +747,16 @@ pub struct RemainingMinutesResponse {
 }
 
 /// GetCredential: `{"session":"...","processInstance":"..."}` (body chosen by PSM).
-pub type CredentialRequest = EndSessionRequest;
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CredentialRequest {
+    /// The session GUID.
+    #[schema(value_type = String, format = Uuid)]
+    pub session: SessionId,
+    /// The gateway that owns it.
+    #[serde(rename = "processInstance")]
+    #[schema(value_type = String, min_length = 1, max_length = 200, pattern = "^[!-~]+$")]
+    pub process_instance: ProcessInstance,
+}
 
 /// A target's connection details (no secret).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -886,6 +929,16 @@ pub struct OpenSessionRequest {
     )]
     #[schema(value_type = Option<String>)]
     pub checkout_id: Option<CheckoutId>,
+    /// The user's client address as the gateway saw it (PSM's extension, for access
+    /// windows' source networks; docs/governance.md). Without it, a window that names
+    /// networks refuses the session.
+    #[serde(
+        rename = "clientAddress",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<String>)]
+    pub client_address: Option<std::net::IpAddr>,
 }
 
 /// A `PrivSession` row on the wire (the seed's column names).
@@ -958,6 +1011,14 @@ pub struct SessionDto {
     /// Why the last attempt failed.
     #[serde(rename = "FailureReason")]
     pub failure_reason: Option<String>,
+    /// What the gateway committed to about its recording at EndSession.
+    #[serde(
+        rename = "RecordingCommitment",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<RecordingCommitmentSchema>)]
+    pub recording_commitment: Option<RecordingCommitment>,
     /// The row version.
     #[serde(rename = "Version")]
     pub version: u64,
@@ -985,6 +1046,7 @@ impl From<&PrivSession> for SessionDto {
             fencing_token: s.fencing_token.0,
             retry_at: s.retry_at,
             failure_reason: s.failure_reason.clone(),
+            recording_commitment: s.recording_commitment,
             version: s.version,
         }
     }
@@ -1012,6 +1074,7 @@ impl From<SessionDto> for PrivSession {
             fencing_token: FencingToken(s.fencing_token),
             retry_at: s.retry_at,
             failure_reason: s.failure_reason,
+            recording_commitment: s.recording_commitment,
             version: s.version,
         }
     }
@@ -1487,4 +1550,40 @@ impl UserInfoDto {
             disabled: self.disabled,
         })
     }
+}
+
+/// What a registered signing key signs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SignerKind {
+    /// A gateway's key: it signs recordings.
+    Gateway,
+    /// An encoder's key: it signs seek indexes and recording-set manifests.
+    Encoder,
+}
+
+impl SignerKind {
+    /// The wire spelling.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            SignerKind::Gateway => "gateway",
+            SignerKind::Encoder => "encoder",
+        }
+    }
+}
+
+/// RegisterSigner (extension): a gateway or an encoder registers the public key it signs with,
+/// under its process instance, in the control plane's registry, which its web UI trusts
+/// (docs/threat-model.md M12).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RegisterSignerRequest {
+    /// The process registering its key (a gateway may register only as itself).
+    #[serde(rename = "processInstance")]
+    #[schema(value_type = String, min_length = 1, max_length = 128, pattern = "^[!-~]+$")]
+    pub process_instance: ProcessInstance,
+    /// What the key signs: `gateway` (its role key must be the gateway's) or `encoder`.
+    pub kind: SignerKind,
+    /// The public key, as text: `psmr-signing-public:` and 64 hex digits.
+    #[schema(pattern = "^psmr-signing-public:[0-9a-f]{64}$", max_length = 200)]
+    pub key: String,
 }

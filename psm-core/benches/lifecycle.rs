@@ -38,6 +38,7 @@ fn ended_session(now: Timestamp) -> PrivSession {
         fencing_token: FencingToken(0),
         retry_at: None,
         failure_reason: None,
+        recording_commitment: None,
         version: 0,
     }
 }

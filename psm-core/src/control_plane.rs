@@ -43,6 +43,12 @@ pub struct HeartbeatReply {
     pub terminate: bool,
     /// Why, to show the user.
     pub reason: Option<String>,
+    /// A warning to show the user (an access window closing soon). The same text comes
+    /// back on every heartbeat until things change: show it once.
+    pub notice: Option<String>,
+    /// Refuse the user's input, for this reason (an access window closed, configured to
+    /// lock); `None` lifts such a lock the gateway set before.
+    pub lock: Option<String>,
 }
 
 /// The union of the role traits: everything a whole control plane answers.
@@ -111,6 +117,18 @@ pub trait SessionLifecycle: Send + Sync {
     /// Opens a Connected session for a user who just connected to a gateway.
     async fn open_session(&self, new: NewSession) -> Result<PrivSession, CoreError>;
 
+    /// [`open_session`](Self::open_session) for a user whose client connected from
+    /// `source` (the address as the gateway saw it), so the control plane can apply access
+    /// windows' source networks. The default forgets the address and opens the session.
+    async fn open_session_from(
+        &self,
+        new: NewSession,
+        source: Option<std::net::IpAddr>,
+    ) -> Result<PrivSession, CoreError> {
+        let _ = source;
+        self.open_session(new).await
+    }
+
     /// Polling for a gateway: the session is alive; answers whether to terminate it.
     async fn heartbeat(
         &self,
@@ -123,6 +141,19 @@ pub trait SessionLifecycle: Send + Sync {
 
     /// EndSession.
     async fn end_session(&self, session: SessionId, by: &ProcessInstance) -> Result<(), CoreError>;
+
+    /// EndSession with the gateway's commitment to the recording it wrote (PSM's extension,
+    /// docs/threat-model.md M12). The default forgets the commitment and ends the session:
+    /// a control plane that keeps none leaves the recording checked by its signature only.
+    async fn end_session_committed(
+        &self,
+        session: SessionId,
+        by: &ProcessInstance,
+        recording: Option<&crate::session::RecordingCommitment>,
+    ) -> Result<(), CoreError> {
+        let _ = recording;
+        self.end_session(session, by).await
+    }
 }
 
 /// Targets and their vaulted credentials, for a gateway that logs in with them (GetTarget,
@@ -296,11 +327,34 @@ impl SessionLifecycle for Engine {
         session: SessionId,
         by: &ProcessInstance,
     ) -> Result<HeartbeatReply, CoreError> {
-        let s = Engine::heartbeat(self, session, by).await?;
+        let owned = crate::store::StageSet::of(&[
+            crate::Stage::Connected,
+            crate::Stage::Encoding,
+            crate::Stage::Uploading,
+        ]);
+        let (s, status) = Engine::heartbeat_windowed(self, session, by, owned, true).await?;
+        let (notice, lock) = match status {
+            crate::engine::WindowStatus::Closing { message, .. } => (Some(message), None),
+            crate::engine::WindowStatus::Closed {
+                action: crate::access::WindowCloseAction::Lock,
+                message,
+            } => (None, Some(message)),
+            _ => (None, None),
+        };
         Ok(HeartbeatReply {
             terminate: s.terminate,
             reason: s.terminate_reason,
+            notice,
+            lock,
         })
+    }
+
+    async fn open_session_from(
+        &self,
+        new: NewSession,
+        source: Option<std::net::IpAddr>,
+    ) -> Result<PrivSession, CoreError> {
+        Engine::open_session_from(self, new, source).await
     }
 
     async fn update_session(&self, session: SessionId) -> Result<(), CoreError> {
@@ -309,6 +363,17 @@ impl SessionLifecycle for Engine {
 
     async fn end_session(&self, session: SessionId, by: &ProcessInstance) -> Result<(), CoreError> {
         Engine::end_session(self, session, by).await.map(drop)
+    }
+
+    async fn end_session_committed(
+        &self,
+        session: SessionId,
+        by: &ProcessInstance,
+        recording: Option<&crate::session::RecordingCommitment>,
+    ) -> Result<(), CoreError> {
+        Engine::end_session_committed(self, session, by, recording)
+            .await
+            .map(drop)
     }
 }
 
@@ -660,6 +725,14 @@ impl SessionLifecycle for LocalControlPlane {
         self.engine.open_session(new).await
     }
 
+    async fn open_session_from(
+        &self,
+        new: NewSession,
+        source: Option<std::net::IpAddr>,
+    ) -> Result<PrivSession, CoreError> {
+        self.engine.open_session_from(new, source).await
+    }
+
     async fn heartbeat(
         &self,
         session: SessionId,
@@ -674,6 +747,15 @@ impl SessionLifecycle for LocalControlPlane {
 
     async fn end_session(&self, session: SessionId, by: &ProcessInstance) -> Result<(), CoreError> {
         SessionLifecycle::end_session(&self.engine, session, by).await
+    }
+
+    async fn end_session_committed(
+        &self,
+        session: SessionId,
+        by: &ProcessInstance,
+        recording: Option<&crate::session::RecordingCommitment>,
+    ) -> Result<(), CoreError> {
+        SessionLifecycle::end_session_committed(&self.engine, session, by, recording).await
     }
 }
 

@@ -30,11 +30,10 @@ pub enum CoreError {
         reason: String,
     },
 
-    /// The caller is not the process that owns the session in its current stage.
-    #[error(
-        "session {session} is {stage} and owned by {}, not by {caller}",
-        owner.as_ref().map_or("nobody", |o| o.as_str())
-    )]
+    /// The caller is not the process that owns the session in its current stage. The
+    /// message does not name the owner (a caller learns nothing about other processes);
+    /// `owner` is for the caller's own logs and tests.
+    #[error("session {session} is {stage} and not held by {caller}")]
     NotOwner {
         /// The session.
         session: SessionId,

@@ -43,6 +43,7 @@
 //! their mapping to the contract's endpoints), [`store`] the backends and their conformance
 //! suite, [`clock`] the injected time.
 
+pub mod access;
 pub mod audit;
 pub mod clock;
 pub mod control_plane;
@@ -68,6 +69,8 @@ pub use engine::{Engine, EngineConfig, RecordingStatusUpdate, SweepReport};
 pub use error::CoreError;
 pub use id::{CheckoutId, FencingToken, ProcessInstance, SessionId};
 pub use policy::{Decision, Policy, SessionPolicy};
-pub use session::{Completion, Lease, NewSession, PrivSession, Protocol, RecordingStatus};
+pub use session::{
+    Completion, Lease, NewSession, PrivSession, Protocol, RecordingCommitment, RecordingStatus,
+};
 pub use stage::Stage;
 pub use timestamp::Timestamp;

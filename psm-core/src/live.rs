@@ -215,11 +215,14 @@ pub enum LiveAction {
     Approve,
     /// Discard a held command.
     Deny,
+    /// Close the websockets of one viewer (named in the command's `viewer`): a user removed,
+    /// disabled or changed in the directory, or an admin's kick.
+    Disconnect,
 }
 
 impl LiveAction {
     /// Every action.
-    pub const ALL: [LiveAction; 7] = [
+    pub const ALL: [LiveAction; 8] = [
         LiveAction::Pause,
         LiveAction::Resume,
         LiveAction::Lock,
@@ -227,6 +230,7 @@ impl LiveAction {
         LiveAction::Terminate,
         LiveAction::Approve,
         LiveAction::Deny,
+        LiveAction::Disconnect,
     ];
 
     /// The wire spelling.
@@ -239,6 +243,7 @@ impl LiveAction {
             LiveAction::Terminate => "terminate",
             LiveAction::Approve => "approve",
             LiveAction::Deny => "deny",
+            LiveAction::Disconnect => "disconnect",
         }
     }
 
@@ -256,7 +261,9 @@ impl std::str::FromStr for LiveAction {
             .find(|a| a.as_str() == s)
             .ok_or_else(|| CoreError::InvalidInput {
                 field: "action",
-                reason: "must be pause, resume, lock, unlock, terminate, approve or deny".into(),
+                reason: "must be pause, resume, lock, unlock, terminate, approve, deny or \
+                         disconnect"
+                    .into(),
             })
     }
 }
@@ -279,6 +286,9 @@ pub struct LiveCommand {
     /// The approval an approve or deny decides.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<u64>,
+    /// The viewer a disconnect closes (by the name its ticket was issued to).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub viewer: Option<String>,
 }
 
 /// A viewer of a live session.
@@ -634,6 +644,41 @@ impl LiveHub {
         }
     }
 
+    /// Ends what `user` holds live, for a user removed, disabled or changed in the directory
+    /// (docs/threat-model.md M9): their unredeemed tickets are forgotten, and every gateway
+    /// with a session they watch is told to close their websockets (a `disconnect` command
+    /// for each such session). Returns the number of sessions told.
+    pub fn disconnect_user(&self, user: &str, actor: &str) -> usize {
+        let mut inner = self.lock();
+        inner.tickets.retain(|_, t| t.grant.actor != user);
+        let watched: Vec<(SessionId, ProcessInstance)> = inner
+            .sessions
+            .values()
+            .filter(|s| s.viewers.iter().any(|v| v.name == user))
+            .map(|s| (s.session, s.gateway.clone()))
+            .collect();
+        let max = self.config.max_queued.max(1);
+        for (session, gateway) in &watched {
+            let id = inner.next_command;
+            inner.next_command += 1;
+            let q = inner.gateways.entry(gateway.clone()).or_default();
+            while q.commands.len() >= max {
+                q.commands.pop_front();
+            }
+            q.commands.push_back(LiveCommand {
+                id,
+                session: *session,
+                action: LiveAction::Disconnect,
+                actor: cut(actor),
+                reason: Some("the account changed".into()),
+                approval: None,
+                viewer: Some(cut(user)),
+            });
+            q.notify.notify_one();
+        }
+        watched.len()
+    }
+
     /// Queues a command for `gateway`; returns its id.
     pub fn queue(
         &self,
@@ -659,6 +704,7 @@ impl LiveHub {
             actor: cut(actor),
             reason: reason.map(|r| cut(&r)),
             approval,
+            viewer: None,
         });
         q.notify.notify_one();
         if inner.waiting.len() >= 4096 {
@@ -1030,6 +1076,46 @@ mod tests {
         hub.apply(&gw(), &r("bob", LiveReportKind::ViewerLeft));
         hub.apply(&gw(), &r("gateway", LiveReportKind::Ended));
         assert!(hub.state(s).is_none());
+    }
+
+    /// M9: a user removed from the directory loses what they hold live: unredeemed tickets,
+    /// and a disconnect command for each session they watch, to that session's gateway.
+    #[tokio::test]
+    async fn a_changed_user_is_disconnected_from_every_session_they_watch() {
+        let hub = LiveHub::default();
+        let watched = SessionId::new();
+        let other = SessionId::new();
+        for (session, who) in [(watched, "bob"), (other, "carol")] {
+            hub.apply(
+                &gw(),
+                &LiveReport {
+                    session,
+                    actor: who.into(),
+                    kind: LiveReportKind::ViewerJoined {
+                        mode: LiveMode::View,
+                    },
+                },
+            );
+        }
+        let scope = TicketScope::Join {
+            session: watched,
+            mode: LiveMode::View,
+        };
+        let ticket = hub.issue(scope.clone(), "bob", None).unwrap();
+        let carols = hub.issue(scope, "carol", None).unwrap();
+        assert_eq!(hub.disconnect_user("bob", "directory"), 1);
+        assert!(hub.redeem(ticket.as_str()).is_err(), "bob's ticket is gone");
+        assert!(hub.redeem(carols.as_str()).is_ok(), "carol's is not");
+        let commands = hub
+            .take_commands(&gw(), Duration::from_millis(10), None)
+            .await;
+        assert_eq!(commands.len(), 1, "{commands:?}");
+        let c = &commands[0];
+        assert_eq!(
+            (c.session, c.action, c.viewer.as_deref()),
+            (watched, LiveAction::Disconnect, Some("bob"))
+        );
+        assert_eq!(hub.disconnect_user("nobody", "directory"), 0);
     }
 
     #[test]

@@ -18,6 +18,12 @@ pub enum Protocol {
     Ssh,
     /// RDP.
     Rdp,
+    /// PostgreSQL (the database gateway: statements, results, query policy).
+    Postgres,
+    /// MySQL / MariaDB.
+    Mysql,
+    /// A web console (an administrative web UI through the web-console gateway).
+    Web,
 }
 
 impl Protocol {
@@ -26,6 +32,9 @@ impl Protocol {
         match self {
             Protocol::Ssh => "ssh",
             Protocol::Rdp => "rdp",
+            Protocol::Postgres => "postgres",
+            Protocol::Mysql => "mysql",
+            Protocol::Web => "web",
         }
     }
 }
@@ -36,9 +45,15 @@ impl FromStr for Protocol {
         match s {
             "ssh" => Ok(Protocol::Ssh),
             "rdp" => Ok(Protocol::Rdp),
+            "postgres" | "postgresql" => Ok(Protocol::Postgres),
+            "mysql" | "mariadb" => Ok(Protocol::Mysql),
+            "web" => Ok(Protocol::Web),
             other => Err(CoreError::InvalidInput {
                 field: "protocol",
-                reason: format!("{:?} is not ssh or rdp", truncate_for_error(other)),
+                reason: format!(
+                    "{:?} is not ssh, rdp, postgres, mysql or web",
+                    truncate_for_error(other)
+                ),
             }),
         }
     }
@@ -97,6 +112,9 @@ pub struct PrivSession {
     /// Failed it says what the step that last ran found wrong, e.g. a damaged recording that
     /// was committed Done-Encoded with gaps.
     pub failure_reason: Option<String>,
+    /// What the gateway committed to about its recording at EndSession (PSM's extension;
+    /// `None`: it sent none, or the watchdog ended the session).
+    pub recording_commitment: Option<RecordingCommitment>,
     /// Bumped by every write; the stores' compare-and-swap guard.
     pub version: u64,
 }
@@ -124,6 +142,7 @@ impl PrivSession {
             fencing_token: Default::default(),
             retry_at: None,
             failure_reason: None,
+            recording_commitment: None,
             version: 0,
         }
     }
@@ -140,6 +159,7 @@ impl PrivSession {
             token: self.fencing_token,
             expires: self.lease_expires?,
             attempt: self.attempts,
+            recording: self.recording_commitment,
         })
     }
 }
@@ -198,6 +218,10 @@ pub struct Lease {
     pub expires: Timestamp,
     /// Which attempt at this step this claim is (1 for the first).
     pub attempt: u32,
+    /// What the session's gateway committed to about its recording at EndSession, as the
+    /// claim found it (`None`: nothing was committed, or the answer did not say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording: Option<RecordingCommitment>,
 }
 
 /// The `GetRecordingProcessStatus` answer for one session.
@@ -226,4 +250,140 @@ pub struct Completion {
     /// a worker's log (at most 1024 bytes are kept).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+}
+
+/// What a gateway commits to about the recording it wrote, sent with EndSession (PSM's
+/// extension; docs/threat-model.md M12): the BLAKE3 chain value its signed trailer covers,
+/// and its chunk and event counts. The control plane keeps it with the session, away from the
+/// node that holds the file; anyone holding the recording can recompute the chain
+/// (psm-recording's verifier reports it), so a recording changed, cut short or swapped after
+/// its session ended no longer matches, whoever signed it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RecordingCommitment {
+    /// The chain value after the recording's signed trailer.
+    #[serde(with = "hex_32")]
+    pub chain: [u8; 32],
+    /// Chunks the recording holds.
+    pub chunks: u64,
+    /// Events the recording holds.
+    pub events: u64,
+}
+
+impl RecordingCommitment {
+    /// The chain value as lower-case hex.
+    pub fn chain_hex(&self) -> String {
+        hex::encode(self.chain)
+    }
+}
+
+/// The stored spelling: `blake3:<64 hex> chunks=N events=N`.
+impl fmt::Display for RecordingCommitment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "blake3:{} chunks={} events={}",
+            self.chain_hex(),
+            self.chunks,
+            self.events
+        )
+    }
+}
+
+impl FromStr for RecordingCommitment {
+    type Err = CoreError;
+
+    fn from_str(s: &str) -> Result<Self, CoreError> {
+        let bad = || CoreError::InvalidInput {
+            field: "recording",
+            reason: format!(
+                "{:?} is not a recording commitment (blake3:<hex> chunks=N events=N)",
+                truncate_for_error(s)
+            ),
+        };
+        let mut parts = s.split(' ');
+        let chain = parts
+            .next()
+            .and_then(|p| p.strip_prefix("blake3:"))
+            .and_then(|h| hex_32::parse(h).ok())
+            .ok_or_else(bad)?;
+        let mut number = |key: &str| {
+            parts
+                .next()
+                .and_then(|p| p.strip_prefix(key))
+                .and_then(|n| n.parse::<u64>().ok())
+                .ok_or_else(bad)
+        };
+        let chunks = number("chunks=")?;
+        let events = number("events=")?;
+        if parts.next().is_some() {
+            return Err(bad());
+        }
+        Ok(RecordingCommitment {
+            chain,
+            chunks,
+            events,
+        })
+    }
+}
+
+/// 32 bytes as 64 lower-case hex digits, in JSON.
+mod hex_32 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn parse(h: &str) -> Result<[u8; 32], String> {
+        let mut out = [0u8; 32];
+        if h.len() != 64 {
+            return Err(format!("expected 64 hex digits, got {}", h.len()));
+        }
+        hex::decode_to_slice(h, &mut out).map_err(|e| e.to_string())?;
+        Ok(out)
+    }
+
+    pub(super) fn serialize<S: Serializer>(v: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(v))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        let h = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        parse(&h).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod commitment_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::RecordingCommitment;
+
+    #[test]
+    fn a_commitment_reads_back_as_stored_and_as_json() {
+        let c = RecordingCommitment {
+            chain: [0xab; 32],
+            chunks: 7,
+            events: 1234,
+        };
+        let text = c.to_string();
+        assert_eq!(
+            text,
+            format!("blake3:{} chunks=7 events=1234", "ab".repeat(32))
+        );
+        assert_eq!(text.parse::<RecordingCommitment>().unwrap(), c);
+        let json = serde_json::to_string(&c).unwrap();
+        assert_eq!(
+            serde_json::from_str::<RecordingCommitment>(&json).unwrap(),
+            c
+        );
+        for bad in [
+            "",
+            "blake3:ab chunks=1 events=1",
+            &format!("blake3:{} chunks=x events=1", "ab".repeat(32)),
+            &format!("blake3:{} chunks=1 events=1 more", "ab".repeat(32)),
+            &format!("sha256:{} chunks=1 events=1", "ab".repeat(32)),
+        ] {
+            assert!(bad.parse::<RecordingCommitment>().is_err(), "{bad}");
+        }
+        assert!(
+            serde_json::from_str::<RecordingCommitment>(r#"{"chain":"zz","chunks":1,"events":1}"#)
+                .is_err()
+        );
+    }
 }

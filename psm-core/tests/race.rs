@@ -34,6 +34,7 @@ fn config() -> EngineConfig {
         retry_backoff_base: Duration::from_millis(5),
         retry_backoff_max: Duration::from_millis(50),
         max_claim: 8,
+        ..EngineConfig::default()
     }
 }
 

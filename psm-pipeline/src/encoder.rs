@@ -18,12 +18,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use psm_core::{Completion, CoreError, Lease, SessionId, WorkQueue};
+use psm_core::{Completion, CoreError, Lease, RecordingCommitment, SessionId, WorkQueue};
 use psm_recording::export::{self, AsciicastOptions, ExportSummary};
 use psm_recording::index::IndexOptions;
 use psm_recording::{
-    Protocol, ReadOptions, Reader, RecipientPublic, RecipientSecret, RecordingError, SigningKey,
-    VerifyingKey,
+    Micros, ReadOptions, Reader, RecipientPublic, RecipientSecret, RecordedProtocol,
+    RecordingError, SigningKey, VerifyingKey,
 };
 use psm_storage::Checksum;
 use tokio::sync::watch;
@@ -32,7 +32,7 @@ use crate::error::PipelineError;
 use crate::events::{EventSink, NoEvents, PipelineEvent, Step};
 use crate::graphics::{SheetOptions, VideoOptions, export_contact_sheet, export_video};
 use crate::layout::{LocalLayout, MANIFEST_FILE, RAW_OBJECT_NAME};
-use crate::manifest::{Gap, Integrity, Manifest, ManifestFile, sync_dir};
+use crate::manifest::{Gap, IntegrityReport, Manifest, ManifestFile, sync_dir};
 use crate::seek_index::{IndexOutcome, index_recording};
 use crate::worker::{RunSummary, StepWorker, WorkerConfig, run_loop};
 
@@ -110,12 +110,8 @@ impl ExportKind {
     }
 
     /// Whether this export means anything for a recording of `protocol`.
-    pub fn applies_to(self, protocol: &Protocol) -> bool {
-        let graphical = match protocol {
-            Protocol::Rdp => true,
-            Protocol::Other(name) => name == "vnc",
-            _ => false,
-        };
+    pub fn applies_to(self, protocol: &RecordedProtocol) -> bool {
+        let graphical = protocol.is_graphical();
         match self {
             ExportKind::Asciicast => !graphical,
             ExportKind::Transcript | ExportKind::Commands => true,
@@ -136,13 +132,23 @@ pub struct EncoderSettings {
     /// The recipient secret that decrypts encrypted recordings. Without it, an encrypted
     /// recording gets no exports (they would be plaintext) and is stored as it is.
     pub identity: Option<RecipientSecret>,
-    /// Signers whose recordings are trusted; empty accepts any signer.
+    /// Signers whose recordings are trusted, besides those in
+    /// [`gateway_signers`](Self::gateway_signers); both empty (and no registry) accepts any
+    /// signer.
     pub trusted_signers: Vec<VerifyingKey>,
-    /// The key that signs the seek index appended to every recording that verified whole
-    /// (readers that trust only given keys need its public half too). `None`: recordings
-    /// are stored as the gateway wrote them, and seeking in them replays from the start.
-    /// Encoders sharing a data directory should share this key, so that they index a
-    /// recording identically.
+    /// The registered gateways' keys (`DATA/keys/signers/gateways`), read at each encoding.
+    /// A recording signed by a key neither here nor in
+    /// [`trusted_signers`](Self::trusted_signers) is not encoded: it is stored as recorded,
+    /// without exports or seek index, its manifest saying who signed it, and the session's
+    /// note says it is not trusted.
+    pub gateway_signers: Option<psm_recording::keys::SignerRegistry>,
+    /// The encoder's key: it signs the seek index appended to every recording that
+    /// verified whole (readers that trust only given keys need its public half too) and the
+    /// manifest of every set (`manifest.sig`, which the uploader and the web UI check against
+    /// the registered encoders' keys). `None`: recordings are stored as the gateway wrote
+    /// them, seeking in them replays from the start, and manifests are unsigned. Encoders
+    /// sharing a data directory should share this key, so that they index a recording
+    /// identically.
     pub index_key: Option<SigningKey>,
     /// The deployment's recipient key (`PSMEncryptionKey`): a recording that is not encrypted
     /// for it is still encoded and stored, with a note on the session saying so.
@@ -160,6 +166,7 @@ impl Default for EncoderSettings {
             exports: ExportKind::ALL.into_iter().collect(),
             identity: None,
             trusted_signers: Vec::new(),
+            gateway_signers: None,
             index_key: None,
             expected_recipient: None,
             video: VideoOptions::default(),
@@ -227,6 +234,16 @@ impl Encoder {
         self
     }
 
+    /// This encoder's process instance.
+    pub fn instance(&self) -> &psm_core::ProcessInstance {
+        &self.config.instance
+    }
+
+    /// The public half of the key it signs seek indexes and manifests with, if it signs.
+    pub fn manifest_signer(&self) -> Option<psm_recording::VerifyingKey> {
+        self.settings.index_key.as_ref().map(|k| k.verifying_key())
+    }
+
     /// Serves until `stop` turns true, then finishes the sessions in hand.
     pub async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) -> RunSummary {
         self.warn_without_ffmpeg().await;
@@ -260,8 +277,21 @@ impl Encoder {
     }
 
     /// Encodes one session into its exports directory and writes its manifest. Does not
-    /// commit.
+    /// commit. Nothing is known of what its gateway committed to: see
+    /// [`encode_committed`](Self::encode_committed).
     pub async fn encode(&self, session: SessionId) -> Result<Completion, PipelineError> {
+        self.encode_committed(session, None).await
+    }
+
+    /// [`encode`](Self::encode) a session whose gateway committed to its recording at
+    /// EndSession (the claim carries it): a recording that does not end at the committed
+    /// chain value (changed, cut short or swapped after the session ended) is not encoded but
+    /// stored as recorded, and the manifest says why.
+    pub async fn encode_committed(
+        &self,
+        session: SessionId,
+        committed: Option<RecordingCommitment>,
+    ) -> Result<Completion, PipelineError> {
         let raw = self.layout.raw_recording(session);
         let size = match tokio::fs::metadata(&raw).await {
             Ok(m) => m.len(),
@@ -281,7 +311,15 @@ impl Encoder {
         let sink = self.sink.clone();
         let (raw2, dir2) = (raw.clone(), dir.clone());
         let mut encoded = tokio::task::spawn_blocking(move || {
-            encode_blocking(session, &raw2, &dir2, size, &settings, sink.as_ref())
+            encode_blocking(
+                session,
+                &raw2,
+                &dir2,
+                size,
+                committed,
+                &settings,
+                sink.as_ref(),
+            )
         })
         .await
         .map_err(|e| PipelineError::Recording {
@@ -308,7 +346,9 @@ impl Encoder {
                 }
             }
         }
-        encoded.manifest.write(&dir)?;
+        encoded
+            .manifest
+            .write_signed(&dir, self.settings.index_key.as_ref())?;
         let m = &encoded.manifest;
         let note = m.note();
         if m.integrity.complete {
@@ -339,16 +379,9 @@ fn recording_err(session: SessionId, path: &Path) -> impl Fn(RecordingError) -> 
     }
 }
 
-fn gaps_of(summary: &ExportSummary) -> Vec<Gap> {
-    summary
-        .gaps
-        .iter()
-        .map(|g| Gap {
-            from_micros: g.from.0,
-            to_micros: g.to.map(|t| t.0),
-            reason: g.reason.clone(),
-        })
-        .collect()
+/// The first 16 hex digits of a chain value, for messages.
+fn short_hex(chain: &[u8; 32]) -> String {
+    hex::encode(&chain[..8])
 }
 
 /// Writes one export through `.<name>.tmp`, fsync and a rename; returns its manifest entry,
@@ -424,6 +457,7 @@ fn encode_blocking(
     raw: &Path,
     dir: &Path,
     size: u64,
+    committed: Option<RecordingCommitment>,
     settings: &EncoderSettings,
     sink: &dyn EventSink,
 ) -> Result<Encoded, PipelineError> {
@@ -441,9 +475,20 @@ fn encode_blocking(
         blake3: Checksum::of(b""),
     };
     let mut manifest = Manifest::new(session, raw_entry);
+    manifest.committed = committed;
+    // The signer is checked below, against the registry as it is now: the reader accepts
+    // any, so that an untrusted recording is still described (and kept) rather than lost.
+    let mut trusted = settings.trusted_signers.clone();
+    let registered = settings
+        .gateway_signers
+        .as_ref()
+        .map(|r| r.entries())
+        .unwrap_or_default();
+    trusted.extend(registered.iter().map(|(_, k)| *k));
+    let check_signer = settings.gateway_signers.is_some() || !trusted.is_empty();
     let options = ReadOptions {
         identity: settings.identity.clone(),
-        trusted_signers: settings.trusted_signers.clone(),
+        trusted_signers: Vec::new(),
         full_scan: true,
     };
     let mut reader = match Reader::open(raw, options.clone()) {
@@ -459,11 +504,11 @@ fn encode_blocking(
         }
         Err(e) => {
             // Nothing is readable (no valid header): keep and upload the raw file as it is.
-            manifest.integrity = Integrity {
+            manifest.integrity = IntegrityReport {
                 complete: false,
                 gaps: vec![Gap {
-                    from_micros: 0,
-                    to_micros: None,
+                    from: Micros(0),
+                    to: None,
                     reason: format!("unreadable recording: {e}"),
                 }],
             };
@@ -487,6 +532,66 @@ fn encode_blocking(
     manifest.target = Some(header.target.clone());
     manifest.user = Some(header.user.clone());
     manifest.protocol = Some(header.protocol.as_str().to_owned());
+    let signer = reader.signer();
+    manifest.recording_signer = Some(signer.to_string());
+    manifest.gateway = registered
+        .iter()
+        .find(|(_, k)| *k == signer)
+        .map(|(n, _)| n.clone());
+    if check_signer && !trusted.contains(&signer) {
+        // Anyone can write a validly self-signed file: one no registered gateway signed is
+        // kept as evidence, but nothing is derived from it that would look trusted.
+        let reason = format!(
+            "signed by {signer}, which is not a registered gateway's key: not encoded, \
+             stored as recorded"
+        );
+        tracing::error!(session_id = %session, signer = %signer,
+            "recording signed by an unknown key: stored without exports");
+        manifest.integrity = IntegrityReport {
+            complete: false,
+            gaps: vec![Gap {
+                from: Micros(0),
+                to: None,
+                reason,
+            }],
+        };
+        return Ok(Encoded {
+            manifest,
+            exports: Vec::new(),
+        });
+    }
+    let chain_end = reader.chain_end();
+    manifest.recording_chain = Some(hex::encode(chain_end));
+    if let Some(c) = committed
+        && c.chain != chain_end
+    {
+        // Signed by a registered gateway, but not the recording that gateway committed to
+        // when the session ended: changed, cut short or swapped since. Kept as evidence.
+        let reason = format!(
+            "does not match what its gateway committed to at EndSession ({} chunks, {} \
+             events, chain {}): the file ends at chain {} after {} chunks, so it was changed, \
+             cut short or replaced after the session ended: not encoded, stored as recorded",
+            c.chunks,
+            c.events,
+            short_hex(&c.chain),
+            short_hex(&chain_end),
+            reader.chunks().len()
+        );
+        tracing::error!(session_id = %session, committed = %c, found = %hex::encode(chain_end),
+            "recording does not match its gateway's commitment: stored without exports");
+        manifest.integrity = IntegrityReport {
+            complete: false,
+            gaps: vec![Gap {
+                from: Micros(0),
+                to: None,
+                reason,
+            }],
+        };
+        return Ok(Encoded {
+            manifest,
+            exports: Vec::new(),
+        });
+    }
     let recipients = reader.recipients();
     if let Some(expected) = &settings.expected_recipient
         && !recipients.contains(expected)
@@ -510,19 +615,19 @@ fn encode_blocking(
             .damaged_chunks()
             .iter()
             .map(|(seq, why)| Gap {
-                from_micros: 0,
-                to_micros: None,
+                from: Micros(0),
+                to: None,
                 reason: format!("chunk {seq} damaged: {why}"),
             })
             .collect();
         if !reader.integrity().is_intact() {
             gaps.push(Gap {
-                from_micros: reader.duration().0,
-                to_micros: None,
+                from: reader.duration(),
+                to: None,
                 reason: reader.integrity().to_string(),
             });
         }
-        manifest.integrity = Integrity {
+        manifest.integrity = IntegrityReport {
             complete: gaps.is_empty(),
             gaps,
         };
@@ -589,7 +694,7 @@ fn encode_blocking(
                 "nothing to export (no screen in the recording)");
             continue;
         };
-        merge_gaps(gaps.get_or_insert_with(Vec::new), gaps_of(&summary));
+        merge_gaps(gaps.get_or_insert_with(Vec::new), summary.gaps.clone());
         terminals = terminals.max(summary.terminals);
         for o in &summary.omitted {
             let o = o.to_string();
@@ -608,7 +713,7 @@ fn encode_blocking(
             let summary = export::walk(&mut reader, |_| Ok(()), progress)
                 .map_err(recording_err(session, raw))?;
             terminals = summary.terminals;
-            gaps_of(&summary)
+            summary.gaps.clone()
         }
     };
     manifest.left_out = left_out
@@ -616,14 +721,14 @@ fn encode_blocking(
         .take(crate::manifest::MAX_WARNINGS)
         .map(|(text, kinds)| format!("{}: {text}", kinds.join(", ")))
         .collect();
-    manifest.integrity = Integrity {
+    manifest.integrity = IntegrityReport {
         complete: reader.integrity().is_intact() && gaps.is_empty(),
         gaps,
     };
     if !reader.integrity().is_intact() && manifest.integrity.gaps.is_empty() {
         manifest.integrity.gaps.push(Gap {
-            from_micros: 0,
-            to_micros: None,
+            from: Micros(0),
+            to: None,
             reason: reader.integrity().to_string(),
         });
     }
@@ -631,11 +736,7 @@ fn encode_blocking(
     // A recording with no terminal (exec channels without a pty, port forwards) has no
     // screen to seek in: its index would hold no keyframe, and building it costs a copy and
     // two more passes over the raw file.
-    let screens = terminals > 0
-        || !matches!(
-            header.protocol,
-            Protocol::Ssh | Protocol::Telnet | Protocol::Terminal
-        );
+    let screens = terminals > 0 || header.protocol.is_graphical();
     if let Some(key) = &settings.index_key
         && manifest.integrity.complete
     {
@@ -709,7 +810,7 @@ impl StepWorker for Encoder {
         crate::affinity::local_raw_recordings(&self.layout)
     }
     async fn process(&self, lease: &Lease) -> Result<Completion, PipelineError> {
-        self.encode(lease.session).await
+        self.encode_committed(lease.session, lease.recording).await
     }
     async fn after_commit(&self, session: SessionId) {
         self.sink.event(&PipelineEvent::Finished {

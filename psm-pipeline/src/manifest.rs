@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::PipelineError;
 use crate::layout::{MANIFEST_FILE, RAW_OBJECT_NAME};
+use psm_recording::keys::DetachedSignature;
+use psm_recording::layout::{MANIFEST_SIGNATURE_CONTEXT, MANIFEST_SIGNATURE_FILE};
+use psm_recording::{SigningKey, VerifyingKey};
 
 /// The `format` of manifests this version writes and reads.
 pub const MANIFEST_FORMAT: &str = "psm-recording-set/1";
@@ -35,21 +38,11 @@ pub struct ManifestFile {
     pub blake3: Checksum,
 }
 
-/// A part of the raw recording that could not be read.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Gap {
-    /// Session time (microseconds from the start) where the readable part ends.
-    pub from_micros: u64,
-    /// Session time where readable events resume, if they do.
-    #[serde(default)]
-    pub to_micros: Option<u64>,
-    /// What the reader said.
-    pub reason: String,
-}
+pub use psm_recording::export::Gap;
 
 /// Whether the raw recording was read whole.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Integrity {
+pub struct IntegrityReport {
     /// True when every byte of the raw recording was read and verified.
     pub complete: bool,
     /// Damaged or missing parts; the exports hold what was intact, and the raw file is kept
@@ -93,7 +86,7 @@ pub struct Manifest {
     pub exports: Vec<ManifestFile>,
     /// Whether the raw recording was whole.
     #[serde(default)]
-    pub integrity: Integrity,
+    pub integrity: IntegrityReport,
     /// Problems the encoder found that did not stop it (e.g. a recording not encrypted for
     /// the deployment's recipient key). With the gaps, they make the session's note.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -104,6 +97,25 @@ pub struct Manifest {
     /// export would only repeat in a larger form. Not a problem with the recording.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub left_out: Vec<String>,
+    /// The key that signed the raw recording (`psmr-signing-public:...`), as its header
+    /// names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording_signer: Option<String>,
+    /// The name that key is registered under (`DATA/keys/signers/gateways/NAME.pub`); `None`
+    /// when the encoder trusted no registry, or the key is not in it (then the recording is
+    /// not encoded and the integrity report says why).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
+    /// The chain value at the end of the raw recording as the encoder read it (64 hex
+    /// digits; psm-recording's `Reader::chain_end`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording_chain: Option<String>,
+    /// What the session's gateway committed to at EndSession, as the encoder's claim carried
+    /// it (`None`: nothing was committed). The encoder encodes only a recording that ends at
+    /// its chain value; the uploader uploads only a set whose manifest was checked against
+    /// the commitment its own claim carries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub committed: Option<psm_core::RecordingCommitment>,
 }
 
 /// Most warnings one manifest may hold, and the longest one, in bytes.
@@ -121,12 +133,16 @@ impl Manifest {
             protocol: None,
             raw,
             exports: Vec::new(),
-            integrity: Integrity {
+            integrity: IntegrityReport {
                 complete: true,
                 gaps: Vec::new(),
             },
             warnings: Vec::new(),
             left_out: Vec::new(),
+            recording_signer: None,
+            gateway: None,
+            recording_chain: None,
+            committed: None,
         }
     }
 
@@ -141,7 +157,7 @@ impl Manifest {
     /// let mut m = Manifest::new(psm_core::SessionId::new(), raw);
     /// assert_eq!(m.note(), None);
     /// m.integrity.complete = false;
-    /// m.integrity.gaps.push(Gap { from_micros: 2_000_000, to_micros: None,
+    /// m.integrity.gaps.push(Gap { from: psm_recording::Micros(2_000_000), to: None,
     ///     reason: "recording truncated after chunk 3".into() });
     /// assert_eq!(m.note().as_deref(), Some("recording damaged: encoded what is intact; \
     ///     1 gap, from 2.000 s: recording truncated after chunk 3"));
@@ -157,8 +173,8 @@ impl Manifest {
             if let Some(g) = self.integrity.gaps.first() {
                 text.push_str(&format!(
                     ", from {}.{:03} s: {}",
-                    g.from_micros / 1_000_000,
-                    (g.from_micros % 1_000_000) / 1000,
+                    g.from.0 / 1_000_000,
+                    (g.from.0 % 1_000_000) / 1000,
                     g.reason
                 ));
             }
@@ -221,7 +237,7 @@ impl Manifest {
         let mut seen = BTreeSet::new();
         for f in m.files() {
             let single_segment = !f.name.contains('/') && ObjectKey::new(f.name.as_str()).is_ok();
-            if !single_segment || f.name == MANIFEST_FILE {
+            if !single_segment || f.name == MANIFEST_FILE || f.name == MANIFEST_SIGNATURE_FILE {
                 return Err(bad(format!(
                     "file name {:?} is not a plain, safe name",
                     f.name.chars().take(64).collect::<String>()
@@ -251,10 +267,19 @@ impl Manifest {
                  {MAX_WARNING_LEN} bytes without control characters"
             )));
         }
-        for field in [&m.target, &m.user, &m.protocol].into_iter().flatten() {
+        let fields = [
+            &m.target,
+            &m.user,
+            &m.protocol,
+            &m.recording_signer,
+            &m.gateway,
+        ];
+        for field in fields.into_iter().flatten() {
             if field.len() > 1024 || field.chars().any(char::is_control) {
                 return Err(bad(
-                    "target, user or protocol is too long or holds control characters".into(),
+                    "target, user, protocol, signer or gateway is too long or holds control \
+                     characters"
+                        .into(),
                 ));
             }
         }
@@ -285,10 +310,61 @@ impl Manifest {
     /// Writes the manifest into `dir` atomically (a hidden temporary, fsync, rename, fsync of
     /// the directory).
     pub fn write(&self, dir: &Path) -> Result<PathBuf, PipelineError> {
+        self.write_signed(dir, None)
+    }
+
+    /// Writes the manifest into `dir` as [`write`](Self::write) does, after its signature by
+    /// `key` (`manifest.sig`, see [`verify_signature`]); without a key, an old signature is
+    /// removed (it would not match).
+    pub fn write_signed(
+        &self,
+        dir: &Path,
+        key: Option<&SigningKey>,
+    ) -> Result<PathBuf, PipelineError> {
+        let bytes = self.to_bytes();
+        let sig_path = dir.join(MANIFEST_SIGNATURE_FILE);
+        match key {
+            Some(key) => {
+                let sig = key.sign_detached(MANIFEST_SIGNATURE_CONTEXT, &bytes);
+                write_atomic(&sig_path, sig.to_text().as_bytes())?;
+            }
+            None => match std::fs::remove_file(&sig_path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(PipelineError::local(&sig_path)(e)),
+            },
+        }
         let path = dir.join(MANIFEST_FILE);
-        write_atomic(&path, &self.to_bytes())?;
+        write_atomic(&path, &bytes)?;
         Ok(path)
     }
+}
+
+/// Checks that `signature` (the bytes of `manifest.sig`) is a signature of `manifest` (the
+/// bytes of `manifest.json`) by one of `trusted` (the registered encoders' keys); returns
+/// the key. `path` names the manifest in the error.
+pub fn verify_signature(
+    manifest: &[u8],
+    signature: Option<&[u8]>,
+    trusted: &[VerifyingKey],
+    path: &Path,
+) -> Result<VerifyingKey, PipelineError> {
+    let bad = |reason: String| PipelineError::Manifest {
+        path: path.to_owned(),
+        reason,
+    };
+    let signature = signature
+        .ok_or_else(|| bad(format!("not signed: {MANIFEST_SIGNATURE_FILE} is missing")))?;
+    let text = std::str::from_utf8(signature)
+        .map_err(|_| bad(format!("{MANIFEST_SIGNATURE_FILE} is not text")))?;
+    let sig = DetachedSignature::from_text(text).map_err(|e| bad(e.to_string()))?;
+    sig.verify(MANIFEST_SIGNATURE_CONTEXT, manifest, trusted)
+        .map_err(|e| match e {
+            psm_recording::RecordingError::UntrustedSigner { found } => bad(format!(
+                "signed by {found}, which is not a registered encoder's key"
+            )),
+            other => bad(other.to_string()),
+        })
 }
 
 /// Writes `bytes` to `path` through `.<name>.tmp` beside it, fsyncing file and directory, so a

@@ -13,8 +13,10 @@ use tokio::sync::watch;
 use crate::error::PipelineError;
 use crate::events::{EventSink, NoEvents, PipelineEvent, SessionProgress, Step};
 use crate::layout::{LocalLayout, MANIFEST_FILE};
-use crate::manifest::{Manifest, ManifestFile, sync_dir};
+use crate::manifest::{Manifest, ManifestFile, sync_dir, verify_signature};
 use crate::worker::{RunSummary, StepWorker, WorkerConfig, run_loop};
+use psm_recording::keys::{DetachedSignature, SignerRegistry};
+use psm_recording::layout::MANIFEST_SIGNATURE_FILE;
 
 /// The uploader worker.
 ///
@@ -37,6 +39,7 @@ pub struct Uploader {
     layout: LocalLayout,
     config: WorkerConfig,
     sink: Arc<dyn EventSink>,
+    manifest_signers: Option<SignerRegistry>,
 }
 
 impl std::fmt::Debug for Uploader {
@@ -76,7 +79,18 @@ impl Uploader {
             layout,
             config,
             sink: Arc::new(NoEvents),
+            manifest_signers: None,
         }
+    }
+
+    /// Uploads only sets whose manifest is signed (`manifest.sig`) by a key in `registry`
+    /// (`DATA/keys/signers/encoders`, read at each upload): a set whose manifest is unsigned,
+    /// signed by another key, or changed since it was signed fails its attempt (and, retried,
+    /// ends Failed with the reason), its local files kept. Without it, manifests are not
+    /// checked.
+    pub fn with_manifest_signers(mut self, registry: SignerRegistry) -> Self {
+        self.manifest_signers = Some(registry);
+        self
     }
 
     /// Sends events to `sink` too (progress bars).
@@ -109,7 +123,8 @@ impl Uploader {
     pub async fn upload(&self, lease: &Lease) -> Result<Completion, PipelineError> {
         let session = lease.session;
         let manifest_path = self.layout.manifest(session);
-        let manifest = Manifest::read(&manifest_path, session)?;
+        // A missing manifest is NotEncoded; the set is then parsed from the bytes it uploads.
+        Manifest::read(&manifest_path, session)?;
         let raw_path = self.layout.raw_recording(session);
         if !raw_path.exists() {
             return Err(PipelineError::RawMissing {
@@ -119,6 +134,47 @@ impl Uploader {
         }
         let manifest_bytes =
             std::fs::read(&manifest_path).map_err(PipelineError::local(&manifest_path))?;
+        let manifest = Manifest::from_bytes(&manifest_bytes, session, &manifest_path)?;
+        let sig_path = self
+            .layout
+            .exports_dir(session)
+            .join(MANIFEST_SIGNATURE_FILE);
+        let signature = match std::fs::read(&sig_path) {
+            Ok(b) if b.len() <= DetachedSignature::MAX_TEXT_LEN => Some(b),
+            Ok(_) => {
+                return Err(PipelineError::Manifest {
+                    path: sig_path,
+                    reason: "too large to be a signature".into(),
+                });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(PipelineError::local(&sig_path)(e)),
+        };
+        if let Some(registry) = &self.manifest_signers {
+            let by = verify_signature(
+                &manifest_bytes,
+                signature.as_deref(),
+                &registry.keys(),
+                &manifest_path,
+            )?;
+            tracing::debug!(session_id = %session, encoder = %by, "manifest signature verified");
+        }
+        // The encoder checked the recording against the commitment its claim carried; this
+        // claim carries the control plane's copy: they must be the same.
+        if let Some(c) = lease.recording
+            && manifest.committed != Some(c)
+        {
+            return Err(PipelineError::Manifest {
+                path: manifest_path,
+                reason: format!(
+                    "not checked against the commitment its gateway sent at EndSession ({c}): \
+                     the manifest says {}",
+                    manifest
+                        .committed
+                        .map_or_else(|| "nothing was committed".to_owned(), |m| m.to_string())
+                ),
+            });
+        }
         let total: u64 =
             manifest.files().map(|f| f.size).sum::<u64>() + manifest_bytes.len() as u64;
         self.sink.event(&PipelineEvent::Started {
@@ -169,7 +225,13 @@ impl Uploader {
             tracing::debug!(session_id = %session, key = %key, size = receipt.size,
                 verified_by = ?receipt.verified_by, "file stored and verified");
         }
-        // The manifest last: its presence in the store closes the set.
+        // Its signature, then the manifest last: its presence in the store closes the set.
+        if let Some(signature) = &signature {
+            let key = object_key(session, MANIFEST_SIGNATURE_FILE)?;
+            self.store
+                .put_file(&key, &sig_path, Some(Checksum::of(signature)), &progress)
+                .await?;
+        }
         let key = object_key(session, MANIFEST_FILE)?;
         self.store
             .put_file(
@@ -220,6 +282,7 @@ impl Uploader {
                 }
             }
         }
+        remove_if_present(&dir.join(MANIFEST_SIGNATURE_FILE))?;
         remove_if_present(&manifest_path)?;
         match std::fs::remove_dir(&dir) {
             Ok(()) => {}
@@ -279,6 +342,14 @@ impl Uploader {
                     Checksum::of(&bytes),
                     bytes.len() as u64,
                 ));
+                let sig_path = self.layout.exports_dir(id).join(MANIFEST_SIGNATURE_FILE);
+                if let Ok(sig) = std::fs::read(&sig_path) {
+                    checks.push((
+                        object_key(id, MANIFEST_SIGNATURE_FILE)?,
+                        Checksum::of(&sig),
+                        sig.len() as u64,
+                    ));
+                }
             }
             Err(PipelineError::NotEncoded { .. }) => {
                 let raw = self.layout.raw_recording(id);

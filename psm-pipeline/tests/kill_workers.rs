@@ -71,7 +71,7 @@ fn worker_process_entry() {
             c.endpoint = Some(format!("http://127.0.0.1:{moto_port}"));
             c.allow_http = true;
             c.access_key_id = Some("test".into());
-            c.secret_access_key = Some(psm_storage::Secret::new("test"));
+            c.secret_access_key = Some(psm_storage::SecretString::from("test"));
             c.tuning = conformance::tuning();
             let store = psm_storage::open(&StoreConfig::S3(c)).unwrap();
             let up = Arc::new(Uploader::new(engine, store, layout, config));

@@ -30,7 +30,7 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use psm_proxy::{ChannelInfo, ChannelKind, DataEvent, DataVerdict, Direction, StreamKind,
+//! use psm_proxy::{ChannelInfo, ChannelType, DataEvent, DataVerdict, Direction, StreamKind,
 //!     Tap, TapSet};
 //!
 //! /// Masks one word in everything the target prints.
@@ -51,7 +51,7 @@
 //! # tokio::runtime::Runtime::new()?.block_on(async {
 //! let mut taps = TapSet::new();
 //! taps.push(Arc::new(Mask));
-//! let channel = ChannelInfo::new(0, ChannelKind::Session);
+//! let channel = ChannelInfo::new(0, ChannelType::Session);
 //! let out = taps
 //!     .data(&channel, Direction::ToUser, StreamKind::Stdout, "pw: hunter2\n".into(), false)
 //!     .await;
@@ -82,9 +82,9 @@ pub use session::{
     Viewer, ViewerItem,
 };
 pub use tap::{
-    ChannelInfo, ChannelKind, ChannelPurpose, ChannelRequest, DataEvent, DataVerdict, Direction,
-    EndReason, ExitReport, FileOperation, FileOperationOutcome, FileTransfer, NoTaps,
-    RequestVerdict, StreamKind, Tap, TapFactories, TapFactory, TapSet, TermSize, TransferRequest,
+    ChannelInfo, ChannelPurpose, ChannelRequest, ChannelType, DataEvent, DataVerdict, Direction,
+    EndReason, ExitReport, FileOperation, FileOperationOutcome, NoTaps, RequestVerdict, StreamKind,
+    Tap, TapFactories, TapFactory, TapSet, TermSize, TransferReport, TransferRequest,
 };
 pub use target::{
     Authorization, ControlPlaneTargets, HostKeyCheck, StaticTarget, StaticTargets, TargetAccess,

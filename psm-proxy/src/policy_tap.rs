@@ -54,8 +54,8 @@ use tokio::sync::Notify;
 use crate::error::ProxyError;
 use crate::session::{ControlNote, SessionControl, SessionInfo};
 use crate::tap::{
-    ChannelInfo, ChannelPurpose, ChannelRequest, DataEvent, DataVerdict, Direction, FileTransfer,
-    RequestVerdict, Tap, TapFactory, TapSet, TransferRequest,
+    ChannelInfo, ChannelPurpose, ChannelRequest, DataEvent, DataVerdict, Direction, RequestVerdict,
+    Tap, TapFactory, TapSet, TransferReport, TransferRequest,
 };
 use crate::tracker::{CommandTracker, Feed, TrackerConfig};
 
@@ -209,6 +209,19 @@ impl Script {
             self.lines = 0;
         }
         done
+    }
+
+    /// The input ended: what is left (a last line without a newline, or lines of a
+    /// command that never completed) is what the shell runs at end of input; it is the
+    /// last command, judged as the others.
+    fn finish(&mut self) -> Option<(String, Vec<u8>, bool)> {
+        let line = std::mem::take(&mut self.line);
+        self.text.push_str(&String::from_utf8_lossy(&line));
+        self.held.extend_from_slice(&line);
+        self.lines = 0;
+        let text = std::mem::take(&mut self.text);
+        let held = std::mem::take(&mut self.held);
+        (!held.is_empty()).then_some((text, held, false))
     }
 }
 
@@ -392,8 +405,10 @@ impl PolicyTap {
                     Some(d) if d.approved => Outcome::Forward,
                     Some(_) => {
                         remember_block(&chan);
-                        control.inject_to(Direction::ToTarget, Some(channel), INTERRUPT);
-                        Outcome::Block
+                        // ^C in the Enter's place, in the same data path: input the user
+                        // typed meanwhile must not reach the target before it (it would
+                        // be appended to the denied line and run with the next Enter).
+                        Outcome::Interrupt
                     }
                     None => Outcome::Block,
                 }
@@ -564,8 +579,8 @@ impl PolicyTap {
     /// `echo cmd | ssh host sh`, `ssh host bash -s < script`): its input is held until a
     /// command is complete (a line, with `\`-newline continuations, open quotes and
     /// trailing `|`/`&&`/`||` joined the way the shell joins them), judged, and only then
-    /// forwarded. A last line without a newline is never forwarded: the shell would run it
-    /// at end of input, where the gateway cannot judge it first.
+    /// forwarded. A last line without a newline is held until the input ends
+    /// ([`Tap::input_ended`]) and judged then, before the shell sees it.
     async fn script_input(&self, channel: u32, chan: &Chan, bytes: &[u8]) -> Option<DataVerdict> {
         // Commands complete in these bytes: (text to judge, bytes to forward, cut).
         let commands = {
@@ -599,6 +614,26 @@ impl PolicyTap {
         } else {
             DataVerdict::Replace(forward.into())
         })
+    }
+}
+
+impl PolicyTap {
+    /// The end of a script's input: its unfinished last command is judged and, unless
+    /// refused, released.
+    async fn script_ended(&self, channel: u32, chan: &Chan) -> Option<bytes::Bytes> {
+        let (text, held, cut) = chan
+            .plain
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()?
+            .finish()?;
+        if !text.trim().is_empty() {
+            let d = self.policy.judge_line(&text, LineSource::Exec, false, cut);
+            if self.enforce(channel, &d, true).await.blocks() {
+                return None;
+            }
+        }
+        Some(held.into())
     }
 }
 
@@ -685,6 +720,16 @@ impl Tap for PolicyTap {
         RequestVerdict::Allow
     }
 
+    async fn input_ended(&self, channel: &ChannelInfo) -> Option<bytes::Bytes> {
+        let chan = self
+            .channels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&channel.id)
+            .cloned()?;
+        self.script_ended(channel.id, &chan).await
+    }
+
     async fn data(&self, channel: &ChannelInfo, event: &DataEvent<'_>) -> DataVerdict {
         let Some(chan) = self
             .channels
@@ -726,7 +771,7 @@ impl Tap for PolicyTap {
         }
     }
 
-    async fn file_transfer(&self, channel: &ChannelInfo, transfer: &FileTransfer) {
+    async fn file_transfer(&self, channel: &ChannelInfo, transfer: &TransferReport) {
         let key = (transfer.path.clone(), transfer.direction);
         if self
             .checked
@@ -796,6 +841,17 @@ mod tests {
         );
         assert!(got.iter().all(|c| !c.2));
         assert_eq!(s.line, b"partial");
+        // At end of input the last line is a command too, and nothing is left after it.
+        let last = s.finish().expect("the unterminated line");
+        assert_eq!(
+            (last.0.as_str(), last.1.as_slice()),
+            ("partial", &b"partial"[..])
+        );
+        assert!(s.finish().is_none());
+        let mut open = Script::default();
+        assert!(open.feed(b"echo 'x\ny").is_empty());
+        let last = open.finish().expect("an open quote at end of input");
+        assert_eq!(last.0, "echo 'x\ny");
         assert!(reads_a_script("sh"));
         assert!(reads_a_script("sudo -n bash -s"));
         assert!(reads_a_script("cat x | /usr/bin/python3.11 -"));
@@ -825,11 +881,14 @@ mod tests {
                 at = c;
             }
             prop_assert_eq!(&got, &all);
-            let mut bytes: Vec<u8> = all.iter().flat_map(|c| c.1.clone()).collect();
-            bytes.extend_from_slice(&whole.held);
-            bytes.extend_from_slice(&whole.line);
-            prop_assert_eq!(bytes, input);
             prop_assert!(whole.held.len() + whole.line.len() <= MAX_PLAIN_LINE);
+            // What the commands forward, then what the end of input releases, is exactly
+            // the input, in order.
+            let mut bytes: Vec<u8> = all.iter().flat_map(|c| c.1.clone()).collect();
+            if let Some(last) = whole.finish() {
+                bytes.extend_from_slice(&last.1);
+            }
+            prop_assert_eq!(bytes, input);
         }
     }
 }

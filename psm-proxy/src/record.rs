@@ -29,15 +29,15 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use async_trait::async_trait;
 use psm_recording::{
-    ChannelId, EventKind, ForwardDirection, Header, Protocol, Pty, RecipientPublic, RecordingError,
+    ChannelId, EventKind, ForwardDirection, Header, Pty, RecipientPublic, RecordingError,
     RecordingWriter, SigningKey, Stream, WriterConfig,
 };
 
 use crate::error::ProxyError;
 use crate::session::{SessionControl, SessionInfo};
 use crate::tap::{
-    ChannelInfo, ChannelKind, ChannelPurpose, ChannelRequest, DataEvent, DataVerdict, Direction,
-    EndReason, ExitReport, FileOperation, FileTransfer, StreamKind, Tap, TapFactory, TapSet,
+    ChannelInfo, ChannelPurpose, ChannelRequest, ChannelType, DataEvent, DataVerdict, Direction,
+    EndReason, ExitReport, FileOperation, StreamKind, Tap, TapFactory, TapSet, TransferReport,
 };
 
 /// Where and how recordings are written.
@@ -54,6 +54,67 @@ pub struct RecorderConfig {
     pub writer_name: String,
     /// Keep the bytes of file transfers and port forwards too (default: events only).
     pub transfer_content: bool,
+    /// Most bytes one session may record (terminal data, statements and events, counted
+    /// before compression); `None`: no limit. A session that reaches it is ended with the
+    /// reason, which the user, the recording and the control plane's audit see; what it
+    /// does until it closes is still recorded (a quota never leaves a session unrecorded).
+    pub quota_bytes: Option<u64>,
+    /// Free space the recordings' file system must keep (see [`RecordingDiskGuard`]);
+    /// `None`: not watched (a full disk then fails the recording, which ends the session).
+    pub disk_guard: Option<RecordingDiskGuard>,
+}
+
+/// The gateway's guard against a nearly full recordings disk: a new session is refused,
+/// and a running one is locked (the user's input refused, with the reason on their screen;
+/// output still recorded) until space comes back, rather than recording silently stopping
+/// when the disk fills.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordingDiskGuard {
+    /// Free bytes below which the disk counts as nearly full.
+    pub min_free_bytes: u64,
+    /// Free fraction (0.0 to 1.0) below which the disk counts as nearly full.
+    pub min_free_ratio: f64,
+    /// How often a running session looks (at its next event after this long).
+    pub check_every: std::time::Duration,
+}
+
+impl Default for RecordingDiskGuard {
+    /// 256 MiB and 2 % free, looked at every second.
+    fn default() -> Self {
+        Self {
+            min_free_bytes: 256 << 20,
+            min_free_ratio: 0.02,
+            check_every: std::time::Duration::from_secs(1),
+        }
+    }
+}
+
+impl RecordingDiskGuard {
+    /// `Ok(free bytes)` when `dir`'s file system has room, `Err(what is wrong)` when it is
+    /// nearly full or cannot be measured (which counts as full).
+    pub fn check(&self, dir: &std::path::Path) -> Result<u64, String> {
+        let s = rustix::fs::statvfs(dir).map_err(|e| {
+            format!(
+                "the free space of {} cannot be measured: {e}",
+                dir.display()
+            )
+        })?;
+        let free = s.f_bavail.saturating_mul(s.f_frsize);
+        let total = s.f_blocks.saturating_mul(s.f_frsize);
+        let ratio = if total == 0 {
+            0.0
+        } else {
+            free as f64 / total as f64
+        };
+        if free < self.min_free_bytes || ratio < self.min_free_ratio {
+            Err(format!(
+                "the gateway's recordings disk is nearly full ({} MiB free)",
+                free >> 20
+            ))
+        } else {
+            Ok(free)
+        }
+    }
 }
 
 impl std::fmt::Debug for RecorderConfig {
@@ -74,6 +135,8 @@ impl RecorderConfig {
             writer: WriterConfig::default(),
             writer_name: writer_name.into(),
             transfer_content: false,
+            quota_bytes: None,
+            disk_guard: None,
         }
     }
 }
@@ -228,6 +291,20 @@ impl RecorderFactory {
 #[async_trait]
 impl TapFactory for RecorderFactory {
     async fn taps(&self, info: &SessionInfo) -> Result<TapSet, ProxyError> {
+        if let Some(guard) = &self.config.disk_guard {
+            let (guard, dir) = (guard.clone(), self.config.dir.clone());
+            let verdict = tokio::task::spawn_blocking(move || guard.check(&dir))
+                .await
+                .unwrap_or_else(|_| Err("the free space check failed".into()));
+            if let Err(why) = verdict {
+                tracing::error!(reason = %why, session_id = %info.id,
+                    "recordings disk nearly full; session refused");
+                return Err(ProxyError::Io {
+                    what: "the session cannot be recorded".into(),
+                    source: std::io::Error::new(std::io::ErrorKind::StorageFull, why),
+                });
+            }
+        }
         let recorder = match &self.recipients {
             None => Recorder::create(&self.config, info).await?,
             Some(source) => {
@@ -268,22 +345,43 @@ struct ForwardCount {
 /// The recorder of one session.
 pub struct Recorder {
     writer: RecordingWriter,
+    /// Set once the recording is sealed: what the gateway commits to at EndSession.
+    sealed: OnceLock<psm_core::RecordingCommitment>,
     channels: Mutex<HashMap<u32, Chan>>,
     control: OnceLock<Arc<SessionControl>>,
     transfer_content: bool,
     failed: std::sync::atomic::AtomicBool,
+    limits: Limits,
 }
+
+/// The quota and the disk guard of one session.
+struct Limits {
+    dir: PathBuf,
+    quota: Option<u64>,
+    guard: Option<RecordingDiskGuard>,
+    /// Bytes recorded so far (as the quota counts them).
+    recorded: std::sync::atomic::AtomicU64,
+    /// The quota was reached (the session is being ended).
+    over_quota: std::sync::atomic::AtomicBool,
+    /// When the disk was last looked at, and whether this recorder locked the session.
+    disk: Mutex<DiskWatch>,
+}
+
+#[derive(Default)]
+struct DiskWatch {
+    last: Option<std::time::Instant>,
+    locked: bool,
+}
+
+/// Who the recorder's own actions are by, in the live reports and the audit.
+const RECORDER_ACTOR: &str = "recorder";
+
+/// What one non-data event counts against the quota.
+const EVENT_COST: u64 = 16;
 
 impl std::fmt::Debug for Recorder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Recorder").finish_non_exhaustive()
-    }
-}
-
-fn kind_to_protocol(p: psm_core::Protocol) -> Protocol {
-    match p {
-        psm_core::Protocol::Ssh => Protocol::Ssh,
-        psm_core::Protocol::Rdp => Protocol::Rdp,
     }
 }
 
@@ -298,7 +396,7 @@ impl Recorder {
             })?;
         let mut header = Header::new(
             info.id,
-            kind_to_protocol(info.protocol),
+            info.protocol,
             info.user.clone(),
             info.target.clone(),
             config.writer_name.clone(),
@@ -320,10 +418,126 @@ impl Recorder {
         Ok(Self {
             writer,
             channels: Mutex::new(HashMap::new()),
+            sealed: OnceLock::new(),
             control: OnceLock::new(),
             transfer_content: config.transfer_content,
             failed: std::sync::atomic::AtomicBool::new(false),
+            limits: Limits {
+                dir: config.dir.clone(),
+                quota: config.quota_bytes,
+                guard: config.disk_guard.clone(),
+                recorded: std::sync::atomic::AtomicU64::new(0),
+                over_quota: std::sync::atomic::AtomicBool::new(false),
+                disk: Mutex::new(DiskWatch::default()),
+            },
         })
+    }
+
+    /// Counts `n` recorded bytes against the quota and looks at the disk when it is time;
+    /// called after each event is recorded, so the event that crosses a limit is in the
+    /// recording before the session is ended or locked.
+    async fn account(&self, n: u64) {
+        use std::sync::atomic::Ordering;
+        let total = self.limits.recorded.fetch_add(n, Ordering::SeqCst) + n;
+        if let Some(quota) = self.limits.quota
+            && total >= quota
+            && !self.limits.over_quota.swap(true, Ordering::SeqCst)
+        {
+            let reason = format!(
+                "the session reached its recording quota of {quota} bytes; PSM ends sessions \
+                 it cannot record"
+            );
+            tracing::warn!(
+                quota,
+                recorded = total,
+                "recording quota reached; ending the session"
+            );
+            let r = self
+                .writer
+                .record(EventKind::Marker {
+                    label: format!("recording quota reached: {total} of {quota} bytes recorded"),
+                })
+                .await;
+            self.check(r);
+            if let Some(c) = self.control.get() {
+                c.terminate_by(RECORDER_ACTOR, &reason);
+            }
+        }
+        self.watch_disk().await;
+    }
+
+    /// Locks the session while the recordings disk is nearly full, and unlocks it (if this
+    /// recorder locked it) when there is room again.
+    async fn watch_disk(&self) {
+        let Some(guard) = &self.limits.guard else {
+            return;
+        };
+        let now = std::time::Instant::now();
+        let locked_by_us = {
+            let mut w = self.limits.disk.lock().unwrap_or_else(|p| p.into_inner());
+            if w.last
+                .is_some_and(|t| now.duration_since(t) < guard.check_every)
+            {
+                return;
+            }
+            w.last = Some(now);
+            w.locked
+        };
+        let dir = self.limits.dir.clone();
+        let guard = guard.clone();
+        let verdict = tokio::task::spawn_blocking(move || guard.check(&dir))
+            .await
+            .unwrap_or_else(|_| Err("the free space check failed".into()));
+        let Some(control) = self.control.get() else {
+            return;
+        };
+        match verdict {
+            Err(why) if !locked_by_us => {
+                let reason = format!(
+                    "{why}: the session is locked so that nothing goes unrecorded; it resumes \
+                     when there is room again"
+                );
+                tracing::error!(reason = %why, "recordings disk nearly full; locking the session");
+                self.set_disk_locked(true);
+                control.lock_by(RECORDER_ACTOR, &reason);
+                let r = self
+                    .writer
+                    .record(EventKind::Marker {
+                        label: format!("locked by the recorder: {why}"),
+                    })
+                    .await;
+                self.check(r);
+            }
+            Ok(_) if locked_by_us => {
+                tracing::info!("recordings disk has room again; unlocking the session");
+                self.set_disk_locked(false);
+                control.unlock_by(RECORDER_ACTOR);
+                let r = self
+                    .writer
+                    .record(EventKind::Marker {
+                        label: "unlocked by the recorder: the recordings disk has room again"
+                            .into(),
+                    })
+                    .await;
+                self.check(r);
+            }
+            _ => {}
+        }
+    }
+
+    fn set_disk_locked(&self, locked: bool) {
+        self.limits
+            .disk
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .locked = locked;
+    }
+
+    /// Bytes recorded so far, as the quota counts them.
+    pub fn recorded_bytes(&self) -> u64 {
+        self.limits
+            .recorded
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     fn chans(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Chan>> {
@@ -356,6 +570,7 @@ impl Recorder {
             Direction::ToTarget => self.writer.input(id, event.bytes, event.hidden).await,
         };
         self.check(r);
+        self.account(event.bytes.len() as u64 + EVENT_COST).await;
         DataVerdict::Forward
     }
 
@@ -368,6 +583,7 @@ impl Recorder {
             })
             .await;
         self.check(r);
+        self.account(EVENT_COST).await;
     }
 }
 
@@ -396,11 +612,11 @@ impl Tap for Recorder {
 
     async fn channel_opened(&self, channel: &ChannelInfo) {
         let forward = match &channel.kind {
-            ChannelKind::Session | ChannelKind::Virtual(_) => None,
-            ChannelKind::DirectTcpip { host, port } => {
+            ChannelType::Session | ChannelType::Virtual(_) => None,
+            ChannelType::DirectTcpip { host, port } => {
                 Some((ForwardDirection::Local, host.clone(), *port))
             }
-            ChannelKind::ForwardedTcpip { host, port } => {
+            ChannelType::ForwardedTcpip { host, port } => {
                 Some((ForwardDirection::Remote, host.clone(), *port))
             }
         };
@@ -497,6 +713,7 @@ impl Tap for Recorder {
         if let Some(e) = event {
             let r = self.writer.record(e).await;
             self.check(r);
+            self.account(EVENT_COST).await;
         }
     }
 
@@ -526,7 +743,7 @@ impl Tap for Recorder {
         self.record_data(channel, event).await
     }
 
-    async fn file_transfer(&self, channel: &ChannelInfo, transfer: &FileTransfer) {
+    async fn file_transfer(&self, channel: &ChannelInfo, transfer: &TransferReport) {
         let r = self
             .writer
             .record(EventKind::FileTransfer(psm_recording::FileTransfer {
@@ -543,6 +760,7 @@ impl Tap for Recorder {
             }))
             .await;
         self.check(r);
+        self.account(EVENT_COST).await;
     }
 
     async fn file_operation(&self, channel: &ChannelInfo, operation: &FileOperation) {
@@ -553,6 +771,7 @@ impl Tap for Recorder {
             })
             .await;
         self.check(r);
+        self.account(EVENT_COST).await;
     }
 
     async fn exit(&self, channel: &ChannelInfo, exit: &ExitReport) {
@@ -587,13 +806,23 @@ impl Tap for Recorder {
             })
             .await;
         self.check(r);
+        self.account(EVENT_COST).await;
     }
 
     async fn live(&self, actor: &str, event: &psm_core::live::LiveReportKind) {
         if let Some(kind) = live_event(actor, event) {
             let r = self.writer.record(kind).await;
             self.check(r);
+            self.account(EVENT_COST).await;
         }
+    }
+
+    async fn statement(&self, statement: &psm_recording::DbStatement) {
+        let r = self
+            .writer
+            .record(EventKind::DbStatement(Box::new(statement.clone())))
+            .await;
+        self.check(r);
     }
 
     async fn session_ended(&self, _info: &SessionInfo, reason: &EndReason) {
@@ -605,9 +834,27 @@ impl Tap for Recorder {
             EndReason::GatewayShutdown => "gateway shutdown".to_owned(),
             EndReason::Error(e) => format!("error: {e}"),
         };
-        if let Err(e) = self.writer.clone().finish(&text).await {
-            tracing::error!(error = %e, "sealing the recording failed; its chunks written so far remain readable");
+        match self.writer.clone().finish(&text).await {
+            Ok(done) => {
+                let _ = self.sealed.set(commitment_of(&done));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "sealing the recording failed; its chunks written so far remain readable");
+            }
         }
+    }
+
+    fn recording_commitment(&self) -> Option<psm_core::RecordingCommitment> {
+        self.sealed.get().copied()
+    }
+}
+
+/// What a gateway commits to at EndSession about a recording it sealed.
+pub fn commitment_of(done: &psm_recording::FinishedRecording) -> psm_core::RecordingCommitment {
+    psm_core::RecordingCommitment {
+        chain: done.final_hash,
+        chunks: done.chunks,
+        events: done.events,
     }
 }
 
@@ -729,7 +976,7 @@ mod tests {
             started: psm_core::Timestamp::now_utc(),
         };
         let recorder = Recorder::create(&config, &info).await.unwrap();
-        let channel = ChannelInfo::new(0, ChannelKind::Session);
+        let channel = ChannelInfo::new(0, ChannelType::Session);
         recorder.channel_opened(&channel).await;
         let term = "xterm".to_owned();
         let pty = ChannelRequest::Pty { term, size: pty };

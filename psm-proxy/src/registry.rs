@@ -197,6 +197,20 @@ pub fn apply(control: &crate::SessionControl, command: &LiveCommand) -> Result<S
                 "already ending",
             )
         }
+        LiveAction::Disconnect => {
+            let Some(viewer) = command.viewer.as_deref() else {
+                return Err("no viewer named".into());
+            };
+            let why = if reason.is_empty() {
+                format!("disconnected by {actor}")
+            } else {
+                reason.to_owned()
+            };
+            match control.disconnect_viewer(viewer, &why) {
+                0 => Ok(format!("{viewer} was not watching")),
+                n => Ok(format!("{viewer} disconnected ({n})")),
+            }
+        }
         LiveAction::Approve | LiveAction::Deny => {
             let Some(id) = command.approval else {
                 return Err("no approval id".into());

@@ -124,7 +124,14 @@ pub struct HeartbeatWatch {
     policy: HeartbeatPolicy,
     missed: u32,
     locked: bool,
+    /// The access-window warning shown last (shown once each).
+    window_notice: Option<String>,
+    /// The access-window lock this watch set, by its reason.
+    window_lock: Option<String>,
 }
+
+/// Who a lock set for a closed access window is by.
+const WINDOW_LOCKER: &str = "access-window";
 
 impl HeartbeatWatch {
     /// A watch with this policy.
@@ -133,6 +140,54 @@ impl HeartbeatWatch {
             policy,
             missed: 0,
             locked: false,
+            window_notice: None,
+            window_lock: None,
+        }
+    }
+
+    /// Applies what an answered heartbeat says about the session's access window: locks
+    /// the session when the control plane says its window closed (configured to lock), lifts
+    /// that lock when it no longer says so (a window opened again; never a lock someone else
+    /// set), and returns a warning to show the user, once per distinct warning.
+    ///
+    /// ```
+    /// use psm_core::HeartbeatReply;
+    /// use psm_proxy::{HeartbeatPolicy, HeartbeatWatch, SessionControl};
+    /// let control = SessionControl::new();
+    /// let mut watch = HeartbeatWatch::new(HeartbeatPolicy::default());
+    /// let warn = HeartbeatReply { notice: Some("closes at 18:00".into()), ..Default::default() };
+    /// assert_eq!(watch.access_window(&warn, &control).as_deref(), Some("closes at 18:00"));
+    /// assert_eq!(watch.access_window(&warn, &control), None, "shown once");
+    /// let lock = HeartbeatReply { lock: Some("window closed".into()), ..Default::default() };
+    /// watch.access_window(&lock, &control);
+    /// assert!(control.is_locked());
+    /// watch.access_window(&HeartbeatReply::default(), &control);
+    /// assert!(!control.is_locked());
+    /// ```
+    pub fn access_window(
+        &mut self,
+        reply: &psm_core::HeartbeatReply,
+        control: &SessionControl,
+    ) -> Option<String> {
+        match (&reply.lock, &self.window_lock) {
+            (Some(reason), None) if control.lock_by(WINDOW_LOCKER, reason) => {
+                self.window_lock = Some(reason.clone());
+            }
+            (None, Some(_)) => {
+                self.window_lock = None;
+                let h = control.hold();
+                if h.locked && h.by == WINDOW_LOCKER {
+                    control.unlock_by(WINDOW_LOCKER);
+                }
+            }
+            _ => {}
+        }
+        match &reply.notice {
+            Some(text) if self.window_notice.as_ref() != Some(text) => {
+                self.window_notice = Some(text.clone());
+                Some(text.clone())
+            }
+            _ => None,
         }
     }
 
@@ -270,6 +325,12 @@ pub enum LiveEvent {
     },
     /// A notice the user was shown.
     Notice(String),
+    /// This viewer is disconnected (its account changed, or an admin closed it); the last
+    /// event it gets.
+    Disconnected {
+        /// Why.
+        reason: String,
+    },
     /// The session ended.
     Ended {
         /// Why.
@@ -825,6 +886,13 @@ impl SessionControl {
         self.fanout.viewer_list()
     }
 
+    /// Disconnects every viewer named `name` (they get [`LiveEvent::Disconnected`] and their
+    /// streams end; the others are told they left once their websockets close); returns how
+    /// many there were.
+    pub fn disconnect_viewer(&self, name: &str, reason: &str) -> usize {
+        self.fanout.evict(name, reason)
+    }
+
     /// The terminal channel viewers follow (and viewer input goes to).
     pub fn primary_channel(&self) -> Option<u32> {
         self.fanout.primary()
@@ -1017,6 +1085,36 @@ pub trait ProxySession: Send + Sync {
     /// session, or nothing to show.
     fn desktop(&self) -> Option<Arc<dyn crate::live::desktop::Desktop>> {
         None
+    }
+}
+
+/// Ends a session in the control plane, as every gateway does once its recording is sealed:
+/// EndSession with the gateway's commitment to the recording (`None`: none was sealed),
+/// tried up to three times while the error is transient. A failure is logged: the control
+/// plane's watchdog ends the session once its heartbeats stop (without a commitment).
+pub async fn end_in_control_plane(
+    control_plane: &dyn psm_core::SessionLifecycle,
+    session: SessionId,
+    by: &psm_core::ProcessInstance,
+    recording: Option<&psm_core::RecordingCommitment>,
+) {
+    for attempt in 0..3u32 {
+        match control_plane
+            .end_session_committed(session, by, recording)
+            .await
+        {
+            Ok(()) => return,
+            Err(e) if e.is_transient() && attempt < 2 => {
+                tracing::warn!(session_id = %session, error = %e, "EndSession failed; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(500 << attempt)).await;
+            }
+            Err(e) => {
+                tracing::error!(session_id = %session, error = %e,
+                    "EndSession failed; the control plane's watchdog will end the session \
+                     once its heartbeats stop");
+                return;
+            }
+        }
     }
 }
 

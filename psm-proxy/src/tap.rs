@@ -74,10 +74,13 @@ pub enum StreamKind {
     Stderr,
 }
 
-/// What kind of channel.
+/// The transport's type of a channel as it opens (SSH's channel type, RDP's virtual channel),
+/// before anything runs in it. What it comes to carry is [`ChannelPurpose`]; the recording's
+/// description of a channel is `psm_recording::ChannelKind`, which the recorder tap builds from
+/// the two.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum ChannelKind {
+pub enum ChannelType {
     /// A session channel (shell, exec, subsystem).
     Session,
     /// A virtual channel of a graphical session, by its name (RDP's `rdpdr` for the session
@@ -135,13 +138,13 @@ pub struct ChannelInfo {
     /// The user-side channel number (unique within the session).
     pub id: u32,
     /// Its kind.
-    pub kind: ChannelKind,
+    pub kind: ChannelType,
     purpose: Arc<OnceLock<ChannelPurpose>>,
 }
 
 impl ChannelInfo {
     /// A channel whose purpose is not decided yet.
-    pub fn new(id: u32, kind: ChannelKind) -> Self {
+    pub fn new(id: u32, kind: ChannelType) -> Self {
         Self {
             id,
             kind,
@@ -152,8 +155,8 @@ impl ChannelInfo {
     /// What the channel runs ([`ChannelPurpose::Pending`] until the protocol crate decided).
     ///
     /// ```
-    /// use psm_proxy::{ChannelInfo, ChannelKind, ChannelPurpose};
-    /// let channel = ChannelInfo::new(0, ChannelKind::Session);
+    /// use psm_proxy::{ChannelInfo, ChannelType, ChannelPurpose};
+    /// let channel = ChannelInfo::new(0, ChannelType::Session);
     /// assert_eq!(channel.purpose(), &ChannelPurpose::Pending);
     /// channel.clone().set_purpose(ChannelPurpose::Shell);
     /// assert_eq!(channel.purpose(), &ChannelPurpose::Shell);
@@ -262,9 +265,11 @@ pub struct TransferRequest {
     pub protocol: &'static str,
 }
 
-/// A file moved through the session (SFTP or scp).
+/// A file moved through the session (SFTP, scp, RDP drive, printer or clipboard), reported to
+/// taps once it completed or was cut. [`TransferRequest`] is the same transfer asked for before
+/// any byte moves; the recorder writes it down as a `psm_recording::FileTransfer` event.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FileTransfer {
+pub struct TransferReport {
     /// Which way: [`Direction::ToTarget`] is an upload.
     pub direction: Direction,
     /// The path on the target, as the protocol named it.
@@ -391,7 +396,7 @@ pub trait Tap: Send + Sync {
     }
 
     /// A file transfer was seen (completed, or cut when its channel closed).
-    async fn file_transfer(&self, channel: &ChannelInfo, transfer: &FileTransfer) {}
+    async fn file_transfer(&self, channel: &ChannelInfo, transfer: &TransferReport) {}
 
     /// A file operation that moves no bytes (SFTP remove, rename, mkdir, rmdir, setstat,
     /// symlink, hard link) was answered, refused or cut: a recorder writes it down.
@@ -405,14 +410,33 @@ pub trait Tap: Send + Sync {
         RequestVerdict::Allow
     }
 
+    /// The user ended their input on the channel (an SSH EOF: the end of a piped script).
+    /// A tap that holds input back until it can judge it (the policy tap's script mode
+    /// holds a last line without a newline) returns what it now lets go; those bytes pass
+    /// through the later taps' [`Tap::data`] and reach the target before the end of input.
+    async fn input_ended(&self, channel: &ChannelInfo) -> Option<Bytes> {
+        None
+    }
+
     /// The channel's remote process ended.
     async fn exit(&self, channel: &ChannelInfo, exit: &ExitReport) {}
 
     /// A channel closed.
     async fn channel_closed(&self, channel: &ChannelInfo) {}
 
+    /// A database statement was answered or refused (database gateways): a recorder writes
+    /// it down.
+    async fn statement(&self, statement: &psm_recording::DbStatement) {}
+
     /// The session ended. Taps flush here (a recorder seals its file).
     async fn session_ended(&self, info: &SessionInfo, reason: &EndReason) {}
+
+    /// After [`session_ended`](Self::session_ended): what this tap commits to about the
+    /// recording it sealed, which the gateway sends with EndSession so the control plane holds
+    /// it away from the file (docs/threat-model.md M12). Only a recorder has one.
+    fn recording_commitment(&self) -> Option<psm_core::RecordingCommitment> {
+        None
+    }
 }
 
 /// The taps of one session, called in order.
@@ -525,7 +549,7 @@ impl TapSet {
     }
 
     /// Calls `file_transfer` on every tap.
-    pub async fn file_transfer(&self, channel: &ChannelInfo, transfer: &FileTransfer) {
+    pub async fn file_transfer(&self, channel: &ChannelInfo, transfer: &TransferReport) {
         for t in &self.taps {
             t.file_transfer(channel, transfer).await;
         }
@@ -536,6 +560,39 @@ impl TapSet {
         for t in &self.taps {
             t.file_operation(channel, operation).await;
         }
+    }
+
+    /// Calls `input_ended` on every tap; returns the bytes to write to the target before
+    /// the end of input, each released piece having passed the taps after the one that held
+    /// it.
+    pub async fn input_ended(&self, channel: &ChannelInfo) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        for (i, t) in self.taps.iter().enumerate() {
+            let Some(mut current) = t.input_ended(channel).await else {
+                continue;
+            };
+            let mut dropped = false;
+            for later in &self.taps[i + 1..] {
+                let event = DataEvent {
+                    direction: Direction::ToTarget,
+                    stream: StreamKind::Stdout,
+                    bytes: &current,
+                    hidden: false,
+                };
+                match later.data(channel, &event).await {
+                    DataVerdict::Forward => {}
+                    DataVerdict::Drop => {
+                        dropped = true;
+                        break;
+                    }
+                    DataVerdict::Replace(b) => current = b,
+                }
+            }
+            if !dropped && !current.is_empty() {
+                out.push(current);
+            }
+        }
+        out
     }
 
     /// Calls `exit` on every tap.
@@ -552,11 +609,23 @@ impl TapSet {
         }
     }
 
+    /// Calls `statement` on every tap.
+    pub async fn statement(&self, statement: &psm_recording::DbStatement) {
+        for t in &self.taps {
+            t.statement(statement).await;
+        }
+    }
+
     /// Calls `session_ended` on every tap.
     pub async fn session_ended(&self, info: &SessionInfo, reason: &EndReason) {
         for t in &self.taps {
             t.session_ended(info, reason).await;
         }
+    }
+
+    /// The first tap's commitment to a sealed recording (see [`Tap::recording_commitment`]).
+    pub fn recording_commitment(&self) -> Option<psm_core::RecordingCommitment> {
+        self.taps.iter().find_map(|t| t.recording_commitment())
     }
 }
 

@@ -1,7 +1,8 @@
 //! Issue 17's command-policy attacks, typed into a real interactive bash (readline,
 //! Debian's `/etc/inputrc`) in a real pty, with the tracker fed exactly the bytes that went
-//! each way (the harness of `policy_bash.rs`). Every test here failed on the tracker and
-//! engine before the fix: the attack line was judged `allow` (or not at all).
+//! each way (the harness in `harness/bash.rs`, shared with `policy_bash.rs`). Every test
+//! here failed on the tracker and engine before the fix: the attack line was judged
+//! `allow` (or not at all).
 //!
 //! The commands run for real, on files in a temporary directory, so each test also checks
 //! that bash ran what was judged: the "blocked" command is a harmless `touch` of a flag
@@ -9,16 +10,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{Read, Write};
+#[path = "harness/bash.rs"]
+mod bash;
+
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
-use psm_core::policy::{
-    Action, Decision, Incomplete, LineSource, Policy, PolicyEvent, SessionScope,
-};
-use psm_proxy::tracker::{CommandTracker, DEFAULT_MAX_LINE, Feed, TrackerConfig};
+use bash::Bash;
+use psm_core::policy::{Action, Incomplete, LineSource, PolicyEvent};
+use psm_proxy::tracker::DEFAULT_MAX_LINE;
 
 /// docs/policy.md's example, on paths in the test's directory `d`: `rm -rf D/tmp/*` is
 /// allowed, other recursive deletes need approval, touching `D/psm-flag` (our stand-in for
@@ -46,210 +46,6 @@ action = "terminate"
 message = "stand-in for shutdown -h now"
 "#
     )
-}
-
-struct Bash {
-    child: Child,
-    stdin: ChildStdin,
-    rx: Receiver<Vec<u8>>,
-    tracker: CommandTracker,
-    decisions: Vec<Decision>,
-    screen_log: Vec<u8>,
-    wait_for_echo: bool,
-    dir: tempfile::TempDir,
-}
-
-fn require(tool: &str, package: &str) {
-    let ok = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(
-        ok,
-        "`{tool}` is missing: install the Debian package `{package}`"
-    );
-}
-
-impl Bash {
-    /// A bash whose tracker judges with the policy `rules` builds from the temporary
-    /// directory (rules name paths in it), reading lines of at most `max_line` characters.
-    fn start_with(
-        wait_for_echo: bool,
-        rules: impl FnOnce(&Path) -> String,
-        max_line: usize,
-    ) -> Self {
-        require("script", "util-linux");
-        require("bash", "bash");
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new("script")
-            .args([
-                "-qf",
-                "-c",
-                "stty cols 100 rows 30; exec bash --norc --noprofile -i",
-                "/dev/null",
-            ])
-            .env_clear()
-            .env("TERM", "xterm")
-            .env("PS1", "psm$ ")
-            .env("HOME", dir.path())
-            .env("HISTFILE", dir.path().join("history"))
-            .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
-            .env("LANG", "C.UTF-8")
-            .current_dir(dir.path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start script(1)");
-        let stdin = child.stdin.take().unwrap();
-        let mut stdout = child.stdout.take().unwrap();
-        let (tx, rx) = channel();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stdout.read(&mut buf) {
-                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
-                    break;
-                }
-            }
-        });
-        let policy = Policy::from_toml(&rules(dir.path())).unwrap();
-        let tracker = CommandTracker::new(
-            policy.for_session(&SessionScope::new("bash", ["ops"])),
-            TrackerConfig {
-                cols: 100,
-                rows: 30,
-                wait_for_echo,
-                max_line,
-            },
-        );
-        let mut bash = Self {
-            child,
-            stdin,
-            rx,
-            tracker,
-            decisions: Vec::new(),
-            screen_log: Vec::new(),
-            wait_for_echo,
-            dir,
-        };
-        bash.until("psm$ ");
-        bash
-    }
-
-    fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn output(&mut self, chunk: &[u8]) {
-        self.screen_log.extend_from_slice(chunk);
-        self.tracker.output(chunk, &mut self.decisions);
-    }
-
-    /// Reads output until none came for `quiet`, waiting at most `first` for the first chunk.
-    fn pump(&mut self, first: Duration, quiet: Duration) {
-        let mut wait = first;
-        loop {
-            match self.rx.recv_timeout(wait) {
-                Ok(chunk) => {
-                    self.output(&chunk);
-                    wait = quiet;
-                }
-                Err(RecvTimeoutError::Timeout) => return,
-                Err(RecvTimeoutError::Disconnected) => return,
-            }
-        }
-    }
-
-    /// Reads output until `needle` appears in what arrived since the call.
-    fn until(&mut self, needle: &str) {
-        let start = self.screen_log.len();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !String::from_utf8_lossy(&self.screen_log[start..]).contains(needle) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.rx.recv_timeout(left) {
-                Ok(chunk) => self.output(&chunk),
-                Err(_) => panic!(
-                    "{needle:?} never came; output so far: {:?}",
-                    String::from_utf8_lossy(&self.screen_log)
-                ),
-            }
-        }
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        self.stdin.write_all(bytes).unwrap();
-        self.stdin.flush().unwrap();
-    }
-
-    /// Sends bytes the way a proxy tap would: the tracker sees them first, and a
-    /// `WaitForEcho` holds the Enter until the echo is on the screen.
-    fn send(&mut self, bytes: &[u8]) {
-        let mut rest = bytes;
-        loop {
-            match self.tracker.input(rest, false, &mut self.decisions) {
-                Feed::All => {
-                    self.write(rest);
-                    return;
-                }
-                Feed::WaitForEcho { consumed } => {
-                    assert!(self.wait_for_echo);
-                    self.write(&rest[..consumed]);
-                    let deadline = Instant::now() + Duration::from_secs(3);
-                    while !self.tracker.echo_ready() && Instant::now() < deadline {
-                        if let Ok(chunk) = self.rx.recv_timeout(Duration::from_millis(50)) {
-                            self.output(&chunk);
-                        }
-                    }
-                    if !self.tracker.echo_ready() {
-                        self.tracker.echo_timeout();
-                    }
-                    rest = &rest[consumed..];
-                }
-            }
-        }
-    }
-
-    /// One key, as a person types it: sent, then its echo read.
-    fn key(&mut self, bytes: &[u8]) {
-        self.send(bytes);
-        self.pump(Duration::from_millis(500), Duration::from_millis(30));
-    }
-
-    fn keys(&mut self, text: &str) {
-        for c in text.chars() {
-            let mut b = [0; 4];
-            self.key(c.encode_utf8(&mut b).as_bytes());
-        }
-    }
-
-    /// Enter, then the output until the next prompt.
-    fn enter(&mut self) {
-        self.send(b"\r");
-        self.until("psm$ ");
-        self.pump(Duration::from_millis(50), Duration::from_millis(30));
-    }
-
-    /// The command decisions: line, action, late, source.
-    fn commands(&self) -> Vec<(String, Action, bool, LineSource)> {
-        self.decisions
-            .iter()
-            .filter_map(|d| match &d.event {
-                PolicyEvent::Command {
-                    line, late, source, ..
-                } => Some((line.clone(), d.action, *late, *source)),
-                _ => None,
-            })
-            .collect()
-    }
-}
-
-impl Drop for Bash {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn flag(b: &Bash) -> String {
@@ -490,4 +286,81 @@ fn h3_a_fake_paste_to_a_shell_without_bracketed_paste_is_judged() {
         Path::new(&flag).exists(),
         "sh ran the line the tracker judged"
     );
+}
+
+/// The decisions the rule `no-flag` terminated, as (event kind, line if any).
+fn terminated(b: &Bash) -> Vec<(bool, Option<String>)> {
+    b.decisions
+        .iter()
+        .filter(|d| d.action == Action::Terminate)
+        .map(|d| {
+            (
+                matches!(d.event, PolicyEvent::UnechoedInput { .. }),
+                d.command_line().map(str::to_owned),
+            )
+        })
+        .collect()
+}
+
+/// H1: after `printf '\e[?1049h'` (the alternate screen, as tmux, screen and vim use)
+/// every Enter was only checked for vi `:!`. Now a line at a shell prompt there is judged
+/// before its Enter, as anywhere.
+#[test]
+fn h1_a_line_on_the_alternate_screen_is_judged_at_its_prompt() {
+    let mut b = Bash::start_with(true, docs_rules, DEFAULT_MAX_LINE);
+    let flag = flag(&b);
+    b.keys("printf '\\e[?1049h'");
+    b.enter();
+    b.decisions.clear();
+    b.keys(&format!("touch {flag}"));
+    // The harness forwards the Enter after the tracker has read it: what is decided by
+    // the time `send` returns was decided before the Enter reached bash.
+    b.send(b"\r");
+    assert_eq!(
+        terminated(&b),
+        vec![(false, Some(format!("touch {flag}")))],
+        "{:?}; screen {:?}",
+        b.decisions,
+        screen(&b)
+    );
+    b.until("psm$ ");
+}
+
+/// H2: `PS1='password: '` hid every later line from the policy. The first key is still
+/// taken as hidden (the echo has not come), but the echo shows the prompt echoes: the line
+/// is judged with its text, before its Enter.
+#[test]
+fn h2_a_password_looking_prompt_hides_no_command() {
+    let mut b = Bash::start_with(true, docs_rules, DEFAULT_MAX_LINE);
+    let flag = flag(&b);
+    b.keys("PS1='password: '");
+    b.send(b"\r");
+    b.until("password: ");
+    b.pump(Duration::from_millis(50), Duration::from_millis(30));
+    b.decisions.clear();
+    b.keys(&format!("touch {flag}"));
+    b.send(b"\r");
+    assert_eq!(
+        terminated(&b),
+        vec![(false, Some(format!("touch {flag}")))],
+        "{:?}; screen {:?}",
+        b.decisions,
+        screen(&b)
+    );
+}
+
+/// M2: after `stty -echo`, the line was judged only when the output moved past it: the
+/// command had run. Now, the keys being certain, it is judged before its Enter (without
+/// its text: a line typed without echo may be a secret).
+#[test]
+fn m2_with_echo_off_the_keys_are_judged_before_the_enter() {
+    let mut b = Bash::start_with(true, docs_rules, DEFAULT_MAX_LINE);
+    let flag = flag(&b);
+    b.keys("stty -echo");
+    b.enter();
+    b.decisions.clear();
+    b.keys(&format!("touch {flag}"));
+    b.send(b"\r");
+    assert_eq!(terminated(&b), vec![(true, None)], "{:?}", b.decisions);
+    assert!(!format!("{:?}", b.decisions).contains("psm-flag"));
 }

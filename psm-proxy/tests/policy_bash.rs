@@ -9,14 +9,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
-use std::time::{Duration, Instant};
+#[path = "harness/bash.rs"]
+mod bash;
 
-use psm_core::policy::{Action, Decision, LineSource, Policy, PolicyEvent, SessionScope};
-use psm_proxy::tracker::{CommandTracker, Feed, TrackerConfig};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bash::Bash;
+use psm_core::policy::{Action, Decision, LineSource, PolicyEvent};
+use psm_proxy::tracker::DEFAULT_MAX_LINE;
 
 const RULES: &str = r#"
 unechoed_input = "alert"
@@ -33,207 +34,16 @@ glob = "echo psm-secret-marker*"
 action = "alert"
 "#;
 
-struct Bash {
-    child: Child,
-    stdin: ChildStdin,
-    rx: Receiver<Vec<u8>>,
-    tracker: CommandTracker,
-    decisions: Vec<Decision>,
-    screen_log: Vec<u8>,
-    wait_for_echo: bool,
-    dir: tempfile::TempDir,
+/// A bash judged by `RULES`.
+fn start(wait_for_echo: bool) -> Bash {
+    Bash::start_with(wait_for_echo, |_| RULES.to_owned(), DEFAULT_MAX_LINE)
 }
 
-fn require(tool: &str, package: &str) {
-    let ok = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(
-        ok,
-        "`{tool}` is missing: install the Debian package `{package}`"
-    );
-}
-
-impl Bash {
-    fn start(wait_for_echo: bool) -> Self {
-        require("script", "util-linux");
-        require("bash", "bash");
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new("script")
-            .args([
-                "-qf",
-                "-c",
-                "stty cols 100 rows 30; exec bash --norc --noprofile -i",
-                "/dev/null",
-            ])
-            .env_clear()
-            .env("TERM", "xterm")
-            .env("PS1", "psm$ ")
-            .env("HOME", dir.path())
-            .env("HISTFILE", dir.path().join("history"))
-            .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
-            .env("LANG", "C.UTF-8")
-            .current_dir(dir.path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start script(1)");
-        let stdin = child.stdin.take().unwrap();
-        let mut stdout = child.stdout.take().unwrap();
-        let (tx, rx) = channel();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stdout.read(&mut buf) {
-                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
-                    break;
-                }
-            }
-        });
-        let policy = Policy::from_toml(RULES).unwrap();
-        let tracker = CommandTracker::new(
-            policy.for_session(&SessionScope::new("bash", ["ops"])),
-            TrackerConfig {
-                cols: 100,
-                rows: 30,
-                wait_for_echo,
-                ..TrackerConfig::default()
-            },
-        );
-        let mut bash = Self {
-            child,
-            stdin,
-            rx,
-            tracker,
-            decisions: Vec::new(),
-            screen_log: Vec::new(),
-            wait_for_echo,
-            dir,
-        };
-        bash.until("psm$ ");
-        bash
-    }
-
-    fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn canary(&self) -> PathBuf {
-        let p = self.dir().join("psm-canary");
-        std::fs::create_dir_all(&p).unwrap();
-        p
-    }
-
-    fn output(&mut self, chunk: &[u8]) {
-        self.screen_log.extend_from_slice(chunk);
-        self.tracker.output(chunk, &mut self.decisions);
-    }
-
-    /// Reads output until none came for `quiet`, waiting at most `first` for the first chunk.
-    fn pump(&mut self, first: Duration, quiet: Duration) {
-        let mut wait = first;
-        loop {
-            match self.rx.recv_timeout(wait) {
-                Ok(chunk) => {
-                    self.output(&chunk);
-                    wait = quiet;
-                }
-                Err(RecvTimeoutError::Timeout) => return,
-                Err(RecvTimeoutError::Disconnected) => return,
-            }
-        }
-    }
-
-    /// Reads output until `needle` appears in what arrived since the call.
-    fn until(&mut self, needle: &str) {
-        let start = self.screen_log.len();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !String::from_utf8_lossy(&self.screen_log[start..]).contains(needle) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.rx.recv_timeout(left) {
-                Ok(chunk) => self.output(&chunk),
-                Err(_) => panic!(
-                    "{needle:?} never came; output so far: {:?}",
-                    String::from_utf8_lossy(&self.screen_log)
-                ),
-            }
-        }
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        self.stdin.write_all(bytes).unwrap();
-        self.stdin.flush().unwrap();
-    }
-
-    /// Sends bytes the way a proxy tap would: the tracker sees them first, and a
-    /// `WaitForEcho` holds the Enter until the echo is on the screen.
-    fn send(&mut self, bytes: &[u8]) {
-        let mut rest = bytes;
-        loop {
-            match self.tracker.input(rest, false, &mut self.decisions) {
-                Feed::All => {
-                    self.write(rest);
-                    return;
-                }
-                Feed::WaitForEcho { consumed } => {
-                    assert!(self.wait_for_echo);
-                    self.write(&rest[..consumed]);
-                    let deadline = Instant::now() + Duration::from_secs(3);
-                    while !self.tracker.echo_ready() && Instant::now() < deadline {
-                        if let Ok(chunk) = self.rx.recv_timeout(Duration::from_millis(50)) {
-                            self.output(&chunk);
-                        }
-                    }
-                    if !self.tracker.echo_ready() {
-                        self.tracker.echo_timeout();
-                    }
-                    rest = &rest[consumed..];
-                }
-            }
-        }
-    }
-
-    /// One key, as a person types it: sent, then its echo read.
-    fn key(&mut self, bytes: &[u8]) {
-        self.send(bytes);
-        self.pump(Duration::from_millis(500), Duration::from_millis(30));
-    }
-
-    fn keys(&mut self, text: &str) {
-        for c in text.chars() {
-            let mut b = [0; 4];
-            self.key(c.encode_utf8(&mut b).as_bytes());
-        }
-    }
-
-    /// Enter, then the output until the next prompt.
-    fn enter(&mut self) {
-        self.send(b"\r");
-        self.until("psm$ ");
-        self.pump(Duration::from_millis(50), Duration::from_millis(30));
-    }
-
-    fn commands(&self) -> Vec<(String, Action, bool, LineSource)> {
-        self.decisions
-            .iter()
-            .filter_map(|d| match &d.event {
-                PolicyEvent::Command {
-                    line, late, source, ..
-                } => Some((line.clone(), d.action, *late, *source)),
-                _ => None,
-            })
-            .collect()
-    }
-}
-
-impl Drop for Bash {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A directory for the wipe to remove.
+fn canary(b: &Bash) -> PathBuf {
+    let p = b.dir().join("psm-canary");
+    std::fs::create_dir_all(&p).unwrap();
+    p
 }
 
 fn wipe_line(b: &Bash) -> String {
@@ -260,8 +70,8 @@ fn assert_canary_gone(b: &Bash) {
 
 #[test]
 fn backspace_and_ctrl_h() {
-    let mut b = Bash::start(false);
-    let canary = b.canary();
+    let mut b = start(false);
+    let canary = canary(&b);
     b.key(b"r");
     b.key(b"\x7f");
     b.keys("rm -rf ");
@@ -276,8 +86,8 @@ fn backspace_and_ctrl_h() {
 
 #[test]
 fn ctrl_u_and_ctrl_w_retyping() {
-    let mut b = Bash::start(false);
-    let canary = b.canary();
+    let mut b = start(false);
+    let canary = canary(&b);
     b.keys("echo harmless");
     b.key(b"\x15");
     b.keys("rm -rf /tmp/not-this-one");
@@ -290,8 +100,8 @@ fn ctrl_u_and_ctrl_w_retyping() {
 
 #[test]
 fn cursor_keys_insert_home_end_delete() {
-    let mut b = Bash::start(false);
-    let canary = b.canary();
+    let mut b = start(false);
+    let canary = canary(&b);
     let path = canary.display().to_string();
     // "xm -rf PATHz": fix the first letter with Home + Delete + insert, the last with End
     // + backspace, and one in the middle with left arrows.
@@ -313,14 +123,14 @@ fn cursor_keys_insert_home_end_delete() {
 
 #[test]
 fn history_recall_reads_the_screen() {
-    let mut b = Bash::start(false);
-    b.canary();
+    let mut b = start(false);
+    canary(&b);
     let wipe = wipe_line(&b);
     b.keys(&wipe);
     b.enter();
     b.keys("echo between");
     b.enter();
-    b.canary();
+    canary(&b);
     b.key(b"\x1b[A");
     b.key(b"\x1b[A");
     b.enter();
@@ -335,7 +145,7 @@ fn history_recall_reads_the_screen() {
 
 #[test]
 fn tab_completion_reads_the_screen() {
-    let mut b = Bash::start(false);
+    let mut b = start(false);
     let target = b.dir().join("psm-canary-completion-target");
     std::fs::create_dir_all(&target).unwrap();
     let partial = format!("rm -rf {}/psm-canary-compl", b.dir().display());
@@ -366,8 +176,8 @@ fn tab_completion_reads_the_screen() {
 
 #[test]
 fn backslash_continuation_is_judged_whole() {
-    let mut b = Bash::start(false);
-    let canary = b.canary();
+    let mut b = start(false);
+    let canary = canary(&b);
     b.keys("rm -rf \\");
     b.send(b"\r");
     b.until("> ");
@@ -382,8 +192,8 @@ fn backslash_continuation_is_judged_whole() {
 
 #[test]
 fn bracketed_paste() {
-    let mut b = Bash::start(false);
-    b.canary();
+    let mut b = start(false);
+    canary(&b);
     let wipe = wipe_line(&b);
     b.key(format!("\x1b[200~{wipe}\x1b[201~").as_bytes());
     b.enter();
@@ -403,8 +213,8 @@ fn quoting_spacing_and_paths_normalise() {
         "sudo() { \"$@\"; }; sudo rm -rf {}",
         "LC_ALL=C command rm -rf {} 2>/dev/null",
     ] {
-        let mut b = Bash::start(false);
-        let canary = b.canary();
+        let mut b = start(false);
+        let canary = canary(&b);
         let line = variant.replace("{}", &canary.display().to_string());
         b.keys(&line);
         b.enter();
@@ -418,8 +228,8 @@ fn quoting_spacing_and_paths_normalise() {
 
 #[test]
 fn ctrl_c_abandons_the_line() {
-    let mut b = Bash::start(false);
-    let canary = b.canary();
+    let mut b = start(false);
+    let canary = canary(&b);
     b.keys(&wipe_line(&b));
     b.key(b"\x03");
     b.pump(Duration::from_millis(300), Duration::from_millis(50));
@@ -433,8 +243,8 @@ fn ctrl_c_abandons_the_line() {
 
 #[test]
 fn burst_without_waiting_is_judged_late_from_the_screen() {
-    let mut b = Bash::start(false);
-    b.canary();
+    let mut b = start(false);
+    canary(&b);
     let wipe = wipe_line(&b);
     b.send(format!("{wipe}\r").as_bytes());
     b.until("psm$ ");
@@ -448,8 +258,8 @@ fn burst_without_waiting_is_judged_late_from_the_screen() {
 
 #[test]
 fn burst_with_waiting_is_judged_before_the_enter() {
-    let mut b = Bash::start(true);
-    b.canary();
+    let mut b = start(true);
+    canary(&b);
     let wipe = wipe_line(&b);
     b.send(format!("{wipe}\r").as_bytes());
     b.until("psm$ ");
@@ -460,10 +270,10 @@ fn burst_with_waiting_is_judged_before_the_enter() {
 
 #[test]
 fn stty_echo_off_is_reported_without_text_and_still_judged() {
-    let mut b = Bash::start(false);
+    let mut b = start(false);
     b.keys("stty -echo");
     b.enter();
-    b.canary();
+    canary(&b);
     let wipe = wipe_line(&b);
     b.keys(&wipe);
     b.enter();
@@ -481,9 +291,9 @@ fn stty_echo_off_is_reported_without_text_and_still_judged() {
 
 #[test]
 fn vi_bang_command() {
-    require("vim", "vim");
-    let mut b = Bash::start(false);
-    b.canary();
+    bash::require("vim", "vim");
+    let mut b = start(false);
+    canary(&b);
     let wipe = wipe_line(&b);
     b.keys("vim -u NONE -N");
     b.send(b"\r");

@@ -179,6 +179,60 @@ impl PolicyAction {
     }
 }
 
+/// A database statement the user sent through the session, and what came of it: one event
+/// per statement, written when the target answered it (or when the gateway refused it).
+///
+/// ```
+/// use psm_recording::{DbError, DbStatement, EventKind};
+/// let s = DbStatement {
+///     database: "app".into(),
+///     text: "DELETE FROM orders WHERE id = $1".into(),
+///     parameters: vec![Some("42".into())],
+///     tag: Some("DELETE 1".into()),
+///     rows: Some(1),
+///     ..DbStatement::default()
+/// };
+/// assert!(s.error.is_none());
+/// let _ = EventKind::DbStatement(Box::new(s));
+/// let _ = DbError { code: "42P01".into(), message: "relation \"x\" does not exist".into() };
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct DbStatement {
+    /// The database it ran in.
+    pub database: String,
+    /// Its text, as the client sent it (a simple query, or a prepared statement's text).
+    pub text: String,
+    /// The prepared statement it ran as (extended protocol); `None`: a simple query or the
+    /// unnamed statement.
+    pub prepared: Option<String>,
+    /// The bound parameters, as text (binary ones as `\x` and hex); `None` is SQL NULL.
+    pub parameters: Vec<Option<String>>,
+    /// The statement's class as the gateway's policy saw it (`drop`, `delete-without-where`,
+    /// `select`, ...); empty when it was not classified.
+    pub class: String,
+    /// From the statement leaving for the target to its completion, in microseconds.
+    pub duration_us: u64,
+    /// The command tag the target answered (`INSERT 0 1`, `SELECT 3`).
+    pub tag: Option<String>,
+    /// Rows affected or returned, as the command tag counts them.
+    pub rows: Option<u64>,
+    /// The result's column names (the result summary).
+    pub columns: Vec<String>,
+    /// Rows the target returned to the client.
+    pub rows_returned: u64,
+    /// The error the statement ended with (the target's, or the gateway's refusal).
+    pub error: Option<DbError>,
+}
+
+/// An error a database statement ended with.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct DbError {
+    /// The SQLSTATE code (`42P01`).
+    pub code: String,
+    /// The message.
+    pub message: String,
+}
+
 /// What a live viewer may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ViewerMode {
@@ -313,6 +367,8 @@ pub enum EventKind {
         /// Who.
         viewer: String,
     },
+    /// A database statement ran (or was refused).
+    DbStatement(Box<DbStatement>),
     /// The session ended.
     SessionEnd {
         /// Why (`client disconnected`, `terminated by admin`, ...).

@@ -6,8 +6,9 @@ use crate::event::TermSize;
 use crate::format::codec::put_uvarint;
 use crate::format::frame::{self, KIND_CHUNK, KIND_HEADER, KIND_TRAILER, write_frame};
 use crate::format::header::{self as header_codec, HeaderFrame};
-use crate::header::{Header, Protocol};
+use crate::header::Header;
 use crate::keys::SigningKey;
+use psm_core::Protocol;
 
 /// A fixed key, so runs are reproducible.
 pub fn key() -> SigningKey {

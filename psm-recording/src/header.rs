@@ -8,46 +8,81 @@ use time::OffsetDateTime;
 
 use crate::event::TermSize;
 
-/// The protocol of the recorded session.
+pub use psm_core::Protocol;
+
+/// What a recording is of: a session of one of the control plane's protocols
+/// ([`psm_core::Protocol`]), a terminal recorded elsewhere and imported (asciicast), or a
+/// protocol a newer writer knew and this reader does not.
+///
+/// ```
+/// use psm_recording::{Protocol, RecordedProtocol};
+/// assert_eq!(RecordedProtocol::from_name("rdp"), Protocol::Rdp);
+/// assert_eq!(RecordedProtocol::from(Protocol::Ssh).as_str(), "ssh");
+/// assert_eq!(RecordedProtocol::from_name("vnc"), RecordedProtocol::Other("vnc".into()));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Protocol {
-    /// SSH.
-    Ssh,
-    /// RDP.
-    Rdp,
-    /// Telnet.
-    Telnet,
+pub enum RecordedProtocol {
+    /// A session through a PSM gateway.
+    Session(Protocol),
     /// A local terminal (e.g. imported from asciicast).
     Terminal,
-    /// Anything else, by name (lower case, e.g. `vnc`, `postgres`).
+    /// Anything else, by its stored name (lower case, e.g. `telnet`, `vnc`).
     Other(String),
 }
 
-impl Protocol {
-    /// The name stored in the file: `ssh`, `rdp`, `telnet`, `terminal` or the other name.
+impl RecordedProtocol {
+    /// The name stored in the file: the session protocol's name (`ssh`, `rdp`, ...),
+    /// `terminal`, or the other name.
     pub fn as_str(&self) -> &str {
         match self {
-            Protocol::Ssh => "ssh",
-            Protocol::Rdp => "rdp",
-            Protocol::Telnet => "telnet",
-            Protocol::Terminal => "terminal",
-            Protocol::Other(s) => s,
+            RecordedProtocol::Session(p) => p.as_str(),
+            RecordedProtocol::Terminal => "terminal",
+            RecordedProtocol::Other(s) => s,
         }
     }
 
-    /// Parses a stored name (unknown names become [`Protocol::Other`]).
+    /// Parses a stored name (unknown names become [`RecordedProtocol::Other`]).
     pub fn from_name(name: &str) -> Self {
         match name {
-            "ssh" => Protocol::Ssh,
-            "rdp" => Protocol::Rdp,
-            "telnet" => Protocol::Telnet,
-            "terminal" => Protocol::Terminal,
-            other => Protocol::Other(other.to_owned()),
+            "terminal" => RecordedProtocol::Terminal,
+            other => match other.parse::<Protocol>() {
+                Ok(p) => RecordedProtocol::Session(p),
+                Err(_) => RecordedProtocol::Other(other.to_owned()),
+            },
+        }
+    }
+
+    /// Whether the recording is of a desktop (pictures rather than a terminal): RDP, VNC.
+    pub fn is_graphical(&self) -> bool {
+        match self {
+            RecordedProtocol::Session(p) => *p == Protocol::Rdp,
+            RecordedProtocol::Other(name) => name == "vnc",
+            RecordedProtocol::Terminal => false,
+        }
+    }
+
+    /// The session protocol, for recordings of PSM sessions.
+    pub fn session(&self) -> Option<Protocol> {
+        match self {
+            RecordedProtocol::Session(p) => Some(*p),
+            _ => None,
         }
     }
 }
 
-impl fmt::Display for Protocol {
+impl From<Protocol> for RecordedProtocol {
+    fn from(p: Protocol) -> Self {
+        RecordedProtocol::Session(p)
+    }
+}
+
+impl PartialEq<Protocol> for RecordedProtocol {
+    fn eq(&self, other: &Protocol) -> bool {
+        self.session() == Some(*other)
+    }
+}
+
+impl fmt::Display for RecordedProtocol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
@@ -61,8 +96,8 @@ pub struct Header {
     pub session_id: SessionId,
     /// Wall-clock start, stored with microsecond precision. Event times count from here.
     pub started_at: OffsetDateTime,
-    /// Protocol.
-    pub protocol: Protocol,
+    /// What it is a recording of.
+    pub protocol: RecordedProtocol,
     /// The PSM user who opened the session.
     pub user: String,
     /// The target (its name or `account@host:port`).
@@ -82,7 +117,7 @@ impl Header {
     /// A header for a session starting now, with no terminal and no metadata.
     pub fn new(
         session_id: SessionId,
-        protocol: Protocol,
+        protocol: impl Into<RecordedProtocol>,
         user: impl Into<String>,
         target: impl Into<String>,
         writer: impl Into<String>,
@@ -90,7 +125,7 @@ impl Header {
         Self {
             session_id,
             started_at: truncate_to_micros(OffsetDateTime::now_utc()),
-            protocol,
+            protocol: protocol.into(),
             user: user.into(),
             target: target.into(),
             terminal: None,

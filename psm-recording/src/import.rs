@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use crate::error::RecordingError;
 use crate::event::{ChannelId, Event, EventKind, Stream, TermSize};
-use crate::header::{Header, Protocol};
+use crate::header::{Header, RecordedProtocol};
 use crate::keys::SigningKey;
 use crate::time::Micros;
 use crate::writer::{BlockingWriter, FinishedRecording, RecordingSink, WriterConfig};
@@ -234,7 +234,7 @@ pub fn import_asciicast<R: BufRead>(
     let h = cast.header().clone();
     let mut header = Header::new(
         meta.session_id,
-        Protocol::Terminal,
+        RecordedProtocol::Terminal,
         meta.user,
         meta.target,
         format!("psm import (asciicast v2)/{}", env!("CARGO_PKG_VERSION")),

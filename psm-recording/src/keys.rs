@@ -79,6 +79,272 @@ impl SigningKey {
     pub(crate) fn sign(&self, msg: &[u8]) -> [u8; 64] {
         self.0.sign(msg).to_bytes()
     }
+
+    /// Signs a document other than a recording's frames (a recording set's manifest): the
+    /// signed message is `context`, a NUL byte, then `document`, so no signature made for
+    /// one purpose verifies for another (a frame's context is `psmr v2 frame signature`).
+    pub fn sign_detached(&self, context: &str, document: &[u8]) -> DetachedSignature {
+        DetachedSignature {
+            signer: self.verifying_key(),
+            signature: self.sign(&detached_message(context, document)),
+        }
+    }
+}
+
+fn detached_message(context: &str, document: &[u8]) -> Vec<u8> {
+    let mut msg = Vec::with_capacity(context.len() + 1 + document.len());
+    msg.extend_from_slice(context.as_bytes());
+    msg.push(0);
+    msg.extend_from_slice(document);
+    msg
+}
+
+const DETACHED_HEADER: &str = "psm-detached-signature v1";
+
+/// A signature over a whole document, kept beside it (`manifest.sig` beside
+/// `manifest.json`), with the public key that made it. Its text form:
+///
+/// ```text
+/// psm-detached-signature v1
+/// signer psmr-signing-public:<64 hex>
+/// signature <128 hex>
+/// ```
+///
+/// ```
+/// use psm_recording::{SigningKey, keys::DetachedSignature};
+/// let key = SigningKey::generate()?;
+/// let sig = key.sign_detached("psm manifest v1", b"{...}");
+/// let again = DetachedSignature::from_text(&sig.to_text())?;
+/// assert_eq!(again.verify("psm manifest v1", b"{...}", &[key.verifying_key()])?, key.verifying_key());
+/// assert!(again.verify("psm manifest v1", b"{..!}", &[key.verifying_key()]).is_err());
+/// assert!(again.verify("psm manifest v1", b"{...}", &[SigningKey::generate()?.verifying_key()]).is_err());
+/// # Ok::<(), psm_recording::RecordingError>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DetachedSignature {
+    /// The key that signed.
+    pub signer: VerifyingKey,
+    /// The Ed25519 signature.
+    pub signature: [u8; 64],
+}
+
+impl DetachedSignature {
+    /// Longest text form read.
+    pub const MAX_TEXT_LEN: usize = 1024;
+
+    /// The text form (three lines).
+    pub fn to_text(&self) -> String {
+        format!(
+            "{DETACHED_HEADER}\nsigner {}\nsignature {}\n",
+            self.signer,
+            hex::encode(self.signature)
+        )
+    }
+
+    /// Parses the text form.
+    pub fn from_text(text: &str) -> Result<Self, RecordingError> {
+        let bad =
+            |why: &str| RecordingError::InvalidKey(format!("not a detached signature: {why}"));
+        if text.len() > Self::MAX_TEXT_LEN {
+            return Err(bad("too long"));
+        }
+        let mut lines = text.lines();
+        if lines.next().map(str::trim) != Some(DETACHED_HEADER) {
+            return Err(bad("the first line must be \"psm-detached-signature v1\""));
+        }
+        let signer = lines
+            .next()
+            .and_then(|l| l.trim().strip_prefix("signer "))
+            .ok_or_else(|| bad("no signer line"))?;
+        let signer = VerifyingKey::from_text(signer)?;
+        let sig = lines
+            .next()
+            .and_then(|l| l.trim().strip_prefix("signature "))
+            .ok_or_else(|| bad("no signature line"))?;
+        let mut signature = [0u8; 64];
+        hex::decode_to_slice(sig, &mut signature)
+            .map_err(|_| bad("the signature must be 128 hex digits"))?;
+        if lines.any(|l| !l.trim().is_empty()) {
+            return Err(bad("more than three lines"));
+        }
+        Ok(Self { signer, signature })
+    }
+
+    /// Checks that one of `trusted` signed `document` for `context`; returns that key.
+    pub fn verify(
+        &self,
+        context: &str,
+        document: &[u8],
+        trusted: &[VerifyingKey],
+    ) -> Result<VerifyingKey, RecordingError> {
+        if !trusted.contains(&self.signer) {
+            return Err(RecordingError::UntrustedSigner {
+                found: self.signer.to_string(),
+            });
+        }
+        if !self
+            .signer
+            .verify(&detached_message(context, document), &self.signature)
+        {
+            return Err(RecordingError::InvalidKey(format!(
+                "the signature by {} does not match the document (changed after it was signed)",
+                self.signer
+            )));
+        }
+        Ok(self.signer)
+    }
+}
+
+/// The public keys a node trusts for one purpose, one file each: `DIR/NAME.pub` holding the
+/// key's text form (`psmr-signing-public:...`). Gateways register the key they sign
+/// recordings with, encoders the key they sign recording sets with
+/// ([`crate::layout::LocalLayout::gateway_signers`], [`crate::layout::LocalLayout::encoder_signers`]);
+/// processes sharing a data directory see each other's at once, and an operator adds the
+/// keys of other nodes' processes by copying their `.pub` files, with `psm signers add`, or
+/// through the control plane's RegisterSigner endpoint.
+/// Read again at each use, so a key registered later counts without a restart.
+///
+/// ```
+/// use psm_recording::{SigningKey, keys::SignerRegistry};
+/// let dir = tempfile::tempdir()?;
+/// let reg = SignerRegistry::new(dir.path().join("gateways"));
+/// let key = SigningKey::generate()?.verifying_key();
+/// reg.register("gw-1", &key)?;
+/// assert_eq!(reg.name_of(&key).as_deref(), Some("gw-1"));
+/// assert_eq!(reg.keys(), vec![key]);
+/// assert!(reg.register("../x", &key).is_err());
+/// assert!(reg.remove("gw-1")?);
+/// assert!(reg.keys().is_empty() && !reg.remove("gw-1")?);
+/// assert!(!reg.remove("../gateways/gw-1")?);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignerRegistry {
+    dir: std::path::PathBuf,
+}
+
+/// Most keys a registry reads (a directory with more holds something else).
+const MAX_REGISTERED: usize = 4096;
+
+impl SignerRegistry {
+    /// The registry kept in `dir`.
+    pub fn new(dir: impl Into<std::path::PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// Its directory.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// Registers `key` as `name` (printable ASCII without `/` or `\`, not starting with `.`:
+    /// a process instance's name),
+    /// replacing what that name held. Public keys only: nothing here is secret.
+    pub fn register(&self, name: &str, key: &VerifyingKey) -> Result<(), RecordingError> {
+        Self::check_name(name)?;
+        let io = |what: String| {
+            move |source: std::io::Error| RecordingError::Io {
+                context: what,
+                source,
+            }
+        };
+        std::fs::create_dir_all(&self.dir)
+            .map_err(io(format!("creating {}", self.dir.display())))?;
+        let path = self.dir.join(format!("{name}.pub"));
+        let text = format!("{key}\n");
+        if std::fs::read_to_string(&path).is_ok_and(|t| t == text) {
+            return Ok(());
+        }
+        let temp = self.dir.join(format!(".{name}.pub.tmp"));
+        std::fs::write(&temp, &text).map_err(io(format!("writing {}", temp.display())))?;
+        std::fs::rename(&temp, &path).map_err(io(format!("writing {}", path.display())))
+    }
+
+    /// Whether `name` can name a registered key: printable ASCII without `/` or `\`, not
+    /// starting with `.`, at most 128 bytes (a process instance's name, kept as a file name).
+    pub fn check_name(name: &str) -> Result<(), RecordingError> {
+        let valid = !name.is_empty()
+            && name.len() <= 128
+            && !name.starts_with('.')
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !matches!(b, b'/' | b'\\'));
+        if valid {
+            return Ok(());
+        }
+        Err(RecordingError::InvalidKey(format!(
+            "a signer's name is printable ASCII without '/' or '\\' and does not start \
+             with '.', not {:?}",
+            name.chars().take(64).collect::<String>()
+        )))
+    }
+
+    /// The key registered as `name`, if any.
+    pub fn key_of(&self, name: &str) -> Option<VerifyingKey> {
+        self.entries()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, k)| k)
+    }
+
+    /// Stops trusting what `name` signs: removes its key. `false` when it held none.
+    pub fn remove(&self, name: &str) -> Result<bool, RecordingError> {
+        if Self::check_name(name).is_err() {
+            return Ok(false);
+        }
+        let path = self.dir.join(format!("{name}.pub"));
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(source) => Err(RecordingError::Io {
+                context: format!("removing {}", path.display()),
+                source,
+            }),
+        }
+    }
+
+    /// Every registered key with its name, sorted by name; files that are not a public key
+    /// are skipped (and logged).
+    pub fn entries(&self) -> Vec<(String, VerifyingKey)> {
+        let Ok(dir) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for entry in dir.flatten().take(MAX_REGISTERED) {
+            let file = entry.file_name();
+            let file = file.to_string_lossy();
+            let Some(name) = file.strip_suffix(".pub") else {
+                continue;
+            };
+            if name.starts_with('.') {
+                continue;
+            }
+            let text = match std::fs::read(entry.path()) {
+                Ok(b) if b.len() <= 256 => String::from_utf8_lossy(&b).into_owned(),
+                _ => continue,
+            };
+            match VerifyingKey::from_text(text.trim()) {
+                Ok(k) => out.push((name.to_owned(), k)),
+                Err(e) => tracing::warn!(file = %entry.path().display(), error = %e,
+                    "not a signer's public key; ignored"),
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Every registered key.
+    pub fn keys(&self) -> Vec<VerifyingKey> {
+        self.entries().into_iter().map(|(_, k)| k).collect()
+    }
+
+    /// The name `key` is registered under, if it is.
+    pub fn name_of(&self, key: &VerifyingKey) -> Option<String> {
+        self.entries()
+            .into_iter()
+            .find(|(_, k)| k == key)
+            .map(|(n, _)| n)
+    }
 }
 
 impl fmt::Debug for SigningKey {

@@ -15,6 +15,7 @@ use psm_core::SessionId;
 /// ```text
 /// DATA/recordings/<session-id>.psmr            raw recording, written by a gateway
 /// DATA/exports/<session-id>/manifest.json      written last by the encoder: lists every file
+/// DATA/exports/<session-id>/manifest.sig       the encoder's signature of manifest.json
 /// DATA/exports/<session-id>/<export files>     session.cast, transcript.txt, session.mp4...
 /// ```
 ///
@@ -55,6 +56,14 @@ pub const RAW_EXTENSION: &str = "psmr";
 
 /// The file name of a recording set's manifest, locally (and in the store).
 pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// The file name of the encoder's signature of the manifest (a
+/// [`crate::keys::DetachedSignature`] with the context [`MANIFEST_SIGNATURE_CONTEXT`]),
+/// beside it locally and in the store.
+pub const MANIFEST_SIGNATURE_FILE: &str = "manifest.sig";
+
+/// What a manifest signature signs for (see [`crate::keys::SigningKey::sign_detached`]).
+pub const MANIFEST_SIGNATURE_CONTEXT: &str = "psm recording-set manifest v1";
 
 /// `<id>.psmr`: the file name of a session's raw recording.
 pub fn raw_file_name(id: SessionId) -> String {
@@ -102,6 +111,18 @@ impl LocalLayout {
     /// `DATA/exports/<id>/manifest.json`.
     pub fn manifest(&self, id: SessionId) -> PathBuf {
         self.exports_dir(id).join(MANIFEST_FILE)
+    }
+
+    /// `DATA/keys/signers/gateways`: the public keys of the gateways whose recordings this
+    /// node trusts (see [`crate::keys::SignerRegistry`]).
+    pub fn gateway_signers(&self) -> crate::keys::SignerRegistry {
+        crate::keys::SignerRegistry::new(self.root.join("keys").join("signers").join("gateways"))
+    }
+
+    /// `DATA/keys/signers/encoders`: the public keys of the encoders whose recording sets
+    /// (manifest and exports) this node trusts.
+    pub fn encoder_signers(&self) -> crate::keys::SignerRegistry {
+        crate::keys::SignerRegistry::new(self.root.join("keys").join("signers").join("encoders"))
     }
 
     /// Creates the two directories.

@@ -65,10 +65,11 @@ pub mod writer;
 
 pub use error::{Place, RecordingError};
 pub use event::{
-    ChannelId, ChannelKind, ClipboardDirection, Event, EventKind, FileTransfer, ForwardDirection,
-    Keyframe, PolicyAction, Pty, Record, Stream, TermSize, TransferDirection, ViewerMode,
+    ChannelId, ChannelKind, ClipboardDirection, DbError, DbStatement, Event, EventKind,
+    FileTransfer, ForwardDirection, Keyframe, PolicyAction, Pty, Record, Stream, TermSize,
+    TransferDirection, ViewerMode,
 };
-pub use header::{Header, Protocol};
+pub use header::{Header, Protocol, RecordedProtocol};
 pub use keys::{RecipientPublic, RecipientSecret, SigningKey, VerifyingKey};
 pub use reader::{
     ChunkInfo, ChunkRecords, Ending, Integrity, ReadOptions, Reader, SeekIndexInfo, VerifyOptions,

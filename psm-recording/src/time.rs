@@ -7,7 +7,20 @@ use std::time::Duration;
 use crate::error::RecordingError;
 
 /// A point in a recording, in microseconds since its start (the header's `started_at`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(transparent)]
 pub struct Micros(pub u64);
 
 impl Micros {

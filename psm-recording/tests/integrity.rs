@@ -727,3 +727,43 @@ fn a_chunk_continuing_a_group_without_a_stream_is_refused() {
         );
     }
 }
+
+/// What a gateway commits to at EndSession (`FinishedRecording::final_hash`) is what any
+/// reader finds at the end of the chain, by the trailer or by a full scan, and a copy cut back to an earlier chunk (which alone reads as merely truncated) ends elsewhere.
+#[test]
+fn the_committed_chain_end_is_what_readers_find_and_a_cut_copy_differs() {
+    let key = SigningKey::generate().unwrap();
+    let events = sample_session(24);
+    let (bytes, done) = write_all(&events, &key, small_chunks());
+    assert!(done.chunks >= 3);
+    let r = Reader::from_bytes(bytes.clone(), ReadOptions::default()).unwrap();
+    assert_eq!(r.chain_end(), done.final_hash);
+    let full = ReadOptions {
+        full_scan: true,
+        ..ReadOptions::default()
+    };
+    let report = verify_reader(
+        std::io::Cursor::new(bytes.clone()),
+        &VerifyOptions::default(),
+    )
+    .unwrap();
+    assert!(report.status.is_intact());
+    assert_eq!(report.chain_end, done.final_hash);
+    let scanned = Reader::from_bytes(bytes.clone(), full.clone()).unwrap();
+    assert_eq!(scanned.chain_end(), done.final_hash);
+
+    // Cut right after the second chunk: a valid prefix, signed by the same key.
+    let cut = r.chunks()[2].offset as usize;
+    let report = verify_reader(
+        std::io::Cursor::new(bytes[..cut].to_vec()),
+        &VerifyOptions::trusting(key.verifying_key()),
+    )
+    .unwrap();
+    assert!(
+        matches!(report.status, Integrity::Truncated { .. }),
+        "{}",
+        report.status
+    );
+    assert_eq!(report.signer_trusted, Some(true));
+    assert_ne!(report.chain_end, done.final_hash);
+}

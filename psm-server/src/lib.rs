@@ -23,7 +23,7 @@
 //!     engine.clone(), VaultConfig::default());
 //! let cp = LocalControlPlane::new(engine, vault, PamSettings::default());
 //! let mut keys = ApiKeys::new();
-//! keys.add(Principal { name: "gw".into(), role: Role::Gateway }, &Secret::new("gateway-key-0123456789".into()));
+//! keys.add(Principal::shared("gw", Role::Gateway), &Secret::new("gateway-key-0123456789".into()));
 //!
 //! let dir = tempfile::tempdir()?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -57,6 +57,7 @@ pub mod middleware;
 pub mod node;
 pub mod openapi;
 pub mod refusals;
+pub mod report;
 pub mod routes;
 mod serve;
 pub mod siem;
@@ -120,6 +121,10 @@ pub fn router(state: AppState) -> Router {
         .route(path::REVOKE_ROLE, post(directory::revoke_role))
         .route(path::TARGETS_OF_ROLES, post(directory::targets_of_roles))
         .route(path::VERIFY_USER, post(directory::verify_user))
+        .route(
+            path::REGISTER_SIGNER,
+            post(routes::signers::register_signer),
+        )
         .route(path::GET_USER_PLATFORM, get(utility::get_user_platform))
         .route(path::GET_IP, get(utility::get_ip))
         .route_layer(axum::middleware::from_fn_with_state(
@@ -190,6 +195,10 @@ impl Server {
                 directory: None,
                 logins: psm_core::directory::LoginThrottle::default(),
                 refusals: refusals::RefusalLog::new(config.refusal_window),
+                credential_refusals: refusals::CredentialRefusals::new(
+                    config.refusal_window,
+                    config.credential_refusal_limit,
+                ),
                 config: Arc::new(config),
             },
             web: None,
@@ -232,6 +241,12 @@ impl Server {
             what: "reading the listen address".into(),
             source: e,
         })?;
+        // An instance with a certificate of its own is no longer a shared key's to act as.
+        for p in tls.iter().flat_map(|t| t.client_principals.values()) {
+            if let Some(instance) = &p.instance {
+                self.state.keys.bind_certificate(instance.clone());
+            }
+        }
         let (stop_tx, stop_rx) = watch::channel(false);
         let sweeper = tokio::spawn(
             self.state

@@ -7,7 +7,8 @@
 //! | `DIR` | the data directory (mode 0700, narrowed to it if it existed) |
 //! | `DIR/psm.db` | SQLite database (sessions, audit trail, vault, users with their TOTP secrets sealed under the vault key; mode 0600, its `-wal`/`-shm` too), unless PostgreSQL is used |
 //! | `DIR/vault.key` | the vault's master key (64 hex digits, mode 0600; a key file its group or others may read is refused), unless given elsewhere |
-//! | `DIR/keys/ROLE.key` | one API key per role: `gateway`, `encoder`, `uploader`, `admin` (mode 0600, directory 0700) |
+//! | `DIR/keys/ROLE.key` | one shared API key per role: `gateway`, `encoder`, `uploader`, `admin` (mode 0600, directory 0700) |
+//! | `DIR/keys/instances/NAME` | the hash of the key issued to process instance NAME (`psm keys issue`), never the key |
 //! | `DIR/artifacts/SESSION/` | what the save endpoints receive |
 
 use std::path::{Path, PathBuf};
@@ -56,6 +57,9 @@ pub struct NodeOptions {
     /// Grant checkouts only to directory users whose roles reach the target
     /// ([`DirectoryPolicy`]); on by default.
     pub directory_policy: bool,
+    /// Accept the shared gateway, encoder and uploader keys (`DIR/keys/ROLE.key`, on by
+    /// default); off, only instance keys (`psm keys issue`) and the admin key are accepted.
+    pub shared_role_keys: bool,
 }
 
 impl NodeOptions {
@@ -71,6 +75,7 @@ impl NodeOptions {
             vault: VaultConfig::default(),
             settings: PamSettings::default(),
             directory_policy: true,
+            shared_role_keys: true,
         }
     }
 }
@@ -246,7 +251,10 @@ pub async fn open(options: NodeOptions) -> Result<Node, ServerError> {
             )
         }
     };
-    let engine = Engine::new(sessions, Arc::new(SystemClock), options.engine.clone());
+    // Access windows live in the node's directory: every session any gateway opens here,
+    // and each heartbeat, is checked against them.
+    let engine = Engine::new(sessions, Arc::new(SystemClock), options.engine.clone())
+        .with_access_windows(directory.clone());
     let mut vault = Vault::new(vault_store, keyring, engine.clone(), options.vault.clone());
     if options.directory_policy {
         vault = vault.with_policy(Arc::new(DirectoryPolicy::new(directory.clone())));
@@ -258,7 +266,12 @@ pub async fn open(options: NodeOptions) -> Result<Node, ServerError> {
     };
     // Credentials sealed before their binding to the target's host, port and host key.
     resealed += vault.upgrade_bindings().await?;
-    let (keys, generated_keys) = ApiKeys::load_or_generate(&data.join("keys"))?;
+    let roles: &[crate::auth::Role] = if options.shared_role_keys {
+        &crate::auth::Role::ALL
+    } else {
+        &[crate::auth::Role::Admin]
+    };
+    let (keys, generated_keys) = ApiKeys::load_or_generate_for(&data.join("keys"), roles)?;
     Ok(Node {
         control_plane: LocalControlPlane::new(engine, vault, options.settings.clone()),
         keys,

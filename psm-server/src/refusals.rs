@@ -271,3 +271,131 @@ mod tests {
         );
     }
 }
+
+/// GetCredential refusals per authenticated principal (issue 17 M7). A gateway that keeps
+/// asking for credentials it is not given — another gateway's session, a session without a
+/// valid checkout — is probing: each refusal is audited, the one that reaches
+/// [`ServerConfig::credential_refusal_limit`](crate::ServerConfig::credential_refusal_limit)
+/// within a [`refusal_window`](crate::ServerConfig::refusal_window) writes an `ALERT:` audit
+/// row (streamed to the SIEM like every audit row), and from then until the window ends the
+/// principal's GetCredential calls are answered 429 without a look at the vault.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use psm_server::refusals::CredentialRefusals;
+/// let log = CredentialRefusals::new(Duration::from_secs(60), 2);
+/// let now = Instant::now();
+/// assert!(!log.is_limited_at("gw-2", now));
+/// assert_eq!(log.note_at("gw-2", now), None);
+/// assert_eq!(log.note_at("gw-2", now), Some(2), "the limit is reached: alert");
+/// assert!(log.is_limited_at("gw-2", now));
+/// assert!(!log.is_limited_at("gw-1", now), "per principal");
+/// assert!(!log.is_limited_at("gw-2", now + Duration::from_secs(61)), "until the window ends");
+/// ```
+#[derive(Clone)]
+pub struct CredentialRefusals {
+    windows: Arc<Mutex<HashMap<String, CredentialWindow>>>,
+    window: Duration,
+    limit: u32,
+}
+
+struct CredentialWindow {
+    started: Instant,
+    refused: u32,
+    /// Calls answered 429 in this window.
+    limited: u64,
+}
+
+impl std::fmt::Debug for CredentialRefusals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialRefusals")
+            .field("window", &self.window)
+            .field("limit", &self.limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CredentialRefusals {
+    /// At most `limit` (at least 1) refusals per principal and `window`.
+    pub fn new(window: Duration, limit: u32) -> Self {
+        Self {
+            windows: Arc::new(Mutex::new(HashMap::new())),
+            window: window.max(Duration::from_secs(1)),
+            limit: limit.max(1),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, CredentialWindow>> {
+        self.windows.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether `principal` is over its limit now; a call that is counts as refused.
+    pub fn is_limited(&self, principal: &str) -> bool {
+        self.is_limited_at(principal, Instant::now())
+    }
+
+    /// [`is_limited`](Self::is_limited) at `now`.
+    pub fn is_limited_at(&self, principal: &str, now: Instant) -> bool {
+        let mut windows = self.lock();
+        match windows.get_mut(principal) {
+            Some(w)
+                if now.saturating_duration_since(w.started) < self.window
+                    && w.refused >= self.limit =>
+            {
+                w.limited += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Notes a refusal of `principal` now; see [`note_at`](Self::note_at).
+    pub fn note(&self, principal: &str) -> Option<u32> {
+        self.note_at(principal, Instant::now())
+    }
+
+    /// Notes a refusal of `principal` at `now`; `Some(count)` when this one reaches the
+    /// limit (raise the alert).
+    pub fn note_at(&self, principal: &str, now: Instant) -> Option<u32> {
+        let mut windows = self.lock();
+        if !windows.contains_key(principal) && windows.len() >= MAX_PEERS {
+            let window = self.window;
+            windows.retain(|_, w| now.saturating_duration_since(w.started) < window);
+        }
+        let w = windows
+            .entry(principal.to_owned())
+            .or_insert(CredentialWindow {
+                started: now,
+                refused: 0,
+                limited: 0,
+            });
+        if now.saturating_duration_since(w.started) >= self.window {
+            *w = CredentialWindow {
+                started: now,
+                refused: 0,
+                limited: 0,
+            };
+        }
+        w.refused = w.refused.saturating_add(1);
+        (w.refused == self.limit).then_some(w.refused)
+    }
+
+    /// The window.
+    pub fn window(&self) -> Duration {
+        self.window
+    }
+}
+
+/// Audits the alert of a principal whose GetCredential calls reached the limit.
+pub async fn alert_credential_probing(state: &AppState, principal: &str, count: u32) {
+    let window = state.credential_refusals.window().as_secs();
+    audit(
+        state,
+        principal,
+        format!(
+            "ALERT: GetCredential refused {count} times to {principal} within {window} s; its \
+             GetCredential calls are refused for the rest of the window"
+        ),
+    )
+    .await;
+}

@@ -33,6 +33,14 @@ pub struct ServerConfig {
     /// Unauthenticated requests refused from one client within this window are audited
     /// once, then counted ([`refusals`](crate::refusals)).
     pub refusal_window: Duration,
+    /// GetCredential refusals of one principal within a `refusal_window` that raise an
+    /// `ALERT:` audit row; its GetCredential calls are then answered 429 until the window
+    /// ends ([`CredentialRefusals`](crate::refusals::CredentialRefusals)).
+    pub credential_refusal_limit: u32,
+    /// The data directory whose signer registries (`keys/signers/gateways`, `.../encoders`)
+    /// RegisterSigner writes into, and which this server's web UI trusts (`None`:
+    /// RegisterSigner is answered 501).
+    pub signers_data_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -46,6 +54,8 @@ impl Default for ServerConfig {
             max_connections: 4096,
             max_connections_per_peer: 256,
             refusal_window: Duration::from_secs(60),
+            credential_refusal_limit: 5,
+            signers_data_dir: None,
         }
     }
 }
@@ -91,6 +101,8 @@ pub struct AppState {
     pub logins: psm_core::directory::LoginThrottle,
     /// Unauthenticated refusals, audited once per client and window.
     pub refusals: crate::refusals::RefusalLog,
+    /// GetCredential refusals per principal.
+    pub credential_refusals: crate::refusals::CredentialRefusals,
 }
 
 impl std::fmt::Debug for AppState {

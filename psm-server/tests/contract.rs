@@ -84,6 +84,7 @@ async fn every_endpoint(backend: Backend) {
             target: "web-01".into(),
             protocol: Protocol::Ssh,
             checkout_id: Some(co.id.clone()),
+            client_address: None,
         })
         .await
         .unwrap();

@@ -158,22 +158,10 @@ async fn https_and_client_certificates() {
     let cp = LocalControlPlane::new(engine, vault, PamSettings::default());
     let admin_key = generate_key(Role::Admin).unwrap();
     let mut keys = ApiKeys::new();
-    keys.add(
-        Principal {
-            name: "admin".into(),
-            role: Role::Admin,
-        },
-        &admin_key,
-    );
+    keys.add(Principal::shared("admin", Role::Admin), &admin_key);
     let mut principals = HashMap::new();
     for fp in psm_server::tls::pem_fingerprints(&read("client.pem")).unwrap() {
-        principals.insert(
-            fp,
-            Principal {
-                name: "gateway-7".into(),
-                role: Role::Gateway,
-            },
-        );
+        principals.insert(fp, Principal::shared("gateway-7", Role::Gateway));
     }
     let tls = TlsSettings {
         cert_chain_pem: read("server.pem"),

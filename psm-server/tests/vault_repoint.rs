@@ -57,6 +57,7 @@ async fn repointing_a_target_over_the_api_withholds_its_credential() {
         target: "web-01".into(),
         protocol: Protocol::Ssh,
         checkout_id: Some(co.id.clone()),
+        client_address: None,
     })
     .await
     .unwrap();

@@ -682,20 +682,44 @@ async fn replay_data_comes_from_the_recording() {
             .unwrap();
         assert_eq!(res.status(), 404, "{bad}");
     }
-    // An export written by the encoder is preferred for ended sessions.
-    std::fs::create_dir_all(web.exports().join(id.to_string())).unwrap();
-    std::fs::write(
-        web.exports().join(id.to_string()).join("session.cast"),
-        "{\"version\":2,\"width\":80,\"height\":24}\n[0.1, \"o\", \"from the export\"]\n",
-    )
-    .unwrap();
+    // An export is preferred for ended sessions only as a registered encoder signed it
+    // (issue 17 M12): unsigned, it is not played.
+    let set = web.exports().join(id.to_string());
+    std::fs::create_dir_all(&set).unwrap();
+    let export = "{\"version\":2,\"width\":80,\"height\":24}\n[0.1, \"o\", \"from the export\"]\n";
+    std::fs::write(set.join("session.cast"), export).unwrap();
     let cast = get(format!("/ui/api/recordings/{id}/cast"))
         .await
         .unwrap()
         .text()
         .await
         .unwrap();
-    assert!(cast.contains("from the export"));
+    assert!(!cast.contains("from the export"), "unsigned: {cast}");
+    let encoder = psm_recording::SigningKey::generate().unwrap();
+    psm_recording::layout::LocalLayout::new(web.data.path())
+        .encoder_signers()
+        .register("enc-1", &encoder.verifying_key())
+        .unwrap();
+    let manifest = format!(
+        "{{\"exports\":[{{\"name\":\"session.cast\",\"kind\":\"asciicast\",\"size\":{},\"blake3\":\"{}\"}}]}}",
+        export.len(),
+        psm_storage::Checksum::of(export.as_bytes())
+    );
+    std::fs::write(set.join("manifest.json"), &manifest).unwrap();
+    let sig = encoder.sign_detached(
+        psm_recording::layout::MANIFEST_SIGNATURE_CONTEXT,
+        manifest.as_bytes(),
+    );
+    std::fs::write(set.join("manifest.sig"), sig.to_text()).unwrap();
+    let cast = get(format!("/ui/api/recordings/{id}/cast"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(cast.contains("from the export"), "signed: {cast}");
+    std::fs::remove_file(set.join("manifest.json")).unwrap();
+    std::fs::remove_file(set.join("manifest.sig")).unwrap();
     let files: Value = get(format!("/ui/api/recordings/{id}/files"))
         .await
         .unwrap()

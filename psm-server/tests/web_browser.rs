@@ -280,6 +280,13 @@ async fn admin_watches_controls_replays_and_searches_a_real_session_in_chromium(
     config.host_keys.push(host_key);
     config.heartbeat_interval = Duration::from_secs(1);
     let control_plane: Arc<dyn ControlPlane> = Arc::new(cp.clone());
+    // The gateway's recording key, registered as psm up registers its gateway's: the replay
+    // page trusts recordings of registered gateways only.
+    let signing = psm_recording::SigningKey::generate().unwrap();
+    psm_recording::layout::LocalLayout::new(data.path())
+        .gateway_signers()
+        .register("gw-web", &signing.verifying_key())
+        .unwrap();
     let gateway = SshGateway::bind(
         config,
         GatewayDeps {
@@ -288,7 +295,7 @@ async fn admin_watches_controls_replays_and_searches_a_real_session_in_chromium(
             targets: Arc::new(targets),
             taps: Arc::new(RecorderFactory::new(RecorderConfig::new(
                 data.path().join("recordings"),
-                psm_recording::SigningKey::generate().unwrap(),
+                signing,
                 "web-browser-test",
             ))),
             registry: psm_proxy::SessionRegistry::new(),
@@ -691,6 +698,11 @@ async fn rdp_session_replays_as_a_seekable_video_in_chromium() {
     .unwrap();
     let layout = psm_pipeline::LocalLayout::new(web.data.path());
     layout.create().unwrap();
+    let signing = psm_recording::SigningKey::generate().unwrap();
+    layout
+        .gateway_signers()
+        .register("rdp-gw", &signing.verifying_key())
+        .unwrap();
     let mut w = BlockingWriter::create(
         layout.raw_recording(id),
         Header::new(
@@ -700,7 +712,7 @@ async fn rdp_session_replays_as_a_seekable_video_in_chromium() {
             "desk-01",
             "web-browser-test",
         ),
-        psm_recording::SigningKey::generate().unwrap(),
+        signing,
         WriterConfig::default(),
     )
     .unwrap();
@@ -730,10 +742,21 @@ async fn rdp_session_replays_as_a_seekable_video_in_chromium() {
     }
     w.finish_at(Micros(6_000_000), "user logged off").unwrap();
     cp.end_session(id, &gw).await.unwrap();
+    // The encoder signs its manifest with its key, registered as psm up registers its
+    // encoder's: the replay page plays only exports a registered encoder's manifest lists.
+    let encoder_key = psm_recording::SigningKey::generate().unwrap();
+    layout
+        .encoder_signers()
+        .register("encoder-web", &encoder_key.verifying_key())
+        .unwrap();
+    let settings = psm_pipeline::EncoderSettings {
+        index_key: Some(encoder_key),
+        ..psm_pipeline::EncoderSettings::default()
+    };
     let encoder = Arc::new(psm_pipeline::Encoder::new(
         Arc::new(cp.clone()),
         layout.clone(),
-        psm_pipeline::EncoderSettings::default(),
+        settings,
         psm_pipeline::WorkerConfig::new(ProcessInstance::new("encoder-web").unwrap()),
     ));
     let summary = encoder.run_until_idle().await;

@@ -66,9 +66,24 @@ async fn requests_serialize_to_the_seed_examples() {
             serde_json::to_value(wire::EndSessionRequest {
                 session: sid(),
                 process_instance: pi("process_instance_id"),
+                recording: None,
             })
             .unwrap(),
             json!({ "session": SID, "processInstance": "process_instance_id" }),
+        ),
+        (
+            serde_json::to_value(wire::EndSessionRequest {
+                session: sid(),
+                process_instance: pi("process_instance_id"),
+                recording: Some(psm_core::RecordingCommitment {
+                    chain: [0x5a; 32],
+                    chunks: 2,
+                    events: 9,
+                }),
+            })
+            .unwrap(),
+            json!({ "session": SID, "processInstance": "process_instance_id",
+                    "recording": { "chain": "5a".repeat(32), "chunks": 2, "events": 9 } }),
         ),
         (
             serde_json::to_value(wire::ClaimRequest {

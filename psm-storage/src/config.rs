@@ -1,43 +1,15 @@
 //! Typed configuration of a store: where it is, how to reach it, how to move bytes.
 
-use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::{StorageError, cut};
 use crate::key::ObjectKey;
-
-/// A secret (an access key, a token) that never prints: `Debug` and `Display` show `***`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
-    }
-
-    /// The secret itself, for handing to the client library that needs it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
+pub use secrecy::{ExposeSecret, SecretString};
 
 /// Which store, and its settings. Built by the assembling binary from its arguments or from
 /// the control plane's `PSMStorageMode` (`UNC`, `AWS`, `Azure`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum StoreConfig {
     /// A local directory, or a mounted UNC/SMB share.
@@ -181,7 +153,7 @@ impl LocalConfig {
 }
 
 /// An S3 bucket, on AWS or an S3-compatible service (MinIO, Ceph, moto...).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct S3Config {
     /// The bucket.
     pub bucket: String,
@@ -198,9 +170,9 @@ pub struct S3Config {
     /// Access key id.
     pub access_key_id: Option<String>,
     /// Secret access key.
-    pub secret_access_key: Option<Secret>,
+    pub secret_access_key: Option<SecretString>,
     /// Session token of temporary credentials.
-    pub session_token: Option<Secret>,
+    pub session_token: Option<SecretString>,
     /// Send `x-amz-checksum-sha256` with every request, so the service checks each part on
     /// receipt (on by default; turn off for services that refuse the header).
     pub request_checksums: bool,
@@ -228,7 +200,7 @@ impl S3Config {
 }
 
 /// An Azure Blob Storage container.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct AzureConfig {
     /// The storage account.
     pub account: String,
@@ -237,7 +209,7 @@ pub struct AzureConfig {
     /// Optional key prefix in the container.
     pub prefix: Option<ObjectKey>,
     /// The account's shared key.
-    pub access_key: Option<Secret>,
+    pub access_key: Option<SecretString>,
     /// The account URL when not `https://<account>.blob.core.windows.net`, e.g. Azurite's
     /// path-style `http://127.0.0.1:10000/devstoreaccount1`.
     pub endpoint: Option<String>,
@@ -270,10 +242,9 @@ mod tests {
     #[test]
     fn secrets_never_print() {
         let mut c = S3Config::new("b");
-        c.secret_access_key = Some(Secret::new("hunter2-very-secret"));
+        c.secret_access_key = Some(SecretString::from("hunter2-very-secret"));
         let shown = format!("{c:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
-        assert_eq!(Secret::new("x").to_string(), "***");
     }
 
     #[test]

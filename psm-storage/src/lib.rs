@@ -46,7 +46,9 @@ pub mod store;
 
 pub use backend::{ObjectBackend, open};
 pub use checksum::Checksum;
-pub use config::{AzureConfig, LocalConfig, S3Config, Secret, StoreConfig, Tuning};
+pub use config::{
+    AzureConfig, ExposeSecret, LocalConfig, S3Config, SecretString, StoreConfig, Tuning,
+};
 pub use error::StorageError;
 pub use key::ObjectKey;
 pub use retention::{

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 
 use bytes::Bytes;
 use psm_storage::conformance::{self, peers};
-use psm_storage::{NoProgress, ObjectKey, Secret, StorageError, StoreConfig, Verification};
+use psm_storage::{NoProgress, ObjectKey, SecretString, StorageError, StoreConfig, Verification};
 
 fn key() -> ObjectKey {
     ObjectKey::new("sessions/s1/recording.psmr").unwrap()
@@ -54,7 +54,7 @@ async fn s3_wrong_credentials_are_denied_without_leaking_the_secret() {
     c.endpoint = Some(format!("http://127.0.0.1:{port}"));
     c.allow_http = true;
     c.access_key_id = Some("AKIAWRONGWRONGWRONG1".into());
-    c.secret_access_key = Some(Secret::new("s3cr3t-that-must-not-leak"));
+    c.secret_access_key = Some(SecretString::from("s3cr3t-that-must-not-leak"));
     c.tuning = conformance::tuning();
     let store = psm_storage::open(&StoreConfig::S3(c.clone())).unwrap();
     let err = store
@@ -81,7 +81,7 @@ async fn azure_wrong_key_and_missing_container() {
     azurite.create_container("real");
     let mut c = azurite.config("real", conformance::tuning());
     // A valid base64 key, but not the account's.
-    c.access_key = Some(Secret::new(
+    c.access_key = Some(SecretString::from(
         "d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXktd3Jvbmcta2V5IQ==",
     ));
     let store = psm_storage::open(&StoreConfig::Azure(c)).unwrap();
@@ -112,7 +112,7 @@ async fn unreachable_endpoint_fails_in_bounded_time_and_is_transient() {
     c.endpoint = Some(format!("http://127.0.0.1:{port}"));
     c.allow_http = true;
     c.access_key_id = Some("test".into());
-    c.secret_access_key = Some(Secret::new("test"));
+    c.secret_access_key = Some(SecretString::from("test"));
     c.tuning = conformance::tuning();
     c.tuning.max_retries = 1;
     let store = psm_storage::open(&StoreConfig::S3(c)).unwrap();

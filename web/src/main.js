@@ -9,6 +9,7 @@ import { sessionPage } from './pages/session.js';
 import { replayPage } from './pages/replay.js';
 import { searchPage } from './pages/search.js';
 import { terminalPage } from './pages/terminal.js';
+import { reportsPage } from './pages/reports.js';
 
 // Test hooks (read-only state the browser tests look at).
 window.psm = window.psm || {};
@@ -20,12 +21,13 @@ const pages = {
   replay: replayPage,
   search: searchPage,
   terminal: terminalPage,
+  reports: reportsPage,
 };
 
 function nav(me) {
   const links = [];
   if (me.capabilities.view) {
-    links.push(['Sessions', '/ui/sessions'], ['Search', '/ui/search']);
+    links.push(['Sessions', '/ui/sessions'], ['Search', '/ui/search'], ['Reports', '/ui/reports']);
   }
   if (me.capabilities.terminal && me.terminal) links.push(['Terminal', '/ui/terminal']);
   const here = location.pathname.replace(/\/$/, '') || '/ui';

@@ -62,9 +62,18 @@ struct Args {
     /// CA of accepted client certificates (mTLS).
     #[arg(long, requires = "tls_cert")]
     client_ca: Option<PathBuf>,
-    /// A client certificate and its role, ROLE=CERT.pem (repeatable; needs --client-ca).
+    /// A client certificate and its role, ROLE=CERT.pem, or the process instance it alone
+    /// may act as, ROLE:INSTANCE=CERT.pem (repeatable; needs --client-ca).
     #[arg(long, requires = "client_ca")]
     client_cert: Vec<String>,
+    /// Refuse the shared gateway, encoder and uploader keys (DATA/keys/ROLE.key): accept
+    /// only keys issued to one process instance (`psm keys issue`) and the admin key.
+    #[arg(long)]
+    no_shared_role_keys: bool,
+    /// Most open sessions one user may have at once across every gateway (0: no cap;
+    /// default `[api] max_sessions_per_user`).
+    #[arg(long)]
+    max_sessions_per_user: Option<u32>,
     /// Serve plain HTTP on a non-loopback address (behind a TLS-terminating proxy only).
     #[arg(long)]
     insecure_http: bool,
@@ -220,6 +229,12 @@ async fn main() -> anyhow::Result<()> {
         .collect();
     options.engine.connected_stale_after = Duration::from_secs(args.connected_stale_after.max(1));
     options.engine.lease_ttl = Duration::from_secs(args.lease_ttl.max(1));
+    options.engine.max_sessions_per_user = args
+        .max_sessions_per_user
+        .unwrap_or(file.api.max_sessions_per_user);
+    options.engine.windows = file.access.windows()?;
+    options.shared_role_keys = file.api.shared_role_keys && !args.no_shared_role_keys;
+    let options_shared = options.shared_role_keys;
     options.settings = settings;
     let mut node = psm_server::node::open(options).await?;
     for path in &node.generated_keys {
@@ -236,18 +251,21 @@ async fn main() -> anyhow::Result<()> {
         (Some(cert), Some(key)) => {
             let mut client_principals = std::collections::HashMap::new();
             for spec in &args.client_cert {
-                let (role, path) = spec
+                let (who, path) = spec
                     .split_once('=')
-                    .context("--client-cert takes ROLE=CERT.pem")?;
-                let role: Role = role.parse()?;
+                    .context("--client-cert takes ROLE=CERT.pem or ROLE:INSTANCE=CERT.pem")?;
+                let principal = match who.split_once(':') {
+                    Some((role, instance)) => Principal::of_instance(
+                        role.parse()?,
+                        psm_server::auth::instance_name(instance)?,
+                    ),
+                    None => {
+                        let role: Role = who.parse()?;
+                        Principal::shared(format!("{role}-cert"), role)
+                    }
+                };
                 for fp in psm_server::tls::pem_fingerprints(&read(&PathBuf::from(path))?)? {
-                    client_principals.insert(
-                        fp,
-                        Principal {
-                            name: format!("{role}-cert"),
-                            role,
-                        },
-                    );
+                    client_principals.insert(fp, principal.clone());
                 }
             }
             Some(TlsSettings {
@@ -263,6 +281,9 @@ async fn main() -> anyhow::Result<()> {
         body_limit: args.body_limit,
         sweep_interval: Duration::from_secs(args.sweep_interval.max(1)),
         trusted_proxies: args.trusted_proxy.clone(),
+        // Gateways and encoders on other nodes register their keys here (RegisterSigner),
+        // in the registries this control plane's web UI trusts.
+        signers_data_dir: Some(data.clone()),
         ..ServerConfig::default()
     };
     let listener = tokio::net::TcpListener::bind(listen)
@@ -307,7 +328,11 @@ async fn main() -> anyhow::Result<()> {
         println!("  web UI: {}/ui/ (replay from {store})", server.url());
     }
     println!("  database: {}", node.database);
-    println!("  API keys: {}/keys/ROLE.key", data.display());
+    println!(
+        "  API keys: {}/keys/ROLE.key{}; per-instance keys: psm keys issue ROLE NAME",
+        data.display(),
+        if options_shared { "" } else { " (admin only)" }
+    );
     let siem = args
         .siem
         .start(node.control_plane.engine().store().clone(), &data)?;

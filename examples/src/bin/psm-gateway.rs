@@ -24,6 +24,8 @@ use psm_core::store::{PostgresOptions, PostgresStore, SqliteStore};
 mod config;
 #[path = "psm/gateway.rs"]
 mod gateway;
+#[path = "psm/remote.rs"]
+mod remote;
 
 use config::{ConfFile, DirectorySection};
 
@@ -108,6 +110,11 @@ async fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
 
     let mut node = None;
+    // With a remote control plane and no [directory] database, users are checked through the
+    // control plane's directory (VerifyUser): the gateway holds no database credentials and
+    // never sees a password hash or a TOTP secret.
+    let mut remote_directory = None;
+    let mut remote_client = None;
     let (control_plane, vault): (Arc<dyn ControlPlane>, _) = match &file.control_plane.url {
         Some(url) => {
             let mut config = psm_client::ClientConfig::new(url.clone());
@@ -118,6 +125,10 @@ async fn main() -> anyhow::Result<()> {
                 config = config.with_api_key(key.trim());
             }
             let client = psm_client::Client::new(config)?;
+            if file.directory.database.is_none() {
+                remote_directory = Some(psm_client::HttpDirectory::new(client.clone()));
+            }
+            remote_client = Some(client.clone());
             (Arc::new(psm_client::HttpControlPlane::new(client)), None)
         }
         None => {
@@ -132,10 +143,17 @@ async fn main() -> anyhow::Result<()> {
             (Arc::new(cp), Some(vault))
         }
     };
-    let directory = open_directory(&file.directory, &data).await?;
-    if let Some(password) = gateway::ensure_first_admin(directory.as_ref()).await? {
-        println!("First start: created user admin with password {password} (shown once).");
-    }
+    let directory: Arc<dyn UserDirectory> = match remote_directory {
+        // The control plane created its first administrator when it first started.
+        Some(remote) => Arc::new(remote),
+        None => {
+            let directory = open_directory(&file.directory, &data).await?;
+            if let Some(password) = gateway::ensure_first_admin(directory.as_ref()).await? {
+                println!("First start: created user admin with password {password} (shown once).");
+            }
+            directory
+        }
+    };
     let extras = gateway::GatewayExtras {
         live: &file.live,
         web_origins: Vec::new(),
@@ -144,6 +162,16 @@ async fn main() -> anyhow::Result<()> {
     };
     let running =
         gateway::start(&file.ssh, &extras, &data, control_plane, directory, vault).await?;
+    if let Some(client) = &remote_client {
+        // The control plane's web UI trusts only registered gateways' recordings (M12).
+        remote::register_signer(
+            client,
+            &file.ssh.process_instance,
+            psm_client::wire::SignerKind::Gateway,
+            &running.recording_key,
+        )
+        .await?;
+    }
     println!(
         "PSM SSH gateway on {} (host key {}{})",
         running.addr,

@@ -18,6 +18,8 @@ pub struct Up {
     pub ssh_port: u16,
     pub api_port: u16,
     pub live_port: u16,
+    pub postgres_port: u16,
+    pub mysql_port: u16,
     pub printed: String,
     pub log: Arc<Mutex<String>>,
     child: Option<std::process::Child>,
@@ -28,6 +30,8 @@ impl Up {
     pub fn start(dir: &Path, extra: &[&str]) -> Self {
         let data = dir.join("psm-data");
         let (ssh_port, api_port, live_port) = (free_port(), free_port(), free_port());
+        let postgres_port = free_port();
+        let mysql_port = free_port();
         let mut up = Command::new(psm())
             .args(["up", "--data"])
             .arg(&data)
@@ -38,6 +42,10 @@ impl Up {
                 &format!("127.0.0.1:{api_port}"),
                 "--live-listen",
                 &format!("127.0.0.1:{live_port}"),
+                "--postgres-listen",
+                &format!("127.0.0.1:{postgres_port}"),
+                "--mysql-listen",
+                &format!("127.0.0.1:{mysql_port}"),
                 "--no-rdp",
             ])
             .args(extra)
@@ -83,6 +91,8 @@ impl Up {
             ssh_port,
             api_port,
             live_port,
+            postgres_port,
+            mysql_port,
             printed,
             log,
             child: Some(up),
@@ -152,24 +162,58 @@ impl Up {
 
     /// Plain OpenSSH: `ssh -i KEY -p PORT USER+TARGET@127.0.0.1 COMMAND`.
     pub fn ssh(&self, dir: &Path, key: &Path, login: &str, command: &str) -> Output {
-        Command::new("ssh")
-            .args(["-F", "/dev/null", "-o", "StrictHostKeyChecking=accept-new"])
+        self.ssh_command(dir, key, login, command, false)
+            .output()
+            .unwrap()
+    }
+
+    /// The command [`ssh`](Self::ssh) runs, to run it elsewhere; `pty` adds `-tt` (a
+    /// terminal, as an interactive user has: what live viewers watch).
+    pub fn ssh_command(
+        &self,
+        dir: &Path,
+        key: &Path,
+        login: &str,
+        command: &str,
+        pty: bool,
+    ) -> Command {
+        let mut ssh = Command::new("ssh");
+        ssh.args(["-F", "/dev/null", "-o", "StrictHostKeyChecking=accept-new"])
             .arg("-o")
             .arg(format!(
                 "UserKnownHostsFile={}",
                 dir.join("known_hosts").display()
             ))
             .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-i"])
-            .arg(key)
-            .args([
-                "-p",
-                &self.ssh_port.to_string(),
-                &format!("{login}@127.0.0.1"),
-                command,
-            ])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+            .arg(key);
+        if pty {
+            ssh.arg("-tt");
+        }
+        ssh.args([
+            "-p",
+            &self.ssh_port.to_string(),
+            &format!("{login}@127.0.0.1"),
+            command,
+        ])
+        .stdin(Stdio::null());
+        ssh
+    }
+
+    /// `psm ARGS --data DATA` with `input` on its standard input.
+    pub fn psm_with_stdin(&self, args: &[&str], input: &str) -> Output {
+        run_with_stdin(
+            Command::new(psm()).args(args).arg("--data").arg(&self.data),
+            input,
+        )
+    }
+
+    /// `psm users add NAME --role ROLE --password-stdin`, given `password`.
+    pub fn add_user_with_password(&self, name: &str, role: &str, password: &str) {
+        let out = self.psm_with_stdin(
+            &["users", "add", name, "--role", role, "--password-stdin"],
+            &format!("{password}\n"),
+        );
+        assert!(out.status.success(), "{}", text(&out));
     }
 
     /// The raw recordings written so far.
@@ -234,4 +278,112 @@ pub fn wait_for<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> Option<T> {
         std::thread::sleep(Duration::from_millis(100));
     }
     None
+}
+
+/// One plain HTTP/1.1 request on loopback; returns the status, the head and the body
+/// (de-chunked).
+pub fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String, String) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\n\
+         Connection: close\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).unwrap();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    (status, head.to_owned(), body)
+}
+
+/// A request to the web UI as a browser on the same origin sends it (Origin, JSON body,
+/// the session cookie if any).
+pub fn web_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    cookie: &str,
+    body: &str,
+) -> (u16, String, String) {
+    let origin = format!("http://127.0.0.1:{port}");
+    let mut headers = vec![
+        ("Origin", origin.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    if !cookie.is_empty() {
+        headers.push(("Cookie", cookie));
+    }
+    http_request(port, method, path, &headers, body)
+}
+
+/// Runs `cmd` with `input` on its standard input (then closed); what it printed.
+pub fn run_with_stdin(cmd: &mut Command, input: &str) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Logs in to the web UI as `user` and returns the session cookie (`name=value`) to send.
+pub fn web_login(port: u16, user: &str, password: &str) -> String {
+    let body = serde_json::json!({ "user": user, "password": password }).to_string();
+    let (code, head, body) = web_request(port, "POST", "/ui/api/login", "", &body);
+    assert_eq!(code, 200, "{head}\n{body}");
+    head.lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("set-cookie:")
+                .then(|| l["set-cookie:".len()..].trim().to_owned())
+        })
+        .and_then(|c| c.split(';').next().map(str::to_owned))
+        .expect("a session cookie")
+}
+
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || after.len() < n {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].trim_start_matches("\r\n");
+    }
+    out
 }

@@ -226,4 +226,264 @@ pub(crate) async fn run(dir: &dyn UserDirectory) {
     .unwrap();
     let alice = dir.user("alice").await.unwrap().unwrap();
     assert!(alice.keys.is_empty() && alice.roles.is_empty());
+
+    windows(dir).await;
+    requests(dir).await;
+}
+
+/// Access requests: approval rules by target and `*`, requests filed, listed, changed only
+/// from the version read, granting their target between approval and expiry.
+async fn requests(dir: &dyn UserDirectory) {
+    use crate::access::{
+        ApprovalRule, MAX_PENDING_PER_USER, NewAccessRequest, RequestState, RequestStep,
+    };
+    use std::time::Duration;
+    let t = |secs: u64| {
+        crate::Timestamp::from_micros(1_800_000_000_000_000)
+            .saturating_add(Duration::from_secs(secs))
+    };
+
+    assert!(dir.approval_rules().await.unwrap().is_empty());
+    assert_eq!(dir.approval_rule("web-01").await.unwrap(), None);
+    dir.set_approval_rule(&ApprovalRule::new("*", "leads", 1).unwrap())
+        .await
+        .unwrap();
+    dir.set_approval_rule(&ApprovalRule::new("db-01", "dbas", 1).unwrap())
+        .await
+        .unwrap();
+    // Replaced, not added.
+    dir.set_approval_rule(&ApprovalRule::new("db-01", "dbas", 2).unwrap())
+        .await
+        .unwrap();
+    let rules = dir.approval_rules().await.unwrap();
+    assert_eq!(rules.len(), 2, "{rules:?}");
+    assert_eq!(
+        dir.approval_rule("db-01").await.unwrap(),
+        Some(ApprovalRule::new("db-01", "dbas", 2).unwrap())
+    );
+    assert_eq!(
+        dir.approval_rule("web-01").await.unwrap(),
+        Some(ApprovalRule::new("*", "leads", 1).unwrap()),
+        "the * rule covers targets without their own"
+    );
+    let bad = ApprovalRule {
+        target: "x'; DROP TABLE access_requests; --".into(),
+        approver_role: "leads".into(),
+        approvals: 1,
+    };
+    assert!(dir.set_approval_rule(&bad).await.is_err());
+
+    let new = |user: &str, target: &str| NewAccessRequest {
+        user: user.into(),
+        target: target.into(),
+        reason: "incident 42: disk full".into(),
+        duration: Duration::from_secs(3600),
+        created: t(0),
+        approver_role: "dbas".into(),
+        approvals_needed: 2,
+    };
+    let id = dir
+        .create_access_request(&new("jit-alice", "db-01"))
+        .await
+        .unwrap();
+    let r = dir.access_request(id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            r.user.as_str(),
+            r.target.as_str(),
+            r.state,
+            r.approvals_needed,
+            r.version
+        ),
+        ("jit-alice", "db-01", RequestState::Pending, 2, 1)
+    );
+    assert_eq!(r.reason, "incident 42: disk full");
+    assert_eq!(r.duration, Duration::from_secs(3600));
+    assert_eq!(r.created, t(0));
+    assert!(
+        dir.request_grants("jit-alice", t(1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Two approvals from dbas; a stale write loses.
+    let roles = vec!["dbas".to_owned()];
+    let one = r
+        .apply(
+            &RequestStep::Approve {
+                by: "jit-bob".into(),
+            },
+            &roles,
+            t(10),
+        )
+        .unwrap();
+    assert!(dir.replace_access_request(&one).await.unwrap());
+    assert!(
+        !dir.replace_access_request(&one).await.unwrap(),
+        "written from a version that is gone"
+    );
+    let back = dir.access_request(id).await.unwrap().unwrap();
+    assert_eq!(back, one);
+    assert!(
+        dir.request_grants("jit-alice", t(11))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let two = back
+        .apply(
+            &RequestStep::Approve {
+                by: "jit-carol".into(),
+            },
+            &roles,
+            t(20),
+        )
+        .unwrap();
+    assert!(dir.replace_access_request(&two).await.unwrap());
+    let back = dir.access_request(id).await.unwrap().unwrap();
+    assert_eq!(back, two);
+    assert_eq!(back.state, RequestState::Approved);
+    assert_eq!(back.approvals.len(), 2);
+    assert_eq!(back.expires, Some(t(3620)));
+    assert_eq!(
+        dir.request_grants("jit-alice", t(3619)).await.unwrap(),
+        vec!["db-01".to_owned()]
+    );
+    assert!(
+        dir.request_grants("jit-alice", t(3620))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        dir.request_grants("jit-bob", t(30))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Listing: newest first, per user.
+    let other = dir
+        .create_access_request(&new("jit-dave", "web-01"))
+        .await
+        .unwrap();
+    let all = dir.access_requests(None).await.unwrap();
+    assert_eq!(
+        all.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![other, id]
+    );
+    let mine = dir.access_requests(Some("jit-alice")).await.unwrap();
+    assert_eq!(mine.iter().map(|r| r.id).collect::<Vec<_>>(), vec![id]);
+    assert_eq!(dir.access_request(i64::MAX).await.unwrap(), None);
+
+    // Bounded: pending requests per user; malformed fields refused.
+    for _ in 1..MAX_PENDING_PER_USER {
+        dir.create_access_request(&new("jit-dave", "web-01"))
+            .await
+            .unwrap();
+    }
+    assert!(matches!(
+        dir.create_access_request(&new("jit-dave", "web-01")).await,
+        Err(CoreError::Forbidden(_))
+    ));
+    let mut evil = new("jit-erin", "db-01");
+    evil.reason = "line\nbreak".into();
+    assert!(dir.create_access_request(&evil).await.is_err());
+    let mut long = new("jit-erin", "db-01");
+    long.reason = "x".repeat(crate::access::MAX_REQUEST_REASON_LEN + 1);
+    assert!(dir.create_access_request(&long).await.is_err());
+
+    assert!(dir.remove_approval_rule("db-01").await.unwrap());
+    assert!(!dir.remove_approval_rule("db-01").await.unwrap());
+    assert_eq!(
+        dir.approval_rule("db-01")
+            .await
+            .unwrap()
+            .map(|r| r.approver_role),
+        Some("leads".into())
+    );
+}
+
+/// Access windows: added, listed by role, read back deciding the same, removed by id.
+async fn windows(dir: &dyn UserDirectory) {
+    use crate::access::{NewWindow, SourceCheck};
+    assert!(dir.windows().await.unwrap().is_empty());
+    let w1 = NewWindow::new(
+        "ops",
+        "web-01",
+        "days=mon-fri hours=08:00-18:00 tz=Europe/Paris from=10.0.0.0/8"
+            .parse()
+            .unwrap(),
+    )
+    .unwrap();
+    let w2 = NewWindow::new("ops", "*", "dates=2026-12-24..2026-12-26".parse().unwrap()).unwrap();
+    let w3 = NewWindow::new("dba", "db-01", "hours=22:00-06:00".parse().unwrap()).unwrap();
+    let id1 = dir.add_window(&w1).await.unwrap();
+    let id2 = dir.add_window(&w2).await.unwrap();
+    let id3 = dir.add_window(&w3).await.unwrap();
+    assert!(id1 != id2 && id2 != id3 && id1 != id3);
+    let all = dir.windows().await.unwrap();
+    let listed: Vec<(i64, &str, &str)> = all
+        .iter()
+        .map(|w| (w.id, w.role.as_str(), w.target.as_str()))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![
+            (id3, "dba", "db-01"),
+            (id2, "ops", "*"),
+            (id1, "ops", "web-01")
+        ],
+        "by role, target, id"
+    );
+    let read = all.iter().find(|w| w.id == id1).unwrap();
+    assert_eq!(read.window, w1.window);
+    assert_eq!(
+        read.window.to_string(),
+        "days=mon-fri hours=08:00-18:00 tz=Europe/Paris from=10.0.0.0/8"
+    );
+    // Wednesday 2026-12-09 08:30 UTC is 09:30 in Paris.
+    let at = crate::Timestamp::from_micros(1_796_805_000_000_000);
+    assert!(
+        read.window
+            .allows(at, SourceCheck::Known("10.1.1.1".parse().unwrap()))
+    );
+    assert!(
+        !read
+            .window
+            .allows(at, SourceCheck::Known("11.1.1.1".parse().unwrap()))
+    );
+
+    let of_ops = dir.windows_of_roles(&["ops".into()]).await.unwrap();
+    let mut ids: Vec<i64> = of_ops.iter().map(|w| w.id).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, vec![id1, id2]);
+    assert!(
+        dir.windows_of_roles(&["nobody".into()])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        dir.windows_of_roles(&["ops".into(), "dba".into()])
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+
+    // Names are checked as grants' are.
+    assert!(NewWindow::new("bad role", "x", "tz=UTC".parse().unwrap()).is_err());
+    let sneaky = NewWindow {
+        role: "ops".into(),
+        target: "a b".into(),
+        window: "tz=UTC".parse().unwrap(),
+    };
+    assert!(dir.add_window(&sneaky).await.is_err());
+
+    assert!(dir.remove_window(id2).await.unwrap());
+    assert!(!dir.remove_window(id2).await.unwrap());
+    assert!(!dir.remove_window(i64::MAX).await.unwrap());
+    assert_eq!(dir.windows().await.unwrap().len(), 2);
 }

@@ -385,6 +385,105 @@ pub trait DirectoryAdmin: Send + Sync {
 
     /// Takes the grant back; returns whether it existed.
     async fn revoke(&self, role: &str, target: &str) -> Result<bool, CoreError>;
+
+    /// Every access window ([`crate::access`]), by role, target and id. A directory that
+    /// keeps no windows answers [`CoreError::Unsupported`].
+    async fn windows(&self) -> Result<Vec<crate::access::StoredWindow>, CoreError> {
+        Err(CoreError::Unsupported {
+            operation: "access windows",
+        })
+    }
+
+    /// Adds an access window to a role's grant of a target (or `*`); returns its id. At most
+    /// [`MAX_WINDOWS`](crate::access::MAX_WINDOWS) are kept.
+    async fn add_window(&self, window: &crate::access::NewWindow) -> Result<i64, CoreError> {
+        let _ = window;
+        Err(CoreError::Unsupported {
+            operation: "access windows",
+        })
+    }
+
+    /// Removes the window with this id; returns whether it existed.
+    async fn remove_window(&self, id: i64) -> Result<bool, CoreError> {
+        let _ = id;
+        Err(CoreError::Unsupported {
+            operation: "access windows",
+        })
+    }
+
+    /// Every approval rule ([`crate::access`]), by target. A directory that keeps no
+    /// requests answers [`CoreError::Unsupported`].
+    async fn approval_rules(&self) -> Result<Vec<crate::access::ApprovalRule>, CoreError> {
+        Err(CoreError::Unsupported {
+            operation: "access requests",
+        })
+    }
+
+    /// Sets the approval rule of its target (replacing the one it had). At most
+    /// [`MAX_APPROVAL_RULES`](crate::access::MAX_APPROVAL_RULES) are kept.
+    async fn set_approval_rule(&self, rule: &crate::access::ApprovalRule) -> Result<(), CoreError> {
+        let _ = rule;
+        Err(CoreError::Unsupported {
+            operation: "access requests",
+        })
+    }
+
+    /// Removes the approval rule of `target` (`*` included); returns whether it existed.
+    async fn remove_approval_rule(&self, target: &str) -> Result<bool, CoreError> {
+        let _ = target;
+        Err(CoreError::Unsupported {
+            operation: "access requests",
+        })
+    }
+
+    /// Files a request (validated; at most
+    /// [`MAX_PENDING_PER_USER`](crate::access::MAX_PENDING_PER_USER) stored as pending per
+    /// user); returns its id.
+    async fn create_access_request(
+        &self,
+        request: &crate::access::NewAccessRequest,
+    ) -> Result<i64, CoreError> {
+        let _ = request;
+        Err(CoreError::Unsupported {
+            operation: "access requests",
+        })
+    }
+
+    /// Requests, newest first (at most
+    /// [`MAX_LISTED_REQUESTS`](crate::access::MAX_LISTED_REQUESTS)): every user's, or
+    /// `user`'s.
+    async fn access_requests(
+        &self,
+        user: Option<&str>,
+    ) -> Result<Vec<crate::access::AccessRequest>, CoreError> {
+        let _ = user;
+        Err(CoreError::Unsupported {
+            operation: "access requests",
+        })
+    }
+
+    /// One request by id.
+    async fn access_request(
+        &self,
+        id: i64,
+    ) -> Result<Option<crate::access::AccessRequest>, CoreError> {
+        let _ = id;
+        Err(CoreError::Unsupported {
+            operation: "access requests",
+        })
+    }
+
+    /// Replaces request `next.id` with `next` if it is still at version `next.version - 1`
+    /// (what the caller read); returns whether it was (false: someone changed it first).
+    async fn replace_access_request(
+        &self,
+        next: &crate::access::AccessRequest,
+    ) -> Result<bool, CoreError> {
+        let _ = next;
+        Err(CoreError::Unsupported {
+            operation: "access requests",
+        })
+    }
 }
 
 /// What a gateway asks the directory: who a user is, whether their password, key or TOTP
@@ -407,12 +506,55 @@ pub trait DirectoryLookup: Send + Sync {
     /// The targets (names, or `*`) granted to any of `roles`, sorted, without duplicates.
     async fn targets_of_roles(&self, roles: &[String]) -> Result<Vec<String>, CoreError>;
 
-    /// The targets `user` may reach (names, or `*`), sorted.
+    /// The access windows ([`crate::access`]) of any of `roles`. A directory that keeps no
+    /// windows has none (the default): its grants are standing access.
+    async fn windows_of_roles(
+        &self,
+        roles: &[String],
+    ) -> Result<Vec<crate::access::StoredWindow>, CoreError> {
+        let _ = roles;
+        Ok(Vec::new())
+    }
+
+    /// The approval rule that governs requests for `target` (its own, else the `*` one);
+    /// `None`: the target cannot be requested (the default, for a directory that keeps no
+    /// requests).
+    async fn approval_rule(
+        &self,
+        target: &str,
+    ) -> Result<Option<crate::access::ApprovalRule>, CoreError> {
+        let _ = target;
+        Ok(None)
+    }
+
+    /// The targets approved requests of user `user` make reachable at `now` (sorted,
+    /// without duplicates); none by default.
+    async fn request_grants(
+        &self,
+        user: &str,
+        now: crate::Timestamp,
+    ) -> Result<Vec<String>, CoreError> {
+        let _ = (user, now);
+        Ok(Vec::new())
+    }
+
+    /// The targets `user` may reach (names, or `*`), sorted: their roles' standing grants
+    /// and, until each expires, the targets of their approved access requests
+    /// ([`request_grants`](Self::request_grants) at the system clock's now).
     async fn allowed_targets(&self, user: &DirectoryUser) -> Result<Vec<String>, CoreError> {
         if user.disabled {
             return Ok(Vec::new());
         }
-        self.targets_of_roles(&user.roles).await
+        let mut targets = self.targets_of_roles(&user.roles).await?;
+        let granted = self
+            .request_grants(user.name.as_str(), crate::Timestamp::now_utc())
+            .await?;
+        if !granted.is_empty() {
+            targets.extend(granted);
+            targets.sort();
+            targets.dedup();
+        }
+        Ok(targets)
     }
 
     /// Whether `user` may reach `target`.

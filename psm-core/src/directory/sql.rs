@@ -82,6 +82,104 @@ pub(crate) fn load_totp(
         .map_err(|e| malformed(&e.to_string()))
 }
 
+/// One `access_windows` row, its spec parsed again (a row altered at rest is malformed, not
+/// a window that admits anyone).
+pub(crate) fn window_row<R>(row: &R) -> Result<crate::access::StoredWindow, crate::CoreError>
+where
+    R: sqlx::Row,
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let malformed = |reason: String| crate::CoreError::MalformedRow {
+        what: "access window".into(),
+        reason,
+    };
+    let id: i64 = row.try_get("id").map_err(|e| malformed(e.to_string()))?;
+    let role: String = row.try_get("role").map_err(|e| malformed(e.to_string()))?;
+    let target: String = row
+        .try_get("target")
+        .map_err(|e| malformed(e.to_string()))?;
+    let spec: String = row.try_get("spec").map_err(|e| malformed(e.to_string()))?;
+    let window = spec
+        .parse()
+        .map_err(|e: crate::CoreError| malformed(format!("window {id}: {e}")))?;
+    Ok(crate::access::StoredWindow {
+        id,
+        role,
+        target,
+        window,
+    })
+}
+
+/// One `access_requests` row, checked (a row altered at rest is malformed).
+pub(crate) fn request_row<R>(row: &R) -> Result<crate::access::AccessRequest, crate::CoreError>
+where
+    R: sqlx::Row,
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<i64>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<String>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let malformed = |reason: String| crate::CoreError::MalformedRow {
+        what: "access request".into(),
+        reason,
+    };
+    let id: i64 = row.try_get("id").map_err(|e| malformed(e.to_string()))?;
+    let text = |col: &str| -> Result<String, crate::CoreError> {
+        row.try_get::<String, _>(col)
+            .map_err(|e| malformed(format!("request {id}: {e}")))
+    };
+    let int = |col: &str| -> Result<i64, crate::CoreError> {
+        row.try_get::<i64, _>(col)
+            .map_err(|e| malformed(format!("request {id}: {e}")))
+    };
+    let opt_int = |col: &str| -> Result<Option<i64>, crate::CoreError> {
+        row.try_get::<Option<i64>, _>(col)
+            .map_err(|e| malformed(format!("request {id}: {e}")))
+    };
+    let duration = u64::try_from(int("duration_secs")?)
+        .map(std::time::Duration::from_secs)
+        .map_err(|_| malformed(format!("request {id}: negative duration")))?;
+    let approvals_needed = u32::try_from(int("approvals_needed")?)
+        .map_err(|_| malformed(format!("request {id}: approvals needed")))?;
+    let decided_by: Option<String> = row
+        .try_get("decided_by")
+        .map_err(|e| malformed(format!("request {id}: {e}")))?;
+    let request = crate::access::AccessRequest {
+        id,
+        user: text("user_name")?,
+        target: text("target")?,
+        reason: text("reason")?,
+        duration,
+        created: crate::Timestamp::from_micros(int("created")?),
+        state: text("state")?
+            .parse()
+            .map_err(|e: crate::CoreError| malformed(format!("request {id}: {e}")))?,
+        approver_role: text("approver_role")?,
+        approvals_needed,
+        approvals: crate::access::approvals_from_text(&text("approvals")?)?,
+        decided_by,
+        decided_at: opt_int("decided_at")?.map(crate::Timestamp::from_micros),
+        expires: opt_int("expires")?.map(crate::Timestamp::from_micros),
+        note: text("note")?,
+        version: int("version")?,
+    };
+    crate::access::NewAccessRequest {
+        user: request.user.clone(),
+        target: request.target.clone(),
+        reason: request.reason.clone(),
+        duration: request.duration,
+        created: request.created,
+        approver_role: request.approver_role.clone(),
+        approvals_needed: request.approvals_needed,
+    }
+    .validate()
+    .map_err(|e| malformed(format!("request {id}: {e}")))?;
+    Ok(request)
+}
+
 /// Expands `impl UserDirectory for $store`, reading through `self.$read()` and writing
 /// through `self.$write()`.
 macro_rules! sql_directory {
@@ -190,6 +288,84 @@ macro_rules! sql_directory {
                 out.sort();
                 out.dedup();
                 Ok(out)
+            }
+
+            async fn windows_of_roles(
+                &self,
+                roles: &[String],
+            ) -> Result<Vec<$crate::access::StoredWindow>, $crate::CoreError> {
+                let mut out = Vec::new();
+                for role in roles {
+                    let rows = sqlx::query(
+                        "SELECT id, role, target, spec FROM access_windows WHERE role = $1 \
+                         ORDER BY id LIMIT 10000",
+                    )
+                    .bind(role)
+                    .fetch_all(self.$read())
+                    .await
+                    .map_err($crate::CoreError::db("reading access windows"))?;
+                    for row in &rows {
+                        out.push($crate::directory::sql::window_row(row)?);
+                    }
+                }
+                Ok(out)
+            }
+
+            async fn approval_rule(
+                &self,
+                target: &str,
+            ) -> Result<Option<$crate::access::ApprovalRule>, $crate::CoreError> {
+                use sqlx::Row;
+                let row = sqlx::query(
+                    "SELECT target, approver_role, approvals FROM access_approval_rules \
+                     WHERE target = $1 OR target = '*' ORDER BY target = '*' LIMIT 1",
+                )
+                .bind(target)
+                .fetch_optional(self.$read())
+                .await
+                .map_err($crate::CoreError::db("reading an approval rule"))?;
+                let Some(row) = row else { return Ok(None) };
+                let malformed = |e: sqlx::Error| $crate::CoreError::MalformedRow {
+                    what: "approval rule".into(),
+                    reason: e.to_string(),
+                };
+                let t: String = row.try_get("target").map_err(malformed)?;
+                let role: String = row.try_get("approver_role").map_err(malformed)?;
+                let n: i64 = row.try_get("approvals").map_err(malformed)?;
+                let n = u32::try_from(n).unwrap_or(0);
+                $crate::access::ApprovalRule::new(&t, &role, n)
+                    .map(Some)
+                    .map_err(|e| $crate::CoreError::MalformedRow {
+                        what: "approval rule".into(),
+                        reason: e.to_string(),
+                    })
+            }
+
+            async fn request_grants(
+                &self,
+                user: &str,
+                now: $crate::Timestamp,
+            ) -> Result<Vec<String>, $crate::CoreError> {
+                use sqlx::Row;
+                let rows = sqlx::query(
+                    "SELECT DISTINCT target FROM access_requests WHERE user_name = $1 \
+                     AND state = 'approved' AND expires > $2 ORDER BY target LIMIT 1000",
+                )
+                .bind(user)
+                .bind(now.as_micros())
+                .fetch_all(self.$read())
+                .await
+                .map_err($crate::CoreError::db("reading approved access requests"))?;
+                rows.iter()
+                    .map(|r| {
+                        r.try_get::<String, _>("target").map_err(|e| {
+                            $crate::CoreError::MalformedRow {
+                                what: "access request".into(),
+                                reason: e.to_string(),
+                            }
+                        })
+                    })
+                    .collect()
             }
         }
 
@@ -453,6 +629,248 @@ macro_rules! sql_directory {
                         .execute(self.$write())
                         .await
                         .map_err($crate::CoreError::db("revoking a target"))?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn windows(
+                &self,
+            ) -> Result<Vec<$crate::access::StoredWindow>, $crate::CoreError> {
+                let rows = sqlx::query(
+                    "SELECT id, role, target, spec FROM access_windows \
+                     ORDER BY role, target, id LIMIT 10000",
+                )
+                .fetch_all(self.$read())
+                .await
+                .map_err($crate::CoreError::db("listing access windows"))?;
+                rows.iter().map($crate::directory::sql::window_row).collect()
+            }
+
+            async fn add_window(
+                &self,
+                window: &$crate::access::NewWindow,
+            ) -> Result<i64, $crate::CoreError> {
+                use sqlx::Row;
+                $crate::directory::check_name("role", &window.role)?;
+                $crate::directory::check_target(&window.target)?;
+                let mut tx = self.$write().begin().await.map_err($crate::CoreError::db("adding an access window"))?;
+                let count: i64 = sqlx::query("SELECT count(*) AS n FROM access_windows")
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err($crate::CoreError::db("adding an access window"))?
+                    .try_get("n")
+                    .map_err($crate::CoreError::db("adding an access window"))?;
+                if count >= $crate::access::MAX_WINDOWS as i64 {
+                    return Err($crate::CoreError::InvalidInput {
+                        field: "window",
+                        reason: format!(
+                            "the directory already holds {} windows",
+                            $crate::access::MAX_WINDOWS
+                        ),
+                    });
+                }
+                let id: i64 = sqlx::query(
+                    "INSERT INTO access_windows (role, target, spec) VALUES ($1, $2, $3) \
+                     RETURNING id",
+                )
+                .bind(&window.role)
+                .bind(&window.target)
+                .bind(window.window.to_string())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err($crate::CoreError::db("adding an access window"))?
+                .try_get("id")
+                .map_err($crate::CoreError::db("adding an access window"))?;
+                tx.commit().await.map_err($crate::CoreError::db("adding an access window"))?;
+                Ok(id)
+            }
+
+            async fn remove_window(&self, id: i64) -> Result<bool, $crate::CoreError> {
+                let done = sqlx::query("DELETE FROM access_windows WHERE id = $1")
+                    .bind(id)
+                    .execute(self.$write())
+                    .await
+                    .map_err($crate::CoreError::db("removing an access window"))?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn approval_rules(
+                &self,
+            ) -> Result<Vec<$crate::access::ApprovalRule>, $crate::CoreError> {
+                use sqlx::Row;
+                let rows = sqlx::query(
+                    "SELECT target, approver_role, approvals FROM access_approval_rules \
+                     ORDER BY target LIMIT 10000",
+                )
+                .fetch_all(self.$read())
+                .await
+                .map_err($crate::CoreError::db("listing approval rules"))?;
+                let malformed = |e: String| $crate::CoreError::MalformedRow {
+                    what: "approval rule".into(),
+                    reason: e,
+                };
+                let mut out = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    let t: String = row.try_get("target").map_err(|e| malformed(e.to_string()))?;
+                    let role: String =
+                        row.try_get("approver_role").map_err(|e| malformed(e.to_string()))?;
+                    let n: i64 = row.try_get("approvals").map_err(|e| malformed(e.to_string()))?;
+                    out.push(
+                        $crate::access::ApprovalRule::new(&t, &role, u32::try_from(n).unwrap_or(0))
+                            .map_err(|e| malformed(e.to_string()))?,
+                    );
+                }
+                Ok(out)
+            }
+
+            async fn set_approval_rule(
+                &self,
+                rule: &$crate::access::ApprovalRule,
+            ) -> Result<(), $crate::CoreError> {
+                let rule = $crate::access::ApprovalRule::new(
+                    &rule.target,
+                    &rule.approver_role,
+                    rule.approvals,
+                )?;
+                let mut tx = self.$write().begin().await.map_err($crate::CoreError::db("setting an approval rule"))?;
+                let count: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM access_approval_rules WHERE target <> $1",
+                )
+                .bind(&rule.target)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err($crate::CoreError::db("setting an approval rule"))?;
+                if count >= $crate::access::MAX_APPROVAL_RULES as i64 {
+                    return Err($crate::CoreError::InvalidInput {
+                        field: "rule",
+                        reason: format!(
+                            "the directory already holds {} approval rules",
+                            $crate::access::MAX_APPROVAL_RULES
+                        ),
+                    });
+                }
+                sqlx::query(
+                    "INSERT INTO access_approval_rules (target, approver_role, approvals) \
+                     VALUES ($1, $2, $3) ON CONFLICT (target) DO UPDATE SET \
+                     approver_role = excluded.approver_role, approvals = excluded.approvals",
+                )
+                .bind(&rule.target)
+                .bind(&rule.approver_role)
+                .bind(i64::from(rule.approvals))
+                .execute(&mut *tx)
+                .await
+                .map_err($crate::CoreError::db("setting an approval rule"))?;
+                tx.commit().await.map_err($crate::CoreError::db("setting an approval rule"))?;
+                Ok(())
+            }
+
+            async fn remove_approval_rule(&self, target: &str) -> Result<bool, $crate::CoreError> {
+                let done = sqlx::query("DELETE FROM access_approval_rules WHERE target = $1")
+                    .bind(target)
+                    .execute(self.$write())
+                    .await
+                    .map_err($crate::CoreError::db("removing an approval rule"))?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn create_access_request(
+                &self,
+                request: &$crate::access::NewAccessRequest,
+            ) -> Result<i64, $crate::CoreError> {
+                request.validate()?;
+                let what = "filing an access request";
+                let mut tx = self.$write().begin().await.map_err($crate::CoreError::db(what))?;
+                let pending: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM access_requests WHERE user_name = $1 \
+                     AND state = 'pending'",
+                )
+                .bind(&request.user)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err($crate::CoreError::db(what))?;
+                if pending >= $crate::access::MAX_PENDING_PER_USER as i64 {
+                    return Err($crate::access::approval_pending_cap_error(&request.user));
+                }
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO access_requests (user_name, target, reason, duration_secs, \
+                     created, state, approver_role, approvals_needed, approvals, note, version) \
+                     VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, '', '', 1) RETURNING id",
+                )
+                .bind(&request.user)
+                .bind(&request.target)
+                .bind(&request.reason)
+                .bind(i64::try_from(request.duration.as_secs()).unwrap_or(i64::MAX))
+                .bind(request.created.as_micros())
+                .bind(&request.approver_role)
+                .bind(i64::from(request.approvals_needed))
+                .fetch_one(&mut *tx)
+                .await
+                .map_err($crate::CoreError::db(what))?;
+                tx.commit().await.map_err($crate::CoreError::db(what))?;
+                Ok(id)
+            }
+
+            async fn access_requests(
+                &self,
+                user: Option<&str>,
+            ) -> Result<Vec<$crate::access::AccessRequest>, $crate::CoreError> {
+                let rows = match user {
+                    // The LIMIT is MAX_LISTED_REQUESTS.
+                    Some(u) => sqlx::query(
+                        "SELECT id, user_name, target, reason, duration_secs, created, state, approver_role, \
+                         approvals_needed, approvals, decided_by, decided_at, expires, note, version FROM access_requests WHERE user_name = $1 \
+                         ORDER BY id DESC LIMIT 1000",
+                    )
+                    .bind(u)
+                    .fetch_all(self.$read())
+                    .await,
+                    None => sqlx::query(
+                        "SELECT id, user_name, target, reason, duration_secs, created, state, approver_role, \
+                         approvals_needed, approvals, decided_by, decided_at, expires, note, version FROM access_requests ORDER BY id DESC LIMIT 1000",
+                    )
+                    .fetch_all(self.$read())
+                    .await,
+                }
+                .map_err($crate::CoreError::db("listing access requests"))?;
+                rows.iter().map($crate::directory::sql::request_row).collect()
+            }
+
+            async fn access_request(
+                &self,
+                id: i64,
+            ) -> Result<Option<$crate::access::AccessRequest>, $crate::CoreError> {
+                let row = sqlx::query(
+                    "SELECT id, user_name, target, reason, duration_secs, created, state, approver_role, \
+                         approvals_needed, approvals, decided_by, decided_at, expires, note, version FROM access_requests WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_optional(self.$read())
+                .await
+                .map_err($crate::CoreError::db("reading an access request"))?;
+                row.as_ref().map($crate::directory::sql::request_row).transpose()
+            }
+
+            async fn replace_access_request(
+                &self,
+                next: &$crate::access::AccessRequest,
+            ) -> Result<bool, $crate::CoreError> {
+                $crate::access::check_request_fields(next)?;
+                let done = sqlx::query(
+                    "UPDATE access_requests SET state = $1, approvals = $2, decided_by = $3, \
+                     decided_at = $4, expires = $5, note = $6, version = $7 \
+                     WHERE id = $8 AND version = $9",
+                )
+                .bind(next.state.as_str())
+                .bind($crate::access::approvals_to_text(&next.approvals))
+                .bind(next.decided_by.as_deref())
+                .bind(next.decided_at.map(|t| t.as_micros()))
+                .bind(next.expires.map(|t| t.as_micros()))
+                .bind(&next.note)
+                .bind(next.version)
+                .bind(next.id)
+                .bind(next.version.saturating_sub(1))
+                .execute(self.$write())
+                .await
+                .map_err($crate::CoreError::db("changing an access request"))?;
                 Ok(done.rows_affected() > 0)
             }
         }

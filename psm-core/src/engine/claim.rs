@@ -351,6 +351,7 @@ impl Engine {
             token: current.fencing_token,
             expires: current.lease_expires.unwrap_or(current.last_reported),
             attempt: current.attempts,
+            recording: current.recording_commitment,
         };
         let mut guard = lease_guard(&lease);
         // Pin the version too: without a token from the caller, this read is what we checked.

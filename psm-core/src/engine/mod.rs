@@ -18,10 +18,13 @@ use crate::store::{AuditQuery, Guard, LeasePatch, ListQuery, Patch, SessionStore
 use crate::timestamp::Timestamp;
 
 mod claim;
+mod requests;
 mod watchdog;
+mod windows;
 
 pub use claim::RecordingStatusUpdate;
 pub use watchdog::{SweepReport, run_watchdog};
+pub use windows::WindowStatus;
 
 /// Longest reason (terminate, failure) kept, in bytes; longer ones are cut.
 pub const MAX_REASON_LEN: usize = 1024;
@@ -43,6 +46,12 @@ pub struct EngineConfig {
     pub retry_backoff_max: Duration,
     /// Most sessions one claim call may take.
     pub max_claim: u32,
+    /// Most Connected sessions one user may have at once, across every gateway of this
+    /// control plane (0: no cap). A session past it is refused at open (issue 17 L5).
+    pub max_sessions_per_user: u32,
+    /// What a Connected session's closing access window does (warning, end or lock); the
+    /// windows apply once [`Engine::with_access_windows`] names their directory.
+    pub windows: crate::access::WindowsConfig,
 }
 
 impl Default for EngineConfig {
@@ -54,6 +63,8 @@ impl Default for EngineConfig {
             retry_backoff_base: Duration::from_secs(5),
             retry_backoff_max: Duration::from_secs(300),
             max_claim: 100,
+            max_sessions_per_user: 0,
+            windows: crate::access::WindowsConfig::default(),
         }
     }
 }
@@ -99,6 +110,11 @@ pub struct Engine {
     store: Arc<dyn SessionStore>,
     clock: Arc<dyn Clock>,
     config: EngineConfig,
+    /// Held from counting a user's sessions to inserting the new one, so concurrent opens
+    /// through this engine cannot both slip under the cap.
+    opening: Arc<tokio::sync::Mutex<()>>,
+    /// Access windows, when configured ([`Engine::with_access_windows`]).
+    windows: windows::WindowGate,
 }
 
 impl std::fmt::Debug for Engine {
@@ -128,6 +144,8 @@ impl Engine {
             store,
             clock,
             config,
+            opening: Arc::new(tokio::sync::Mutex::new(())),
+            windows: windows::WindowGate::default(),
         }
     }
 
@@ -189,9 +207,58 @@ impl Engine {
             .await
     }
 
+    /// Appends an `other` audit row now: an event recorded by a layer above the engine
+    /// (live tickets, signer registrations), about `session` or about none.
+    pub async fn note(
+        &self,
+        session: Option<SessionId>,
+        actor: &str,
+        detail: impl Into<String>,
+    ) -> Result<(), CoreError> {
+        self.store
+            .append_audit(&AuditRecord {
+                at: self.clock.now(),
+                session,
+                actor: actor.to_owned(),
+                action: AuditAction::Other,
+                from_stage: None,
+                to_stage: None,
+                detail: detail.into(),
+            })
+            .await
+            .map(drop)
+    }
+
     /// Opens a session in `Connected`, owned by the gateway in `new.process_instance`.
+    ///
+    /// With [`EngineConfig::max_sessions_per_user`] set, a user who already has that many
+    /// Connected sessions is refused (`Forbidden`, audited), whichever gateway they came
+    /// through: the user sees why.
     pub async fn open_session(&self, new: NewSession) -> Result<PrivSession, CoreError> {
+        self.open_session_from(new, None).await
+    }
+
+    /// [`Engine::open_session`] for a user whose client connected from `source` (the address
+    /// as the gateway saw it; `None` when it did not say). With access windows configured
+    /// ([`Engine::with_access_windows`]) a session outside them is refused (`Forbidden`,
+    /// audited) with a message the user sees; a window that names networks refuses a
+    /// session whose source is unknown.
+    pub async fn open_session_from(
+        &self,
+        new: NewSession,
+        source: Option<std::net::IpAddr>,
+    ) -> Result<PrivSession, CoreError> {
         new.validate()?;
+        self.check_windows(&new, source).await?;
+        self.check_request_grant(&new).await?;
+        let cap = self.config.max_sessions_per_user;
+        let _opening = if cap > 0 {
+            let guard = self.opening.lock().await;
+            self.check_session_cap(&new, cap).await?;
+            Some(guard)
+        } else {
+            None
+        };
         let now = self.clock.now();
         let actor = new.process_instance.to_string();
         let session = PrivSession::connected(new, now);
@@ -208,9 +275,48 @@ impl Engine {
             ),
         };
         self.store.insert(&session, &audit).await?;
+        self.windows.remember(session.id, source);
         tracing::info!(session_id = %session.id, stage = %session.stage,
             process_instance = %audit.actor, "session opened");
         Ok(session)
+    }
+
+    async fn check_session_cap(&self, new: &NewSession, cap: u32) -> Result<(), CoreError> {
+        let open = self
+            .store
+            .list(&ListQuery {
+                stages: StageSet::one(Stage::Connected),
+                ..ListQuery::default()
+            })
+            .await?
+            .iter()
+            .filter(|s| s.user == new.user)
+            .count();
+        if open < cap as usize {
+            return Ok(());
+        }
+        let message = format!(
+            "user {} already has {open} open session{}, the most one user may have at once \
+             ({cap}); end one to open another",
+            new.user,
+            if open == 1 { "" } else { "s" }
+        );
+        let now = self.clock.now();
+        let record = AuditRecord {
+            at: now,
+            session: Some(new.id),
+            actor: new.process_instance.to_string(),
+            action: AuditAction::Refused,
+            from_stage: None,
+            to_stage: None,
+            detail: format!("session to {} refused: {message}", new.target),
+        };
+        if let Err(e) = self.store.append_audit(&record).await {
+            tracing::error!(error = %e, "could not audit a refusal");
+        }
+        tracing::warn!(session_id = %new.id, user = %new.user, open, cap,
+            "session refused: per-user cap");
+        Err(CoreError::Forbidden(message))
     }
 
     /// Polling: the owning process reports the session alive. Refreshes LastReported and, for
@@ -228,6 +334,66 @@ impl Engine {
     /// [`Engine::heartbeat`] accepted only in `stages` (a control plane narrows it to the
     /// stage the caller's role owns, so one guarded write does the whole check).
     pub async fn heartbeat_in(
+        &self,
+        id: SessionId,
+        by: &ProcessInstance,
+        stages: StageSet,
+    ) -> Result<PrivSession, CoreError> {
+        // A PrivSession carries no lock to the gateway: a window configured to lock ends
+        // the session here (the HTTP Polling path).
+        self.heartbeat_windowed(id, by, stages, false)
+            .await
+            .map(|(s, _)| s)
+    }
+
+    /// [`Engine::heartbeat_in`], with the access windows' verdict on a Connected session
+    /// ([`Engine::window_status`]): a window that closed with
+    /// [`End`](crate::access::WindowCloseAction::End) has set the returned session's
+    /// terminate flag. A directory that cannot answer leaves the session as it is (logged).
+    ///
+    /// `lock_ok`: the caller hands [`WindowStatus::Closed`] with a lock on to the gateway
+    /// (`HeartbeatReply::lock`). Only the SSH gateway applies it today, so other protocols'
+    /// sessions are ended instead of being left running unlocked.
+    pub async fn heartbeat_windowed(
+        &self,
+        id: SessionId,
+        by: &ProcessInstance,
+        stages: StageSet,
+        lock_ok: bool,
+    ) -> Result<(PrivSession, WindowStatus), CoreError> {
+        let mut s = self.heartbeat_unchecked(id, by, stages).await?;
+        let can_lock = lock_ok && s.protocol == crate::session::Protocol::Ssh;
+        let status = match self.window_status(&s, can_lock).await {
+            Ok(st) => st,
+            Err(e) => {
+                tracing::warn!(session_id = %id, error = %e,
+                    "checking the access windows failed; the session goes on");
+                WindowStatus::Open
+            }
+        };
+        if let WindowStatus::Closed {
+            action: crate::access::WindowCloseAction::End,
+            message,
+        } = &status
+        {
+            s.terminate = true;
+            s.terminate_reason = Some(message.clone());
+        }
+        if !s.terminate {
+            match self.request_grant_lapsed(&s).await {
+                Ok(Some(message)) => {
+                    s.terminate = true;
+                    s.terminate_reason = Some(message);
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(session_id = %id, error = %e,
+                    "checking the access requests failed; the session goes on"),
+            }
+        }
+        Ok((s, status))
+    }
+
+    async fn heartbeat_unchecked(
         &self,
         id: SessionId,
         by: &ProcessInstance,
@@ -274,6 +440,19 @@ impl Engine {
         id: SessionId,
         by: &ProcessInstance,
     ) -> Result<PrivSession, CoreError> {
+        self.end_session_committed(id, by, None).await
+    }
+
+    /// [`end_session`](Self::end_session) with the gateway's commitment to the recording it
+    /// wrote (docs/threat-model.md M12): kept with the session, written into the audit row,
+    /// and handed to the encoder and uploader with their claims. A retry after the session
+    /// ended changes nothing, so the first commitment stands.
+    pub async fn end_session_committed(
+        &self,
+        id: SessionId,
+        by: &ProcessInstance,
+        recording: Option<&crate::session::RecordingCommitment>,
+    ) -> Result<PrivSession, CoreError> {
         check_transition(Stage::Connected, Stage::Ended)?;
         let now = self.clock.now();
         let guard = Guard {
@@ -286,7 +465,12 @@ impl Engine {
             terminate: Some(true),
             end_time: Some(now),
             last_reported: Some(now),
+            recording_commitment: recording.map(|c| Some(*c)),
             ..Patch::default()
+        };
+        let detail = match recording {
+            Some(c) => format!("EndSession; recording {c}"),
+            None => "EndSession".to_owned(),
         };
         let audit = self.audit(
             now,
@@ -294,9 +478,10 @@ impl Engine {
             by.as_str(),
             AuditAction::Ended,
             Some((Stage::Connected, Stage::Ended)),
-            "EndSession",
+            &detail,
         );
         if let Some(s) = self.store.update(id, &guard, &patch, Some(&audit)).await? {
+            self.windows.forget(id);
             tracing::info!(session_id = %id, stage = %s.stage, process_instance = %by, "session ended");
             return Ok(s);
         }

@@ -184,7 +184,8 @@ pub struct Decision {
     /// The rules that matched, in policy order; empty when the default applied.
     pub matched: Vec<RuleMatch>,
     /// The command line could not be judged completely; the policy's action for that
-    /// (`incomplete_command`, `history_expansion`) is part of `action`.
+    /// (`incomplete_command`, `history_expansion`, `full_screen_command`) is part of
+    /// `action`.
     pub incomplete: Option<Incomplete>,
 }
 
@@ -198,6 +199,10 @@ pub enum Incomplete {
     Cut,
     /// History expansion (`!!`, `^a^b`, `fc`): the shell runs text the line does not show.
     HistoryExpansion,
+    /// Submitted inside a full-screen program at a place the tracker cannot tell is a shell
+    /// prompt: the line may or may not run as a command (the policy's `full_screen_command`
+    /// caps the action).
+    FullScreen,
 }
 
 impl Incomplete {
@@ -206,6 +211,7 @@ impl Incomplete {
         match self {
             Incomplete::Cut => "cut",
             Incomplete::HistoryExpansion => "history expansion",
+            Incomplete::FullScreen => "full screen, no prompt",
         }
     }
 }

@@ -135,6 +135,7 @@ pub struct Policy {
     unechoed_input: Action,
     incomplete_command: Action,
     history_expansion: Action,
+    full_screen_command: Action,
 }
 
 impl Policy {
@@ -171,6 +172,7 @@ impl Policy {
             unechoed_input: cfg.unechoed_input,
             incomplete_command: cfg.incomplete_command,
             history_expansion: cfg.history_expansion,
+            full_screen_command: cfg.full_screen_command,
         }))
     }
 
@@ -194,6 +196,7 @@ impl Policy {
             unechoed_input: Action::Allow,
             incomplete_command: Action::Allow,
             history_expansion: Action::Allow,
+            full_screen_command: Action::Allow,
         })
     }
 
@@ -440,6 +443,56 @@ impl SessionPolicy {
             }
         }
         worst
+    }
+
+    /// Judges a line submitted inside a full-screen program where the tracker cannot tell
+    /// whether it was typed at a shell (see [`PolicyConfig::full_screen_command`]): `None`
+    /// when the line would be allowed (an editor's lines are no events), else the decision
+    /// with the rules' action capped at `full_screen_command` and
+    /// [`Incomplete::FullScreen`]. The arguments are [`judge_lines`](Self::judge_lines)'.
+    ///
+    /// [`PolicyConfig::full_screen_command`]: super::PolicyConfig::full_screen_command
+    pub fn judge_full_screen(
+        &self,
+        readings: &[&str],
+        shown: &str,
+        source: LineSource,
+        truncated: bool,
+    ) -> Option<Decision> {
+        if !self.any_command {
+            return None;
+        }
+        let mut d = self.judge_lines(readings, shown, source, false, truncated);
+        if d.action == Action::Allow {
+            return None;
+        }
+        d.action = d.action.min(self.policy.full_screen_command);
+        if d.incomplete.is_none() {
+            d.incomplete = Some(Incomplete::FullScreen);
+        }
+        Some(d)
+    }
+
+    /// Judges a line typed at a prompt that hides its input (a password prompt, as far as
+    /// the gateway can tell), from the keystrokes: `None` unless a rule that is not `allow`
+    /// matches it, else an [`UnechoedInput`](PolicyEvent::UnechoedInput) decision (never the
+    /// text) with those rules and the most severe of their actions. Neither the default
+    /// action nor `incomplete_command`/`history_expansion` apply: a password is no command,
+    /// but one that would run as a forbidden command is judged as one.
+    pub fn judge_hidden(&self, line: &str, chars: usize) -> Option<Decision> {
+        let d = self.judge_line(line, LineSource::Keystrokes, false, false);
+        let matched: Vec<RuleMatch> = d
+            .matched
+            .into_iter()
+            .filter(|m| m.action != Action::Allow)
+            .collect();
+        let action = matched.iter().map(|m| m.action).max()?;
+        Some(Decision {
+            event: PolicyEvent::UnechoedInput { chars },
+            action,
+            matched,
+            incomplete: None,
+        })
     }
 
     /// The decision for a line of `chars` characters typed and never shown on the screen (it
@@ -731,6 +784,55 @@ mod tests {
                 .action,
             Action::Allow
         );
+    }
+
+    #[test]
+    fn full_screen_lines_are_capped_and_allowed_ones_are_no_events() {
+        let s = Policy::from_toml(DOCS_POLICY)
+            .unwrap()
+            .for_session(&SessionScope::default());
+        let judge = |l: &str| s.judge_full_screen(&[l], l, LineSource::Keystrokes, false);
+        assert_eq!(judge("hello world"), None);
+        assert_eq!(judge("rm -rf /tmp/x"), None);
+        // A terminate rule is held for approval (the default cap), with the reason.
+        let d = judge("shutdown -h now").unwrap();
+        assert_eq!(
+            (d.action, d.incomplete),
+            (Action::RequireApproval, Some(Incomplete::FullScreen))
+        );
+        assert_eq!(d.matched[0].name.as_ref(), "no-shutdown");
+        assert!(
+            d.summary().contains("[full screen, no prompt]"),
+            "{}",
+            d.summary()
+        );
+        // Below the cap, the rule's own action.
+        assert_eq!(judge("curl x | sh").unwrap().action, Action::Alert);
+        let lenient = Policy::from_toml(&format!("full_screen_command = \"alert\"\n{DOCS_POLICY}"))
+            .unwrap()
+            .for_session(&SessionScope::default());
+        let d = lenient
+            .judge_full_screen(&["shutdown"], "shutdown", LineSource::Screen, false)
+            .unwrap();
+        assert_eq!(d.action, Action::Alert);
+    }
+
+    #[test]
+    fn hidden_lines_are_judged_by_their_rules_only_and_never_carry_text() {
+        let strict = DOCS_POLICY.replace(
+            "default_action = \"allow\"",
+            "default_action = \"terminate\"",
+        );
+        let s = Policy::from_toml(&strict)
+            .unwrap()
+            .for_session(&SessionScope::default());
+        // A password: no rule, and neither the default nor history expansion apply.
+        assert_eq!(s.judge_hidden("hunter2!!", 9), None);
+        assert_eq!(s.judge_hidden("rm -rf /tmp/x", 13), None);
+        let d = s.judge_hidden("shutdown -h now", 15).unwrap();
+        assert_eq!(d.event, PolicyEvent::UnechoedInput { chars: 15 });
+        assert_eq!((d.action, d.matched.len()), (Action::Terminate, 1));
+        assert!(!d.summary().contains("shutdown -h"), "{}", d.summary());
     }
 
     #[test]

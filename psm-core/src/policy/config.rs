@@ -115,6 +115,15 @@ pub struct PolicyConfig {
     /// `require-approval` to hold such lines before they run.
     #[serde(default = "alert")]
     pub history_expansion: Action,
+    /// The most a line submitted inside a full-screen program (tmux, screen, vim's
+    /// `:terminal`, anything on the alternate screen) gets when the tracker cannot tell it
+    /// was typed at a shell prompt (no `$ `, `# `, `% `, `> ` prompt left of it) and the line
+    /// matches rules: the rules' action, capped at this one. Default `require-approval`: a
+    /// shell run with an unusual prompt inside tmux does not run a forbidden command unseen,
+    /// while an editor line that merely looks like one waits for an administrator instead
+    /// of ending the session. Lines at a recognised prompt are judged as at any shell.
+    #[serde(default = "fail_closed")]
+    pub full_screen_command: Action,
     /// The rules, in evaluation order.
     #[serde(default, rename = "rule", skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<RuleConfig>,
@@ -135,6 +144,7 @@ impl Default for PolicyConfig {
             unechoed_input: Action::Allow,
             incomplete_command: fail_closed(),
             history_expansion: alert(),
+            full_screen_command: fail_closed(),
             rules: Vec::new(),
         }
     }

@@ -20,7 +20,7 @@ use crate::clock::{Clock, ManualClock};
 use crate::engine::{Engine, EngineConfig, RecordingStatusUpdate};
 use crate::error::CoreError;
 use crate::id::{CheckoutId, FencingToken, ProcessInstance, SessionId};
-use crate::session::{Completion, NewSession, PrivSession, Protocol};
+use crate::session::{Completion, NewSession, PrivSession, Protocol, RecordingCommitment};
 use crate::stage::Stage;
 use crate::timestamp::Timestamp;
 
@@ -52,6 +52,7 @@ pub fn sample(stage: Stage, start: Timestamp) -> PrivSession {
         fencing_token: FencingToken(0),
         retry_at: None,
         failure_reason: None,
+        recording_commitment: None,
         version: 0,
     }
 }
@@ -572,6 +573,37 @@ pub async fn list_filters_and_orders(store: &dyn SessionStore) {
         .await
         .unwrap();
     assert_eq!(limited.len(), 3);
+
+    // Pages: each starts after the last session of the one before, none is lost or
+    // repeated, ties on the start time included.
+    let mut tied = Vec::new();
+    for _ in 0..3 {
+        let s = sample(Stage::Ended, T0.saturating_add(Duration::from_secs(3)));
+        store.insert(&s, &opened(&s)).await.unwrap();
+        tied.push(s.id);
+    }
+    let everything = store.list(&ListQuery::default()).await.unwrap();
+    let mut paged = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .list(&ListQuery {
+                limit: 2,
+                after,
+                ..ListQuery::default()
+            })
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(crate::store::ListCursor::of(last));
+        paged.extend(page.iter().map(|s| s.id));
+    }
+    assert_eq!(
+        paged,
+        everything.iter().map(|s| s.id).collect::<Vec<_>>(),
+        "paging walks the whole listing in order"
+    );
+    assert!(tied.iter().all(|t| paged.contains(t)));
 }
 
 /// The audit log: ordered by seq, filterable by session, pageable, append-only through the
@@ -747,10 +779,10 @@ pub async fn engine_bad_input_changes_nothing(store: Arc<dyn SessionStore>) {
     assert_eq!(err.to_string(), format!("unknown session {unknown}"));
     let err = e.heartbeat(id, &enc).await.unwrap_err();
     assert!(matches!(err, CoreError::NotOwner { .. }), "{err}");
+    assert!(err.to_string().contains("not held by encoder-1"), "{err}");
     assert!(
-        err.to_string()
-            .contains("owned by gateway-1, not by encoder-1"),
-        "{err}"
+        !err.to_string().contains("gateway-1"),
+        "the owner is not named to another caller: {err}"
     );
     let err = e.end_session(id, &enc).await.unwrap_err();
     assert!(matches!(err, CoreError::NotOwner { .. }), "{err}");
@@ -1005,4 +1037,74 @@ where
     engine_bad_input_changes_nothing(make().await).await;
     engine_watchdog(make().await).await;
     engine_termination_request(make().await).await;
+    engine_keeps_the_recording_commitment(make().await).await;
+}
+
+/// EndSession's commitment to the recording (docs/threat-model.md M12) is kept with the
+/// session, written into the audit row, handed out with both claims, and not replaced by a
+/// retry.
+pub async fn engine_keeps_the_recording_commitment(store: Arc<dyn SessionStore>) {
+    let clock = ManualClock::new(T0);
+    let e = engine(store, &clock);
+    let gw = pi("gateway-1");
+    let committed = RecordingCommitment {
+        chain: [7; 32],
+        chunks: 3,
+        events: 41,
+    };
+    let id = e.open_session(new_session(&gw)).await.unwrap().id;
+    let plain = e.open_session(new_session(&gw)).await.unwrap().id;
+    let ended = e
+        .end_session_committed(id, &gw, Some(&committed))
+        .await
+        .unwrap();
+    assert_eq!(ended.recording_commitment, Some(committed));
+    let other = RecordingCommitment {
+        chain: [9; 32],
+        ..committed
+    };
+    let again = e
+        .end_session_committed(id, &gw, Some(&other))
+        .await
+        .unwrap();
+    assert_eq!(
+        again.recording_commitment,
+        Some(committed),
+        "the first stands"
+    );
+    e.end_session(plain, &gw).await.unwrap();
+    assert_eq!(e.session(plain).await.unwrap().recording_commitment, None);
+
+    let trail = e.audit_trail(id).await.unwrap();
+    let row = trail
+        .iter()
+        .find(|ev| ev.record.action == AuditAction::Ended)
+        .unwrap();
+    assert_eq!(
+        row.record.detail,
+        format!("EndSession; recording {committed}")
+    );
+
+    let enc = pi("encoder-1");
+    let leases = e.claim_for_encoding(&enc, 10).await.unwrap();
+    let lease = leases.iter().find(|l| l.session == id).unwrap();
+    assert_eq!(lease.recording, Some(committed));
+    assert_eq!(
+        leases
+            .iter()
+            .find(|l| l.session == plain)
+            .unwrap()
+            .recording,
+        None
+    );
+    e.complete(lease, Completion::default()).await.unwrap();
+    let up = pi("Uploader_01");
+    let lease = e
+        .claim_for_upload(&up, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|l| l.session == id)
+        .unwrap();
+    assert_eq!(lease.recording, Some(committed));
 }

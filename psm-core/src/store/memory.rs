@@ -71,6 +71,11 @@ impl SessionStore for MemoryStore {
             .values()
             .filter(|s| query.ids.is_empty() || query.ids.contains(&s.id))
             .filter(|s| query.stages.is_empty() || query.stages.contains(s.stage))
+            .filter(|s| {
+                query.after.is_none_or(|a| {
+                    s.start_time < a.start_time || (s.start_time == a.start_time && s.id > a.id)
+                })
+            })
             .cloned()
             .collect();
         out.sort_by(|a, b| b.start_time.cmp(&a.start_time).then(a.id.cmp(&b.id)));

@@ -145,6 +145,8 @@ pub struct Patch {
     pub recording_format: Option<Option<String>>,
     /// New sshLogsUploaded.
     pub ssh_logs_uploaded: Option<bool>,
+    /// The gateway's commitment to its recording (set by EndSession).
+    pub recording_commitment: Option<Option<crate::session::RecordingCommitment>>,
 }
 
 impl Patch {
@@ -189,6 +191,9 @@ impl Patch {
         }
         if let Some(v) = self.ssh_logs_uploaded {
             s.ssh_logs_uploaded = v;
+        }
+        if let Some(v) = self.recording_commitment {
+            s.recording_commitment = v;
         }
         s.version += 1;
     }
@@ -245,6 +250,29 @@ pub struct ListQuery {
     pub stages: StageSet,
     /// At most this many (0: the store's maximum, 10,000).
     pub limit: u32,
+    /// Only sessions after this one in the listing's order (a page's last session: the
+    /// next page starts after it, whatever was inserted meanwhile).
+    pub after: Option<ListCursor>,
+}
+
+/// A position in a listing of sessions: a session's start time and id. Listings are
+/// ordered by start time, newest first, then by id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListCursor {
+    /// The session's start time.
+    pub start_time: Timestamp,
+    /// The session's id.
+    pub id: SessionId,
+}
+
+impl ListCursor {
+    /// The position of `s`.
+    pub fn of(s: &PrivSession) -> Self {
+        Self {
+            start_time: s.start_time,
+            id: s.id,
+        }
+    }
 }
 
 /// Upper bound of any listing.

@@ -72,6 +72,10 @@ where
         fencing_token: FencingToken(u64::try_from(token).map_err(|e| malformed(&what, e))?),
         retry_at: get::<_, Option<i64>>(row, "retry_at")?.map(ts),
         failure_reason: get(row, "failure_reason")?,
+        recording_commitment: get::<_, Option<String>>(row, "recording_commitment")?
+            .map(|c| c.parse())
+            .transpose()
+            .map_err(|e| malformed(&what, e))?,
         version: u64::try_from(version).map_err(|e| malformed(&what, e))?,
     })
 }

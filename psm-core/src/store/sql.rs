@@ -10,7 +10,7 @@ use crate::stage::Stage;
 pub(crate) const SESSION_COLUMNS: &str = "id, stage, last_reported, process_instance, \
     start_time, end_time, terminate, terminate_reason, user_name, target, protocol, \
     checkout_id, attempts, recording_format, ssh_logs_uploaded, lease_expires, fencing_token, \
-    retry_at, failure_reason, version";
+    retry_at, failure_reason, recording_commitment, version";
 
 /// Every column of `audit_events` but `seq`.
 pub(crate) const AUDIT_COLUMNS: &str =
@@ -131,6 +131,7 @@ pub(crate) fn insert_session(dialect: Dialect, s: &crate::session::PrivSession) 
         Value::I64(s.fencing_token.0 as i64),
         Value::OptI64(s.retry_at.map(|t| t.as_micros())),
         Value::OptText(s.failure_reason.clone()),
+        Value::OptText(s.recording_commitment.map(|c| c.to_string())),
         Value::I64(s.version as i64),
     ];
     for (i, v) in values.into_iter().enumerate() {
@@ -207,6 +208,13 @@ pub(crate) fn guarded_update(
     }
     if let Some(v) = patch.ssh_logs_uploaded {
         set_text(&mut sql, "ssh_logs_uploaded", Value::Bool(v));
+    }
+    if let Some(v) = patch.recording_commitment {
+        set_text(
+            &mut sql,
+            "recording_commitment",
+            Value::OptText(v.map(|c| c.to_string())),
+        );
     }
     sql.push("version = version + 1 WHERE id = ");
     sql.bind(Value::Text(id.to_string()));
@@ -349,6 +357,16 @@ pub(crate) fn list(dialect: Dialect, q: &super::ListQuery) -> Sql {
     if !q.stages.is_empty() {
         sql.push(" AND stage IN ");
         sql.bind_stage_list(q.stages.iter());
+    }
+    if let Some(after) = &q.after {
+        let t = after.start_time.as_micros();
+        sql.push(" AND (start_time < ");
+        sql.bind(Value::I64(t));
+        sql.push(" OR (start_time = ");
+        sql.bind(Value::I64(t));
+        sql.push(" AND id > ");
+        sql.bind(Value::Text(after.id.to_string()));
+        sql.push("))");
     }
     sql.push(" ORDER BY start_time DESC, id LIMIT ");
     sql.bind(Value::I64(i64::from(super::effective_limit(q.limit))));

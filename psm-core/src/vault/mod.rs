@@ -708,12 +708,9 @@ impl Vault {
                 .refuse(
                     Some(session),
                     by.as_str(),
-                    refuse(format!(
-                        "session {session} is owned by {}, not by {by}",
-                        s.process_instance
-                            .as_ref()
-                            .map_or("nobody", ProcessInstance::as_str)
-                    )),
+                    // The holder is not named: the caller learns nothing about other
+                    // gateways (issue 17 M7).
+                    refuse(format!("session {session} is not held by {by}")),
                 )
                 .await);
         }

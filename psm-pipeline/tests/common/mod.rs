@@ -161,9 +161,9 @@ pub fn write_psmr(path: &std::path::Path, id: SessionId, lines: usize) {
     w.finish("user logged out").unwrap();
 }
 
-/// Opens and ends a session whose gateway wrote a real recording of `lines` lines.
-pub async fn recorded_session(engine: &Engine, layout: &LocalLayout, lines: usize) -> SessionId {
-    let gw = instance("gateway-test");
+/// Opens a session of alice's on web-01 through gateway `gateway-test` (Connected), with the
+/// node's recordings directory ready for its recording.
+pub async fn opened_session(engine: &Engine, layout: &LocalLayout) -> SessionId {
     let id = SessionId::new();
     engine
         .open_session(NewSession {
@@ -172,12 +172,21 @@ pub async fn recorded_session(engine: &Engine, layout: &LocalLayout, lines: usiz
             target: "web-01".into(),
             protocol: Protocol::Ssh,
             checkout_id: None,
-            process_instance: gw.clone(),
+            process_instance: instance("gateway-test"),
         })
         .await
         .unwrap();
     std::fs::create_dir_all(layout.recordings_dir()).unwrap();
+    id
+}
+
+/// Opens and ends a session whose gateway wrote a real recording of `lines` lines.
+pub async fn recorded_session(engine: &Engine, layout: &LocalLayout, lines: usize) -> SessionId {
+    let id = opened_session(engine, layout).await;
     write_psmr(&layout.raw_recording(id), id, lines);
-    engine.end_session(id, &gw).await.unwrap();
+    engine
+        .end_session(id, &instance("gateway-test"))
+        .await
+        .unwrap();
     id
 }

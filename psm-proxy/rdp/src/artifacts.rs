@@ -2,7 +2,7 @@
 //! a session's periodic screenshots (`savescreenshot`) and clipboard text (`saveclipboard`)
 //! to the control plane, which keeps them per session (psm-server: `DATA/artifacts/SESSION/`).
 //!
-//! [`ArtifactSink`] is the seam; the `psm-rdp-gateway` binary implements it over psm-client
+//! [`ArtifactPush`] is the seam; the `psm-rdp-gateway` binary implements it over psm-client
 //! for a remote control plane (the library does not depend on psm-client). A gateway on the
 //! local node needs none: the recording already holds every
 //! screenshot (its keyframes) and clipboard event. A failed push is logged and never ends
@@ -13,9 +13,11 @@ use psm_core::SessionId;
 
 use crate::error::RdpError;
 
-/// Where a session's screenshots and clipboard text are pushed.
+/// Where a session's screenshots and clipboard text are pushed: the gateway's end of the
+/// seed's save endpoints (the control plane's end, which stores them, is psm-server's
+/// `ArtifactSink`).
 #[async_trait]
-pub trait ArtifactSink: Send + Sync {
+pub trait ArtifactPush: Send + Sync {
     /// A screenshot of the whole desktop, as PNG.
     async fn screenshot(&self, session: SessionId, png: Vec<u8>) -> Result<(), RdpError>;
     /// Clipboard text that crossed the gateway (only when capture is on).

@@ -289,7 +289,7 @@ pub(crate) async fn bridge(
     recorder: DesktopRecorder,
     gate: crate::session::TransferGate,
     max_bytes: usize,
-    artifacts: Option<(psm_core::SessionId, Arc<dyn crate::artifacts::ArtifactSink>)>,
+    artifacts: Option<(psm_core::SessionId, Arc<dyn crate::artifacts::ArtifactPush>)>,
 ) {
     let Some(mut events) = link
         .receiver
@@ -569,10 +569,14 @@ mod tests {
             ))
             .await
             .unwrap();
-        let recorder =
-            DesktopRecorder::start(writer, crate::screen::DesktopScreen::new(64, 64), policy)
-                .await
-                .unwrap();
+        let recorder = DesktopRecorder::start(
+            writer,
+            crate::screen::DesktopScreen::new(64, 64),
+            policy,
+            Default::default(),
+        )
+        .await
+        .unwrap();
         let link = Link::new();
         let (tx, rx) = mpsc::channel(4);
         let task = tokio::spawn(bridge(

@@ -68,8 +68,17 @@ pub struct RecordingPolicy {
     pub keyframe_area_percent: u8,
     /// Record clipboard text (the seed's `saveclipboard`). Default true.
     pub capture_clipboard: bool,
-    /// Record keystrokes as text on the keyboard channel. Default true.
-    pub capture_keystrokes: bool,
+    /// What of the keyboard is recorded (the keys as text on the keyboard channel; the
+    /// pointer is recorded whatever this says):
+    /// [`InputPolicy::RedactEchoOff`](psm_recording::InputPolicy::RedactEchoOff) (the
+    /// default, `redact-passwords`) records keys as typed except while a password is
+    /// probably being typed (after a lock or secure-attention shortcut, see
+    /// [`KeyText::password_prompt`](crate::input::KeyText::password_prompt)), which is
+    /// recorded as `InputRedacted`; `RecordAll` records those too (flagged `echo_off`);
+    /// `RedactAll` records only that keys were pressed. The target account's vaulted
+    /// password is never recorded, whatever this says
+    /// ([`SecretWatch`](crate::input::SecretWatch)).
+    pub keystrokes: psm_recording::InputPolicy,
     /// Pointer moves are recorded at most this often (clicks always). Default 100 ms.
     pub pointer_interval: Duration,
     /// Store screen changes as raw palette-indexed pixels
@@ -86,7 +95,7 @@ impl Default for RecordingPolicy {
             keyframe_interval: Duration::from_secs(30),
             keyframe_area_percent: 60,
             capture_clipboard: true,
-            capture_keystrokes: true,
+            keystrokes: psm_recording::InputPolicy::RedactEchoOff,
             pointer_interval: Duration::from_millis(100),
             raw_pixels: true,
         }
@@ -185,5 +194,36 @@ impl RdpGatewayConfig {
             default_target: None,
             drive: None,
         }
+    }
+}
+
+/// The name of a keystroke policy as `--keystrokes` and `[rdp] keystrokes` take it:
+/// `record-all`, `redact-passwords` ([`InputPolicy::RedactEchoOff`]) or `redact-all`.
+///
+/// [`InputPolicy::RedactEchoOff`]: psm_recording::InputPolicy::RedactEchoOff
+pub fn keystroke_policy_name(policy: psm_recording::InputPolicy) -> &'static str {
+    match policy {
+        psm_recording::InputPolicy::RecordAll => "record-all",
+        psm_recording::InputPolicy::RedactAll => "redact-all",
+        _ => "redact-passwords",
+    }
+}
+
+/// The keystroke policy a name gives ([`keystroke_policy_name`]'s inverse).
+///
+/// ```
+/// use psm_proxy_rdp::config::{keystroke_policy, keystroke_policy_name};
+/// let p = keystroke_policy("redact-all").unwrap();
+/// assert_eq!(keystroke_policy_name(p), "redact-all");
+/// assert!(keystroke_policy("redact-some").is_err());
+/// ```
+pub fn keystroke_policy(name: &str) -> Result<psm_recording::InputPolicy, String> {
+    match name {
+        "record-all" => Ok(psm_recording::InputPolicy::RecordAll),
+        "redact-passwords" => Ok(psm_recording::InputPolicy::RedactEchoOff),
+        "redact-all" => Ok(psm_recording::InputPolicy::RedactAll),
+        other => Err(format!(
+            "keystrokes {other:?}: expected record-all, redact-passwords or redact-all"
+        )),
     }
 }

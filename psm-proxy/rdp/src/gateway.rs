@@ -68,6 +68,10 @@ impl RdpGateway {
         tokio::pin!(shutdown);
         let limits = &self.shared.config.limits;
         let sessions = Arc::new(Semaphore::new(limits.max_sessions.max(1)));
+        // Connections still in their handshake hold one of these besides a session's: a
+        // client that opens connections and never finishes them fills these, not the
+        // sessions' places.
+        let handshakes = Arc::new(Semaphore::new(limits.max_handshakes.max(1)));
         let mut threads = Vec::new();
         loop {
             let (stream, peer) = tokio::select! {
@@ -80,6 +84,12 @@ impl RdpGateway {
                         continue;
                     }
                 },
+            };
+            let Ok(handshaking) = handshakes.clone().try_acquire_owned() else {
+                tracing::warn!(peer = %peer,
+                    "RDP connection refused: too many connections in their handshake");
+                drop(stream);
+                continue;
             };
             let Ok(permit) = sessions.clone().try_acquire_owned() else {
                 tracing::warn!(peer = %peer, "RDP connection refused: gateway at its session limit");
@@ -124,7 +134,7 @@ impl RdpGateway {
                                     return;
                                 }
                             };
-                            if let Err(e) = native::serve(shared, tls, stream, peer, cell).await {
+                            if let Err(e) = native::serve(shared, tls, stream, peer, cell, handshaking).await {
                                 tracing::info!(peer = %peer, error = %e, "RDP connection closed with an error");
                             }
                         });

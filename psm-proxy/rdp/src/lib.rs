@@ -71,6 +71,7 @@ pub mod error;
 pub mod gateway;
 pub mod input;
 pub mod launch;
+pub mod layout;
 mod native;
 pub mod recorder;
 mod refusal;

@@ -31,6 +31,7 @@ use tokio::net::TcpStream;
 use crate::access::Identity;
 use crate::error::RdpError;
 use crate::input::InputEvent;
+use crate::layout::ConnectInitialSniffer;
 use crate::refusal::{HeldTls, Refusal};
 use crate::screen::ScreenWatch;
 use crate::session::{self, ActiveSession, ClientKind, Shared};
@@ -56,6 +57,14 @@ struct Conn {
     held: bool,
     /// Why the client is refused, once it is.
     refusal: Mutex<Option<Refusal>>,
+    /// The connection's place among those still in their handshake ([`Limits::max_handshakes`]),
+    /// given back once its session started.
+    ///
+    /// [`Limits::max_handshakes`]: crate::Limits::max_handshakes
+    handshaking: Mutex<Option<tokio::sync::OwnedSemaphorePermit>>,
+    /// The keyboard layout (KLID) the client announced in its Connect Initial, once read
+    /// ([`crate::layout::ConnectInitialSniffer`]; `0`: none).
+    keyboard_layout: Arc<std::sync::OnceLock<u32>>,
 }
 
 /// Where a connection's running session is kept, so the connection thread can still end it
@@ -140,12 +149,14 @@ impl Conn {
             h,
             ClientKind::Native,
             self.clipboard.clone(),
+            self.keyboard_layout.get().copied(),
         )
         .await
         {
             Ok(s) => {
                 *slot = SessionSlot::Running(s.clone());
                 *Conn::lock(&self.current) = Some(s.clone());
+                Conn::lock(&self.handshaking).take();
                 Ok(s)
             }
             Err(e) => {
@@ -539,6 +550,7 @@ pub(crate) async fn serve(
     mut stream: TcpStream,
     peer: SocketAddr,
     current: SessionCell,
+    handshaking: tokio::sync::OwnedSemaphorePermit,
 ) -> Result<(), RdpError> {
     let _ = stream.set_nodelay(true);
     let handshake = shared.config.limits.handshake_timeout;
@@ -611,7 +623,10 @@ pub(crate) async fn serve(
             .then(crate::clipboard::Link::new),
         held: held.is_some(),
         refusal: Mutex::new(None),
+        handshaking: Mutex::new(Some(handshaking)),
+        keyboard_layout: Arc::new(std::sync::OnceLock::new()),
     });
+    let sniff = |stream| ConnectInitialSniffer::new(stream, conn.keyboard_layout.clone());
     let builder = RdpServer::builder().with_addr(shared.config.listen);
     let builder = if nla.is_some() {
         builder.with_hybrid(identity.acceptor.clone(), identity.public_key.clone())
@@ -647,18 +662,21 @@ pub(crate) async fn serve(
             UserStream::Held(tls) => {
                 server
                     .run_connection_with(
-                        HeldTls::new(tls, request.bytes),
+                        sniff(HeldTls::new(tls, request.bytes)),
                         ironrdp::server::TransportTls::AlreadyDone,
                     )
                     .await
             }
             UserStream::Plain(stream) => {
                 server
-                    .run_connection(Replay {
-                        prefix: request.bytes,
-                        pos: 0,
-                        inner: stream,
-                    })
+                    .run_connection(ConnectInitialSniffer::new(
+                        Replay {
+                            prefix: request.bytes,
+                            pos: 0,
+                            inner: stream,
+                        },
+                        conn.keyboard_layout.clone(),
+                    ))
                     .await
             }
         }

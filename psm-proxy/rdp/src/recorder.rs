@@ -13,9 +13,13 @@
 //!   long-distance matching) stores a scrolled terminal or a redrawn window as matches
 //!   against earlier frames; a region with more colours than a palette holds is an
 //!   [`EventKind::Frame`] PNG. Without it every picture is a PNG still.
-//! - keystrokes as text ([`KeyText`]) in `Input` events on channel 1 (`rdp-keyboard`);
+//! - keystrokes as text ([`KeyText`]: characters through the session's keyboard layout,
+//!   shortcuts such as `<Win+R>` and `<Ctrl+Alt+End>`) in `Input` events on channel 1
+//!   (`rdp-keyboard`), redacted as [`RecordingPolicy::keystrokes`] says, and never the
+//!   target account's password ([`SecretWatch`]: an `InputRedacted` event and a marker
+//!   instead);
 //! - pointer moves (throttled) and clicks as text lines in `Input` events on channel 2
-//!   (`rdp-pointer`);
+//!   (`rdp-pointer`): `down left X Y`, `up right X Y`;
 //! - clipboard text as `Clipboard` events when capture is on;
 //! - the session drive's files as `FileTransfer` events on channel 3 (`rdp-drive`, opened
 //!   with the first one), its deletions and renames as markers ([`crate::drive`]);
@@ -41,7 +45,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::config::RecordingPolicy;
 use crate::error::RdpError;
-use crate::input::{InputEvent, KeyText, pointer_text};
+use crate::input::{InputEvent, KeyText, SecretWatch, Watched, pointer_text};
+use crate::layout::KeyboardLayout;
 use crate::screen::{DesktopScreen, Rect, Region};
 
 /// The keyboard channel of an RDP recording.
@@ -102,6 +107,15 @@ impl RecordingFactory for DirRecordings {
     }
 }
 
+/// What the recorder knows of a session's keyboard.
+#[derive(Debug, Default)]
+pub struct KeyboardSetup {
+    /// The layout the user's client announced (keys are mapped through it).
+    pub layout: KeyboardLayout,
+    /// The target account's password: held back and never recorded when typed.
+    pub secret: Option<SecretWatch>,
+}
+
 enum Command {
     Input(InputEvent),
     Clipboard(ClipboardDirection, String),
@@ -126,6 +140,7 @@ impl DesktopRecorder {
         writer: RecordingWriter,
         screen: DesktopScreen,
         policy: RecordingPolicy,
+        keyboard: KeyboardSetup,
     ) -> Result<Self, RdpError> {
         writer
             .record(EventKind::ChannelOpen {
@@ -150,7 +165,8 @@ impl DesktopRecorder {
             watch: screen.watch(),
             screen,
             policy,
-            keys: KeyText::new(),
+            keys: KeyText::with_layout(keyboard.layout),
+            secret: keyboard.secret,
             last_pointer: None,
             last_keyframe: None,
             dropped: dropped.clone(),
@@ -203,6 +219,7 @@ struct Task {
     watch: crate::screen::ScreenWatch,
     policy: RecordingPolicy,
     keys: KeyText,
+    secret: Option<SecretWatch>,
     last_pointer: Option<Instant>,
     last_keyframe: Option<Instant>,
     dropped: Arc<AtomicU64>,
@@ -230,6 +247,14 @@ impl Task {
                     };
                     match cmd {
                         Command::Finish(reason, reply) => {
+                            if let Some(held) = self.secret.as_mut().map(SecretWatch::release_all)
+                                && !held.is_empty()
+                            {
+                                let hide = self.policy.keystrokes == InputPolicy::RedactAll;
+                                if let Err(e) = self.writer.input(KEYBOARD_CHANNEL, held.as_bytes(), hide).await {
+                                    self.fail(e.into());
+                                }
+                            }
                             let _ = self.frame(false).await;
                             self.report_drops().await;
                             let r = self.writer.clone().finish(&reason).await.map_err(RdpError::from);
@@ -292,6 +317,41 @@ impl Task {
         }
     }
 
+    /// Records what a key typed (`hide`: as typed into a password field), with the
+    /// target account's password held back.
+    async fn typed(
+        &mut self,
+        text: String,
+        hide: bool,
+    ) -> Result<(), psm_recording::RecordingError> {
+        let w = match &mut self.secret {
+            Some(s) => s.feed(&text),
+            None => Watched {
+                release: text,
+                secret_typed: false,
+            },
+        };
+        if !w.release.is_empty() {
+            self.writer
+                .input(KEYBOARD_CHANNEL, w.release.as_bytes(), hide)
+                .await?;
+        }
+        if w.secret_typed {
+            self.writer
+                .record(EventKind::InputRedacted {
+                    channel: KEYBOARD_CHANNEL,
+                })
+                .await?;
+            self.writer
+                .record(EventKind::Marker {
+                    label: "keyboard: the target account's password was typed (not recorded)"
+                        .into(),
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
     fn fail(&mut self, e: RdpError) {
         tracing::error!(error = %e, "RDP recording failed");
         if self.failed.is_none() {
@@ -316,10 +376,11 @@ impl Task {
     async fn command(&mut self, cmd: Command) {
         let r = match cmd {
             Command::Input(ev) => {
+                let before = self.keys.password_prompt();
                 if let Some(text) = self.keys.feed(ev) {
-                    self.writer
-                        .input(KEYBOARD_CHANNEL, text.as_bytes(), false)
-                        .await
+                    let hide = self.policy.keystrokes == InputPolicy::RedactAll
+                        || (before && self.keys.password_prompt());
+                    self.typed(text, hide).await
                 } else if let Some(line) = pointer_text(ev) {
                     let is_move = matches!(ev, InputEvent::Move { .. });
                     let due = self
@@ -450,8 +511,10 @@ fn picture(
     })
 }
 
-/// The writer configuration a gateway should use for RDP: `capture_keystrokes = false`
-/// records only that keys were typed. With `raw_pixels` the screen's raw pixels are
+/// The writer configuration a gateway should use for RDP: keys the recorder marks as typed
+/// into a password field (or every key, with [`InputPolicy::RedactAll`]) are recorded as
+/// `InputRedacted` unless the policy is [`InputPolicy::RecordAll`]; the pointer is always
+/// recorded. With `raw_pixels` the screen's raw pixels are
 /// compressed by the group's zstd stream against the frames before them: a large window
 /// (16 MiB, about twenty 1024x768 screens) with the long-distance matcher finds a scrolled
 /// region or a redrawn line far back. Level 3 holds about 22 MiB per active session;
@@ -460,10 +523,10 @@ fn picture(
 /// Big chunks keep the index small either way.
 pub fn writer_config(policy: &RecordingPolicy) -> WriterConfig {
     let base = WriterConfig {
-        input_policy: if policy.capture_keystrokes {
-            InputPolicy::RecordAll
-        } else {
-            InputPolicy::RedactAll
+        // RedactAll is applied by the recorder to the keyboard alone (clicks stay).
+        input_policy: match policy.keystrokes {
+            InputPolicy::RecordAll => InputPolicy::RecordAll,
+            _ => InputPolicy::RedactEchoOff,
         },
         chunk_bytes: 1 << 20,
         ..WriterConfig::default()
@@ -544,17 +607,167 @@ mod tests {
         assert_eq!(painted(&e), text.rgba);
     }
 
+    /// Records `keys` (scan codes, as a client sends them: press and release each, Shift
+    /// for capitals) and two clicks under `policy`, with the target account's password
+    /// watched; returns the keyboard text, the count of redacted keys, the pointer text and
+    /// the markers.
+    async fn record_keys(
+        policy: InputPolicy,
+        script: &[&str],
+    ) -> (String, usize, String, Vec<String>) {
+        use crate::input::keys_for_char;
+        let dir = tempfile::tempdir().unwrap();
+        let policy = RecordingPolicy {
+            keystrokes: policy,
+            ..RecordingPolicy::default()
+        };
+        let recordings = DirRecordings::new(
+            dir.path(),
+            psm_recording::SigningKey::generate().unwrap(),
+            writer_config(&policy),
+        );
+        let id = psm_core::SessionId::new();
+        let writer = recordings
+            .create(Header::new(
+                id,
+                psm_recording::Protocol::Rdp,
+                "alice",
+                "desk-01",
+                "test",
+            ))
+            .await
+            .unwrap();
+        let recorder = DesktopRecorder::start(
+            writer,
+            DesktopScreen::new(64, 64),
+            policy,
+            KeyboardSetup {
+                layout: KeyboardLayout::UsEnglish,
+                secret: SecretWatch::new("Tgt-0a1b2c"),
+            },
+        )
+        .await
+        .unwrap();
+        let key = |code: u8, extended: bool, down: bool| InputEvent::Key {
+            code,
+            extended,
+            down,
+        };
+        for step in script {
+            match *step {
+                // Ctrl+Alt+End, Win+R: modifiers down, key, all up.
+                "<Ctrl+Alt+End>" | "<Win+R>" => {
+                    let keys: &[(u8, bool)] = if step.starts_with("<Ctrl") {
+                        &[(0x1d, false), (0x38, false), (0x4f, true)]
+                    } else {
+                        &[(0x5b, true), (0x13, false)]
+                    };
+                    for &(c, e) in keys {
+                        recorder.input(key(c, e, true));
+                    }
+                    for &(c, e) in keys.iter().rev() {
+                        recorder.input(key(c, e, false));
+                    }
+                }
+                text => {
+                    for ch in text.chars() {
+                        for e in keys_for_char(ch).unwrap() {
+                            recorder.input(e);
+                        }
+                    }
+                }
+            }
+        }
+        for (button, x, y) in [
+            (psm_proxy::live::PointerButton::Left, 300, 250),
+            (psm_proxy::live::PointerButton::Right, 320, 260),
+        ] {
+            for down in [true, false] {
+                recorder.input(InputEvent::Button { button, down, x, y });
+            }
+        }
+        recorder.finish("done").await.unwrap();
+        let mut reader = psm_recording::Reader::open(
+            recordings.path_of(id),
+            psm_recording::ReadOptions::default(),
+        )
+        .unwrap();
+        let (mut typed, mut redacted, mut pointer, mut markers) =
+            (String::new(), 0, String::new(), Vec::new());
+        for e in reader.events() {
+            match e.unwrap().kind {
+                EventKind::Input { channel, data, .. } if channel == KEYBOARD_CHANNEL => {
+                    typed += &String::from_utf8_lossy(&data)
+                }
+                EventKind::Input { channel, data, .. } if channel == POINTER_CHANNEL => {
+                    pointer += &String::from_utf8_lossy(&data)
+                }
+                EventKind::InputRedacted { channel } if channel == KEYBOARD_CHANNEL => {
+                    redacted += 1
+                }
+                EventKind::Marker { label } => markers.push(label),
+                _ => {}
+            }
+        }
+        (typed, redacted, pointer, markers)
+    }
+
+    const SCRIPT: [&str; 6] = [
+        "ls\r",
+        "<Win+R>",
+        "regedit\r",
+        "<Ctrl+Alt+End>",
+        "Unlock9\r",
+        "sudo -k; sudo id\rTgt-0a1b2c\r",
+    ];
+    const PASSWORD_MARKER: &str =
+        "keyboard: the target account's password was typed (not recorded)";
+
+    #[tokio::test]
+    async fn keys_are_redacted_as_the_policy_says_and_the_vaulted_password_never_recorded() {
+        let (typed, redacted, pointer, markers) =
+            record_keys(InputPolicy::RedactEchoOff, &SCRIPT).await;
+        assert_eq!(
+            typed, "ls\r<Win+R>regedit\r<Ctrl+Alt+End>\rsudo -k; sudo id\r\r",
+            "redact-passwords"
+        );
+        assert_eq!(redacted, "Unlock9".len() + 1);
+        assert_eq!(
+            pointer,
+            "down left 300 250\nup left 300 250\ndown right 320 260\nup right 320 260\n"
+        );
+        assert!(markers.iter().any(|m| m == PASSWORD_MARKER), "{markers:?}");
+
+        let (typed, redacted, pointer2, _) = record_keys(InputPolicy::RecordAll, &SCRIPT).await;
+        assert_eq!(
+            typed, "ls\r<Win+R>regedit\r<Ctrl+Alt+End>Unlock9\rsudo -k; sudo id\r\r",
+            "record-all"
+        );
+        assert_eq!(redacted, 1, "the vaulted password, even so");
+        assert_eq!(pointer2, pointer);
+
+        let (typed, redacted, pointer3, markers) =
+            record_keys(InputPolicy::RedactAll, &SCRIPT).await;
+        assert_eq!(typed, "", "redact-all");
+        assert!(redacted > 30);
+        assert_eq!(
+            pointer3, pointer,
+            "clicks are recorded whatever the keys policy"
+        );
+        assert!(markers.iter().any(|m| m == PASSWORD_MARKER));
+    }
+
     #[test]
     fn the_writer_settings_follow_the_picture_kind() {
         let raw = writer_config(&RecordingPolicy::default());
         assert!(raw.long_distance_matching && raw.group_bytes == 16 << 20);
         let png = writer_config(&RecordingPolicy {
             raw_pixels: false,
-            capture_keystrokes: false,
+            keystrokes: InputPolicy::RedactAll,
             ..RecordingPolicy::default()
         });
         assert!(!png.long_distance_matching);
         assert_eq!(png.compression_level, 1);
-        assert_eq!(png.input_policy, InputPolicy::RedactAll);
+        assert_eq!(png.input_policy, InputPolicy::RedactEchoOff);
     }
 }

@@ -29,9 +29,9 @@ use crate::recorder::{DesktopRecorder, RecordingFactory};
 use crate::screen::DesktopScreen;
 use crate::upstream::{self, TargetEnd};
 use psm_proxy::{
-    Authorization, ChannelInfo, ChannelKind, Direction, EndReason, FileTransfer, HeartbeatStep,
-    HeartbeatWatch, ProxySession, RequestVerdict, SessionControl, SessionInfo, SessionRegistry,
-    TapFactory, TapSet, TargetAccess, TransferRequest,
+    Authorization, ChannelInfo, ChannelType, Direction, EndReason, HeartbeatStep, HeartbeatWatch,
+    ProxySession, RequestVerdict, SessionControl, SessionInfo, SessionRegistry, TapFactory, TapSet,
+    TargetAccess, TransferReport, TransferRequest,
 };
 
 /// What the gateway works with, chosen at assembly time.
@@ -56,7 +56,7 @@ pub struct RdpGatewayDeps {
     /// Where screenshots (every `RdpGatewayConfig::screenshot_interval`) and clipboard text
     /// are pushed beside the recording (the seed's savescreenshot / saveclipboard); `None`:
     /// the recording only.
-    pub artifacts: Option<Arc<dyn crate::artifacts::ArtifactSink>>,
+    pub artifacts: Option<Arc<dyn crate::artifacts::ArtifactPush>>,
     /// Each session's taps (psm-proxy's, as for SSH): they see it start and end, the live
     /// actions on it, and every file and clipboard transfer, which they may refuse before a
     /// byte moves (`Tap::check_transfer`): `psm_proxy::policy_tap::PolicyTapFactory`
@@ -95,10 +95,10 @@ impl TransferGate {
     }
 
     /// Tells the taps a transfer happened (after [`check`](Self::check) let it start).
-    pub async fn transferred(&self, channel: &'static str, transfer: FileTransfer) {
+    pub async fn transferred(&self, channel: &'static str, transfer: TransferReport) {
         if let Some(taps) = self.0.get() {
             taps.file_transfer(
-                &ChannelInfo::new(0, ChannelKind::Virtual(channel)),
+                &ChannelInfo::new(0, ChannelType::Virtual(channel)),
                 &transfer,
             )
             .await;
@@ -299,6 +299,8 @@ pub(crate) fn clamp_size(config: &RdpGatewayConfig, width: u32, height: u32) -> 
 
 /// Opens the session of an authenticated user: authorize, open the PrivSession, get the
 /// credential, log in to the target, start recording, and spawn the session's task.
+/// `keyboard_layout` is the KLID the client announced, if it did.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn start(
     shared: &Arc<Shared>,
     identity: &Identity,
@@ -307,6 +309,7 @@ pub(crate) async fn start(
     height: u16,
     kind: ClientKind,
     clipboard: Option<Arc<crate::clipboard::Link>>,
+    keyboard_layout: Option<u32>,
 ) -> Result<Arc<ActiveSession>, RdpError> {
     let deps = &shared.deps;
     let pi = &shared.config.process_instance;
@@ -335,14 +338,23 @@ pub(crate) async fn start(
     tracing::info!(session_id = %id, user = %identity.user, target = %identity.target,
         client = kind.name(), "RDP session opened");
     match connect_and_record(
-        shared, identity, &auth, id, peer, width, height, kind, clipboard,
+        shared,
+        identity,
+        &auth,
+        id,
+        peer,
+        width,
+        height,
+        kind,
+        clipboard,
+        keyboard_layout,
     )
     .await
     {
         Ok(s) => Ok(s),
         Err(e) => {
             tracing::warn!(session_id = %id, error = %e, "RDP session could not start");
-            end_in_control_plane(shared, id, pi, &auth).await;
+            end_in_control_plane(shared, id, pi, &auth, None).await;
             Err(e)
         }
     }
@@ -353,16 +365,10 @@ async fn end_in_control_plane(
     id: SessionId,
     pi: &ProcessInstance,
     auth: &Authorization,
+    recording: Option<&psm_core::RecordingCommitment>,
 ) {
-    for attempt in 0..3u32 {
-        match shared.deps.control_plane.end_session(id, pi).await {
-            Ok(()) => break,
-            Err(e) => {
-                tracing::error!(session_id = %id, attempt, error = %e, "EndSession failed");
-                tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
-            }
-        }
-    }
+    psm_proxy::session::end_in_control_plane(shared.deps.control_plane.as_ref(), id, pi, recording)
+        .await;
     shared.deps.targets.release(id, auth).await;
 }
 
@@ -377,7 +383,9 @@ async fn connect_and_record(
     height: u16,
     kind: ClientKind,
     clipboard: Option<Arc<crate::clipboard::Link>>,
+    keyboard_layout: Option<u32>,
 ) -> Result<Arc<ActiveSession>, RdpError> {
+    let keyboard_layout = keyboard_layout.filter(|&k| k != 0);
     let deps = &shared.deps;
     let channels = shared.config.channels;
     let account = auth.account.clone();
@@ -412,9 +420,14 @@ async fn connect_and_record(
         shared.config.limits.target_connect_timeout,
         clipboard.as_ref().map(|l| l.target_channel()),
         drive_channel,
+        keyboard_layout.unwrap_or(upstream::DEFAULT_KEYBOARD_LAYOUT),
     )
     .await?;
+    // The account's password, typed anywhere in the session, is held back from the
+    // recording (the user should not know it; if they do, it is still not recorded).
+    let secret = crate::input::SecretWatch::new(login.password.expose_secret());
     drop(login);
+    let layout = keyboard_layout.and_then(crate::layout::KeyboardLayout::from_klid);
     let screen = DesktopScreen::new(target.width, target.height);
     let mut header = Header::new(
         id,
@@ -432,14 +445,36 @@ async fn connect_and_record(
         format!("{}x{}", target.width, target.height),
     );
     header.metadata.insert("client".into(), kind.name().into());
+    header.metadata.insert(
+        "keyboard_layout".into(),
+        match (keyboard_layout, layout) {
+            (Some(klid), Some(l)) => format!("{klid:#010x} ({})", l.name()),
+            (Some(klid), None) => {
+                format!("{klid:#010x} (not known here: keys recorded as on US English)")
+            }
+            (None, _) => "not announced (keys recorded as on US English)".into(),
+        },
+    );
+    header.metadata.insert(
+        "keystrokes".into(),
+        crate::config::keystroke_policy_name(shared.config.recording.keystrokes).into(),
+    );
     if let Some(p) = peer {
         header
             .metadata
             .insert("client_address".into(), p.to_string());
     }
     let writer = deps.recordings.create(header).await?;
-    let recorder =
-        DesktopRecorder::start(writer, screen.clone(), shared.config.recording.clone()).await?;
+    let recorder = DesktopRecorder::start(
+        writer,
+        screen.clone(),
+        shared.config.recording.clone(),
+        crate::recorder::KeyboardSetup {
+            layout: layout.unwrap_or_default(),
+            secret,
+        },
+    )
+    .await?;
     if let Some(dir) = &drive_dir {
         recorder
             .marker(format!("drive: session drive at {}", dir.display()))
@@ -566,10 +601,21 @@ async fn connect_and_record(
         {
             tracing::warn!(session_id = %id, "the drive's last events were not recorded in time");
         }
-        if let Err(e) = recorder.finish(&reason).await {
-            tracing::error!(session_id = %id, error = %e, "sealing the RDP recording failed");
-        }
-        end_in_control_plane(&shared, id, &shared.config.process_instance, &auth).await;
+        let recording = match recorder.finish(&reason).await {
+            Ok(done) => Some(psm_proxy::record::commitment_of(&done)),
+            Err(e) => {
+                tracing::error!(session_id = %id, error = %e, "sealing the RDP recording failed");
+                None
+            }
+        };
+        end_in_control_plane(
+            &shared,
+            id,
+            &shared.config.process_instance,
+            &auth,
+            recording.as_ref(),
+        )
+        .await;
         taps.session_ended(&info, &why).await;
         drop(registration);
         if let Some(notes) = notes {
@@ -632,7 +678,7 @@ async fn forward_drive_events(
             ..
         } = &event
         {
-            let transfer = FileTransfer {
+            let transfer = TransferReport {
                 direction: (*direction).into(),
                 path: path.clone(),
                 bytes: *size,
@@ -655,7 +701,7 @@ async fn forward_drive_events(
 
 /// Pushes a screenshot of the whole desktop every `every` until the session ends.
 async fn push_screenshots(
-    sink: Arc<dyn crate::artifacts::ArtifactSink>,
+    sink: Arc<dyn crate::artifacts::ArtifactPush>,
     id: SessionId,
     screen: DesktopScreen,
     control: Arc<SessionControl>,

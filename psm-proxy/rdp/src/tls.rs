@@ -231,7 +231,7 @@ pub fn target_connector(check: &HostKeyCheck) -> Result<tokio_rustls::TlsConnect
 /// accepted here and each TLS handshake runs in a task of its own, bounded in time and in
 /// number, so a client that stalls its handshake holds up nobody else; finished
 /// connections are handed to the server.
-pub struct TlsListener {
+pub struct HttpsListener {
     ready: tokio::sync::mpsc::Receiver<(
         tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
         std::net::SocketAddr,
@@ -240,29 +240,28 @@ pub struct TlsListener {
     accepting: tokio::task::JoinHandle<()>,
 }
 
-/// Most TLS handshakes in progress at once.
-const MAX_HANDSHAKES: usize = 256;
-
-impl std::fmt::Debug for TlsListener {
+impl std::fmt::Debug for HttpsListener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TlsListener")
+        f.debug_struct("HttpsListener")
             .field("addr", &self.addr)
             .finish_non_exhaustive()
     }
 }
 
-impl TlsListener {
-    /// Accepts on `listener`; each handshake must finish within `timeout`.
+impl HttpsListener {
+    /// Accepts on `listener`; each handshake must finish within `timeout`, and at most
+    /// `max_handshakes` run at once (connections beyond are dropped).
     pub fn new(
         listener: tokio::net::TcpListener,
         acceptor: tokio_rustls::TlsAcceptor,
         timeout: std::time::Duration,
+        max_handshakes: usize,
     ) -> Self {
         let addr = listener
             .local_addr()
             .unwrap_or_else(|_| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
         let (tx, ready) = tokio::sync::mpsc::channel(64);
-        let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
+        let handshakes = Arc::new(tokio::sync::Semaphore::new(max_handshakes.max(1)));
         let accepting = tokio::spawn(async move {
             loop {
                 let (tcp, peer) = match listener.accept().await {
@@ -297,13 +296,13 @@ impl TlsListener {
     }
 }
 
-impl Drop for TlsListener {
+impl Drop for HttpsListener {
     fn drop(&mut self) {
         self.accepting.abort();
     }
 }
 
-impl axum::serve::Listener for TlsListener {
+impl axum::serve::Listener for HttpsListener {
     type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
     type Addr = std::net::SocketAddr;
 

@@ -71,11 +71,16 @@ impl std::fmt::Debug for TargetSession {
     }
 }
 
+/// The keyboard layout announced to a target when the user's client announced none: US
+/// English.
+pub const DEFAULT_KEYBOARD_LAYOUT: u32 = 0x0409;
+
 fn connector_config(
     login: &TargetLogin,
     width: u16,
     height: u16,
     security: TargetSecurity,
+    keyboard_layout: u32,
 ) -> connector::Config {
     connector::Config {
         credentials: connector::Credentials::UsernamePassword {
@@ -87,7 +92,8 @@ fn connector_config(
         enable_credssp: true,
         keyboard_type: KeyboardType::IbmEnhanced,
         keyboard_subtype: 0,
-        keyboard_layout: 0x0409,
+        // The user's own layout, so the target types what their keys say.
+        keyboard_layout,
         keyboard_functional_keys_count: 12,
         ime_file_name: String::new(),
         dig_product_id: String::new(),
@@ -180,11 +186,22 @@ pub async fn connect(
     security: TargetSecurity,
     timeout: Duration,
 ) -> Result<TargetSession, RdpError> {
-    connect_with(auth, login, width, height, security, timeout, None, None).await
+    connect_with(
+        auth,
+        login,
+        width,
+        height,
+        security,
+        timeout,
+        None,
+        None,
+        DEFAULT_KEYBOARD_LAYOUT,
+    )
+    .await
 }
 
 /// [`connect`], with the target side of a clipboard bridge and the session drive when
-/// they are given.
+/// they are given, announcing the user's keyboard layout (KLID).
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn connect_with(
     auth: &Authorization,
@@ -195,10 +212,19 @@ pub(crate) async fn connect_with(
     timeout: Duration,
     clipboard: Option<ironrdp::cliprdr::CliprdrClient>,
     drive: Option<crate::drive::DriveChannel>,
+    keyboard_layout: u32,
 ) -> Result<TargetSession, RdpError> {
     tokio::time::timeout(
         timeout,
-        connect_inner(auth, login, width, height, security, clipboard, drive),
+        connect_inner(
+            auth,
+            login,
+            (width, height),
+            security,
+            clipboard,
+            drive,
+            keyboard_layout,
+        ),
     )
     .await
     .map_err(|_| connect_err(auth, format!("no answer within {timeout:?}")))?
@@ -207,11 +233,11 @@ pub(crate) async fn connect_with(
 async fn connect_inner(
     auth: &Authorization,
     login: &TargetLogin,
-    width: u16,
-    height: u16,
+    (width, height): (u16, u16),
     security: TargetSecurity,
     clipboard: Option<ironrdp::cliprdr::CliprdrClient>,
     drive: Option<crate::drive::DriveChannel>,
+    keyboard_layout: u32,
 ) -> Result<TargetSession, RdpError> {
     let tcp = TcpStream::connect((auth.host.as_str(), auth.port))
         .await
@@ -223,7 +249,7 @@ async fn connect_inner(
     let mut framed = TokioFramed::new(tcp);
     let security = security_toward(&auth.host_key, security);
     let mut connector = ClientConnector::new(
-        connector_config(login, width, height, security),
+        connector_config(login, width, height, security, keyboard_layout),
         client_addr,
     );
     if let Some(cliprdr) = clipboard {
@@ -307,6 +333,7 @@ async fn connect_inner(
             width,
             height,
             security,
+            keyboard_layout,
         ),
         width,
         height,

@@ -250,10 +250,11 @@ impl WebGateway {
                 .await
                 .map_err(|e| RdpError::io("serving the browser gateway", e)),
             Some(acceptor) => axum::serve(
-                crate::tls::TlsListener::new(
+                crate::tls::HttpsListener::new(
                     self.listener,
                     acceptor,
                     self.shared.config.limits.handshake_timeout,
+                    self.shared.config.limits.max_handshakes,
                 ),
                 make,
             )
@@ -275,10 +276,11 @@ impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TcpL
 }
 
 impl
-    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, crate::tls::TlsListener>>
-    for Peer
+    axum::extract::connect_info::Connected<
+        axum::serve::IncomingStream<'_, crate::tls::HttpsListener>,
+    > for Peer
 {
-    fn connect_info(stream: axum::serve::IncomingStream<'_, crate::tls::TlsListener>) -> Self {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, crate::tls::HttpsListener>) -> Self {
         Peer(*stream.remote_addr())
     }
 }
@@ -454,6 +456,8 @@ async fn browser_session(
         h,
         ClientKind::Browser,
         None,
+        // The page sends keys by position (`KeyboardEvent.code`), as a US keyboard has them.
+        None,
     )
     .await
     {
@@ -612,7 +616,7 @@ async fn record_web_file(
     s.transfer_gate()
         .transferred(
             "rdpdr",
-            psm_proxy::FileTransfer {
+            psm_proxy::TransferReport {
                 direction: direction.into(),
                 path: format!("{}/{name}", drive.name),
                 bytes: data.len() as u64,

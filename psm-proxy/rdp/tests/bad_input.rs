@@ -99,3 +99,53 @@ async fn bad_clients_are_dropped_and_open_no_session() {
         .unwrap();
     assert!(sessions.is_empty(), "{sessions:?}");
 }
+
+/// A client that opens connections and never finishes their handshake fills only the
+/// handshake places (`Limits::max_handshakes`): the next connection is closed at once, and
+/// once the stalled ones are gone the gateway answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_handshakes_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let plane = plane(free_port(), "unused-target-password").await;
+    let gw = gateway(&plane, dir.path(), |c| {
+        // Long enough that the stalled connections are still there when the next one comes.
+        c.limits.handshake_timeout = Duration::from_secs(120);
+        c.limits.max_handshakes = 2;
+    })
+    .await;
+
+    // Two connections that say nothing hold both places; each is accepted (its TCP
+    // handshake and a connection request would be answered: the first one proves it).
+    let mut first = TcpStream::connect(gw.addr).await.unwrap();
+    first.write_all(&connection_request()).await.unwrap();
+    let mut confirm = [0u8; 19];
+    first.read_exact(&mut confirm).await.unwrap();
+    assert_eq!(confirm[0], 0x03, "an X.224 connection confirm");
+    let second = TcpStream::connect(gw.addr).await.unwrap();
+
+    // The third is closed without an answer, although it asks properly.
+    let mut third = TcpStream::connect(gw.addr).await.unwrap();
+    let _ = third.write_all(&connection_request()).await;
+    closed_by_gateway(&mut third).await;
+
+    // The stalled ones go; their places come back.
+    drop((first, second));
+    let mut answered = false;
+    for _ in 0..100 {
+        let mut s = TcpStream::connect(gw.addr).await.unwrap();
+        let _ = s.write_all(&connection_request()).await;
+        if tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut confirm))
+            .await
+            .is_ok_and(|r| r.is_ok())
+        {
+            answered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        answered,
+        "the gateway never answered again after the stalled connections went"
+    );
+    assert!(gw.registry.is_empty());
+}

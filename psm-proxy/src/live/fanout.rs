@@ -330,6 +330,32 @@ impl Fanout {
         Ok((id, rx, Arc::new(SlotHandle { shared })))
     }
 
+    /// Disconnects the viewers named `name`: each gets a last
+    /// [`LiveEvent::Disconnected`](crate::session::LiveEvent::Disconnected) (if its queue has
+    /// room) and its stream ends. Returns how many.
+    pub(crate) fn evict(&self, name: &str, reason: &str) -> usize {
+        let mut g = self.lock();
+        let ids: Vec<u64> = g
+            .named
+            .iter()
+            .filter(|(_, v)| v.name == name)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &ids {
+            if let Some(slot) = g.slots.iter().find(|s| s.id == *id) {
+                let _ = slot.tx.try_send(crate::session::LiveEvent::Disconnected {
+                    reason: reason.to_owned(),
+                });
+                slot.shared.fall_behind();
+            }
+        }
+        // Dropping the sender ends the stream; the viewer's own drop detaches its name (and
+        // reports that it left).
+        g.slots.retain(|s| !ids.contains(&s.id));
+        self.viewers.store(g.slots.len(), Ordering::Relaxed);
+        ids.len()
+    }
+
     /// Detaches a viewer; returns its name and mode if it had one.
     pub(crate) fn detach(&self, id: u64) -> Option<ViewerInfo> {
         let mut g = self.lock();

@@ -506,6 +506,10 @@ pub(crate) fn message_for(event: LiveEvent) -> Option<Message> {
         }),
         LiveEvent::Notice(t) => text(&ServerMessage::Notice { text: t }),
         LiveEvent::Ended { reason } => text(&ServerMessage::Ended { reason }),
+        LiveEvent::Disconnected { reason } => Message::Close(Some(CloseFrame {
+            code: CloseCode::from(close::UNAUTHENTICATED),
+            reason: reason.chars().take(120).collect::<String>().into(),
+        })),
     })
 }
 
@@ -595,6 +599,12 @@ async fn serve_viewer<S>(
                         rows: s.rows,
                         data: s.data.to_string(),
                     }),
+                    Some(ViewerItem::Event(LiveEvent::Disconnected { reason })) => {
+                        tracing::info!(session_id = %session, viewer = %actor, reason = %reason,
+                            "live viewer disconnected");
+                        close_with(&mut ws, close::UNAUTHENTICATED, &reason).await;
+                        return;
+                    }
                     Some(ViewerItem::Event(LiveEvent::Ended { reason })) => {
                         let _ = send(&mut ws, timeout, text(&ServerMessage::Ended { reason })).await;
                         close_with(&mut ws, 1000, "the session ended").await;
@@ -656,6 +666,7 @@ async fn viewer_message<S: AsyncRead + AsyncWrite + Unpin>(
         actor: actor.to_owned(),
         reason: reason.filter(|r| !r.is_empty()),
         approval,
+        viewer: None,
     };
     let cmd = match message {
         ClientMessage::Input(_) | ClientMessage::Desktop(_) if mode != LiveMode::Control => {

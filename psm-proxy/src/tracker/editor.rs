@@ -79,11 +79,6 @@ impl LineModel {
         self.typed
     }
 
-    /// Whether the next key is taken literally (`C-v`).
-    pub(crate) fn quoting(&self) -> bool {
-        self.quoted_next
-    }
-
     /// Applies one key.
     pub(crate) fn apply(&mut self, key: Key) -> Effect {
         if self.quoted_next {

@@ -73,7 +73,7 @@ use psm_recording::{TermSize, TerminalState, Utf8Decoder};
 use editor::{Effect, LineModel};
 use keys::{Key, KeyDecoder};
 use output::{LineEvent, OutputLines};
-use prompt::{strip_prompt, trim};
+use prompt::{looks_like_prompt, strip_prompt, trim};
 
 /// The widest terminal the tracker emulates; wider ones are clamped (memory bound: two
 /// screens of `cols * rows` cells).
@@ -273,9 +273,11 @@ impl CommandTracker {
         self.policy.judge_command(command)
     }
 
-    /// Feeds bytes the user sent toward the target. `hidden` says the caller knows these
-    /// bytes answer a prompt that does not echo (a password): they are never reconstructed
-    /// and their line yields no decision. Decisions are appended to `out`.
+    /// Feeds bytes the user sent toward the target. `hidden` says the caller saw a prompt
+    /// that hides input (a password prompt, [`EchoTracker`](crate::redact::EchoTracker)):
+    /// the line is then reported only if the screen shows it after all (the prompt only
+    /// looked like one), else judged from the keystrokes without its text, and only when a
+    /// rule matches. Decisions are appended to `out`.
     pub fn input(&mut self, bytes: &[u8], hidden: bool, out: &mut Vec<Decision>) -> Feed {
         for (i, &b) in bytes.iter().enumerate() {
             let Some(key) = self.keys.feed(b) else {
@@ -301,23 +303,15 @@ impl CommandTracker {
             self.probe =
                 matches!(key, Key::Unknown | Key::Ignore) && !matches!(b, b'\t' | b'?' | b'=');
 
-            if self.screen.is_alternate_screen() {
-                if key == Key::Enter {
-                    self.vi_command(out);
-                }
+            if key == Key::Enter && self.screen.is_alternate_screen() && self.vi_command(out) {
                 self.model.clear();
                 self.line_open = false;
+                self.hidden_line = false;
                 continue;
             }
-            let effect = if self.hidden_line && !self.model.quoting() {
-                match key {
-                    Key::Enter | Key::AcceptAndNext => Effect::Submit,
-                    Key::Abort => Effect::Abort,
-                    _ => Effect::Edit,
-                }
-            } else {
-                self.model.apply(key)
-            };
+            // Hidden keys are modelled too (never reported): a line typed at a prompt that
+            // only looks like a password prompt is still judged.
+            let effect = self.model.apply(key);
             match effect {
                 Effect::Edit => {}
                 Effect::Abort => {
@@ -480,14 +474,19 @@ impl CommandTracker {
         let typed = self.model.typed();
         let truncated = self.model.truncated();
         if self.hidden_line {
-            self.after = Some(AfterSubmit {
-                prompt,
-                judged: None,
-                typed,
-                unconfirmed: None,
-                hidden: true,
-                acted: Vec::new(),
-            });
+            self.prompt = prompt;
+            match self.submit_hidden(fresh, typed, out) {
+                Some(after) => self.after = Some(after),
+                None => return false,
+            }
+        } else if self.screen.is_alternate_screen()
+            && !looks_like_prompt(&prompt)
+            && !self.prompt_left_of_keys()
+        {
+            self.prompt = prompt;
+            if !self.submit_full_screen(fresh, out) {
+                return false;
+            }
         } else {
             self.prompt = prompt;
             match self.reading(fresh) {
@@ -553,6 +552,130 @@ impl CommandTracker {
         self.model.clear();
         self.line_open = false;
         self.hidden_line = false;
+        true
+    }
+
+    /// Enter on a line the caller said hides its input (the screen showed a password
+    /// prompt when it began). The prompt may only look like one (`PS1='password: '`): if
+    /// the target echoed the keys, the line is read and judged as any other. If it did not,
+    /// the keystrokes (when certain) are judged before the Enter goes on, and only rules
+    /// that match are reported, without the text. `None`: wait for the echo (only for keys
+    /// the model could not follow).
+    fn submit_hidden(
+        &mut self,
+        fresh: bool,
+        typed: usize,
+        out: &mut Vec<Decision>,
+    ) -> Option<AfterSubmit> {
+        let certain = !self.model.uncertain();
+        let truncated = self.model.truncated();
+        let echoed = match self.reading(fresh) {
+            // The screen shows exactly the keys: the target echoes, nothing is secret.
+            Some((r, LineSource::Keystrokes)) if certain && r.len() == 1 => Some(r),
+            // Keys the model cannot follow (history recall): the screen, as it answered.
+            Some((r, LineSource::Screen)) if !certain => Some(r),
+            _ => None,
+        };
+        let prompt = std::mem::take(&mut self.prompt);
+        let mut after = AfterSubmit {
+            prompt,
+            judged: None,
+            typed,
+            unconfirmed: None,
+            hidden: true,
+            acted: Vec::new(),
+        };
+        match echoed {
+            Some(readings) if !readings.is_empty() => {
+                let refs: Vec<&str> = readings.iter().map(String::as_str).collect();
+                let cut = truncated || self.screen_cut;
+                let source = if certain {
+                    LineSource::Keystrokes
+                } else {
+                    LineSource::Screen
+                };
+                after.judged = self.judge(&refs, source, false, cut, out);
+                after.hidden = false;
+            }
+            Some(_) => {}
+            None if certain => {
+                let model: String = trim(self.model.chars()).iter().collect();
+                if let Some(d) = self.policy.judge_hidden(&model, typed) {
+                    after.acted = d.matched.iter().map(|m| m.index).collect();
+                    after.acted.push(usize::MAX);
+                    out.push(d);
+                }
+            }
+            None if self.wait_for_echo && !self.echo_wait_over => {
+                self.prompt = after.prompt;
+                return None;
+            }
+            None => {}
+        }
+        Some(after)
+    }
+
+    /// Whether the cursor's row shows the certain keystrokes after a shell prompt: keys
+    /// typed ahead, before the prompt was drawn, left no prompt to capture when the line
+    /// began.
+    fn prompt_left_of_keys(&mut self) -> bool {
+        if self.model.uncertain() {
+            return false;
+        }
+        let model = trim(self.model.chars());
+        if model.is_empty() {
+            return false;
+        }
+        self.screen
+            .line_at_cursor(&mut self.scratch, self.max_line + MAX_PROMPT);
+        let end = self
+            .scratch
+            .iter()
+            .rposition(|c| !c.is_whitespace())
+            .map_or(0, |e| e + 1);
+        self.scratch[..end]
+            .strip_suffix(model)
+            .is_some_and(looks_like_prompt)
+    }
+
+    /// Enter inside a full-screen program (tmux, screen, an editor) where no shell prompt
+    /// stands left of the line: the tracker cannot tell whether the line runs. What it can
+    /// read (the certain keystrokes, the cursor's row) is judged at once, before the Enter
+    /// goes on, with the action capped at the policy's `full_screen_command`; a line no rule
+    /// objects to is no event (an editor's lines). False: wait for output first (keys the
+    /// model could not follow and no output since).
+    fn submit_full_screen(&mut self, fresh: bool, out: &mut Vec<Decision>) -> bool {
+        let certain = !self.model.uncertain();
+        if !certain && !fresh && self.wait_for_echo && !self.echo_wait_over {
+            return false;
+        }
+        let limit = self.max_line + self.prompt.len();
+        self.screen.line_at_cursor(&mut self.scratch, limit);
+        let cut = self.model.truncated() || self.scratch.len() >= limit;
+        let screen: String = if fresh || !certain {
+            strip_prompt(&self.scratch, &self.prompt).iter().collect()
+        } else {
+            String::new()
+        };
+        let model: String = trim(self.model.chars()).iter().collect();
+        let mut readings: Vec<&str> = Vec::new();
+        if certain && !model.is_empty() {
+            readings.push(&model);
+        }
+        if !screen.is_empty() && screen != model {
+            readings.push(&screen);
+        }
+        if let Some(&shown) = readings.first() {
+            let source = if certain && !model.is_empty() {
+                LineSource::Keystrokes
+            } else {
+                LineSource::Screen
+            };
+            if let Some(d) = self.policy.judge_full_screen(&readings, shown, source, cut) {
+                out.push(d);
+            }
+        }
+        self.prompt.clear();
         true
     }
 
@@ -685,13 +808,22 @@ impl CommandTracker {
         let Some(after) = self.after.take() else {
             return;
         };
-        if after.hidden {
-            return;
-        }
         let limit = self.max_line + after.prompt.len();
         self.screen.line_at_cursor(&mut self.scratch, limit);
         let cut = self.scratch.len() >= limit;
         let text: String = strip_prompt(&self.scratch, &after.prompt).iter().collect();
+        if after.hidden {
+            // A secret stays unread; a line that shows up after all (its echo came late:
+            // the prompt only looked like a password prompt) is judged, late, for the rules
+            // not already acted on.
+            if !text.is_empty() {
+                let d = self.policy.judge_line(&text, LineSource::Screen, true, cut);
+                if d.matched.iter().any(|m| !after.acted.contains(&m.index)) {
+                    out.push(d);
+                }
+            }
+            return;
+        }
         match after.judged {
             Some((judged, rules)) => {
                 if text.is_empty() || text == judged {
@@ -735,18 +867,16 @@ impl CommandTracker {
         }
     }
 
-    /// Enter on the alternate screen: a vi `:` command line with a `!` runs a command.
-    fn vi_command(&mut self, out: &mut Vec<Decision>) {
-        let (_, row, _) = self.screen.cursor();
-        if row + 1 < usize::from(self.screen.size().rows) {
-            return;
-        }
-        self.screen.bottom_row(&mut self.scratch, self.max_line);
+    /// Enter on the alternate screen: a vi `:` command line with a `!` runs a command. The
+    /// cursor's row, not only the bottom one: vim in a tmux pane has its command line
+    /// above tmux's status line. True when it was one (judged here).
+    fn vi_command(&mut self, out: &mut Vec<Decision>) -> bool {
+        self.screen.line_at_cursor(&mut self.scratch, self.max_line);
         if self.scratch.first() != Some(&':') {
-            return;
+            return false;
         }
         let Some(bang) = self.scratch.iter().position(|&c| c == '!') else {
-            return;
+            return false;
         };
         let cmd: String = trim(&self.scratch[bang + 1..]).iter().collect();
         if !cmd.is_empty() {
@@ -755,6 +885,7 @@ impl CommandTracker {
                     .judge_line(&cmd, LineSource::ViCommand, false, false),
             );
         }
+        true
     }
 }
 
@@ -933,6 +1064,82 @@ mod tests {
         let d = out.last().unwrap();
         assert_eq!(line(d), ("rm -rf /", false, LineSource::ViCommand));
         assert_eq!(d.action, Action::Terminate);
+    }
+
+    /// H2: a prompt that only looks like a password prompt hides nothing once the target
+    /// echoes; a real one is judged from the keys, without the text.
+    #[test]
+    fn a_fake_password_prompt_hides_nothing_and_a_real_one_is_still_judged() {
+        let mut t = tracker(true);
+        let mut out = Vec::new();
+        t.output(b"password: ", &mut out);
+        // The caller flagged the first key hidden (the echo had not come yet).
+        assert_eq!(t.input(b"r", true, &mut out), Feed::All);
+        t.output(b"r", &mut out);
+        for c in "m -rf /".chars() {
+            let b = c.to_string();
+            assert_eq!(t.input(b.as_bytes(), false, &mut out), Feed::All);
+            t.output(b.as_bytes(), &mut out);
+        }
+        assert_eq!(t.input(b"\r", false, &mut out), Feed::All);
+        assert_eq!(line(&out[0]), ("rm -rf /", false, LineSource::Keystrokes));
+        assert_eq!(out[0].action, Action::Terminate);
+
+        // A real secret prompt: nothing on the screen; the keys match a rule, decided at
+        // the Enter without waiting and without the text.
+        let mut t = tracker(true);
+        let mut out = Vec::new();
+        t.output(b"Password: ", &mut out);
+        assert_eq!(t.input(b"rm -rf /\r", true, &mut out), Feed::All);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].event, PolicyEvent::UnechoedInput { chars: 8 });
+        assert_eq!(out[0].action, Action::Terminate);
+        assert!(!format!("{out:?}").contains("rm -rf"));
+        t.output(b"\r\n$ ", &mut out);
+        assert_eq!(out.len(), 1, "{out:?}");
+    }
+
+    /// H1: inside tmux (the alternate screen), a line at a shell prompt is judged as at any
+    /// shell; one at no prompt is judged with the action capped (`require-approval`).
+    #[test]
+    fn full_screen_lines_are_judged() {
+        let mut t = tracker(true);
+        let mut out = Vec::new();
+        t.output(b"$ ", &mut out);
+        typed(&mut t, "tmux", &mut out);
+        let _ = t.input(b"\r", false, &mut out);
+        out.clear();
+        // tmux draws the inner shell's prompt on the alternate screen, a status line below.
+        t.output(
+            b"\r\n\x1b[?1049h\x1b[H\x1b[2Jalice@t2:~$ \x1b[24;1H\x1b[7m[0] 0:bash*\x1b[m\x1b[1;13H",
+            &mut out,
+        );
+        typed(&mut t, "rm -rf /", &mut out);
+        assert_eq!(t.input(b"\r", false, &mut out), Feed::All);
+        assert_eq!(line(&out[0]), ("rm -rf /", false, LineSource::Keystrokes));
+        assert_eq!(out[0].action, Action::Terminate);
+        assert_eq!(out[0].incomplete, None);
+
+        // PS1='' inside tmux: no prompt to tell a shell by.
+        out.clear();
+        t.output(b"\r\n", &mut out);
+        typed(&mut t, "rm -rf /", &mut out);
+        assert_eq!(t.input(b"\r", false, &mut out), Feed::All);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(line_of(&out[0]), "rm -rf /");
+        assert_eq!(out[0].action, Action::RequireApproval);
+        assert_eq!(out[0].incomplete, Some(Incomplete::FullScreen));
+        // An editor's harmless line is no event.
+        out.clear();
+        t.output(b"\r\n", &mut out);
+        typed(&mut t, "hello", &mut out);
+        assert_eq!(t.input(b"\r", false, &mut out), Feed::All);
+        assert!(out.is_empty(), "{out:?}");
+        // vim's command line above tmux's status line.
+        t.output(b"\x1b[23;1H", &mut out);
+        typed(&mut t, ":!rm -rf /", &mut out);
+        assert_eq!(t.input(b"\r", false, &mut out), Feed::All);
+        assert_eq!(line(&out[0]), ("rm -rf /", false, LineSource::ViCommand));
     }
 
     #[test]

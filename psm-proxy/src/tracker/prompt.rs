@@ -24,6 +24,16 @@ pub(crate) fn strip_prompt<'a>(line: &'a [char], prompt: &[char]) -> &'a [char] 
     trim(rest)
 }
 
+/// Whether the text left of the cursor when a line began ends like a shell prompt (`$ `,
+/// `# `, `% `, `> `): inside a full-screen program, what tells a shell's line from an
+/// editor's.
+pub(crate) fn looks_like_prompt(prompt: &[char]) -> bool {
+    prompt
+        .windows(2)
+        .last()
+        .is_some_and(|w| matches!(w[0], '$' | '#' | '>' | '%') && w[1] == ' ')
+}
+
 pub(crate) fn trim(s: &[char]) -> &[char] {
     let start = s.iter().position(|c| !c.is_whitespace()).unwrap_or(s.len());
     let end = s
@@ -51,5 +61,17 @@ mod tests {
         assert_eq!(s(strip_prompt(&line, &other)), "ls -l");
         let bare: Vec<char> = "ls -l".chars().collect();
         assert_eq!(s(strip_prompt(&bare, &other)), "ls -l");
+    }
+
+    #[test]
+    fn shell_prompts_are_recognised() {
+        let yes = |p: &str| looks_like_prompt(&p.chars().collect::<Vec<_>>());
+        assert!(yes("alice@t2:~$ "));
+        assert!(yes("root@t2:/# "));
+        assert!(yes("> "));
+        assert!(!yes(""));
+        assert!(!yes("x"));
+        assert!(!yes("int main() {"));
+        assert!(!yes("$"));
     }
 }

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use psm_proxy::redact::EchoTracker;
 use psm_proxy::tap::{
-    ChannelInfo, ChannelKind, Direction, ExitReport, FileOperationOutcome, RequestVerdict,
+    ChannelInfo, ChannelType, Direction, ExitReport, FileOperationOutcome, RequestVerdict,
     StreamKind,
 };
 use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf, client, server};
@@ -527,6 +527,13 @@ async fn user_to_target(
                 Some(ChannelMsg::Eof) => {
                     if !eof_sent {
                         eof_sent = true;
+                        // What a tap held until the input ended (a script's last line
+                        // without a newline, judged now) goes before the end of input.
+                        for rest in live.taps.input_ended(&state.info).await {
+                            if target.write.data_bytes(rest).await.is_err() {
+                                break;
+                            }
+                        }
                         let _ = target.write.eof().await;
                     }
                 }
@@ -694,7 +701,7 @@ struct UserEof {
 impl UserEof {
     fn new(info: &ChannelInfo) -> Self {
         Self {
-            hold: matches!(info.kind, ChannelKind::Session),
+            hold: matches!(info.kind, ChannelType::Session),
             held: false,
             sent: false,
             exited: false,

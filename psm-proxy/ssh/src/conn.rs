@@ -18,7 +18,7 @@ use psm_proxy::session::{
     SessionInfo,
 };
 use psm_proxy::tap::Direction;
-use psm_proxy::tap::{ChannelInfo, ChannelKind, EndReason, TapSet};
+use psm_proxy::tap::{ChannelInfo, ChannelType, EndReason, TapSet};
 use psm_proxy::target::Authorization;
 use russh::{ChannelId, client, server};
 use tokio::sync::OwnedSemaphorePermit;
@@ -196,14 +196,19 @@ impl Conn {
         let id = SessionId::new();
         if let Err(e) = deps
             .control_plane
-            .open_session(NewSession {
-                id,
-                user: user_name.clone(),
-                target: target.to_owned(),
-                protocol: Protocol::Ssh,
-                checkout_id: auth.checkout.clone(),
-                process_instance: self.shared.config.process_instance.clone(),
-            })
+            .open_session_from(
+                NewSession {
+                    id,
+                    user: user_name.clone(),
+                    target: target.to_owned(),
+                    protocol: Protocol::Ssh,
+                    checkout_id: auth.checkout.clone(),
+                    process_instance: self.shared.config.process_instance.clone(),
+                },
+                // The browser terminal connects inside the gateway: its loopback address is
+                // not the user's, so it reports none (a window with networks refuses it).
+                self.peer.filter(|_| !self.internal).map(|p| p.ip()),
+            )
             .await
         {
             deps.targets.release(id, &auth).await;
@@ -296,28 +301,18 @@ impl Conn {
             taps.session_ended(info, &EndReason::Error(error.to_string()))
                 .await;
         }
-        self.end_in_control_plane(info.id).await;
+        self.end_in_control_plane(info.id, taps).await;
         self.shared.deps.targets.release(info.id, auth).await;
     }
 
-    async fn end_in_control_plane(&self, id: SessionId) {
-        let cp = &self.shared.deps.control_plane;
-        let me = &self.shared.config.process_instance;
-        for attempt in 0..3u32 {
-            match cp.end_session(id, me).await {
-                Ok(()) => return,
-                Err(e) if e.is_transient() && attempt < 2 => {
-                    tracing::warn!(session_id = %id, error = %e, "EndSession failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
-                }
-                Err(e) => {
-                    tracing::error!(session_id = %id, error = %e,
-                        "EndSession failed; the control plane's watchdog will end the session \
-                         once its heartbeats stop");
-                    return;
-                }
-            }
-        }
+    async fn end_in_control_plane(&self, id: SessionId, taps: Option<&TapSet>) {
+        psm_proxy::session::end_in_control_plane(
+            self.shared.deps.control_plane.as_ref(),
+            id,
+            &self.shared.config.process_instance,
+            taps.and_then(TapSet::recording_commitment).as_ref(),
+        )
+        .await;
     }
 
     /// Writes raw bytes on a session channel's terminal (every one when `channel` is
@@ -390,7 +385,8 @@ impl Conn {
                 let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
             }
             live.taps.session_ended(&live.info, &reason).await;
-            self.end_in_control_plane(live.info.id).await;
+            self.end_in_control_plane(live.info.id, Some(&live.taps))
+                .await;
             self.shared
                 .deps
                 .targets
@@ -469,7 +465,7 @@ impl Conn {
                 reply.accept().await;
                 let info = ChannelInfo::new(
                     u32::from(user_channel.id()),
-                    ChannelKind::ForwardedTcpip {
+                    ChannelType::ForwardedTcpip {
                         host: connected_address,
                         port: connected_port,
                     },
@@ -531,6 +527,9 @@ async fn heartbeat(conn: Arc<Conn>, live: Arc<Live>) {
                 match cp.heartbeat(live.info.id, &cfg.process_instance).await {
                     Ok(reply) => {
                         watch.answered(&conn.control);
+                        if let Some(text) = watch.access_window(&reply, &conn.control) {
+                            conn.notice(&text).await;
+                        }
                         if reply.terminate {
                             let reason = reply.reason.unwrap_or_else(|| "terminated by the control plane".into());
                             conn.control.terminate(&reason);

@@ -12,7 +12,7 @@ use psm_core::directory::{DirectoryUser, LoginThrottle};
 use psm_core::vault::Secret;
 use psm_proxy::login::{LoginName, parse_login};
 use psm_proxy::tap::{
-    ChannelInfo, ChannelKind, ChannelPurpose, ChannelRequest, RequestVerdict, TermSize,
+    ChannelInfo, ChannelPurpose, ChannelRequest, ChannelType, RequestVerdict, TermSize,
 };
 use russh::keys::PublicKey;
 use russh::server::{Auth, Msg, Response, Session, VerifiedPublicKey};
@@ -268,7 +268,7 @@ impl Handler {
         }
     }
 
-    fn chan_info(id: ChannelId, kind: ChannelKind) -> ChannelInfo {
+    fn chan_info(id: ChannelId, kind: ChannelType) -> ChannelInfo {
         ChannelInfo::new(u32::from(id), kind)
     }
 
@@ -495,7 +495,22 @@ impl russh::server::Handler for Handler {
         {
             tracing::warn!(user = %user.name, target_name = %target, error = %e,
                 "cannot start the session");
-            self.failure = Some(e.user_message());
+            let mut message = e.user_message();
+            // A target that takes access requests: say how to ask for it.
+            if matches!(e, psm_proxy::ProxyError::NotAllowed { .. })
+                && let Ok(Some(rule)) = conn.shared.deps.directory.approval_rule(target).await
+            {
+                message = format!(
+                    "{message}. {target} can be requested: run\r\n  psm request {target} \
+                     --for 1h --reason \"why you need it\"\r\nthen connect again once {} \
+                     member{} of role {} approve{}",
+                    rule.approvals,
+                    if rule.approvals == 1 { "" } else { "s" },
+                    rule.approver_role,
+                    if rule.approvals == 1 { "s" } else { "" },
+                );
+            }
+            self.failure = Some(message);
         }
         Ok(())
     }
@@ -521,7 +536,7 @@ impl russh::server::Handler for Handler {
             .await;
             match opened {
                 Ok(Ok(target)) => {
-                    let info = Self::chan_info(id, ChannelKind::Session);
+                    let info = Self::chan_info(id, ChannelType::Session);
                     live.taps.channel_opened(&info).await;
                     self.conn
                         .session_channels
@@ -611,7 +626,7 @@ impl russh::server::Handler for Handler {
             Ok(Ok(target)) => {
                 let info = Self::chan_info(
                     channel.id(),
-                    ChannelKind::DirectTcpip {
+                    ChannelType::DirectTcpip {
                         host: host_to_connect.to_owned(),
                         port: port_to_connect,
                     },

@@ -528,19 +528,23 @@ async fn serve<S>(
         internal,
     ));
     let handler = handler::Handler::new(conn.clone());
-    let started = tokio::time::timeout(
-        shared.config.auth_timeout,
-        server::run_stream(shared.server_config.clone(), socket, handler),
-    )
-    .await;
+    // The handshake future owns the socket: it is dropped (and the peer sees the close)
+    // only after a timeout's strike is counted, so a source that reconnects at once is
+    // judged with that strike.
+    let handshake = server::run_stream(shared.server_config.clone(), socket, handler);
+    tokio::pin!(handshake);
+    let started = tokio::select! {
+        r = &mut handshake => Some(r),
+        () = tokio::time::sleep(shared.config.auth_timeout) => None,
+    };
     let mut running = match started {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => {
+        Some(Ok(r)) => r,
+        Some(Err(e)) => {
             tracing::debug!(peer = %peer, error = %e, "SSH handshake failed");
             conn.finish(EndReason::UserDisconnected).await;
             return;
         }
-        Err(_) => {
+        None => {
             tracing::info!(peer = %peer, "no SSH identification in time; closing");
             conn.preauth_strike();
             conn.release_preauth();

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use psm_core::directory::{ALL_TARGETS, DirectoryUser};
-use psm_proxy::tap::{ChannelInfo, ChannelKind, ChannelPurpose, ChannelRequest, TermSize};
+use psm_proxy::tap::{ChannelInfo, ChannelPurpose, ChannelRequest, ChannelType, TermSize};
 use russh::server::Msg;
 use russh::{Channel, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, client};
 
@@ -146,7 +146,7 @@ pub(crate) async fn run(
             return;
         }
     };
-    let info = ChannelInfo::new(u32::from(id), ChannelKind::Session);
+    let info = ChannelInfo::new(u32::from(id), ChannelType::Session);
     live.taps.channel_opened(&info).await;
     let pty = menu.pty.lock().unwrap_or_else(|p| p.into_inner()).clone();
     if let Some(p) = &pty {

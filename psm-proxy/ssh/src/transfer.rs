@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use psm_proxy::tap::{ChannelPurpose, Direction, FileTransfer};
+use psm_proxy::tap::{ChannelPurpose, Direction, TransferReport};
 
 /// Largest SFTP packet followed (OpenSSH's limit is 256 KiB); larger ones stop parsing.
 pub const MAX_SFTP_PACKET: usize = 256 * 1024 + 1024;
@@ -34,7 +34,7 @@ impl TransferWatch {
     }
 
     /// Feeds bytes going `direction`; returns completed transfers.
-    pub fn feed(&mut self, direction: Direction, bytes: &[u8]) -> Vec<FileTransfer> {
+    pub fn feed(&mut self, direction: Direction, bytes: &[u8]) -> Vec<TransferReport> {
         match self {
             TransferWatch::Sftp(w) => w.feed(direction, bytes),
             TransferWatch::Scp(w) => w.feed(direction, bytes),
@@ -42,7 +42,7 @@ impl TransferWatch {
     }
 
     /// The channel closed: transfers still open are reported as cut.
-    pub fn finish(self) -> Vec<FileTransfer> {
+    pub fn finish(self) -> Vec<TransferReport> {
         match self {
             TransferWatch::Sftp(w) => w.finish(),
             TransferWatch::Scp(w) => w.finish(),
@@ -165,7 +165,7 @@ impl SftpWatch {
     }
 
     /// Feeds bytes; returns transfers completed by a CLOSE.
-    pub fn feed(&mut self, direction: Direction, bytes: &[u8]) -> Vec<FileTransfer> {
+    pub fn feed(&mut self, direction: Direction, bytes: &[u8]) -> Vec<TransferReport> {
         let mut done = Vec::new();
         match direction {
             Direction::ToTarget => {
@@ -182,7 +182,7 @@ impl SftpWatch {
         done
     }
 
-    fn client_packet(&mut self, p: &[u8], done: &mut Vec<FileTransfer>) {
+    fn client_packet(&mut self, p: &[u8], done: &mut Vec<TransferReport>) {
         let mut r = Reader(p);
         let (Some(kind), Some(id)) = (r.u8(), r.u32()) else {
             return;
@@ -265,8 +265,8 @@ impl SftpWatch {
     /// What a closed file moved: each way bytes went (a `READ|WRITE` open that read and
     /// wrote is both a download and an upload); one that moved nothing by its flags
     /// (written to, created or truncated: an upload of nothing).
-    fn report(f: OpenFile, complete: bool) -> Vec<FileTransfer> {
-        let one = |direction, bytes| FileTransfer {
+    fn report(f: OpenFile, complete: bool) -> Vec<TransferReport> {
+        let one = |direction, bytes| TransferReport {
             direction,
             path: f.path.clone(),
             bytes,
@@ -291,7 +291,7 @@ impl SftpWatch {
     }
 
     /// Files still open are reported as cut.
-    pub fn finish(self) -> Vec<FileTransfer> {
+    pub fn finish(self) -> Vec<TransferReport> {
         self.files
             .into_values()
             .flat_map(|f| Self::report(f, false))
@@ -414,7 +414,7 @@ impl ScpWatch {
     }
 
     /// Feeds bytes; returns transfers completed.
-    pub fn feed(&mut self, direction: Direction, mut bytes: &[u8]) -> Vec<FileTransfer> {
+    pub fn feed(&mut self, direction: Direction, mut bytes: &[u8]) -> Vec<TransferReport> {
         let mut done = Vec::new();
         if direction != self.direction {
             return done; // acknowledgements
@@ -442,7 +442,7 @@ impl ScpWatch {
                     bytes = &bytes[n as usize..];
                     if *left == 0 {
                         let (name, size) = (std::mem::take(name), *size);
-                        done.push(FileTransfer {
+                        done.push(TransferReport {
                             direction: self.direction,
                             path: self.path(&name),
                             bytes: size,
@@ -461,7 +461,7 @@ impl ScpWatch {
         done
     }
 
-    fn control_line(&mut self, text: &str) -> Option<FileTransfer> {
+    fn control_line(&mut self, text: &str) -> Option<TransferReport> {
         self.state = ScpState::Line(Vec::new());
         match text.chars().next() {
             Some(kind @ ('C' | 'D')) => {
@@ -480,7 +480,7 @@ impl ScpWatch {
                     None
                 } else if size == 0 {
                     self.state = ScpState::Trailer;
-                    Some(FileTransfer {
+                    Some(TransferReport {
                         direction: self.direction,
                         path: self.path(&name),
                         bytes: 0,
@@ -506,9 +506,9 @@ impl ScpWatch {
     }
 
     /// A file whose data had not all passed is reported as cut.
-    pub fn finish(self) -> Vec<FileTransfer> {
+    pub fn finish(self) -> Vec<TransferReport> {
         match &self.state {
-            ScpState::Data { name, size, left } if *left > 0 => vec![FileTransfer {
+            ScpState::Data { name, size, left } if *left > 0 => vec![TransferReport {
                 direction: self.direction,
                 path: self.path(name),
                 bytes: size - left,

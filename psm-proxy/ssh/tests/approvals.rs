@@ -73,6 +73,7 @@ async fn l9_the_sessions_own_user_cannot_approve_a_held_command() {
         actor: actor.into(),
         reason: Some("looks fine".into()),
         approval: Some(approval),
+        viewer: None,
     };
 
     // Her own approval, under any spelling of her name, is refused with a clear message

@@ -37,12 +37,15 @@ use crate::header::Header;
 use crate::reader::{Integrity, Reader};
 use crate::time::Micros;
 
-/// A part of a recording that could not be read.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A part of a recording that could not be read. Exports list them, and the encoder's
+/// manifest (`psm-pipeline`) stores them as JSON (`from_micros`, `to_micros`, `reason`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Gap {
     /// Where the gap starts (the end of the last readable event before it).
+    #[serde(rename = "from_micros")]
     pub from: Micros,
     /// Where readable events resume, if they do.
+    #[serde(rename = "to_micros", default)]
     pub to: Option<Micros>,
     /// Why (`chunk 4 tampered: ...`, `recording truncated after chunk 9 at ...`).
     pub reason: String,

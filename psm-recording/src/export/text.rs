@@ -137,7 +137,34 @@ pub(crate) fn describe(e: &EventKind) -> Option<String> {
         ),
         EventKind::ViewerLeft { viewer } => format!("{viewer} left"),
         EventKind::SessionEnd { reason } => format!("session ended: {reason}"),
+        EventKind::DbStatement(s) => db_statement_line(s),
     })
+}
+
+/// One statement of a database session: where, what, and what came of it.
+fn db_statement_line(s: &crate::DbStatement) -> String {
+    let mut line = format!("sql [{}] {}", s.database, s.text.trim());
+    if !s.parameters.is_empty() {
+        let params: Vec<&str> = s
+            .parameters
+            .iter()
+            .map(|p| p.as_deref().unwrap_or("NULL"))
+            .collect();
+        line.push_str(&format!(" -- parameters: {}", params.join(", ")));
+    }
+    match (&s.error, &s.tag) {
+        (Some(e), _) => line.push_str(&format!(" => ERROR {}: {}", e.code, e.message)),
+        (None, Some(tag)) => line.push_str(&format!(" => {tag}")),
+        (None, None) => {}
+    }
+    if !s.columns.is_empty() {
+        line.push_str(&format!(
+            " ({} rows: {})",
+            s.rows_returned,
+            s.columns.join(", ")
+        ));
+    }
+    line
 }
 
 fn write_line(out: &mut impl Write, ch: ChannelId, l: &Line) -> std::io::Result<()> {

@@ -6,7 +6,7 @@ use super::codec::{Dec, put_str, put_uvarint};
 use super::crypto::{WRAPPED_LEN, WrappedKey};
 use crate::error::{Place, RecordingError};
 use crate::event::TermSize;
-use crate::header::{Header, Protocol, from_unix_micros};
+use crate::header::{Header, RecordedProtocol, from_unix_micros};
 use crate::keys::VerifyingKey;
 
 /// Largest header body a reader accepts.
@@ -69,7 +69,7 @@ pub(crate) fn decode(body: &[u8], base: u64) -> Result<HeaderFrame, RecordingErr
     let start_us = i64::from_le_bytes(d.array("start time")?);
     let started_at = from_unix_micros(start_us)
         .ok_or_else(|| d.err("start time", format!("{start_us} µs is out of range")))?;
-    let protocol = Protocol::from_name(d.str("protocol")?);
+    let protocol = RecordedProtocol::from_name(d.str("protocol")?);
     let user = d.string("user")?;
     let target = d.string("target")?;
     let writer = d.string("writer")?;

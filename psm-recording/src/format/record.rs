@@ -4,8 +4,9 @@ use super::codec::{Dec, put_bytes, put_opt_u64, put_str, put_uvarint};
 use super::delta::{self, OutputRef};
 use crate::error::{Place, RecordingError};
 use crate::event::{
-    ChannelId, ChannelKind, ClipboardDirection, Event, EventKind, FileTransfer, ForwardDirection,
-    Keyframe, PolicyAction, Pty, Record, Stream, TermSize, TransferDirection, ViewerMode,
+    ChannelId, ChannelKind, ClipboardDirection, DbError, DbStatement, Event, EventKind,
+    FileTransfer, ForwardDirection, Keyframe, PolicyAction, Pty, Record, Stream, TermSize,
+    TransferDirection, ViewerMode,
 };
 use crate::time::Micros;
 
@@ -34,6 +35,7 @@ pub(crate) const T_VIEWER_LEFT: u8 = 0x0e;
 pub(crate) const T_SESSION_END: u8 = 0x0f;
 pub(crate) const T_OUTPUT_DELTA: u8 = 0x10;
 pub(crate) const T_PIXELS: u8 = 0x11;
+pub(crate) const T_DB_STATEMENT: u8 = 0x12;
 pub(crate) const T_KEYFRAME: u8 = 0x40;
 
 /// The cleartext part of a chunk body (also the AEAD's associated data).
@@ -369,9 +371,115 @@ pub(crate) fn encode_event(buf: &mut Vec<u8>, scratch: &mut Vec<u8>, dt: u64, ki
             put_str(b, reason);
             T_SESSION_END
         }
+        EventKind::DbStatement(s) => {
+            encode_db_statement(b, s);
+            T_DB_STATEMENT
+        }
     };
     record_header(buf, ty, dt, b.len());
     buf.extend_from_slice(b);
+}
+
+fn put_opt_str(b: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        None => b.push(0),
+        Some(s) => {
+            b.push(1);
+            put_str(b, s);
+        }
+    }
+}
+
+fn encode_db_statement(b: &mut Vec<u8>, s: &DbStatement) {
+    put_str(b, &s.database);
+    put_str(b, &s.text);
+    put_opt_str(b, s.prepared.as_deref());
+    put_uvarint(b, s.parameters.len() as u64);
+    for p in &s.parameters {
+        put_opt_str(b, p.as_deref());
+    }
+    put_str(b, &s.class);
+    put_uvarint(b, s.duration_us);
+    put_opt_str(b, s.tag.as_deref());
+    put_opt_u64(b, s.rows);
+    put_uvarint(b, s.columns.len() as u64);
+    for c in &s.columns {
+        put_str(b, c);
+    }
+    put_uvarint(b, s.rows_returned);
+    match &s.error {
+        None => b.push(0),
+        Some(e) => {
+            b.push(1);
+            put_str(b, &e.code);
+            put_str(b, &e.message);
+        }
+    }
+}
+
+fn opt_string(d: &mut Dec<'_>, what: &'static str) -> Result<Option<String>, RecordingError> {
+    if d.bool(what)? {
+        Ok(Some(d.string(what)?))
+    } else {
+        Ok(None)
+    }
+}
+
+/// A count of items that take at least one byte each: more than the bytes left is malformed
+/// (checked before anything is allocated for them).
+fn count(d: &mut Dec<'_>, what: &'static str) -> Result<usize, RecordingError> {
+    let n = d.uvarint(what)?;
+    usize::try_from(n)
+        .ok()
+        .filter(|n| *n <= d.remaining())
+        .ok_or_else(|| {
+            d.err(
+                what,
+                format!("{n} items cannot fit in the {} bytes left", d.remaining()),
+            )
+        })
+}
+
+fn decode_db_statement(d: &mut Dec<'_>) -> Result<DbStatement, RecordingError> {
+    let database = d.string("statement database")?;
+    let text = d.string("statement text")?;
+    let prepared = opt_string(d, "prepared statement name")?;
+    let n = count(d, "statement parameter count")?;
+    let mut parameters = Vec::with_capacity(n);
+    for _ in 0..n {
+        parameters.push(opt_string(d, "statement parameter")?);
+    }
+    let class = d.string("statement class")?;
+    let duration_us = d.uvarint("statement duration")?;
+    let tag = opt_string(d, "statement command tag")?;
+    let rows = d.opt_u64("statement rows")?;
+    let n = count(d, "result column count")?;
+    let mut columns = Vec::with_capacity(n);
+    for _ in 0..n {
+        columns.push(d.string("result column name")?);
+    }
+    let rows_returned = d.uvarint("rows returned")?;
+    let error = if d.bool("statement error flag")? {
+        Some(DbError {
+            code: d.string("statement error code")?,
+            message: d.string("statement error message")?,
+        })
+    } else {
+        None
+    };
+    Ok(DbStatement {
+        database,
+        text,
+        prepared,
+        parameters,
+        class,
+        duration_us,
+        tag,
+        rows,
+        columns,
+        rows_returned,
+        error,
+    })
 }
 
 fn encode_pty(b: &mut Vec<u8>, pty: &Option<Pty>) {
@@ -825,6 +933,9 @@ fn decode_record(
         T_SESSION_END => ev(EventKind::SessionEnd {
             reason: d.string("end reason")?,
         }),
+        T_DB_STATEMENT => ev(EventKind::DbStatement(Box::new(decode_db_statement(
+            &mut d,
+        )?))),
         T_KEYFRAME => {
             let channel = ch(&mut d)?;
             let size = TermSize::new(d.u16v("keyframe columns")?, d.u16v("keyframe rows")?);

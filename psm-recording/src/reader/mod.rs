@@ -295,6 +295,15 @@ impl<R: Read + Seek> Reader<R> {
         self.last_hash
     }
 
+    /// The chain value after the recording's last valid frame: for a finished recording,
+    /// the value its signed trailer covers, which is what the writer returned as
+    /// [`FinishedRecording::final_hash`](crate::FinishedRecording::final_hash) and what a
+    /// gateway commits to at EndSession. A recording cut short or changed after it was
+    /// written ends at another value. A seek index appended later does not change it.
+    pub fn chain_end(&self) -> [u8; 32] {
+        self.last_hash
+    }
+
     pub(crate) fn data_key(&self) -> Option<&DataKey> {
         self.data_key.as_ref()
     }

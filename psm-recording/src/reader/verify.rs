@@ -69,6 +69,9 @@ pub struct VerifyReport {
     pub seek_index_trusted: Option<bool>,
     /// Why a seek index present in the file is not used.
     pub seek_index_note: Option<String>,
+    /// The chain value after the last valid frame ([`Reader::chain_end`]): compare it with
+    /// what the gateway committed to at EndSession.
+    pub chain_end: [u8; 32],
 }
 
 impl VerifyReport {
@@ -170,5 +173,6 @@ pub fn verify_reader<R: Read + Seek>(
         }),
         seek_index: r.seek_index(),
         seek_index_note: r.seek_index_note().map(str::to_owned),
+        chain_end: r.chain_end(),
     })
 }

@@ -183,7 +183,47 @@ pub fn event_kind() -> impl Strategy<Value = EventKind> {
             action: [PolicyAction::Blocked, PolicyAction::Paused, PolicyAction::Resumed, PolicyAction::Terminated, PolicyAction::Alert][a as usize], rule, detail }),
         1 => (text(), any::<bool>()).prop_map(|(viewer, c)| EventKind::ViewerJoined { viewer, mode: if c { ViewerMode::Control } else { ViewerMode::Watch } }),
         1 => text().prop_map(|viewer| EventKind::ViewerLeft { viewer }),
+        2 => db_statement().prop_map(|s| EventKind::DbStatement(Box::new(s))),
     ]
+}
+
+fn db_statement() -> impl Strategy<Value = DbStatement> {
+    (
+        (
+            text(),
+            "\\PC{0,200}",
+            proptest::option::of(text()),
+            proptest::collection::vec(proptest::option::of(text()), 0..5),
+            text(),
+        ),
+        (
+            any::<u64>(),
+            proptest::option::of(text()),
+            proptest::option::of(any::<u64>()),
+            proptest::collection::vec(text(), 0..6),
+            any::<u64>(),
+        ),
+        proptest::option::of((text(), text())),
+    )
+        .prop_map(
+            |(
+                (database, text, prepared, parameters, class),
+                (duration_us, tag, rows, columns, rows_returned),
+                error,
+            )| DbStatement {
+                database,
+                text,
+                prepared,
+                parameters,
+                class,
+                duration_us,
+                tag,
+                rows,
+                columns,
+                rows_returned,
+                error: error.map(|(code, message)| DbError { code, message }),
+            },
+        )
 }
 
 pub fn events() -> impl Strategy<Value = Vec<Event>> {

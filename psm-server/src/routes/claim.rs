@@ -6,7 +6,7 @@ use axum::extract::{Extension, State};
 use psm_client::wire;
 use psm_core::{FencingToken, Lease, RecordingStatusUpdate};
 
-use super::session::check_role_stage;
+use super::session::{check_acts_as, check_role_stage};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::extract::WireJson;
@@ -27,8 +27,10 @@ fn claim_answer(leases: Vec<Lease>) -> wire::ClaimResponse {
     tag = "workers", security(("api_key" = [])))]
 pub async fn encoder_claim(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     WireJson(req): WireJson<wire::ClaimRequest>,
 ) -> Result<Json<wire::ClaimResponse>, ApiError> {
+    check_acts_as(&state, &principal, &req.process_instance, None).await?;
     let engine = state.cp.engine();
     let limit = req.limit.unwrap_or(1);
     let leases = match &req.among {
@@ -54,8 +56,10 @@ pub async fn encoder_claim(
     tag = "workers", security(("api_key" = [])))]
 pub async fn uploder_claim(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     WireJson(req): WireJson<wire::ClaimRequest>,
 ) -> Result<Json<wire::ClaimResponse>, ApiError> {
+    check_acts_as(&state, &principal, &req.process_instance, None).await?;
     let engine = state.cp.engine();
     let limit = req.limit.unwrap_or(1);
     let leases = match &req.among {
@@ -110,6 +114,13 @@ pub async fn update_recording_process_status(
     Extension(principal): Extension<Principal>,
     WireJson(req): WireJson<wire::UpdateRecordingStatusRequest>,
 ) -> Result<Json<wire::ResultResponse>, ApiError> {
+    check_acts_as(
+        &state,
+        &principal,
+        &req.process_instance,
+        Some(req.priv_session_id),
+    )
+    .await?;
     let engine = state.cp.engine();
     let current = engine.session(req.priv_session_id).await?;
     check_role_stage(&state, &principal, &current, "UpdateRecordingProcessStatus").await?;
@@ -138,6 +149,13 @@ pub async fn fail_recording_process(
     Extension(principal): Extension<Principal>,
     WireJson(req): WireJson<wire::FailRecordingRequest>,
 ) -> Result<Json<wire::FailRecordingResponse>, ApiError> {
+    check_acts_as(
+        &state,
+        &principal,
+        &req.process_instance,
+        Some(req.priv_session_id),
+    )
+    .await?;
     let engine = state.cp.engine();
     let current = engine.session(req.priv_session_id).await?;
     check_role_stage(&state, &principal, &current, "FailRecordingProcess").await?;
@@ -164,6 +182,7 @@ pub async fn fail_recording_process(
         token: FencingToken(req.fencing_token),
         expires: current.lease_expires.unwrap_or(current.last_reported),
         attempt: current.attempts,
+        recording: current.recording_commitment,
     };
     let s = engine.fail(&lease, &req.reason).await?;
     Ok(Json(wire::FailRecordingResponse {

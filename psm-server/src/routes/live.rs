@@ -24,6 +24,7 @@ use psm_client::wire::{self, ErrorBody};
 use psm_core::live::{LiveAction, LiveMode, LiveTicket, Viewport, connection_url};
 use psm_core::{CoreError, LiveLinkApi};
 
+use super::session::check_acts_as;
 use crate::auth::{Principal, Role};
 use crate::error::ApiError;
 use crate::extract::WireJson;
@@ -230,19 +231,14 @@ pub async fn join_session(
     state
         .cp
         .engine()
-        .store()
-        .append_audit(&psm_core::AuditRecord {
-            at: state.cp.engine().now(),
-            session: Some(req.session),
-            actor,
-            action: psm_core::AuditAction::Other,
-            from_stage: None,
-            to_stage: None,
-            detail: format!(
+        .note(
+            Some(req.session),
+            &actor,
+            format!(
                 "live: join ticket issued ({}, {width}x{height} at {dpi} dpi)",
                 mode.as_str()
             ),
-        })
+        )
         .await?;
     Ok(Json(url))
 }
@@ -293,20 +289,15 @@ pub async fn terminal_ticket(
     state
         .cp
         .engine()
-        .store()
-        .append_audit(&psm_core::AuditRecord {
-            at: state.cp.engine().now(),
-            session: None,
-            actor: principal.name.clone(),
-            action: psm_core::AuditAction::Other,
-            from_stage: None,
-            to_stage: None,
-            detail: format!(
+        .note(
+            None,
+            &principal.name,
+            format!(
                 "live: browser terminal ticket issued for user {} on target {}",
                 psm_core::live::cut(&req.user_name),
                 psm_core::live::cut(&req.target)
             ),
-        })
+        )
         .await?;
     Ok(Json(url))
 }
@@ -379,6 +370,16 @@ pub async fn live_control(
     WireJson(req): WireJson<LiveControlRequest>,
 ) -> Result<Json<LiveControlResponse>, ApiError> {
     let action: LiveAction = req.action.parse()?;
+    if action == LiveAction::Disconnect {
+        // Sent by the control plane itself when a viewer's account changes.
+        return Err(CoreError::InvalidInput {
+            field: "action",
+            reason: "disconnect is not an admin's action: a viewer is disconnected when their \
+                     account is removed, disabled or changed"
+                .into(),
+        }
+        .into());
+    }
     let actor = actor_of(&principal, req.actor.as_deref())?;
     if let Some(r) = &req.reason
         && r.chars().count() > psm_core::live::MAX_TEXT
@@ -417,6 +418,7 @@ pub async fn redeem_live_ticket(
     Extension(principal): Extension<Principal>,
     WireJson(req): WireJson<RedeemLiveTicketRequest>,
 ) -> Result<Json<RedeemLiveTicketResponse>, ApiError> {
+    check_acts_as(&state, &principal, &req.process_instance, None).await?;
     let ticket = LiveTicket::parse(&req.ticket);
     let redeemed = match ticket {
         Ok(t) => state.cp.redeem_live_ticket(&t, &req.process_instance).await,
@@ -445,8 +447,11 @@ pub async fn redeem_live_ticket(
     tag = "extensions", security(("api_key" = [])))]
 pub async fn live_commands(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     WireJson(req): WireJson<LiveCommandsRequest>,
 ) -> Result<Json<LiveCommandsResponse>, ApiError> {
+    // Another gateway's queue is not the caller's to drain, nor its live URL to rewrite.
+    check_acts_as(&state, &principal, &req.process_instance, None).await?;
     if let Some(url) = &req.live_url {
         connection_url(url, None, "/")?;
     }
@@ -472,8 +477,10 @@ pub async fn live_commands(
     tag = "extensions", security(("api_key" = [])))]
 pub async fn live_report(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     WireJson(req): WireJson<LiveReportRequest>,
 ) -> Result<Json<wire::ResultResponse>, ApiError> {
+    check_acts_as(&state, &principal, &req.process_instance, None).await?;
     state
         .cp
         .live_report(&req.process_instance, &req.events)
@@ -506,10 +513,7 @@ mod tests {
         }
         assert_eq!(LiveEndpoint::LiveControl.role(), Role::Admin);
         assert_eq!(LiveEndpoint::LiveCommands.role(), Role::Gateway);
-        let admin = Principal {
-            name: "admin".into(),
-            role: Role::Admin,
-        };
+        let admin = Principal::shared("admin", Role::Admin);
         assert_eq!(actor_of(&admin, None).unwrap(), "admin");
         assert_eq!(actor_of(&admin, Some("bob")).unwrap(), "bob (via admin)");
         assert!(actor_of(&admin, Some("bob\r\nforged")).is_err());

@@ -5,5 +5,6 @@ pub mod directory;
 pub mod live;
 pub mod save;
 pub mod session;
+pub mod signers;
 pub mod utility;
 pub mod vault;

@@ -4,12 +4,14 @@
 //! stores nothing (the seed: "Checks if TerminateSession is set; if so, ends early").
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use base64::Engine as _;
 use psm_client::wire;
 use psm_core::{CoreError, SessionId, Stage};
 
+use super::session::check_holds;
 use crate::artifacts::{TextEvent, decode_png};
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::extract::WireJson;
 use crate::state::AppState;
@@ -28,9 +30,11 @@ fn answer(result: &str, message: Option<&str>, terminate: Option<bool>) -> wire:
 /// `None` if the session accepts data; otherwise the "Terminated" answer.
 async fn gate(
     state: &AppState,
+    principal: &Principal,
     session: SessionId,
 ) -> Result<Option<wire::ResultResponse>, ApiError> {
     let s = state.cp.engine().session(session).await?;
+    check_holds(state, principal, &s).await?;
     if s.stage == Stage::Connected && !s.terminate {
         return Ok(None);
     }
@@ -58,10 +62,11 @@ fn check_text(field: &'static str, text: &str) -> Result<(), CoreError> {
     tag = "recording", security(("api_key" = [])))]
 pub async fn save_clipboard(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     WireJson(req): WireJson<wire::SaveClipboardRequest>,
 ) -> Result<Json<wire::ResultResponse>, ApiError> {
     check_text("text", &req.text)?;
-    if let Some(t) = gate(&state, req.session).await? {
+    if let Some(t) = gate(&state, &principal, req.session).await? {
         return Ok(Json(t));
     }
     if !state.cp.settings().capture_clipboard {
@@ -86,10 +91,11 @@ pub async fn save_clipboard(
     tag = "recording", security(("api_key" = [])))]
 pub async fn save_key_strokes(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     WireJson(req): WireJson<wire::SaveKeyStrokesRequest>,
 ) -> Result<Json<wire::ResultResponse>, ApiError> {
     check_text("keyStrokes", &req.key_strokes)?;
-    if let Some(t) = gate(&state, req.session).await? {
+    if let Some(t) = gate(&state, &principal, req.session).await? {
         return Ok(Json(t));
     }
     if !state.cp.settings().record_keystrokes {
@@ -114,10 +120,11 @@ pub async fn save_key_strokes(
     tag = "recording", security(("api_key" = [])))]
 pub async fn save_screenshot(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     WireJson(req): WireJson<wire::SaveScreenshotRequest>,
 ) -> Result<Json<wire::ResultResponse>, ApiError> {
     let png = decode_png(&req.image)?;
-    if let Some(t) = gate(&state, req.session).await? {
+    if let Some(t) = gate(&state, &principal, req.session).await? {
         return Ok(Json(t));
     }
     let now = state.cp.engine().now();
@@ -132,6 +139,7 @@ pub async fn save_screenshot(
     tag = "recording", security(("api_key" = [])))]
 pub async fn save_session_recording(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     WireJson(req): WireJson<wire::SaveRecordingRequest>,
 ) -> Result<Json<wire::ResultResponse>, ApiError> {
     let bytes = base64::engine::general_purpose::STANDARD
@@ -140,7 +148,7 @@ pub async fn save_session_recording(
             field: "recording",
             reason: "not valid base64".into(),
         })?;
-    if let Some(t) = gate(&state, req.session).await? {
+    if let Some(t) = gate(&state, &principal, req.session).await? {
         return Ok(Json(t));
     }
     state.artifacts.recording(req.session, &bytes).await?;

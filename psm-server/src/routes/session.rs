@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::extract::{Extension, State};
 use psm_client::wire::{self, ErrorBody};
-use psm_core::{CoreError, Lease, NewSession, Stage};
+use psm_core::{CoreError, Lease, NewSession, ProcessInstance, SessionId, Stage};
 
 use crate::auth::{Principal, Role};
 use crate::error::ApiError;
@@ -45,6 +45,54 @@ pub(crate) async fn check_role_stage(
     Ok(())
 }
 
+/// Refuses a caller acting as a process instance its key or certificate does not stand
+/// for (issue 17 M7): an instance key acts as its own instance only, a shared role key as
+/// any instance without a key of its own. The answer names only what the caller sent.
+pub(crate) async fn check_acts_as(
+    state: &AppState,
+    principal: &Principal,
+    instance: &ProcessInstance,
+    session: Option<SessionId>,
+) -> Result<(), ApiError> {
+    if principal.role == Role::Admin || state.keys.may_act_as(principal, instance) {
+        return Ok(());
+    }
+    let e = CoreError::Forbidden(format!(
+        "this API key or certificate may not act as process instance {instance}"
+    ));
+    Err(state
+        .cp
+        .vault()
+        .refuse(session, &principal.name, e)
+        .await
+        .into())
+}
+
+/// Refuses a caller acting on a session held by a process instance it may not act as
+/// (the session endpoints that carry no `processInstance`). The answer never names the
+/// holder.
+pub(crate) async fn check_holds(
+    state: &AppState,
+    principal: &Principal,
+    session: &psm_core::PrivSession,
+) -> Result<(), ApiError> {
+    match &session.process_instance {
+        Some(owner) if !state.keys.may_act_as(principal, owner) => {
+            let e = CoreError::Forbidden(format!(
+                "session {} is not held by the caller's process instance",
+                session.id
+            ));
+            Err(state
+                .cp
+                .vault()
+                .refuse(Some(session.id), &principal.name, e)
+                .await
+                .into())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// UpdateSession: sets the session's EndTime to now.
 #[utoipa::path(post, path = "/api/services/v1/secureaccessgateway/UpdateSession",
     request_body = wire::SessionRequest,
@@ -52,8 +100,13 @@ pub(crate) async fn check_role_stage(
     tag = "sessions", security(("api_key" = [])))]
 pub async fn update_session(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     WireJson(req): WireJson<wire::SessionRequest>,
 ) -> Result<Json<wire::ResultResponse>, ApiError> {
+    if principal.instance.is_some() || state.keys.has_instance_bindings() {
+        let current = state.cp.engine().session(req.session).await?;
+        check_holds(&state, &principal, &current).await?;
+    }
     state.cp.engine().update_session(req.session).await?;
     Ok(Json(wire::ResultResponse::success()))
 }
@@ -66,12 +119,14 @@ pub async fn update_session(
     tag = "sessions", security(("api_key" = [])))]
 pub async fn end_session(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     WireJson(req): WireJson<wire::EndSessionRequest>,
 ) -> Result<Json<wire::ResultResponse>, ApiError> {
+    check_acts_as(&state, &principal, &req.process_instance, Some(req.session)).await?;
     state
         .cp
         .engine()
-        .end_session(req.session, &req.process_instance)
+        .end_session_committed(req.session, &req.process_instance, req.recording.as_ref())
         .await?;
     Ok(Json(wire::ResultResponse::success()))
 }
@@ -87,6 +142,7 @@ pub async fn polling(
     Extension(principal): Extension<Principal>,
     WireJson(req): WireJson<wire::PollingRequest>,
 ) -> Result<Json<wire::PollingResponse>, ApiError> {
+    check_acts_as(&state, &principal, &req.process_instance, Some(req.session)).await?;
     let engine = state.cp.engine();
     // Fast path: one guarded write narrowed to the stage the caller's role owns. Only a
     // refusal reads the session, to answer with the precise error (and audit it).
@@ -100,6 +156,7 @@ pub async fn polling(
                     token: psm_core::FencingToken(token),
                     expires: psm_core::Timestamp::EPOCH, // not part of the guard
                     attempt: 0,                          // not part of the guard
+                    recording: None,
                 };
                 if let Ok(renewed) = engine.renew(&lease).await {
                     return Ok(Json(wire::PollingResponse {
@@ -132,6 +189,7 @@ pub async fn polling(
             token: psm_core::FencingToken(token),
             expires: current.lease_expires.unwrap_or(current.last_reported),
             attempt: current.attempts,
+            recording: current.recording_commitment,
         };
         if !current.stage.is_leased() {
             // The token says "worker"; the session is no longer leased.
@@ -182,6 +240,7 @@ pub async fn open_session(
     Extension(principal): Extension<Principal>,
     WireJson(req): WireJson<wire::OpenSessionRequest>,
 ) -> Result<Json<wire::OpenSessionResponse>, ApiError> {
+    check_acts_as(&state, &principal, &req.process_instance, Some(req.session)).await?;
     if let Some(id) = &req.checkout_id {
         let checkout = state.cp.vault().get_checkout(id).await?;
         let now = state.cp.engine().now();
@@ -212,14 +271,17 @@ pub async fn open_session(
     let s = state
         .cp
         .engine()
-        .open_session(NewSession {
-            id: req.session,
-            user: req.user_name,
-            target: req.target,
-            protocol: req.protocol,
-            checkout_id: req.checkout_id,
-            process_instance: req.process_instance,
-        })
+        .open_session_from(
+            NewSession {
+                id: req.session,
+                user: req.user_name,
+                target: req.target,
+                protocol: req.protocol,
+                checkout_id: req.checkout_id,
+                process_instance: req.process_instance,
+            },
+            req.client_address,
+        )
         .await?;
     Ok(Json(wire::OpenSessionResponse {
         result: wire::SUCCESS.into(),

@@ -10,6 +10,7 @@ use psm_client::wire;
 use psm_core::CoreError;
 use psm_core::vault::{CheckoutRequest, Credential, Target};
 
+use super::session::check_acts_as;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::extract::WireJson;
@@ -71,17 +72,46 @@ pub async fn get_remaining_minutes(
 /// GetCredential: the session's target credential, to the gateway that owns the Connected
 /// session, while its checkout is valid. The only answer that carries a secret.
 #[utoipa::path(post, path = "/api/services/v1/secureaccessgateway/GetCredential",
-    request_body = wire::EndSessionRequest,
-    responses((status = 200, body = wire::CredentialResponse)),
+    request_body = wire::CredentialRequest,
+    responses((status = 200, body = wire::CredentialResponse),
+        (status = 429, body = wire::ErrorBody,
+         description = "too many refused calls from this caller in this window; try again later")),
     tag = "vault", security(("api_key" = [])))]
 pub async fn get_credential(
     State(state): State<AppState>,
-    WireJson(req): WireJson<wire::EndSessionRequest>,
+    Extension(principal): Extension<Principal>,
+    WireJson(req): WireJson<wire::CredentialRequest>,
 ) -> Result<Json<wire::CredentialResponse>, ApiError> {
+    if state.credential_refusals.is_limited(&principal.name) {
+        tracing::warn!(actor = %principal.name, session_id = %req.session,
+            "GetCredential refused: too many refusals in this window");
+        return Err(ApiError::new(
+            429,
+            "rate-limited",
+            "too many refused GetCredential calls from this caller; try again later",
+        ));
+    }
     let vault = state.cp.vault();
-    let credential = vault
-        .get_credential(req.session, &req.process_instance)
-        .await?;
+    let released =
+        match check_acts_as(&state, &principal, &req.process_instance, Some(req.session)).await {
+            Ok(()) => vault
+                .get_credential(req.session, &req.process_instance)
+                .await
+                .map_err(ApiError::from),
+            Err(e) => Err(e),
+        };
+    let credential = match released {
+        Ok(c) => c,
+        Err(e) => {
+            // A refusal (403, 404, 409), not a failure of the control plane itself.
+            if (400..500).contains(&e.0.status_code)
+                && let Some(count) = state.credential_refusals.note(&principal.name)
+            {
+                crate::refusals::alert_credential_probing(&state, &principal.name, count).await;
+            }
+            return Err(e);
+        }
+    };
     let session = state.cp.engine().session(req.session).await?;
     let target = vault.target(&session.target).await.ok();
     Ok(Json(wire::CredentialResponse::from_credential(

@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use psm_core::store::{ListQuery, StageSet};
+use psm_core::store::{ListCursor, ListQuery, StageSet};
 use psm_core::{AuditAction, PrivSession, SessionId, Stage};
 use serde::{Deserialize, Serialize};
 
@@ -23,8 +23,13 @@ use psm_core::live::{
 /// Longest free-text filter or reason accepted.
 const MAX_TEXT: usize = 500;
 /// Default and largest page of sessions.
-const DEFAULT_LIMIT: u32 = 200;
-const MAX_LIMIT: u32 = 2000;
+const DEFAULT_LIMIT: u32 = 50;
+const MAX_LIMIT: u32 = 500;
+/// Sessions read from the store per batch while filling a page, and at most per request:
+/// a filter that matches little answers with a cursor to go on from rather than reading
+/// the whole history.
+const SCAN_BATCH: u32 = 500;
+const MAX_SCAN: usize = 5_000;
 
 pub(crate) fn parse_id(id: &str) -> Result<SessionId, ApiError> {
     SessionId::from_str(id)
@@ -44,8 +49,24 @@ pub(crate) struct ListFilter {
     state: Option<String>,
     /// Protocol (`ssh`, `rdp`).
     protocol: Option<String>,
-    /// Most sessions returned.
+    /// Most sessions returned (a page; default 50, at most 500).
     limit: Option<u32>,
+    /// Start after this position (the previous page's `next`).
+    after: Option<String>,
+}
+
+/// A page's position as the API carries it: `MICROS_SESSIONID`.
+fn cursor_text(c: &ListCursor) -> String {
+    format!("{}_{}", c.start_time.as_micros(), c.id)
+}
+
+fn parse_cursor(text: &str) -> Result<ListCursor, ApiError> {
+    let bad = || ApiError::new(400, "invalid-input", "after is not a page position");
+    let (micros, id) = text.split_once('_').ok_or_else(bad)?;
+    Ok(ListCursor {
+        start_time: psm_core::Timestamp::from_micros(micros.parse().map_err(|_| bad())?),
+        id: SessionId::from_str(id).map_err(|_| bad())?,
+    })
 }
 
 /// One session as the UI shows it.
@@ -158,7 +179,11 @@ fn contains(hay: &str, needle: &Option<String>) -> bool {
 pub(crate) struct SessionList {
     now: String,
     sessions: Vec<SessionView>,
+    /// More sessions match after this page.
     truncated: bool,
+    /// Where the next page starts (`after=`), when there may be more.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<String>,
 }
 
 /// GET /ui/api/sessions.
@@ -205,36 +230,77 @@ pub(crate) async fn list_sessions(
         }
     }
     let limit = f.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT) as usize;
+    let mut after = f
+        .after
+        .as_deref()
+        .filter(|a| !a.is_empty())
+        .map(parse_cursor)
+        .transpose()?;
     let engine = state.app.cp.engine();
-    let all = engine
-        .list(&ListQuery {
-            ids: Vec::new(),
-            stages,
-            limit: 0,
-        })
-        .await?;
-    let live = live_map(&state).await;
-    let now = engine.now();
-    let mut sessions = Vec::new();
-    let mut truncated = false;
-    for s in all.iter().filter(|s| {
+    let keep = |s: &PrivSession| {
         contains(&s.user, &f.user)
             && contains(&s.target, &f.target)
             && f.protocol
                 .as_deref()
                 .filter(|p| !p.is_empty())
                 .is_none_or(|p| s.protocol.as_str().eq_ignore_ascii_case(p))
-    }) {
-        if sessions.len() == limit {
-            truncated = true;
+    };
+    // Keyset paging over the store: one small read for an unfiltered page; a filter that
+    // matches little reads batches up to MAX_SCAN and then hands back where it stopped.
+    let mut page: Vec<PrivSession> = Vec::new();
+    let mut scanned = 0usize;
+    let mut next = None;
+    let mut truncated = false;
+    'scan: loop {
+        let want = (limit + 1 - page.len()).max(1);
+        let batch_limit = if f.user.is_some() || f.target.is_some() || f.protocol.is_some() {
+            SCAN_BATCH
+        } else {
+            u32::try_from(want).unwrap_or(SCAN_BATCH).min(SCAN_BATCH)
+        };
+        let batch = engine
+            .list(&ListQuery {
+                ids: Vec::new(),
+                stages,
+                limit: batch_limit,
+                after,
+            })
+            .await?;
+        let exhausted = batch.len() < batch_limit as usize;
+        for s in batch {
+            scanned += 1;
+            after = Some(ListCursor::of(&s));
+            if !keep(&s) {
+                continue;
+            }
+            if page.len() == limit {
+                truncated = true;
+                next = page.last().map(|l| cursor_text(&ListCursor::of(l)));
+                break 'scan;
+            }
+            page.push(s);
+        }
+        if exhausted {
             break;
         }
-        sessions.push(view(s, now, live.get(&s.id), None));
+        if scanned >= MAX_SCAN {
+            // Not known whether more match: the caller may go on from here.
+            truncated = true;
+            next = after.as_ref().map(cursor_text);
+            break;
+        }
     }
+    let live = live_map(&state).await;
+    let now = engine.now();
+    let sessions = page
+        .iter()
+        .map(|s| view(s, now, live.get(&s.id), None))
+        .collect();
     Ok(Json(SessionList {
         now: now.to_string(),
         sessions,
         truncated,
+        next,
     }))
 }
 
@@ -423,13 +489,16 @@ pub(crate) async fn control(
     WireJson(form): WireJson<ControlForm>,
 ) -> Result<Json<ControlResult>, ApiError> {
     let id = parse_id(&id)?;
-    let action = LiveAction::from_str(&form.action).map_err(|_| {
-        ApiError::new(
-            400,
-            "invalid-input",
-            "action must be pause, resume, lock, unlock, terminate, approve or deny",
-        )
-    })?;
+    let action = LiveAction::from_str(&form.action)
+        .ok()
+        .filter(|a| *a != LiveAction::Disconnect)
+        .ok_or_else(|| {
+            ApiError::new(
+                400,
+                "invalid-input",
+                "action must be pause, resume, lock, unlock, terminate, approve or deny",
+            )
+        })?;
     viewer
         .require_control(&state, Some(id), action.as_str())
         .await?;

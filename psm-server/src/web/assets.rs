@@ -37,7 +37,7 @@ const ASSETS: &[Asset] = &[
 
 /// The pages of the single-page front end (each serves `index.html`; `app.js` routes).
 const PAGES: &[&str] = &[
-    "", "login", "sessions", "session", "replay", "search", "terminal",
+    "", "login", "sessions", "session", "replay", "search", "terminal", "reports",
 ];
 
 fn etags() -> &'static Vec<String> {

@@ -482,28 +482,16 @@ async fn recheck(
         )
         .into_response()
     })?;
-    let still = user.as_ref().is_some_and(|u| {
-        !u.disabled
-            && super::login::user_stamp(u) == session.stamp
-            && super::login::capabilities(state, u) == session.caps
-    });
-    if still {
+    if still_the_same(state, user.as_ref(), &session.stamp, session.caps) {
         state.logins.checked(token);
         return Ok(());
     }
-    let ended = state.logins.end_user(&session.user);
-    audit(
+    end_changed_user(
         state,
-        None,
+        &session.user,
         &format!("web:{}@{peer}", session.user),
-        AuditAction::Other,
-        format!(
-            "web sessions of {} ended ({ended}): the user was removed, disabled or changed",
-            session.user
-        ),
     )
     .await;
-    tracing::info!(user = %session.user, ended, "web sessions ended after a directory change");
     Err(ApiError::new(
         401,
         "unauthenticated",
@@ -515,4 +503,83 @@ async fn recheck(
 /// Unknown API paths.
 pub(crate) async fn api_not_found() -> ApiError {
     ApiError::new(404, "not-found", "no such web API endpoint")
+}
+
+/// Whether the directory's `user` is still the one a login session was opened for: present,
+/// not disabled, same password, second factor and roles.
+fn still_the_same(
+    state: &WebState,
+    user: Option<&psm_core::directory::DirectoryUser>,
+    stamp: &[u8; 32],
+    caps: Capabilities,
+) -> bool {
+    user.is_some_and(|u| {
+        !u.disabled
+            && super::login::user_stamp(u) == *stamp
+            && super::login::capabilities(state, u) == caps
+    })
+}
+
+/// Ends what a user removed, disabled or changed in the directory still holds: every web
+/// session of theirs, and the live websockets they watch sessions through (the gateways are
+/// told to close them, docs/threat-model.md M9). Audited.
+async fn end_changed_user(state: &WebState, user: &str, actor: &str) {
+    let ended = state.logins.end_user(user);
+    let viewers = state.app.cp.live().disconnect_user(user, "directory");
+    audit(
+        state,
+        None,
+        actor,
+        AuditAction::Other,
+        format!(
+            "web sessions of {user} ended ({ended}) and live viewers disconnected in \
+             {viewers} session(s): the user was removed, disabled or changed"
+        ),
+    )
+    .await;
+    tracing::info!(user = %user, ended, viewers, "web sessions and live viewers ended after a directory change");
+}
+
+/// Reads the directory again, every [`WebConfig::directory_recheck`], for every user with a
+/// web session, whether or not their browser asks for anything: a user removed, disabled or
+/// changed meanwhile loses their sessions and live websockets within that time. Ends with
+/// the web UI.
+///
+/// [`WebConfig::directory_recheck`]: super::WebConfig::directory_recheck
+pub(crate) async fn recheck_every_user(
+    app: crate::state::AppState,
+    config: std::sync::Arc<super::WebConfig>,
+    logins: super::logins::WeakLoginSessions,
+    searches: std::sync::Arc<tokio::sync::Semaphore>,
+) {
+    let Some(directory) = app.directory.clone() else {
+        return;
+    };
+    let every = config
+        .directory_recheck
+        .max(std::time::Duration::from_millis(200));
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(logins) = logins.upgrade() else {
+            return;
+        };
+        let state = WebState {
+            app: app.clone(),
+            config: config.clone(),
+            logins,
+            searches: searches.clone(),
+        };
+        for (user, stamp, caps) in state.logins.users() {
+            let found = match directory.user(&user).await {
+                Ok(found) => found,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the directory to check web sessions");
+                    break;
+                }
+            };
+            if !still_the_same(&state, found.as_ref(), &stamp, caps) {
+                end_changed_user(&state, &user, "directory").await;
+            }
+        }
+    }
 }

@@ -70,6 +70,28 @@ pub struct LoginSessions {
     pub(crate) hashing: Arc<tokio::sync::Semaphore>,
 }
 
+/// [`LoginSessions`] without keeping them alive.
+pub(crate) struct WeakLoginSessions {
+    inner: std::sync::Weak<Mutex<Inner>>,
+    idle: Duration,
+    max: Duration,
+    throttle: LoginThrottle,
+    hashing: Arc<tokio::sync::Semaphore>,
+}
+
+impl WeakLoginSessions {
+    /// The sessions, while the web UI that holds them lives.
+    pub(crate) fn upgrade(&self) -> Option<LoginSessions> {
+        Some(LoginSessions {
+            inner: self.inner.upgrade()?,
+            idle: self.idle,
+            max: self.max,
+            throttle: self.throttle.clone(),
+            hashing: self.hashing.clone(),
+        })
+    }
+}
+
 impl std::fmt::Debug for LoginSessions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LoginSessions").finish_non_exhaustive()
@@ -158,6 +180,34 @@ impl LoginSessions {
     /// Ends the session of `token`.
     pub(crate) fn remove(&self, token: &str) -> bool {
         self.lock().sessions.remove(&token_hash(token)).is_some()
+    }
+
+    /// Every user with a session, with what the directory said when it was last read and
+    /// what they may do (one entry per distinct user, stamp and capabilities).
+    pub(crate) fn users(&self) -> Vec<(String, [u8; 32], super::guard::Capabilities)> {
+        let inner = self.lock();
+        let mut out: Vec<(String, [u8; 32], super::guard::Capabilities)> = Vec::new();
+        for s in inner.sessions.values() {
+            if !out
+                .iter()
+                .any(|(u, st, c)| *u == s.user && *st == s.stamp && *c == s.caps)
+            {
+                out.push((s.user.clone(), s.stamp, s.caps));
+            }
+        }
+        out
+    }
+
+    /// A handle that does not keep the sessions alive (for a background task that must end
+    /// with the web UI).
+    pub(crate) fn downgrade(&self) -> WeakLoginSessions {
+        WeakLoginSessions {
+            inner: Arc::downgrade(&self.inner),
+            idle: self.idle,
+            max: self.max,
+            throttle: self.throttle.clone(),
+            hashing: self.hashing.clone(),
+        }
     }
 
     /// Ends every session of `user` (e.g. after their password changed).

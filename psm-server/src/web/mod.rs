@@ -65,10 +65,12 @@ use crate::state::AppState;
 mod api;
 mod assets;
 mod guard;
+mod input;
 mod live;
 mod login;
 mod logins;
 mod recordings;
+mod reports;
 mod search;
 
 pub use guard::{CSRF_HEADER, Capabilities, WebUser};
@@ -114,6 +116,11 @@ pub struct WebConfig {
     pub search_sessions: usize,
     /// Largest recording the UI reads (replay, search), in bytes.
     pub max_recording_bytes: u64,
+    /// Most recording bytes one search reads in all; past it the search stops and says
+    /// where (narrow it by user, target or session, or go on from there).
+    pub search_bytes: u64,
+    /// Searches running at once; more are refused (503) until one ends.
+    pub max_concurrent_searches: usize,
     /// How often the sessions page refreshes itself, in seconds (the page reads it).
     pub refresh_seconds: u32,
     /// The websocket base URL of the gateway's live listener (`ws://127.0.0.1:2223`,
@@ -137,6 +144,17 @@ pub struct WebConfig {
     /// Most web logins checking a password at once (argon2 takes about 19 MiB each); more
     /// wait their turn.
     pub max_concurrent_logins: usize,
+    /// The registered gateways' recording keys (`DATA/keys/signers/gateways`): a replayed
+    /// recording signed by another key is shown as not trusted. `None`: not checked.
+    pub gateway_signers: Option<psm_recording::keys::SignerRegistry>,
+    /// The registered encoders' keys (`DATA/keys/signers/encoders`): an export is played or
+    /// served only if the set's manifest is signed by one of them and lists the export's
+    /// exact bytes (otherwise the player converts the `.psmr`). `None`: not checked.
+    pub encoder_signers: Option<psm_recording::keys::SignerRegistry>,
+    /// The data directory whose report key (`DATA/keys/report-signing.key`, created on
+    /// first use) seals the compliance reports made here (docs/reports.md). `None`: the UI
+    /// makes no reports.
+    pub reports_data_dir: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for WebConfig {
@@ -173,6 +191,8 @@ impl Default for WebConfig {
             lockout: Duration::from_secs(5 * 60),
             search_sessions: 500,
             max_recording_bytes: 512 << 20,
+            search_bytes: 2 << 30,
+            max_concurrent_searches: 2,
             refresh_seconds: 3,
             live_gateway: None,
             connect_sources: Vec::new(),
@@ -180,17 +200,25 @@ impl Default for WebConfig {
             allowed_hosts: Vec::new(),
             directory_recheck: Duration::from_secs(5),
             max_concurrent_logins: std::thread::available_parallelism().map_or(2, |n| n.get() * 2),
+            gateway_signers: None,
+            encoder_signers: None,
+            reports_data_dir: None,
         }
     }
 }
 
 impl WebConfig {
     /// The layout of a data directory (`docs/deployment.md`): raw recordings in
-    /// `DATA/recordings`, exports in `DATA/exports`.
+    /// `DATA/recordings`, exports in `DATA/exports`, the registered gateways' and encoders'
+    /// keys in `DATA/keys/signers/`.
     pub fn for_data_dir(data: &Path) -> Self {
+        let layout = psm_recording::layout::LocalLayout::new(data);
         Self {
             recordings_dir: Some(data.join("recordings")),
             exports_dir: Some(data.join("exports")),
+            gateway_signers: Some(layout.gateway_signers()),
+            encoder_signers: Some(layout.encoder_signers()),
+            reports_data_dir: Some(data.to_owned()),
             ..Self::default()
         }
     }
@@ -202,6 +230,8 @@ pub(crate) struct WebState {
     pub(crate) app: AppState,
     pub(crate) config: Arc<WebConfig>,
     pub(crate) logins: LoginSessions,
+    /// Permits of the searches running now ([`WebConfig::max_concurrent_searches`]).
+    pub(crate) searches: Arc<tokio::sync::Semaphore>,
 }
 
 /// The web UI's router (`/`, `/ui/...`), to merge into the server's.
@@ -210,11 +240,24 @@ pub fn router(app: AppState, mut config: WebConfig, tls: bool) -> Router {
         config.secure_cookies = Some(tls);
     }
     let logins = LoginSessions::new(&config);
+    let searches = Arc::new(tokio::sync::Semaphore::new(
+        config.max_concurrent_searches.max(1),
+    ));
     let state = WebState {
         app,
         config: Arc::new(config),
         logins,
+        searches,
     };
+    // Directory changes reach users who send nothing too (their live websockets).
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(guard::recheck_every_user(
+            state.app.clone(),
+            state.config.clone(),
+            state.logins.downgrade(),
+            state.searches.clone(),
+        ));
+    }
     let api = Router::new()
         .route("/login", post(login::login))
         .route("/logout", post(login::logout))
@@ -227,11 +270,13 @@ pub fn router(app: AppState, mut config: WebConfig, tls: bool) -> Router {
         .route("/recordings/{id}/cast", get(recordings::cast))
         .route("/recordings/{id}/commands", get(recordings::commands))
         .route("/recordings/{id}/index", get(recordings::index))
+        .route("/recordings/{id}/input", get(input::input))
         .route("/recordings/{id}/screen", get(recordings::screen))
         .route("/recordings/{id}/files", get(recordings::files))
         .route("/recordings/{id}/files/{name}", get(recordings::download))
         .route("/recordings/{id}/media/{name}", get(recordings::media))
         .route("/search", get(search::search))
+        .route("/report", get(reports::report))
         .route("/targets", get(api::targets))
         .route("/terminal", post(api::terminal))
         .fallback(guard::api_not_found);

@@ -34,7 +34,18 @@ pub(crate) const MANIFEST: &str = "manifest.json";
 pub(crate) const VIDEO: &str = "session.mp4";
 /// The encoder's thumbnails of a graphical session.
 pub(crate) const SHEET: &str = "contact-sheet.png";
-const NAMES: [&str; 7] = [RAW, CAST, TRANSCRIPT, COMMANDS, MANIFEST, VIDEO, SHEET];
+/// The encoder's signature of the manifest.
+pub(crate) const MANIFEST_SIG: &str = psm_recording::layout::MANIFEST_SIGNATURE_FILE;
+const NAMES: [&str; 8] = [
+    RAW,
+    CAST,
+    TRANSCRIPT,
+    COMMANDS,
+    MANIFEST,
+    MANIFEST_SIG,
+    VIDEO,
+    SHEET,
+];
 
 /// Where a file was found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -163,6 +174,135 @@ pub(crate) async fn load(
         }
     }
     Ok(None)
+}
+
+/// What the set's signed manifest says about one of its files: `Ok(None)` when this UI
+/// checks no sets (no encoder registry configured), `Ok(Some(Err(why)))` when the manifest
+/// is missing, unsigned, signed by a key no registered encoder holds, changed since it was
+/// signed, or does not list the file.
+async fn manifest_entry(
+    state: &WebState,
+    id: SessionId,
+    name: &str,
+) -> Result<Option<Result<(u64, psm_storage::Checksum), String>>, ApiError> {
+    let Some(registry) = &state.config.encoder_signers else {
+        return Ok(None);
+    };
+    let Some(manifest) = load(state, id, MANIFEST).await? else {
+        return Ok(Some(Err("the recording set has no manifest".into())));
+    };
+    let Some(sig) = load(state, id, MANIFEST_SIG).await? else {
+        return Ok(Some(Err(
+            "the recording set's manifest is not signed".into()
+        )));
+    };
+    let verdict = std::str::from_utf8(&sig)
+        .map_err(|_| "the manifest signature is not text".to_owned())
+        .and_then(|t| {
+            psm_recording::keys::DetachedSignature::from_text(t).map_err(|e| e.to_string())
+        })
+        .and_then(|sig| {
+            sig.verify(
+                psm_recording::layout::MANIFEST_SIGNATURE_CONTEXT,
+                &manifest,
+                &registry.keys(),
+            )
+            .map_err(|e| match e {
+                psm_recording::RecordingError::UntrustedSigner { found } => {
+                    format!("the manifest is signed by {found}, which no registered encoder holds")
+                }
+                other => format!("the manifest fails its signature: {other}"),
+            })
+        });
+    if let Err(why) = verdict {
+        return Ok(Some(Err(why)));
+    }
+    #[derive(Deserialize)]
+    struct Entry {
+        name: String,
+        size: u64,
+        blake3: psm_storage::Checksum,
+    }
+    #[derive(Deserialize)]
+    struct Set {
+        #[serde(default)]
+        exports: Vec<Entry>,
+    }
+    let set: Set = match serde_json::from_slice(&manifest) {
+        Ok(s) => s,
+        Err(e) => return Ok(Some(Err(format!("the manifest cannot be read: {e}")))),
+    };
+    Ok(Some(
+        set.exports
+            .into_iter()
+            .find(|e| e.name == name)
+            .map(|e| (e.size, e.blake3))
+            .ok_or_else(|| format!("the signed manifest does not list {name}")),
+    ))
+}
+
+/// An export of the encoder, only if the set's manifest is signed by a registered encoder
+/// and the file's bytes are the ones it lists (see [`manifest_entry`]); `None` otherwise
+/// (the caller converts from the `.psmr`, which carries its own signatures, or refuses).
+async fn verified_export(
+    state: &WebState,
+    id: SessionId,
+    name: &str,
+) -> Result<Option<Bytes>, ApiError> {
+    match manifest_entry(state, id, name).await? {
+        None => load(state, id, name).await,
+        Some(Err(why)) => {
+            tracing::warn!(session_id = %id, file = name, reason = %why,
+                "export not served as the encoder's: not verified");
+            Ok(None)
+        }
+        Some(Ok((size, sum))) => match load(state, id, name).await? {
+            Some(b) if b.len() as u64 == size && psm_storage::Checksum::of(&b) == sum => {
+                Ok(Some(b))
+            }
+            Some(_) => {
+                tracing::error!(session_id = %id, file = name,
+                    "export changed since the encoder signed its manifest: not served");
+                Ok(None)
+            }
+            None => Ok(None),
+        },
+    }
+}
+
+/// Refuses an export that [`verified_export`] would not serve, for the files served as
+/// they are (media, downloads). `local` is the file's local path and size, if it is local.
+async fn require_verified(
+    state: &WebState,
+    id: SessionId,
+    name: &str,
+    local: Option<&std::path::Path>,
+    bytes: Option<&Bytes>,
+) -> Result<(), ApiError> {
+    let refused = |why: String| {
+        tracing::error!(session_id = %id, file = name, reason = %why, "export refused");
+        ApiError::new(
+            409,
+            "not-verified",
+            format!("{name} of session {id} is not served: {why}"),
+        )
+    };
+    let (size, sum) = match manifest_entry(state, id, name).await? {
+        None => return Ok(()),
+        Some(Err(why)) => return Err(refused(why)),
+        Some(Ok(entry)) => entry,
+    };
+    let actual = match (local, bytes) {
+        (_, Some(b)) => Some((psm_storage::Checksum::of(b), b.len() as u64)),
+        (Some(p), None) => psm_storage::Checksum::of_file(p).await.ok(),
+        (None, None) => None,
+    };
+    match actual {
+        Some((c, n)) if c == sum && n == size => Ok(()),
+        _ => Err(refused(
+            "it changed since the encoder signed its manifest".into(),
+        )),
+    }
 }
 
 fn no_recording(id: SessionId) -> ApiError {
@@ -302,7 +442,7 @@ pub(crate) async fn cast(
         .map(|s| s.stage == psm_core::Stage::Connected)?;
     if from.is_none()
         && !live
-        && let Some(b) = load(&state, id, CAST).await?
+        && let Some(b) = verified_export(&state, id, CAST).await?
     {
         return Ok(cast_response(b.to_vec()));
     }
@@ -407,7 +547,7 @@ pub(crate) async fn commands(
         .session(id)
         .await
         .map(|s| s.stage == psm_core::Stage::Connected)?;
-    let bytes = match (live, load(&state, id, COMMANDS).await?) {
+    let bytes = match (live, verified_export(&state, id, COMMANDS).await?) {
         (false, Some(b)) => b.to_vec(),
         _ => {
             with_reader(&state, id, |r| {
@@ -451,6 +591,15 @@ pub(crate) struct IndexView {
     encrypted: bool,
     user: String,
     target: String,
+    /// The key that signed the recording (`psmr-signing-public:...`).
+    signer: String,
+    /// Whether a registered gateway holds it (`None`: this UI checks no registry).
+    signer_trusted: Option<bool>,
+    /// The name it is registered under.
+    gateway: Option<String>,
+    /// Whether the recording ends at the chain value its gateway committed to at EndSession
+    /// (`None`: nothing was committed, e.g. the gateway died and the watchdog ended it).
+    committed: Option<bool>,
 }
 
 fn f(t: Micros) -> f64 {
@@ -465,7 +614,38 @@ pub(crate) async fn index(
 ) -> Result<axum::Json<IndexView>, ApiError> {
     viewer.require_view(&state, "replay recordings").await?;
     let id = parse_id(&id)?;
-    let v = with_reader(&state, id, |r| {
+    let gateways = state.config.gateway_signers.clone();
+    let commitment = state
+        .app
+        .cp
+        .engine()
+        .session(id)
+        .await?
+        .recording_commitment;
+    let v = with_reader(&state, id, move |r| {
+        let signer = r.signer();
+        let gateway = gateways.as_ref().and_then(|g| g.name_of(&signer));
+        let trusted = gateways.as_ref().map(|_| gateway.is_some());
+        let committed = commitment.map(|c| c.chain == r.chain_end());
+        let mut integrity = integrity_text(r.integrity());
+        if let (Some(false), Some(c)) = (committed, commitment) {
+            integrity = format!(
+                "Not what its gateway committed to: when the session ended the gateway told \
+                 the control plane its recording has {} chunk(s) and {} event(s) and ends at \
+                 chain {}; this file has {} chunk(s) and ends elsewhere, so it was changed, \
+                 cut short or replaced since. {integrity}",
+                c.chunks,
+                c.events,
+                &c.chain_hex()[..16],
+                r.chunks().len()
+            );
+        }
+        if trusted == Some(false) {
+            integrity = format!(
+                "Not trusted: signed by {signer}, which no registered gateway holds (anyone \
+                 can sign a recording with a key of their own). {integrity}"
+            );
+        }
         Ok(IndexView {
             duration: f(r.duration()),
             chunks: r
@@ -479,12 +659,16 @@ pub(crate) async fn index(
                     keyframe: c.has_keyframes,
                 })
                 .collect(),
-            integrity: integrity_text(r.integrity()),
-            intact: r.integrity().is_intact(),
+            integrity,
+            intact: r.integrity().is_intact() && trusted != Some(false) && committed != Some(false),
             ending: r.ending().map(|e| e.reason.clone()),
             encrypted: r.is_encrypted(),
             user: r.header().user.clone(),
             target: r.header().target.clone(),
+            signer: signer.to_string(),
+            signer_trusted: trusted,
+            gateway,
+            committed,
         })
     })
     .await?;
@@ -605,11 +789,15 @@ pub(crate) async fn media(
         None => None,
     };
     let (source, len) = match local {
-        Some((path, len)) => (Err(path), len),
+        Some((path, len)) => {
+            require_verified(&state, id, &name, Some(&path), None).await?;
+            (Err(path), len)
+        }
         None => {
             let bytes = load(&state, id, &name)
                 .await?
                 .ok_or_else(|| no_recording(id))?;
+            require_verified(&state, id, &name, None, Some(&bytes)).await?;
             let len = bytes.len() as u64;
             (Ok(bytes), len)
         }
@@ -718,6 +906,11 @@ pub(crate) async fn download(
     let bytes = load(&state, id, name)
         .await?
         .ok_or_else(|| no_recording(id))?;
+    // The raw recording carries its own signatures, and the manifest and its signature are
+    // the evidence; an export is handed out only as the encoder signed it.
+    if ![RAW, MANIFEST, MANIFEST_SIG].contains(&name) {
+        require_verified(&state, id, name, None, Some(&bytes)).await?;
+    }
     super::guard::audit(
         &state,
         Some(id),

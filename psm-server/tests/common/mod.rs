@@ -111,13 +111,7 @@ impl Harness {
         let mut api_keys = ApiKeys::new();
         for role in Role::ALL {
             let key = generate_key(role).unwrap();
-            api_keys.add(
-                Principal {
-                    name: format!("{role}-test"),
-                    role,
-                },
-                &key,
-            );
+            api_keys.add(Principal::shared(format!("{role}-test"), role), &key);
             keys.insert(role, key.expose_secret().clone());
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -214,14 +214,18 @@ pub async fn write_recording(
     let path = dir.join(format!("{id}.psmr"));
     let header = Header::new(id, psm_recording::Protocol::Ssh, user, target, "test")
         .with_terminal(TermSize::new(80, 24), "xterm-256color");
-    let w = RecordingWriter::create(
-        &path,
-        header,
-        SigningKey::generate().unwrap(),
-        WriterConfig::default(),
-    )
-    .await
-    .unwrap();
+    // Signed by a registered gateway (DIR is DATA/recordings): the replay page trusts only
+    // those.
+    let signing = SigningKey::generate().unwrap();
+    if let Some(data) = dir.parent() {
+        psm_recording::layout::LocalLayout::new(data)
+            .gateway_signers()
+            .register("gw-test", &signing.verifying_key())
+            .unwrap();
+    }
+    let w = RecordingWriter::create(&path, header, signing, WriterConfig::default())
+        .await
+        .unwrap();
     let prompt = format!("{user}@{target}:~$ ");
     w.output(ChannelId(0), prompt.as_bytes()).await.unwrap();
     for (command, output) in steps {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use object_store::azure::MicrosoftAzureBuilder;
 
 use super::{Flavor, ObjectBackend, client_options, retry_config};
-use crate::config::AzureConfig;
+use crate::config::{AzureConfig, ExposeSecret};
 use crate::error::StorageError;
 
 pub(super) fn build(c: &AzureConfig) -> Result<ObjectBackend, StorageError> {
@@ -21,7 +21,7 @@ pub(super) fn build(c: &AzureConfig) -> Result<ObjectBackend, StorageError> {
         .with_container_name(&c.container)
         .with_allow_http(c.allow_http);
     if let Some(key) = &c.access_key {
-        b = b.with_access_key(key.expose());
+        b = b.with_access_key(key.expose_secret());
     }
     if let Some(endpoint) = &c.endpoint {
         b = b.with_endpoint(endpoint.clone());

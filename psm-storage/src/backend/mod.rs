@@ -335,7 +335,12 @@ impl ObjectBackend {
                 actual: checksum.to_string(),
             });
         }
-        let etag = S3Etag::single(&bytes);
+        // Only S3 answers with an MD5 ETag to compare; elsewhere MD5 would be work for nothing.
+        let etag = if self.flavor == Flavor::S3 {
+            S3Etag::single(&bytes)
+        } else {
+            String::new()
+        };
         let size = bytes.len() as u64;
         let options = PutOptions {
             attributes: self.attributes(&checksum),
@@ -384,7 +389,8 @@ impl ObjectBackend {
         let part_size = usize::try_from(part_size).unwrap_or(usize::MAX);
         let concurrency = self.tuning.part_concurrency.max(1);
         let mut hasher = blake3::Hasher::new();
-        let mut etag = S3Etag::default();
+        // Only S3 answers with an MD5 ETag to compare (see put_small).
+        let mut etag = (self.flavor == Flavor::S3).then(S3Etag::default);
         let mut sent = 0u64;
         let sent_all: Result<(), StorageError> = async {
             let mut inflight = FuturesUnordered::new();
@@ -394,7 +400,9 @@ impl ObjectBackend {
                     break;
                 }
                 hasher.update(&part);
-                etag.add_part(&part);
+                if let Some(etag) = etag.as_mut() {
+                    etag.add_part(&part);
+                }
                 let len = part.len() as u64;
                 sent += len;
                 let fut = upload.put_part(PutPayload::from(part.freeze()));
@@ -429,7 +437,8 @@ impl ObjectBackend {
             .complete()
             .await
             .map_err(|e| self.err("complete multipart upload", key, e))?;
-        self.finish_put(key, sent, checksum, etag.multipart(), result.e_tag)
+        let etag = etag.map(|e| e.multipart()).unwrap_or_default();
+        self.finish_put(key, sent, checksum, etag, result.e_tag)
             .await
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use object_store::aws::AmazonS3Builder;
 
 use super::{Flavor, ObjectBackend, client_options, retry_config};
-use crate::config::S3Config;
+use crate::config::{ExposeSecret, S3Config};
 use crate::error::StorageError;
 
 pub(super) fn build(c: &S3Config) -> Result<ObjectBackend, StorageError> {
@@ -28,10 +28,10 @@ pub(super) fn build(c: &S3Config) -> Result<ObjectBackend, StorageError> {
         b = b.with_access_key_id(id);
     }
     if let Some(secret) = &c.secret_access_key {
-        b = b.with_secret_access_key(secret.expose());
+        b = b.with_secret_access_key(secret.expose_secret());
     }
     if let Some(token) = &c.session_token {
-        b = b.with_token(token.expose());
+        b = b.with_token(token.expose_secret());
     }
     if c.request_checksums {
         b = b.with_checksum_algorithm(object_store::aws::Checksum::SHA256);

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use hmac::{KeyInit, Mac};
 
-use crate::config::{AzureConfig, S3Config, Secret, Tuning};
+use crate::config::{AzureConfig, S3Config, SecretString, Tuning};
 
 /// Azurite's well-known development account.
 pub const AZURITE_ACCOUNT: &str = "devstoreaccount1";
@@ -129,7 +129,7 @@ impl Moto {
         c.endpoint = Some(endpoint.to_owned());
         c.allow_http = true;
         c.access_key_id = Some("test".into());
-        c.secret_access_key = Some(Secret::new("test"));
+        c.secret_access_key = Some(SecretString::from("test"));
         c.tuning = tuning;
         c
     }
@@ -240,7 +240,7 @@ impl Azurite {
         let mut c = AzureConfig::new(AZURITE_ACCOUNT, container);
         c.endpoint = Some(self.endpoint());
         c.allow_http = true;
-        c.access_key = Some(Secret::new(AZURITE_KEY));
+        c.access_key = Some(SecretString::from(AZURITE_KEY));
         c.tuning = tuning;
         c
     }

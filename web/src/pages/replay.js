@@ -23,7 +23,7 @@ export async function replayPage(main, params) {
     h('div', { class: 'replay' },
       h('div', { class: 'replay-main' }, playerBox, indexBox, status),
       h('aside', { class: 'replay-side' },
-        h('h2', {}, graphical ? 'Session' : 'Commands'), graphical ? null : filter, commandsBox,
+        h('h2', {}, graphical ? 'Keys and clicks' : 'Commands'), graphical ? null : filter, commandsBox,
         h('h2', {}, 'Downloads'), files)));
 
   for (const f of detail.files) {
@@ -117,8 +117,9 @@ export async function replayPage(main, params) {
 // video. Before the encoder made the video, the page says so.
 async function graphicalReplay(main, enc, detail, startAt, playerBox, indexBox, status, commandsBox) {
   window.psm.replay = { ready: false, seekedTo: startAt, graphical: true };
-  clear(commandsBox);
-  append(commandsBox, h('li', { class: 'muted' }, 'A graphical session: keystrokes are in the recording, not a command list.'));
+  // The input timeline works from the recording alone: shown before (and without) a video.
+  let seekVideo = null;
+  await renderInputTimeline(indexBox, commandsBox, enc, (t) => { if (seekVideo) seekVideo(t); });
   const names = new Set(detail.files.map((f) => f.name));
   if (!names.has('session.mp4')) {
     status.textContent = 'No video yet: the encoder makes session.mp4 after the session ends.';
@@ -152,6 +153,7 @@ async function graphicalReplay(main, enc, detail, startAt, playerBox, indexBox, 
   });
   window.psm.replay.video = video;
   window.psm.replay.seek = seek;
+  seekVideo = seek;
   window.psm.replay.currentTime = () => video.currentTime;
   await renderIndex(indexBox, enc, seek);
   if (startAt > 0) {
@@ -188,4 +190,43 @@ async function renderIndex(indexBox, enc, seek) {
   } catch (e) {
     append(indexBox, h('span', { class: 'muted' }, `index unavailable: ${e.message}`));
   }
+}
+
+// What the user typed, what was redacted and where they clicked (the gateway's keyboard and
+// pointer channels), as marks on a bar under the player and a list beside it; each seeks the
+// video to its second.
+async function renderInputTimeline(indexBox, listBox, enc, seek) {
+  clear(listBox);
+  let tl;
+  try {
+    tl = await api.get(`/recordings/${enc}/input`);
+  } catch (e) {
+    append(listBox, h('li', { class: 'muted' }, `No input timeline: ${e.message}`));
+    return;
+  }
+  window.psm.replay.input = tl;
+  if (!tl.entries.length) {
+    append(listBox, h('li', { class: 'muted' }, 'No keys or clicks were recorded.'));
+    return;
+  }
+  const label = (e) => {
+    if (e.kind === 'click') return `click ${e.text}`;
+    if (e.kind === 'redacted') return 'keys typed (redacted)';
+    return e.text.replace(/\r/g, '⏎').replace(/\t/g, '⇥').replace(/\x7f/g, '⌫');
+  };
+  const total = Math.max(tl.duration, 0.001);
+  const bar = h('div', { class: 'input-bar', id: 'input-bar', title: 'keys and clicks: click to seek' });
+  for (const e of tl.entries) {
+    append(bar, h('button', {
+      type: 'button', class: `mark ${e.kind}`, title: `${offset(e.t)} ${label(e)}`,
+      dataset: { left: ((e.t / total) * 100).toFixed(3) },
+      on: { click: () => seek(e.t) },
+    }));
+    append(listBox, h('li', { class: `input ${e.kind}` },
+      h('button', { type: 'button', class: 'link', on: { click: () => seek(e.t) } }, offset(e.t)), ' ',
+      h('span', { class: e.kind === 'keys' ? 'typed' : 'muted' }, label(e))));
+  }
+  if (tl.truncated) append(listBox, h('li', { class: 'muted' }, 'Later input left out (too many entries).'));
+  append(indexBox, h('div', { class: 'muted' }, `keys and clicks: ${tl.entries.length}`), bar);
+  for (const b of bar.children) b.style.left = `${b.dataset.left}%`;
 }

@@ -29,7 +29,7 @@ export async function searchPage(main, params) {
       return;
     }
     const hits = r.sessions.reduce((n, s) => n + s.hits.length, 0);
-    status.textContent = `${hits} hit(s) in ${r.sessions.length} of ${r.searched} recording(s) searched${r.truncated ? ' (limit reached: narrow the search)' : ''}.`;
+    status.textContent = `${hits} hit(s) in ${r.sessions.length} of ${r.searched} recording(s) searched${r.truncated ? ` (${r.stopped || 'limit reached: narrow the search'})` : ''}.`;
     for (const s of r.sessions) {
       const list = h('ol', { class: 'hits' });
       for (const hit of s.hits) {

@@ -30,16 +30,29 @@ export async function sessionsPage(main, params) {
     target: targetIn.value.trim(), protocol: protoSel.value,
   });
 
+  // Paging: one page at a time (the server reads only what the page needs); `pages` holds
+  // where each page before this one started, so Newer goes back. Auto-refresh reloads the
+  // page shown.
+  let pages = [];
+  let after = params.get('after') || '';
+  let next = null;
+  const newer = h('button', { type: 'button', id: 'page-newer', class: 'small', on: { click: () => { after = pages.pop() || ''; load(); } } }, '← Newer');
+  const older = h('button', { type: 'button', id: 'page-older', class: 'small', on: { click: () => { if (next) { pages.push(after); after = next; load(); } } } }, 'Older →');
+  const pager = h('div', { class: 'pager', id: 'pager' }, newer, older);
+
   async function load() {
     const q = current();
-    history.replaceState(null, '', `/ui/sessions${query(q)}`);
+    history.replaceState(null, '', `/ui/sessions${query({ ...q, after })}`);
     let data;
     try {
-      data = await api.get(`/sessions${query(q)}`);
+      data = await api.get(`/sessions${query({ ...q, after })}`);
     } catch (e) {
       status.textContent = `Could not refresh: ${e.message}`;
       return;
     }
+    next = data.next || null;
+    newer.disabled = after === '';
+    older.disabled = !next;
     clear(body);
     if (data.sessions.length === 0) {
       append(body, h('tr', {}, h('td', { colspan: 8, class: 'muted' }, 'No sessions match.')));
@@ -64,17 +77,22 @@ export async function sessionsPage(main, params) {
           h('a', { class: 'button small', href: open }, 'Details'),
           h('a', { class: 'button small', href: `/ui/replay?id=${encodeURIComponent(s.id)}` }, 'Replay'))));
     }
-    status.textContent = `${data.sessions.length} session(s)${data.truncated ? ' (more not shown)' : ''}, updated ${new Date().toLocaleTimeString()}`;
+    const where = after === '' ? '' : ` (page ${pages.length + 1})`;
+    status.textContent = `${data.sessions.length} session(s)${where}${data.truncated ? ', more on older pages' : ''}, updated ${new Date().toLocaleTimeString()}`;
     window.psm.sessions = data.sessions;
   }
 
   const form = h('form', {
     class: 'filters', id: 'filters',
-    on: { submit: (ev) => { ev.preventDefault(); load(); }, change: () => load() },
+    on: {
+      // A new filter starts again from the newest page.
+      submit: (ev) => { ev.preventDefault(); pages = []; after = ''; load(); },
+      change: () => { pages = []; after = ''; load(); },
+    },
   }, stateSel, stageSel, userIn, targetIn, protoSel, h('button', { type: 'submit' }, 'Filter'),
   h('label', { class: 'inline' }, auto, 'auto-refresh'), status);
 
-  append(main, h('h1', {}, 'Sessions'), form, table);
+  append(main, h('h1', {}, 'Sessions'), form, table, pager);
   await load();
   const every = Math.max(1, state.me.refreshSeconds) * 1000;
   const timer = setInterval(() => { if (auto.checked && document.visibilityState === 'visible') load(); }, every);

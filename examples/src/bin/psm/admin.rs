@@ -8,19 +8,52 @@ use std::time::Duration;
 use anyhow::Context;
 use psm_core::Protocol;
 use psm_core::directory::{
-    AuthorizedKey, DirectoryAdmin, DirectoryLookup, NewUser, PasswordHash, TotpSecret, UserUpdate,
+    AuthorizedKey, DirectoryAdmin, NewUser, PasswordHash, TotpSecret, UserDirectory, UserUpdate,
 };
 use psm_core::store::SqliteStore;
 use psm_core::vault::{Credential, Target};
 
 #[derive(clap::Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Gateway users: who may log in, with which keys, passwords and roles.
     #[command(subcommand)]
     Users(Users),
     /// Targets and their vaulted credentials.
     #[command(subcommand)]
     Targets(Targets),
+    /// API keys of the control plane: one per gateway, encoder or uploader process.
+    #[command(subcommand)]
+    Keys(Keys),
+}
+
+#[derive(clap::Subcommand)]
+pub enum Keys {
+    /// Issues a key to one process instance (a gateway's `process_instance`, a worker's
+    /// `--instance`): its holder may act as that instance only, and no shared role key may
+    /// act as it any more. The control plane keeps only its hash and picks it up within a
+    /// second; the key is written to --out (mode 0600) and nowhere else.
+    Issue {
+        #[command(flatten)]
+        data: DataArg,
+        /// gateway, encoder or uploader.
+        role: String,
+        /// The process instance name (letters, digits, '.', '_', '-').
+        instance: String,
+        /// Where to write the key (default ./INSTANCE.key; never overwritten).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Revokes the key of a process instance (its holder is refused within a second).
+    Revoke {
+        #[command(flatten)]
+        data: DataArg,
+        instance: String,
+    },
+    /// Lists the process instances that have a key of their own.
+    List {
+        #[command(flatten)]
+        data: DataArg,
+    },
 }
 
 #[derive(clap::Args)]
@@ -30,12 +63,33 @@ pub struct DataArg {
     data: PathBuf,
 }
 
+/// Where `psm users` administers: the node's data directory, or a remote control plane.
+#[derive(clap::Args)]
+pub struct DirectoryArg {
+    #[command(flatten)]
+    data: DataArg,
+    /// A remote control plane (`https://HOST:PORT`) whose directory to administer instead of
+    /// the data directory's (needs an admin API key; passwords are hashed here, before they
+    /// are sent).
+    #[arg(long, env = "PSM_CONTROL_PLANE")]
+    control_plane: Option<String>,
+    /// The file holding the admin API key for --control-plane.
+    #[arg(long, requires = "control_plane")]
+    api_key_file: Option<PathBuf>,
+    /// A CA certificate (PEM) to trust for the control plane's TLS certificate.
+    #[arg(long, requires = "control_plane")]
+    ca_file: Option<PathBuf>,
+    /// Allow `http://` to a non-loopback control plane (behind a TLS-terminating proxy only).
+    #[arg(long, requires = "control_plane")]
+    allow_plain_http: bool,
+}
+
 #[derive(clap::Subcommand)]
 pub enum Users {
     /// Adds a user.
     Add {
         #[command(flatten)]
-        data: DataArg,
+        data: DirectoryArg,
         /// The login name (letters, digits, '.', '_', '-').
         name: String,
         /// A role (repeatable); roles are granted targets with `psm users grant`.
@@ -57,18 +111,18 @@ pub enum Users {
     /// Lists users.
     List {
         #[command(flatten)]
-        data: DataArg,
+        data: DirectoryArg,
     },
     /// Removes a user.
     Remove {
         #[command(flatten)]
-        data: DataArg,
+        data: DirectoryArg,
         name: String,
     },
     /// Adds an SSH key to a user.
     AddKey {
         #[command(flatten)]
-        data: DataArg,
+        data: DirectoryArg,
         name: String,
         /// The public key file.
         key_file: PathBuf,
@@ -76,27 +130,27 @@ pub enum Users {
     /// Sets a user's password (read from standard input).
     Passwd {
         #[command(flatten)]
-        data: DataArg,
+        data: DirectoryArg,
         name: String,
     },
     /// Sets a user's roles.
     Roles {
         #[command(flatten)]
-        data: DataArg,
+        data: DirectoryArg,
         name: String,
         roles: Vec<String>,
     },
     /// Lets a role reach a target (`*` for every target).
     Grant {
         #[command(flatten)]
-        data: DataArg,
+        data: DirectoryArg,
         role: String,
         target: String,
     },
     /// Takes a grant back.
     Revoke {
         #[command(flatten)]
-        data: DataArg,
+        data: DirectoryArg,
         role: String,
         target: String,
     },
@@ -104,7 +158,7 @@ pub enum Users {
 
 #[derive(clap::Subcommand)]
 pub enum Targets {
-    /// Adds (or replaces) an SSH or RDP target and its vaulted credential.
+    /// Adds (or replaces) an SSH, RDP or PostgreSQL target and its vaulted credential.
     Add {
         #[command(flatten)]
         data: DataArg,
@@ -114,10 +168,10 @@ pub enum Targets {
         /// Host name or address.
         #[arg(long)]
         host: String,
-        /// `ssh` or `rdp`.
+        /// `ssh`, `rdp`, `postgres` or `mysql` (MariaDB too).
         #[arg(long, default_value = "ssh")]
         protocol: Protocol,
-        /// Port (default 22 for ssh, 3389 for rdp).
+        /// Port (default 22 for ssh, 3389 for rdp, 5432 for postgres, 3306 for mysql).
         #[arg(long)]
         port: Option<u16>,
         /// The account PSM logs in as.
@@ -129,8 +183,9 @@ pub enum Targets {
         /// Or a private key file for the account.
         #[arg(long)]
         key_file: Option<PathBuf>,
-        /// The target's host key (`ssh-ed25519 AAAA...` or `SHA256:...`); for rdp its TLS
-        /// certificate's `sha256:HEX` fingerprint (several separated by commas).
+        /// The target's host key (`ssh-ed25519 AAAA...` or `SHA256:...`); for rdp and
+        /// postgres its TLS certificate's `sha256:HEX` fingerprint (several separated by
+        /// commas; a pinned postgres target always gets verified TLS).
         #[arg(long)]
         host_key: Option<String>,
         /// Read the host key from the target now and pin it (compare the printed
@@ -155,7 +210,50 @@ pub enum Targets {
     },
 }
 
-async fn directory(data: &Path) -> anyhow::Result<SqliteStore> {
+/// The directory `psm users` works on.
+enum Directory {
+    /// The node's database.
+    Local(SqliteStore),
+    /// A remote control plane's, over HTTP.
+    Remote(psm_client::HttpDirectory),
+}
+
+impl std::ops::Deref for Directory {
+    type Target = dyn UserDirectory;
+    fn deref(&self) -> &Self::Target {
+        match self {
+            Directory::Local(s) => s,
+            Directory::Remote(r) => r,
+        }
+    }
+}
+
+impl Directory {
+    async fn open(arg: &DirectoryArg) -> anyhow::Result<Self> {
+        match &arg.control_plane {
+            Some(url) => {
+                let remote = crate::pipeline::remote::Remote {
+                    url: url.clone(),
+                    api_key_file: arg.api_key_file.clone(),
+                    ca_file: arg.ca_file.clone(),
+                    allow_plain_http: arg.allow_plain_http,
+                };
+                Ok(Directory::Remote(remote.directory()?))
+            }
+            None => Ok(Directory::Local(node_store(&arg.data.data).await?)),
+        }
+    }
+
+    async fn close(&self) {
+        if let Directory::Local(s) = self {
+            s.close().await;
+        }
+    }
+}
+
+/// The node's store (`DATA/psm.db`, which `psm up` creates), opened as the running node
+/// opens it: TOTP secrets sealed with the vault's key.
+pub(crate) async fn node_store(data: &Path) -> anyhow::Result<SqliteStore> {
     let db = data.join("psm.db");
     anyhow::ensure!(
         db.exists(),
@@ -192,7 +290,50 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Users(u) => users(u).await,
         Command::Targets(t) => targets(t).await,
+        Command::Keys(k) => keys(k),
     }
+}
+
+fn keys(cmd: Keys) -> anyhow::Result<()> {
+    use psm_server::auth;
+    match cmd {
+        Keys::Issue {
+            data,
+            role,
+            instance,
+            out,
+        } => {
+            let role: psm_server::Role = role.parse()?;
+            let name = auth::instance_name(&instance)?;
+            let out = out.unwrap_or_else(|| PathBuf::from(format!("{name}.key")));
+            anyhow::ensure!(
+                !out.exists(),
+                "{} exists; give another --out (a key file is never overwritten)",
+                out.display()
+            );
+            let key = auth::issue_instance_key(&data.data.join("keys"), role, name.as_str())?;
+            auth::write_private(&out, key.expose_secret())?;
+            println!(
+                "issued a {role} key to process instance {name}: {} (mode 0600). Give it to that \
+                 process only (api_key_file / --api-key-file) and delete this copy; the control \
+                 plane keeps only its hash.",
+                out.display()
+            );
+        }
+        Keys::Revoke { data, instance } => {
+            if auth::revoke_instance_key(&data.data.join("keys"), &instance)? {
+                println!("revoked the key of process instance {instance}");
+            } else {
+                anyhow::bail!("process instance {instance} has no key of its own");
+            }
+        }
+        Keys::List { data } => {
+            for k in auth::list_instance_keys(&data.data.join("keys"))? {
+                println!("{}\t{}", k.instance, k.role);
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn users(cmd: Users) -> anyhow::Result<()> {
@@ -206,7 +347,7 @@ async fn users(cmd: Users) -> anyhow::Result<()> {
             generate_password,
             totp,
         } => {
-            let dir = directory(&data.data).await?;
+            let dir = Directory::open(&data).await?;
             let mut keys = Vec::new();
             for f in &key_files {
                 keys.push(read_key(f)?);
@@ -242,7 +383,7 @@ async fn users(cmd: Users) -> anyhow::Result<()> {
             dir.close().await;
         }
         Users::List { data } => {
-            let dir = directory(&data.data).await?;
+            let dir = Directory::open(&data).await?;
             for u in dir.users().await? {
                 let targets = dir.allowed_targets(&u).await?;
                 println!(
@@ -259,7 +400,7 @@ async fn users(cmd: Users) -> anyhow::Result<()> {
             dir.close().await;
         }
         Users::Remove { data, name } => {
-            let dir = directory(&data.data).await?;
+            let dir = Directory::open(&data).await?;
             anyhow::ensure!(dir.delete_user(&name).await?, "no user {name}");
             println!("User {name} removed.");
             dir.close().await;
@@ -269,13 +410,13 @@ async fn users(cmd: Users) -> anyhow::Result<()> {
             name,
             key_file,
         } => {
-            let dir = directory(&data.data).await?;
+            let dir = Directory::open(&data).await?;
             dir.add_key(&name, &read_key(&key_file)?).await?;
             println!("Key added to {name}.");
             dir.close().await;
         }
         Users::Passwd { data, name } => {
-            let dir = directory(&data.data).await?;
+            let dir = Directory::open(&data).await?;
             let hash = PasswordHash::hash(&stdin_secret("password")?)?;
             dir.update_user(
                 &name,
@@ -289,7 +430,7 @@ async fn users(cmd: Users) -> anyhow::Result<()> {
             dir.close().await;
         }
         Users::Roles { data, name, roles } => {
-            let dir = directory(&data.data).await?;
+            let dir = Directory::open(&data).await?;
             dir.update_user(
                 &name,
                 &UserUpdate {
@@ -302,13 +443,13 @@ async fn users(cmd: Users) -> anyhow::Result<()> {
             dir.close().await;
         }
         Users::Grant { data, role, target } => {
-            let dir = directory(&data.data).await?;
+            let dir = Directory::open(&data).await?;
             dir.grant(&role, &target).await?;
             println!("Role {role} may reach {target}.");
             dir.close().await;
         }
         Users::Revoke { data, role, target } => {
-            let dir = directory(&data.data).await?;
+            let dir = Directory::open(&data).await?;
             anyhow::ensure!(
                 dir.revoke(&role, &target).await?,
                 "role {role} had no grant for {target}"
@@ -349,8 +490,19 @@ async fn targets(cmd: Targets) -> anyhow::Result<()> {
         } => {
             let port = port.unwrap_or(match protocol {
                 Protocol::Rdp => 3389,
+                Protocol::Postgres => 5432,
+                Protocol::Mysql => 3306,
                 _ => 22,
             });
+            if matches!(protocol, Protocol::Postgres | Protocol::Mysql)
+                && (scan || key_file.is_some())
+            {
+                anyhow::bail!(
+                    "a database target takes --password-stdin (and optionally --host-key \
+                     sha256:HEX, its TLS certificate's fingerprint); --scan and --key-file are \
+                     for ssh"
+                );
+            }
             if protocol == Protocol::Rdp && (scan || key_file.is_some()) {
                 anyhow::bail!(
                     "an rdp target takes --password-stdin and --host-key sha256:HEX (the \
@@ -375,6 +527,7 @@ async fn targets(cmd: Targets) -> anyhow::Result<()> {
                     println!("{host}:{port} presents {fingerprint}; pinned.");
                     Some(line)
                 }
+                (None, false) if matches!(protocol, Protocol::Postgres | Protocol::Mysql) => None,
                 (None, false) if protocol == Protocol::Rdp => {
                     println!(
                         "Warning: no certificate pinned; the RDP gateway will refuse {name} \
@@ -409,7 +562,7 @@ async fn targets(cmd: Targets) -> anyhow::Result<()> {
             vault.set_credential(&name, credential, "psm-cli").await?;
             node.close().await;
             if let Some(role) = grant {
-                let dir = directory(&data.data).await?;
+                let dir = node_store(&data.data).await?;
                 dir.grant(&role, &name).await?;
                 dir.close().await;
                 println!("Role {role} may reach {name}.");
@@ -417,6 +570,12 @@ async fn targets(cmd: Targets) -> anyhow::Result<()> {
             match protocol {
                 Protocol::Rdp => println!(
                     "Target {name} added: xfreerdp /v:GATEWAY:3390 /u:USER+{name} /p:PSM-PASSWORD"
+                ),
+                Protocol::Postgres => println!(
+                    "Target {name} added: psql \"host=GATEWAY port=15432 user=USER+{name} dbname=DATABASE sslmode=require\""
+                ),
+                Protocol::Mysql => println!(
+                    "Target {name} added: mariadb --ssl -h GATEWAY -P 13306 -u USER+{name} -p"
                 ),
                 _ => println!("Target {name} added: ssh -p PORT USER+{name}@GATEWAY"),
             }

@@ -35,10 +35,54 @@ pub struct ConfFile {
     pub settings: SettingsSection,
     /// The RDP gateway `psm up` supervises.
     pub rdp: RdpSection,
+    /// The PostgreSQL gateway (`psm up`).
+    pub postgres: PostgresSection,
+    /// The MySQL/MariaDB gateway (`psm up`).
+    pub mysql: MysqlSection,
     /// A gateway's control plane (`psm-gateway`): remote over HTTP, or the node in `data`.
     pub control_plane: ControlPlaneSection,
     /// A gateway's user directory (`psm-gateway`).
     pub directory: DirectorySection,
+    /// Access windows: what the control plane does when one closes on a session
+    /// (`psm up`, `psm-controlplane`; the windows themselves: `psm windows`).
+    pub access: AccessSection,
+}
+
+/// `[access]`: how the control plane treats a Connected session whose access window closes
+/// (docs/governance.md).
+#[derive(Debug, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccessSection {
+    /// Seconds before a window closes that the user is warned (0: no warning; at most a
+    /// day). Default 300.
+    pub window_warning_secs: u64,
+    /// `end` (the default) or `lock` once the window has closed.
+    pub window_close: String,
+}
+
+impl Default for AccessSection {
+    fn default() -> Self {
+        Self {
+            window_warning_secs: 300,
+            window_close: "end".into(),
+        }
+    }
+}
+
+impl AccessSection {
+    /// The engine's setting; errors name the key.
+    pub fn windows(&self) -> anyhow::Result<psm_core::access::WindowsConfig> {
+        let warning = std::time::Duration::from_secs(self.window_warning_secs);
+        anyhow::ensure!(
+            warning <= psm_core::access::MAX_WARNING,
+            "access.window_warning_secs: at most {} (a day)",
+            psm_core::access::MAX_WARNING.as_secs()
+        );
+        Ok(psm_core::access::WindowsConfig {
+            warning,
+            on_close: self.window_close.parse().context("access.window_close")?,
+        })
+    }
 }
 
 impl ConfFile {
@@ -67,6 +111,12 @@ pub struct ApiSection {
     /// Reverse proxies whose `X-Forwarded-For` the server believes (login lockout, audit
     /// trail, GetIP).
     pub trusted_proxies: Vec<IpAddr>,
+    /// Accept the shared `DATA/keys/{gateway,encoder,uploader}.key` (default true). Turn it
+    /// off once every process has its own key (`psm keys issue`).
+    pub shared_role_keys: bool,
+    /// Most open (Connected) sessions one user may have at once across every gateway of
+    /// this control plane; 0 for no cap (the default).
+    pub max_sessions_per_user: u32,
 }
 
 impl Default for ApiSection {
@@ -77,6 +127,8 @@ impl Default for ApiSection {
             tls_key: None,
             allowed_hosts: Vec::new(),
             trusted_proxies: Vec::new(),
+            shared_role_keys: true,
+            max_sessions_per_user: 0,
         }
     }
 }
@@ -255,15 +307,58 @@ impl PolicySection {
 }
 
 /// `[recording]`.
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RecordingSection {
     /// More recipient public keys (`x25519:BASE64` or `psmr-recipient-public:HEX`) every recording is encrypted for, besides
     /// the control plane's `PSMEncryptionKey`.
     pub recipients: Vec<String>,
+    /// Most MiB one session may record (before compression); a session that reaches it is
+    /// ended with the reason. 0: no quota.
+    pub quota_mib: u64,
+    /// Free MiB the recordings disk must keep: below it (or below `min_free_percent`) new
+    /// sessions are refused and running ones locked until there is room. 0 and 0: not
+    /// watched.
+    pub min_free_mib: u64,
+    /// Free percentage of the recordings disk, as `min_free_mib`.
+    pub min_free_percent: f64,
+}
+
+impl Default for RecordingSection {
+    fn default() -> Self {
+        Self {
+            recipients: Vec::new(),
+            quota_mib: 0,
+            min_free_mib: 256,
+            min_free_percent: 2.0,
+        }
+    }
 }
 
 impl RecordingSection {
+    /// Puts the quota and the disk guard into a gateway's recorder settings; the error names
+    /// the key.
+    pub fn apply_limits(
+        &self,
+        recorder: &mut psm_proxy::record::RecorderConfig,
+    ) -> anyhow::Result<()> {
+        if !(0.0..=100.0).contains(&self.min_free_percent) {
+            anyhow::bail!(
+                "recording.min_free_percent must be between 0 and 100, not {}",
+                self.min_free_percent
+            );
+        }
+        recorder.quota_bytes = (self.quota_mib > 0).then(|| self.quota_mib.saturating_mul(1 << 20));
+        recorder.disk_guard = (self.min_free_mib > 0 || self.min_free_percent > 0.0).then(|| {
+            psm_proxy::record::RecordingDiskGuard {
+                min_free_bytes: self.min_free_mib.saturating_mul(1 << 20),
+                min_free_ratio: self.min_free_percent / 100.0,
+                ..psm_proxy::record::RecordingDiskGuard::default()
+            }
+        });
+        Ok(())
+    }
+
     /// The parsed recipients; the error names the key.
     pub fn recipients(&self) -> anyhow::Result<Vec<psm_recording::RecipientPublic>> {
         self.recipients
@@ -352,6 +447,33 @@ pub struct RdpSection {
     pub allow_drive: bool,
     /// Give targets the print-to-file printer.
     pub allow_printer: bool,
+    /// What RDP recordings keep of the keyboard (`psm-rdp-gateway --keystrokes`).
+    pub keystrokes: RdpKeystrokes,
+}
+
+/// `[rdp] keystrokes`: what an RDP recording keeps of the keyboard (docs/rdp.md,
+/// "Redaction"). The target account's password is never recorded, whichever.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RdpKeystrokes {
+    /// Keys as typed, except the line typed after a lock or secure-attention shortcut.
+    #[default]
+    RedactPasswords,
+    /// Every key as typed.
+    RecordAll,
+    /// Only that keys were pressed.
+    RedactAll,
+}
+
+impl RdpKeystrokes {
+    /// The `psm-rdp-gateway --keystrokes` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RdpKeystrokes::RedactPasswords => "redact-passwords",
+            RdpKeystrokes::RecordAll => "record-all",
+            RdpKeystrokes::RedactAll => "redact-all",
+        }
+    }
 }
 
 impl Default for RdpSection {
@@ -370,6 +492,105 @@ impl Default for RdpSection {
             allow_clipboard: false,
             allow_drive: false,
             allow_printer: false,
+            keystrokes: RdpKeystrokes::default(),
+        }
+    }
+}
+
+/// `[postgres]`: the PostgreSQL gateway `psm up` runs (docs/database.md).
+#[derive(Debug, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PostgresSection {
+    /// Run it.
+    pub enabled: bool,
+    /// Where users' clients connect (`psql "host=H port=15432 user=alice+TARGET
+    /// sslmode=require"`).
+    pub listen: SocketAddr,
+    /// Its process instance name; default (empty): the SSH gateway's, so the node's one live
+    /// link carries the control plane's commands and reports for database sessions too.
+    pub process_instance: String,
+    /// The gateway's TLS certificate and key (PEM); default: a self-signed pair created in
+    /// `DATA/postgres/` on first start.
+    pub tls_cert: Option<PathBuf>,
+    /// See `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Refuse users' connections without TLS (their PSM password would cross the network
+    /// in the clear).
+    pub require_tls: bool,
+    /// TLS toward targets: `prefer` (when offered), `require` or `disable`. A target whose
+    /// certificate SHA-256 is pinned (`psm targets add --host-key sha256:...`) always gets
+    /// verified TLS.
+    pub target_tls: String,
+    /// Minutes a session's checkout lasts.
+    pub checkout_minutes: u64,
+    /// Most concurrent sessions.
+    pub max_sessions: usize,
+    /// The built-in query rules (DROP, TRUNCATE, DELETE/UPDATE without WHERE, ALTER SYSTEM,
+    /// COPY ... PROGRAM need approval; GRANT and REVOKE alert), added after `[policy] file`'s.
+    pub default_rules: bool,
+}
+
+impl Default for PostgresSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 15432)),
+            process_instance: String::new(),
+            tls_cert: None,
+            tls_key: None,
+            require_tls: true,
+            target_tls: "prefer".into(),
+            checkout_minutes: 60,
+            max_sessions: 1000,
+            default_rules: false,
+        }
+    }
+}
+
+/// `[mysql]`: the MySQL/MariaDB gateway `psm up` runs (docs/database.md); the same keys as
+/// `[postgres]`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MysqlSection {
+    /// Run it.
+    pub enabled: bool,
+    /// Where users' clients connect (`mariadb --ssl -h H -P 13306 -u alice+TARGET -p`).
+    pub listen: SocketAddr,
+    /// Its process instance name; default (empty): the SSH gateway's.
+    pub process_instance: String,
+    /// The gateway's TLS certificate and key (PEM); default: a self-signed pair created in
+    /// `DATA/mysql/` on first start.
+    pub tls_cert: Option<PathBuf>,
+    /// See `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Refuse users' connections without TLS (the PSM password is asked for with the
+    /// `mysql_clear_password` plugin, so without TLS it would cross the network in the
+    /// clear).
+    pub require_tls: bool,
+    /// TLS toward targets: `prefer` (when offered), `require` or `disable`. A target whose
+    /// certificate SHA-256 is pinned always gets verified TLS.
+    pub target_tls: String,
+    /// Minutes a session's checkout lasts.
+    pub checkout_minutes: u64,
+    /// Most concurrent sessions.
+    pub max_sessions: usize,
+    /// The built-in query rules (as `[postgres] default_rules`, with LOAD DATA LOCAL too).
+    pub default_rules: bool,
+}
+
+impl Default for MysqlSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 13306)),
+            process_instance: String::new(),
+            tls_cert: None,
+            tls_key: None,
+            require_tls: true,
+            target_tls: "prefer".into(),
+            checkout_minutes: 60,
+            max_sessions: 1000,
+            default_rules: false,
         }
     }
 }
@@ -417,6 +638,7 @@ pub fn tls_server_config(
 ) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
     let certs = CertificateDer::pem_file_iter(cert)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
         .with_context(|| format!("{section}.tls_cert: reading {}", cert.display()))?;
@@ -449,6 +671,30 @@ mod tests {
         assert!(err.contains("listen_addr"), "{err}");
         let old: ConfFile = toml::from_str("[gateway]\nallow_sftp = false\n").unwrap();
         assert!(!old.ssh.allow_sftp);
+    }
+
+    #[test]
+    fn rdp_keystrokes_take_the_gateway_s_three_policies_and_name_a_bad_one() {
+        let example: ConfFile =
+            toml::from_str(include_str!("../../../../psm.example.toml")).unwrap();
+        assert_eq!(example.rdp.keystrokes, RdpKeystrokes::RedactPasswords);
+        for (text, want) in [
+            ("redact-passwords", RdpKeystrokes::RedactPasswords),
+            ("record-all", RdpKeystrokes::RecordAll),
+            ("redact-all", RdpKeystrokes::RedactAll),
+        ] {
+            let conf: ConfFile =
+                toml::from_str(&format!("[rdp]\nkeystrokes = \"{text}\"\n")).unwrap();
+            assert_eq!(conf.rdp.keystrokes, want);
+            assert_eq!(want.as_str(), text);
+        }
+        let err = toml::from_str::<ConfFile>("[rdp]\nkeystrokes = \"everything\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("keystrokes") && err.contains("redact-all"),
+            "{err}"
+        );
     }
 
     #[test]

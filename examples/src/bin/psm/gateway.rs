@@ -39,6 +39,10 @@ pub struct RunningGateway {
     pub live_url: Option<String>,
     /// How many command-policy rules are enforced (`None`: no policy file).
     pub policy_rules: Option<usize>,
+    /// The public half of the key its recordings are signed with (registered in the node's
+    /// registry; a remote control plane's is the caller's to register).
+    #[allow(dead_code)]
+    pub recording_key: psm_recording::VerifyingKey,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<Result<(), psm_proxy::ProxyError>>,
 }
@@ -90,7 +94,14 @@ pub async fn start(
         .clone()
         .unwrap_or_else(|| data.join("keys").join("recording-signing.key"));
     let (signing, _) = load_or_create_signing_key(&key_path)?;
+    let recording_key = signing.verifying_key();
     let instance = ProcessInstance::new(opts.process_instance.clone())?;
+    // The node's encoder encodes only recordings of registered gateways (M12); another
+    // node's control plane and encoders need this public key copied to their registry.
+    psm_recording::layout::LocalLayout::new(data)
+        .gateway_signers()
+        .register(instance.as_str(), &signing.verifying_key())
+        .with_context(|| format!("registering the recording key of gateway {instance}"))?;
 
     let mut targets = ControlPlaneTargets::new(
         control_plane.clone(),
@@ -155,6 +166,7 @@ pub async fn start(
         format!("psm-gateway/{} {instance}", env!("CARGO_PKG_VERSION")),
     );
     recorder_config.writer.recipients = extras.recording.recipients()?;
+    extras.recording.apply_limits(&mut recorder_config)?;
     let recorder = RecorderFactory::new(recorder_config)
         .with_recipients(Arc::new(ControlPlaneRecipients::new(control_plane.clone())));
     let mut taps: Vec<Arc<dyn TapFactory>> = vec![Arc::new(recorder)];
@@ -228,6 +240,7 @@ pub async fn start(
         registry,
         live_url,
         policy_rules,
+        recording_key,
         stop,
         task,
     })

@@ -25,7 +25,7 @@ use psm_pipeline::{
     DiskGuard, Encoder, EncoderSettings, EventSink, LocalLayout, PipelineEvent, Uploader,
     WorkerConfig,
 };
-use psm_storage::{Secret, StoreConfig};
+use psm_storage::{SecretString, StoreConfig};
 
 /// Where recordings are stored. Without `--store`, the control plane's PSMStorageMode and
 /// PSMStorageLocation decide (docs/deployment.md); credentials always come from here.
@@ -80,13 +80,13 @@ impl StoreArgs {
                 c.endpoint = self.s3_endpoint.clone();
                 c.region = self.s3_region.clone();
                 c.access_key_id = self.s3_access_key_id.clone();
-                c.secret_access_key = self.s3_secret_access_key.clone().map(Secret::new);
-                c.session_token = self.s3_session_token.clone().map(Secret::new);
+                c.secret_access_key = self.s3_secret_access_key.clone().map(SecretString::from);
+                c.session_token = self.s3_session_token.clone().map(SecretString::from);
                 c.allow_http = self.allow_http;
             }
             StoreConfig::Azure(c) => {
                 c.endpoint = self.azure_endpoint.clone();
-                c.access_key = self.azure_key.clone().map(Secret::new);
+                c.access_key = self.azure_key.clone().map(SecretString::from);
                 c.allow_http = self.allow_http;
             }
             _ => {}
@@ -394,7 +394,15 @@ pub fn encoder(
         tracing::info!(path = %key_path.display(), public = %index_key.verifying_key(),
             "created the key that signs seek indexes");
     }
+    // The encoder's key signs manifests too; registering its public half lets this node's
+    // uploader and web UI trust the sets it writes (docs/threat-model.md, M12).
+    layout
+        .encoder_signers()
+        .register(config.instance.as_str(), &index_key.verifying_key())
+        .with_context(|| format!("registering the encoder key of {}", config.instance))?;
     settings.index_key = Some(index_key);
+    // Only recordings signed by a registered gateway are encoded.
+    settings.gateway_signers = Some(layout.gateway_signers());
     let exports: Vec<&str> = settings.exports.iter().map(|k| k.as_str()).collect();
     tracing::info!(data = %data.display(), instance = %config.instance, exports = ?exports,
         expected_recipient = settings.expected_recipient.is_some(), "encoder ready");
@@ -419,7 +427,8 @@ pub fn uploader(
     let store = psm_storage::open(&store_config)?;
     tracing::info!(store = %store.describe(), data = %data.display(),
         instance = %config.instance, "uploader ready");
-    Ok(Uploader::new(cp, store, layout, config))
+    let encoders = layout.encoder_signers();
+    Ok(Uploader::new(cp, store, layout, config).with_manifest_signers(encoders))
 }
 
 /// The encoder and uploader of `psm up`, running in-process until stopped.
@@ -497,7 +506,7 @@ pub struct WorkerProcess {
 }
 
 /// Which worker a process runs.
-pub enum Role {
+pub(crate) enum Role {
     /// `psm-encoder`.
     Encoder(EncodeArgs),
     /// `psm-uploader`.
@@ -524,6 +533,17 @@ pub async fn serve_process(process: WorkerProcess, role: Role) -> anyhow::Result
                 ttl,
                 pam.as_ref(),
             )?);
+            // A remote control plane's web UI trusts only registered encoders' sets (M12).
+            if let (Some(remote), Some(key)) = (process.control_plane.remote(), w.manifest_signer())
+            {
+                remote::register_signer(
+                    &remote.client()?,
+                    w.instance().as_str(),
+                    psm_client::wire::SignerKind::Encoder,
+                    &key,
+                )
+                .await?;
+            }
             ("encoder", tokio::spawn(w.run(stop_rx)))
         }
         Role::Uploader(store) => {
@@ -637,7 +657,7 @@ impl EventSink for Bars {
 
 /// `psm upload` / `psm encode`: one manual drain of a queue, with progress bars.
 #[derive(clap::Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Upload every session waiting for upload now (Done-Encoded), with progress bars.
     Upload(Box<ManualArgs>),
     /// Encode every session waiting for encoding now (Ended), with progress bars.

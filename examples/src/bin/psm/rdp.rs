@@ -1,8 +1,8 @@
 //! `psm up`'s RDP gateway: `psm-rdp-gateway` (built in its own workspace, because ironrdp and
 //! russh cannot share a lockfile: DESIGN.md) run as a child process that speaks to this
-//! node's control plane over loopback HTTP with the gateway role's API key. The child's log
-//! joins this process's log (each line prefixed `rdp:`); it is restarted if it dies (after
-//! 1 s, doubling to 30 s while it keeps dying) and stopped with `psm up`.
+//! node's control plane over loopback HTTP with an API key of its own process instance. The
+//! child's log joins this process's log (each line prefixed `rdp:`); it is restarted if it
+//! dies (after 1 s, doubling to 30 s while it keeps dying) and stopped with `psm up`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -63,6 +63,33 @@ fn identity(section: &RdpSection, data: &Path) -> anyhow::Result<(PathBuf, PathB
     Ok((cert, key, true))
 }
 
+/// The API key the child presents: one issued at each start to its own process instance
+/// (`DATA/rdp/api.key`; issue 17 M7: it acts as that instance only, and this works with
+/// `[api] shared_role_keys = false`), or the shared gateway key when the instance name
+/// cannot name a key file.
+fn api_key_file(section: &RdpSection, data: &Path) -> anyhow::Result<PathBuf> {
+    let keys = data.join("keys");
+    if psm_server::auth::instance_name(&section.process_instance).is_err() {
+        return Ok(keys.join("gateway.key"));
+    }
+    let dir = data.join("rdp");
+    psm_core::files::create_private_dir_all(&dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join("api.key");
+    let key = psm_server::auth::issue_instance_key(
+        &keys,
+        psm_server::Role::Gateway,
+        &section.process_instance,
+    )?;
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("replacing {}", path.display())),
+    }
+    psm_server::auth::write_private(&path, key.expose_secret())?;
+    Ok(path)
+}
+
 /// A supervised RDP gateway.
 pub struct RdpChild {
     /// Where native clients connect.
@@ -91,8 +118,8 @@ impl RdpChild {
     }
 }
 
-/// Starts `binary` against the control plane at `api` (loopback HTTP, the gateway role's key
-/// in `DATA/keys/gateway.key`) and supervises it.
+/// Starts `binary` against the control plane at `api` (loopback HTTP, a key of its own
+/// process instance, [`api_key_file`]) and supervises it.
 pub async fn start(
     section: &RdpSection,
     live: Option<(&LiveSection, &[String])>,
@@ -116,9 +143,11 @@ pub async fn start(
         "--control-plane".into(),
         api.into(),
         "--api-key-file".into(),
-        data.join("keys").join("gateway.key").into(),
+        api_key_file(section, data)?.into(),
         // A psm up killed with SIGKILL must not leave its gateway running.
         "--exit-with-parent".into(),
+        "--keystrokes".into(),
+        section.keystrokes.as_str().into(),
     ];
     if let Some(w) = section.web_listen {
         args.push("--web-listen".into());

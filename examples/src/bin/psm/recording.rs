@@ -28,7 +28,7 @@ pub const EXIT_TAMPERED: u8 = 4;
 pub const EXIT_UNTRUSTED: u8 = 5;
 
 #[derive(Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Check a recording's hash chain and signatures. Prints "intact", "truncated after
     /// chunk K at T" or "tampered at chunk K"; exits 0 (intact), 3 (truncated), 4 (tampered),
     /// 5 (signed by a key other than --key), 1 (not a readable recording).

@@ -63,3 +63,25 @@ impl Remote {
         Ok(psm_client::HttpDirectory::new(self.client()?))
     }
 }
+
+/// Registers this process's public signing key with a remote control plane (RegisterSigner),
+/// so its web UI trusts what the key signs (docs/threat-model.md M12).
+pub async fn register_signer(
+    client: &psm_client::Client,
+    process_instance: &str,
+    kind: psm_client::wire::SignerKind,
+    key: &psm_recording::VerifyingKey,
+) -> anyhow::Result<()> {
+    let request = psm_client::wire::RegisterSignerRequest {
+        process_instance: psm_core::ProcessInstance::new(process_instance)?,
+        kind,
+        key: key.to_string(),
+    };
+    client.register_signer(&request).await.with_context(|| {
+        format!(
+            "registering the {} key of {process_instance} with the control plane",
+            kind.as_str()
+        )
+    })?;
+    Ok(())
+}

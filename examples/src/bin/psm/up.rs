@@ -54,6 +54,20 @@ pub struct UpArgs {
     /// No RDP gateway (`[rdp] enabled = false`).
     #[arg(long)]
     no_rdp: bool,
+    /// Where the PostgreSQL gateway listens (`[postgres] listen`, default 127.0.0.1:15432;
+    /// users run `psql "host=HOST port=PORT user=USER+TARGET sslmode=require"`).
+    #[arg(long)]
+    postgres_listen: Option<SocketAddr>,
+    /// No PostgreSQL gateway (`[postgres] enabled = false`).
+    #[arg(long)]
+    no_postgres: bool,
+    /// Where the MySQL/MariaDB gateway listens (`[mysql] listen`, default 127.0.0.1:13306;
+    /// users run `mariadb --ssl -h HOST -P PORT -u USER+TARGET -p`).
+    #[arg(long)]
+    mysql_listen: Option<SocketAddr>,
+    /// No MySQL gateway (`[mysql] enabled = false`).
+    #[arg(long)]
+    no_mysql: bool,
     /// Where the uploader stores finished recordings (default: DATA/store).
     #[command(flatten)]
     store: crate::pipeline::StoreArgs,
@@ -99,6 +113,18 @@ impl UpArgs {
         if self.no_rdp {
             conf.rdp.enabled = false;
         }
+        if let Some(l) = self.postgres_listen {
+            conf.postgres.listen = l;
+        }
+        if self.no_postgres {
+            conf.postgres.enabled = false;
+        }
+        if let Some(l) = self.mysql_listen {
+            conf.mysql.listen = l;
+        }
+        if self.no_mysql {
+            conf.mysql.enabled = false;
+        }
         Ok(conf)
     }
 }
@@ -132,6 +158,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     );
     let mut options = NodeOptions::new(&data);
     options.settings = conf.settings.apply(options.settings)?;
+    options.shared_role_keys = conf.api.shared_role_keys;
+    options.engine.max_sessions_per_user = conf.api.max_sessions_per_user;
+    options.engine.windows = conf.access.windows()?;
     let encrypted_for = options.settings.encryption_key.clone();
     let policy_file = conf.policy.file.clone();
     let mut node = psm_server::node::open(options)
@@ -180,6 +209,65 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     .await
     .context("starting the SSH gateway")?;
 
+    // PostgreSQL gateway: sessions in the SSH gateway's registry, so the live listener
+    // lists, watches and controls them too (docs/database.md).
+    let postgres = if conf.postgres.enabled {
+        Some(
+            crate::postgres::start(
+                &conf.postgres,
+                &conf.policy,
+                &conf.recording,
+                &data,
+                conf.ssh
+                    .recordings
+                    .clone()
+                    .unwrap_or_else(|| data.join("recordings")),
+                &conf
+                    .ssh
+                    .recording_key
+                    .clone()
+                    .unwrap_or_else(|| data.join("keys").join("recording-signing.key")),
+                Arc::new(control_plane.clone()),
+                node.directory.clone(),
+                ssh.registry.clone(),
+                &conf.ssh.process_instance,
+            )
+            .await
+            .context("starting the PostgreSQL gateway")?,
+        )
+    } else {
+        None
+    };
+
+    // MySQL/MariaDB gateway: beside the PostgreSQL one, in the same registry.
+    let mysql = if conf.mysql.enabled {
+        Some(
+            crate::mysql::start(
+                &conf.mysql,
+                &conf.policy,
+                &conf.recording,
+                &data,
+                conf.ssh
+                    .recordings
+                    .clone()
+                    .unwrap_or_else(|| data.join("recordings")),
+                &conf
+                    .ssh
+                    .recording_key
+                    .clone()
+                    .unwrap_or_else(|| data.join("keys").join("recording-signing.key")),
+                Arc::new(control_plane.clone()),
+                node.directory.clone(),
+                ssh.registry.clone(),
+                &conf.ssh.process_instance,
+            )
+            .await
+            .context("starting the MySQL gateway")?,
+        )
+    } else {
+        None
+    };
+
     // The store replay reads from is the one the uploader writes to (GetPAMSettings or --store).
     let pam = crate::pipeline::pam_settings(Some(&control_plane)).await?;
     let web_store = psm_storage::open(&args.store.config(&data, pam.as_ref())?)?;
@@ -190,6 +278,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         ServerConfig {
             sweep_interval: interval,
             trusted_proxies: conf.api.trusted_proxies.clone(),
+            signers_data_dir: Some(data.clone()),
             ..ServerConfig::default()
         },
     )
@@ -338,6 +427,74 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         ),
         None => println!("  RDP gateway: off ([rdp] enabled = false)"),
     }
+    match &postgres {
+        Some(pg) => {
+            println!(
+                "  PostgreSQL gateway: {} (certificate {}, {}{})",
+                pg.addr,
+                pg.cert.display(),
+                pg.fingerprint,
+                if pg.cert_created {
+                    ", new, self-signed"
+                } else {
+                    ""
+                }
+            );
+            let host = if pg.addr.ip().is_unspecified() {
+                "localhost".to_owned()
+            } else {
+                pg.addr.ip().to_string()
+            };
+            println!(
+                "    connect:  psql \"host={host} port={} user=admin+TARGET dbname=DATABASE sslmode=require\"",
+                pg.addr.port()
+            );
+            println!(
+                "    add a target: {psm} targets add NAME --protocol postgres --host HOST --port 5432 --user ACCOUNT --password-stdin"
+            );
+            match pg.rules {
+                Some(n) => println!("    query policy: {n} rules"),
+                None => println!(
+                    "    query policy: none (set [policy] file, or [postgres] default_rules = true)"
+                ),
+            }
+        }
+        None => println!("  PostgreSQL gateway: off ([postgres] enabled = false)"),
+    }
+    match &mysql {
+        Some(my) => {
+            println!(
+                "  MySQL gateway: {} (certificate {}, {}{})",
+                my.addr,
+                my.cert.display(),
+                my.fingerprint,
+                if my.cert_created {
+                    ", new, self-signed"
+                } else {
+                    ""
+                }
+            );
+            let host = if my.addr.ip().is_unspecified() {
+                "localhost".to_owned()
+            } else {
+                my.addr.ip().to_string()
+            };
+            println!(
+                "    connect:  mariadb --ssl -h {host} -P {} -u admin+TARGET -p",
+                my.addr.port()
+            );
+            println!(
+                "    add a target: {psm} targets add NAME --protocol mysql --host HOST --port 3306 --user ACCOUNT --password-stdin"
+            );
+            match my.rules {
+                Some(n) => println!("    query policy: {n} rules"),
+                None => println!(
+                    "    query policy: none (set [policy] file, or [mysql] default_rules = true)"
+                ),
+            }
+        }
+        None => println!("  MySQL gateway: off ([mysql] enabled = false)"),
+    }
     println!(
         "  encoder + uploader: exports in {}, stored in {}",
         data.join("exports").display(),
@@ -353,6 +510,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .context("waiting for Ctrl-C")?;
     if let Some(Ok(child)) = rdp {
         child.stop().await;
+    }
+    if let Some(pg) = postgres {
+        pg.stop().await.context("stopping the PostgreSQL gateway")?;
+    }
+    if let Some(my) = mysql {
+        my.stop().await.context("stopping the MySQL gateway")?;
     }
     ssh.stop().await.context("stopping the SSH gateway")?;
     workers.stop().await;

@@ -88,6 +88,12 @@ struct Args {
     /// and recorded; denied by default).
     #[arg(long)]
     allow_clipboard: bool,
+    /// What of the keyboard each recording keeps: `redact-passwords` (keys as typed, except
+    /// while a password is probably being typed: after Win+L or Ctrl+Alt+Del/End until
+    /// Return), `record-all`, or `redact-all` (only that keys were pressed). Clicks are
+    /// recorded either way, and the target account's password never is.
+    #[arg(long, default_value = "redact-passwords", value_parser = psm_proxy_rdp::config::keystroke_policy)]
+    keystrokes: psm_recording::InputPolicy,
     /// The largest clipboard text passed, in bytes (larger pastes are refused).
     #[arg(long, default_value_t = 1 << 20)]
     max_clipboard_bytes: usize,
@@ -141,7 +147,7 @@ async fn control_plane(
 ) -> anyhow::Result<(
     Arc<dyn ControlPlane>,
     Arc<dyn psm_core::directory::UserDirectory>,
-    Option<Arc<dyn psm_proxy_rdp::artifacts::ArtifactSink>>,
+    Option<Arc<dyn psm_proxy_rdp::artifacts::ArtifactPush>>,
 )> {
     if let Some(url) = &args.control_plane {
         let mut config = psm_client::ClientConfig::new(url.clone());
@@ -229,6 +235,7 @@ async fn main() -> anyhow::Result<()> {
     config.heartbeat_interval = Duration::from_secs(args.heartbeat_seconds.max(1));
     config.screenshot_interval = Duration::from_secs(args.screenshot_seconds);
     config.channels.clipboard = args.allow_clipboard;
+    config.recording.keystrokes = args.keystrokes;
     config.limits.max_clipboard_bytes = args.max_clipboard_bytes;
     if args.allow_drive || args.allow_printer {
         let mut drive = psm_proxy_rdp::drive::DriveConfig::new(args.data.join("drives"));
@@ -239,6 +246,17 @@ async fn main() -> anyhow::Result<()> {
     }
     let signing_path = args.data.join("keys").join("recording-signing.key");
     let (signing, _) = psm_proxy::record::load_or_create_signing_key(&signing_path)?;
+    // The node's encoder encodes only recordings of registered gateways (M12): register this
+    // key under the process instance, as the SSH gateway does.
+    psm_recording::layout::LocalLayout::new(&args.data)
+        .gateway_signers()
+        .register(config.process_instance.as_str(), &signing.verifying_key())
+        .with_context(|| {
+            format!(
+                "registering the recording key of gateway {}",
+                config.process_instance
+            )
+        })?;
     // PSMEncryptionKey: recordings are encrypted for the control plane's recipient key. It is
     // read once at start (a changed key applies from the next start); a gateway that cannot
     // read it does not start, rather than record in clear text.
@@ -385,7 +403,7 @@ fn failed(what: &str, e: psm_client::ClientError) -> psm_proxy_rdp::RdpError {
 }
 
 #[async_trait::async_trait]
-impl psm_proxy_rdp::artifacts::ArtifactSink for HttpArtifacts {
+impl psm_proxy_rdp::artifacts::ArtifactPush for HttpArtifacts {
     async fn screenshot(
         &self,
         session: psm_core::SessionId,

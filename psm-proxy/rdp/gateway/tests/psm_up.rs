@@ -248,6 +248,9 @@ async fn psm_up_runs_supervises_and_stops_the_rdp_gateway() {
             &format!("127.0.0.1:{rdp_live}"),
             "--watchdog-interval",
             "1",
+            // The database gateways' default ports would be shared by tests running at once.
+            "--no-postgres",
+            "--no-mysql",
         ])
         .env("PSM_RDP_GATEWAY", env!("CARGO_BIN_EXE_psm-rdp-gateway"))
         .env("RUST_LOG", "info")
@@ -684,6 +687,7 @@ fn a_killed_psm_up_leaves_no_rdp_gateway_behind() {
         .arg(format!("127.0.0.1:{}", free_port()))
         .arg("--rdp-live-listen")
         .arg(format!("127.0.0.1:{rdp_live}"))
+        .args(["--no-postgres", "--no-mysql"])
         .env("PSM_RDP_GATEWAY", env!("CARGO_BIN_EXE_psm-rdp-gateway"))
         .env_remove("PSM_CONFIG")
         .env_remove("PSM_DATA")
@@ -715,4 +719,359 @@ fn a_killed_psm_up_leaves_no_rdp_gateway_behind() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(!accepts(rdp), "the RDP port is still open");
+}
+
+/// Issue 21, item 1: what the user types and clicks in an RDP session through `psm up`
+/// (FreeRDP into xrdp, typed with xdotool) is in the recording as text, under the default
+/// `redact-passwords`: a line typed into the target's xterm, the shortcuts
+/// `<Win+R>` and `<Ctrl+Alt+End>`, left and right clicks with their positions, the
+/// keyboard layout FreeRDP announced; the line typed after the secure-attention shortcut
+/// (an unlock screen's password) is redacted, and so is the target account's password
+/// typed into a `read -s` prompt (which still reaches the target). `psm search` finds the
+/// typed word and the shortcut and neither secret; the web UI's replay page lists the typed
+/// line, the redaction and the clicks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psm_up_records_rdp_keys_shortcuts_and_clicks_and_redacts_passwords() {
+    use psm_proxy_rdp::recorder::{KEYBOARD_CHANNEL, POINTER_CHANNEL};
+    use psm_recording::{EventKind, ReadOptions, Reader};
+
+    require_all();
+    let psm_program = psm_bin();
+    let _lock = MachineLock::take();
+    let dir = tempfile::tempdir().unwrap();
+    let target_password = target_account();
+    let xrdp = Xrdp::start(dir.path());
+    let data = dir.path().join("data");
+    let [api, ssh, live, rdp, rdp_web, rdp_live] = [(); 6].map(|()| free_port());
+    let (up_out, up_err) = (dir.path().join("up.out"), dir.path().join("up.err"));
+    let child = Command::new(&psm_program)
+        .arg("up")
+        .arg("--data")
+        .arg(&data)
+        .args([
+            "--api-listen",
+            &format!("127.0.0.1:{api}"),
+            "--ssh-listen",
+            &format!("127.0.0.1:{ssh}"),
+            "--live-listen",
+            &format!("127.0.0.1:{live}"),
+            "--rdp-listen",
+            &format!("127.0.0.1:{rdp}"),
+            "--rdp-web-listen",
+            &format!("127.0.0.1:{rdp_web}"),
+            "--rdp-live-listen",
+            &format!("127.0.0.1:{rdp_live}"),
+            "--watchdog-interval",
+            "1",
+            "--no-postgres",
+            "--no-mysql",
+        ])
+        .env("PSM_RDP_GATEWAY", env!("CARGO_BIN_EXE_psm-rdp-gateway"))
+        .env("RUST_LOG", "info")
+        .env_remove("PSM_CONFIG")
+        .env_remove("PSM_DATA")
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(log_file(&up_out))
+        .stderr(log_file(&up_err))
+        .spawn()
+        .unwrap();
+    let up = Up {
+        child,
+        data: data.clone(),
+    };
+    let start = Instant::now();
+    while !read(&up_out).contains("Press Ctrl-C") {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "psm up did not come up:\n{}\n{}",
+            read(&up_out),
+            read(&up_err)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let admin_password = read(&up_out)
+        .split("first admin: user admin, password ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(str::to_owned)
+        .expect("the first admin's password");
+    wait_addr(
+        format!("127.0.0.1:{rdp}").parse().unwrap(),
+        Duration::from_secs(30),
+    );
+    psm(
+        &["users", "add", PSM_USER, "--role", ROLE, "--password-stdin"],
+        &data,
+        PSM_PASSWORD,
+    );
+    let pin = fingerprint(&dir.path().join("xrdp.crt"));
+    psm(
+        &[
+            "targets",
+            "add",
+            "desk-01",
+            "--protocol",
+            "rdp",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &xrdp.port.to_string(),
+            "--user",
+            TARGET_USER,
+            "--password-stdin",
+            "--host-key",
+            &pin,
+            "--grant",
+            ROLE,
+        ],
+        &data,
+        &target_password,
+    );
+
+    let url = format!("http://127.0.0.1:{api}");
+    let admin = client(&url, &data.join("keys").join("admin.key"));
+    let display = Display::start();
+    let freerdp_log = dir.path().join("xfreerdp.log");
+    let mut freerdp = xfreerdp(
+        &display,
+        rdp,
+        &format!("{PSM_USER}+desk-01"),
+        PSM_PASSWORD,
+        &["/sec:tls"],
+        &freerdp_log,
+    );
+    let mut id = None;
+    for _ in 0..600 {
+        if let Some(s) = admin.live_sessions().await.unwrap().sessions.first() {
+            id = Some(s.session);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let id = id.unwrap_or_else(|| {
+        panic!(
+            "no live session; psm up's log:\n{}\nFreeRDP:\n{}",
+            read(&up_err),
+            read(&freerdp_log)
+        )
+    });
+    eventually("the FreeRDP window", Duration::from_secs(30), || {
+        display.freerdp_window().is_some()
+    })
+    .await;
+    let window = display.freerdp_window().unwrap();
+    // The target's xterm comes up.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let xdotool = |args: &[&str]| {
+        assert!(
+            display
+                .cmd("xdotool")
+                .args(args)
+                .status()
+                .unwrap()
+                .success(),
+            "xdotool {args:?}"
+        );
+    };
+
+    // A line the target runs (the proof that the keys reached it).
+    let pid = std::process::id();
+    let word = format!("psmword{pid}");
+    let proof = format!("/tmp/psm-rdp-input-{pid}");
+    let _ = std::fs::remove_file(&proof);
+    display.type_line(&window, &format!("echo {word} > {proof}"));
+    eventually(
+        "the typed line ran on the target",
+        Duration::from_secs(30),
+        || std::fs::read_to_string(&proof).is_ok_and(|s| s.trim() == word),
+    )
+    .await;
+    // Shortcuts: Win+R (a Run box, on Windows) and what is typed into it; after
+    // Ctrl+Alt+End (the secure-attention shortcut RDP clients send) the line up to Return
+    // is what an unlock screen takes: a password.
+    xdotool(&["key", "super+r"]);
+    let run = format!("echo runbox{pid}");
+    display.type_line(&window, &run);
+    xdotool(&["key", "ctrl+alt+End"]);
+    let unlock = format!("Unlock{pid}x");
+    xdotool(&["type", "--delay", "40", &unlock]);
+    xdotool(&["key", "Return"]);
+    // The target account's password typed into a password prompt on the target.
+    let (length_proof, prompt) = (
+        format!("{proof}-length"),
+        format!("read -s PW; echo ${{#PW}} > {proof}-length"),
+    );
+    let _ = std::fs::remove_file(&length_proof);
+    display.type_line(&window, &prompt);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    xdotool(&["type", "--delay", "40", &target_password]);
+    xdotool(&["key", "Return"]);
+    eventually(
+        "the prompt took the password",
+        Duration::from_secs(30),
+        || {
+            std::fs::read_to_string(&length_proof)
+                .is_ok_and(|s| s.trim() == target_password.len().to_string())
+        },
+    )
+    .await;
+    // Clicks: left, then right, at known places of the desktop (FreeRDP's window is at the
+    // origin of its display, unscaled).
+    xdotool(&["mousemove", "--window", &window, "300", "250", "click", "1"]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    xdotool(&["mousemove", "--window", &window, "320", "260", "click", "3"]);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    freerdp.stop();
+
+    let start = Instant::now();
+    loop {
+        let entry = admin
+            .get_recording_process_status(&[id])
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|e| e.session == id)
+            .unwrap();
+        match entry.status {
+            Stage::DoneUploaded => break,
+            Stage::Failed => panic!("the session failed: {entry:?}\n{}", read(&up_err)),
+            _ if start.elapsed() > Duration::from_secs(300) => {
+                panic!("still {:?} after 300 s\n{}", entry.status, read(&up_err))
+            }
+            _ => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+    let id_text = id.to_string();
+    let recording = files(&data, &id_text, |n| n.ends_with(".psmr"))
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("no .psmr for {id} under {}", data.display()));
+
+    // The recording's keyboard and pointer channels.
+    let mut reader = Reader::open(&recording, ReadOptions::default()).unwrap();
+    let header = reader.header().clone();
+    let (mut typed, mut pointer, mut redacted, mut markers, mut everything) =
+        (String::new(), String::new(), 0, Vec::new(), String::new());
+    for ev in reader.events() {
+        let ev = ev.unwrap();
+        match &ev.kind {
+            EventKind::Input { channel, data, .. } => {
+                let text = String::from_utf8_lossy(data);
+                if *channel == KEYBOARD_CHANNEL {
+                    typed += &text;
+                } else if *channel == POINTER_CHANNEL {
+                    pointer += &text;
+                }
+                everything += &text;
+            }
+            EventKind::InputRedacted { channel } if *channel == KEYBOARD_CHANNEL => redacted += 1,
+            EventKind::Marker { label } => {
+                markers.push(label.clone());
+                everything += label;
+            }
+            EventKind::Clipboard { data, .. } => everything += &String::from_utf8_lossy(data),
+            _ => {}
+        }
+    }
+    assert!(
+        typed.contains(&format!("echo {word} > {proof}\r")),
+        "keyboard channel: {typed:?}"
+    );
+    assert!(
+        typed.contains(&format!("<Win+R>{run}\r")) && typed.contains("<Ctrl+Alt+End>"),
+        "{typed:?}"
+    );
+    assert!(typed.contains(&prompt), "{typed:?}");
+    assert!(
+        pointer.contains("down left 300 250\n") && pointer.contains("down right 320 260\n"),
+        "pointer channel: {pointer:?}"
+    );
+    // The unlock line: only that keys were pressed (one event per key, and the Return
+    // after it is kept).
+    assert!(redacted >= unlock.len(), "{redacted} redacted keys");
+    assert!(typed.contains("<Ctrl+Alt+End>\r"), "{typed:?}");
+    assert!(
+        markers
+            .iter()
+            .any(|m| m == "keyboard: the target account's password was typed (not recorded)"),
+        "{markers:?}"
+    );
+    for secret in [&unlock, &target_password] {
+        assert!(!everything.contains(secret.as_str()), "{secret} recorded");
+    }
+    assert_eq!(
+        header.metadata.get("keyboard_layout").map(String::as_str),
+        Some("0x00000409 (US English)"),
+        "{:?}",
+        header.metadata
+    );
+    assert_eq!(
+        header.metadata.get("keystrokes").map(String::as_str),
+        Some("redact-passwords")
+    );
+
+    // `psm search` finds the typed word and the shortcut, and neither secret.
+    let search = |pattern: &str| {
+        let out = Command::new(psm_bin())
+            .args(["search", pattern])
+            .arg(&recording)
+            .output()
+            .unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let found = search(&word);
+    assert!(found.contains(&word), "psm search {word}: {found}");
+    let found = search("Win\\+R");
+    assert!(found.contains(&format!("<Win+R>{run}")), "{found}");
+    for secret in [&unlock, &target_password] {
+        assert!(
+            !search(secret).contains(secret.as_str()),
+            "psm search found {secret}"
+        );
+    }
+
+    // The replay page lists the typed line, the redaction and the clicks.
+    let shots = std::env::var_os("PSM_SCREENSHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| dir.path().join("shots"));
+    let mut b = browser::Browser::start(&shots);
+    b.goto(&format!("{url}/ui/"));
+    b.wait("!!document.querySelector('#password')");
+    b.fill("#user", "admin");
+    b.fill("#password", &admin_password);
+    b.click("#login");
+    b.wait("!!document.querySelector('#sessions-body')");
+    b.goto(&format!("{url}/ui/replay?id={id}"));
+    b.wait("window.psm.replay && window.psm.replay.input && document.querySelectorAll('#commands li.input').length > 0");
+    let listed = b.eval("document.querySelector('#commands').innerText");
+    let listed = listed.as_str().unwrap_or_default().to_owned();
+    for needle in [
+        format!("echo {word} > {proof}⏎"),
+        "<Win+R>".to_owned(),
+        "keys typed (redacted)".to_owned(),
+        "click left 300 250".to_owned(),
+        "click right 320 260".to_owned(),
+    ] {
+        assert!(listed.contains(&needle), "no {needle:?} in:\n{listed}");
+    }
+    let marks = b.eval("document.querySelectorAll('#input-bar .mark.click').length");
+    assert!(marks.as_u64().unwrap_or(0) >= 2, "{marks}");
+    // A timeline entry seeks the video to its second.
+    b.wait("window.psm.replay.ready === true");
+    b.click("#commands li.input.click button");
+    b.wait("window.psm.replay.seekedTo > 0");
+    b.shot("rdp-input-timeline");
+    let page = b.eval("document.documentElement.outerHTML");
+    let page = page.as_str().unwrap_or_default();
+    assert!(!page.contains(&target_password) && !page.contains(&unlock));
+    b.close();
+    let _ = std::fs::remove_file(&proof);
+    let _ = std::fs::remove_file(&length_proof);
+    drop(up);
+    drop(xrdp);
 }

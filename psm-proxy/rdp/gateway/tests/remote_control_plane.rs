@@ -219,4 +219,18 @@ async fn the_gateway_binary_works_against_a_remote_control_plane() {
         .permissions();
     use std::os::unix::fs::PermissionsExt as _;
     assert_eq!(key_mode.mode() & 0o077, 0, "the signing key is private");
+    // The gateway registered the key it signs with, under its process instance (M12), so
+    // the node's encoder encodes its recordings.
+    let registered = psm_recording::layout::LocalLayout::new(&gw_data)
+        .gateway_signers()
+        .entries();
+    let signer = psm_recording::Reader::open(&recording, Default::default())
+        .unwrap()
+        .signer();
+    assert!(
+        registered
+            .iter()
+            .any(|(name, key)| name == "rdp-remote-1" && *key == signer),
+        "{registered:?}"
+    );
 }

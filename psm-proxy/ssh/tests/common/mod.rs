@@ -258,7 +258,7 @@ impl Tap for MemoryTap {
         }
         DataVerdict::Forward
     }
-    async fn file_transfer(&self, ch: &ChannelInfo, t: &FileTransfer) {
+    async fn file_transfer(&self, ch: &ChannelInfo, t: &TransferReport) {
         self.push(format!(
             "file {} {:?} {} {} {} {}",
             ch.id, t.direction, t.path, t.bytes, t.protocol, t.complete

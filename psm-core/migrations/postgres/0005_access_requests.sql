@@ -1,0 +1,29 @@
+-- Access requests with approval (issue 20 item 1). A rule names, per target ('*': every
+-- target without its own), the role whose members approve and how many must. A request is
+-- one row; `approvals` is `NAME@MICROS,...`; `version` grows with every change (writers
+-- compare and set it). Times are microseconds since the Unix epoch.
+CREATE TABLE access_approval_rules (
+    target        TEXT PRIMARY KEY,
+    approver_role TEXT NOT NULL,
+    approvals     BIGINT NOT NULL
+);
+
+CREATE TABLE access_requests (
+    id               BIGSERIAL PRIMARY KEY,
+    user_name        TEXT NOT NULL,
+    target           TEXT NOT NULL,
+    reason           TEXT NOT NULL,
+    duration_secs    BIGINT NOT NULL,
+    created          BIGINT NOT NULL,
+    state            TEXT NOT NULL,
+    approver_role    TEXT NOT NULL,
+    approvals_needed BIGINT NOT NULL,
+    approvals        TEXT NOT NULL,
+    decided_by       TEXT,
+    decided_at       BIGINT,
+    expires          BIGINT,
+    note             TEXT NOT NULL,
+    version          BIGINT NOT NULL
+);
+
+CREATE INDEX access_requests_user ON access_requests (user_name, state);
