@@ -157,3 +157,121 @@ pub fn readable_by_others(meta: &std::fs::Metadata) -> bool {
         false
     }
 }
+
+/// How much room a file system has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DiskSpace {
+    /// Bytes available to this process.
+    pub free: u64,
+    /// Size of the file system.
+    pub total: u64,
+}
+
+impl DiskSpace {
+    /// The free and total bytes of the file system holding `path`.
+    pub fn of(path: &Path) -> io::Result<Self> {
+        let s = rustix::fs::statvfs(path).map_err(io::Error::from)?;
+        Ok(Self {
+            free: s.f_bavail.saturating_mul(s.f_frsize),
+            total: s.f_blocks.saturating_mul(s.f_frsize),
+        })
+    }
+
+    /// The free fraction (0.0 to 1.0; 0.0 for a file system of no size).
+    pub fn free_ratio(&self) -> f64 {
+        if self.total == 0 {
+            0.0
+        } else {
+            self.free as f64 / self.total as f64
+        }
+    }
+}
+
+impl std::fmt::Display for DiskSpace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} MiB free of {} MiB ({:.1} %)",
+            self.free >> 20,
+            self.total >> 20,
+            self.free_ratio() * 100.0
+        )
+    }
+}
+
+/// The free space a node's recordings disk must keep: below either bound it counts as nearly
+/// full. One threshold for the gateways' recorders (which refuse new sessions and lock running
+/// ones) and the encoder (which stops taking work), so that a node never records what it
+/// then cannot process, nor stops processing while it still records.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MinFreeSpace {
+    /// Free bytes below which the disk counts as nearly full.
+    pub bytes: u64,
+    /// Free fraction (0.0 to 1.0) below which the disk counts as nearly full.
+    pub ratio: f64,
+}
+
+impl Default for MinFreeSpace {
+    /// 256 MiB and 2 % free.
+    fn default() -> Self {
+        Self {
+            bytes: 256 << 20,
+            ratio: 0.02,
+        }
+    }
+}
+
+impl MinFreeSpace {
+    /// Whether `space` keeps both bounds.
+    pub fn allows(&self, space: DiskSpace) -> bool {
+        space.free >= self.bytes && space.free_ratio() >= self.ratio
+    }
+}
+
+#[cfg(test)]
+mod space_tests {
+    use super::*;
+
+    #[test]
+    fn both_bounds_hold() {
+        let min = MinFreeSpace {
+            bytes: 100,
+            ratio: 0.1,
+        };
+        assert!(min.allows(DiskSpace {
+            free: 100,
+            total: 1000
+        }));
+        assert!(
+            !min.allows(DiskSpace {
+                free: 99,
+                total: 500
+            }),
+            "too few bytes"
+        );
+        assert!(
+            !min.allows(DiskSpace {
+                free: 200,
+                total: 10_000
+            }),
+            "too small a share"
+        );
+        assert!(!min.allows(DiskSpace { free: 0, total: 0 }));
+        let none = MinFreeSpace {
+            bytes: 0,
+            ratio: 0.0,
+        };
+        assert!(none.allows(DiskSpace { free: 0, total: 0 }));
+        let dir = tempfile::tempdir().unwrap();
+        let here = DiskSpace::of(dir.path()).unwrap();
+        assert!(here.total >= here.free && here.total > 0, "{here}");
+        assert!(
+            !MinFreeSpace {
+                bytes: u64::MAX,
+                ratio: 0.0
+            }
+            .allows(here)
+        );
+        assert!(DiskSpace::of(&dir.path().join("gone")).is_err());
+    }
+}

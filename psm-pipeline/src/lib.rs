@@ -73,7 +73,7 @@ pub mod uploader;
 pub mod worker;
 
 pub use affinity::ClaimScope;
-pub use disk::DiskGuard;
+pub use disk::{DiskGuard, DiskSpace, MinFreeSpace};
 pub use encoder::{Encoder, EncoderSettings, ExportKind};
 pub use error::PipelineError;
 pub use events::{EventSink, NoEvents, PipelineEvent, Step};

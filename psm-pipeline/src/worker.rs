@@ -230,7 +230,7 @@ fn disk_allows<W: StepWorker + ?Sized>(worker: &W, was_low: &mut bool) -> bool {
         Err(space) => {
             if !*was_low {
                 tracing::warn!(path = %guard.path.display(), free_bytes = space.free,
-                    total_bytes = space.total, min_free_bytes = guard.min_free_bytes,
+                    total_bytes = space.total, min_free_bytes = guard.min_free.bytes,
                     step = worker.step().as_str(),
                     "local disk nearly full: not taking new work until space is freed");
                 worker.sink().event(&PipelineEvent::DiskNearlyFull {

@@ -210,7 +210,13 @@ async fn a_full_local_store_stops_the_uploader_and_nothing_is_lost() {
     let filler = disk.path().join("filler");
     std::fs::write(&filler, vec![0u8; 12 << 20]).unwrap();
     let mut config = worker("uploader-guarded");
-    config.disk_guard = Some(DiskGuard::new(&root, 5 << 20));
+    config.disk_guard = Some(DiskGuard::new(
+        &root,
+        psm_pipeline::MinFreeSpace {
+            bytes: 5 << 20,
+            ratio: 0.05,
+        },
+    ));
     let guarded = Arc::new(Uploader::new(
         engine.clone(),
         store.clone(),

@@ -70,20 +70,19 @@ pub struct RecorderConfig {
 /// when the disk fills.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RecordingDiskGuard {
-    /// Free bytes below which the disk counts as nearly full.
-    pub min_free_bytes: u64,
-    /// Free fraction (0.0 to 1.0) below which the disk counts as nearly full.
-    pub min_free_ratio: f64,
+    /// The free space below which the disk counts as nearly full (the node's encoder keeps the
+    /// same).
+    pub min_free: psm_core::files::MinFreeSpace,
     /// How often a running session looks (at its next event after this long).
     pub check_every: std::time::Duration,
 }
 
 impl Default for RecordingDiskGuard {
-    /// 256 MiB and 2 % free, looked at every second.
+    /// 256 MiB and 2 % free ([`MinFreeSpace`](psm_core::files::MinFreeSpace)'s default),
+    /// looked at every second.
     fn default() -> Self {
         Self {
-            min_free_bytes: 256 << 20,
-            min_free_ratio: 0.02,
+            min_free: psm_core::files::MinFreeSpace::default(),
             check_every: std::time::Duration::from_secs(1),
         }
     }
@@ -93,26 +92,19 @@ impl RecordingDiskGuard {
     /// `Ok(free bytes)` when `dir`'s file system has room, `Err(what is wrong)` when it is
     /// nearly full or cannot be measured (which counts as full).
     pub fn check(&self, dir: &std::path::Path) -> Result<u64, String> {
-        let s = rustix::fs::statvfs(dir).map_err(|e| {
+        let space = psm_core::files::DiskSpace::of(dir).map_err(|e| {
             format!(
                 "the free space of {} cannot be measured: {e}",
                 dir.display()
             )
         })?;
-        let free = s.f_bavail.saturating_mul(s.f_frsize);
-        let total = s.f_blocks.saturating_mul(s.f_frsize);
-        let ratio = if total == 0 {
-            0.0
+        if self.min_free.allows(space) {
+            Ok(space.free)
         } else {
-            free as f64 / total as f64
-        };
-        if free < self.min_free_bytes || ratio < self.min_free_ratio {
             Err(format!(
                 "the gateway's recordings disk is nearly full ({} MiB free)",
-                free >> 20
+                space.free >> 20
             ))
-        } else {
-            Ok(free)
         }
     }
 }

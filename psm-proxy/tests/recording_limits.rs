@@ -123,9 +123,11 @@ async fn a_nearly_full_disk_locks_a_running_session_and_refuses_new_ones() {
     let mut config = RecorderConfig::new(dir.path(), SigningKey::generate().unwrap(), "test");
     // No disk has this much free: the guard sees "nearly full" at once.
     let full = RecordingDiskGuard {
-        min_free_bytes: u64::MAX,
+        min_free: psm_core::files::MinFreeSpace {
+            bytes: u64::MAX,
+            ratio: 0.0,
+        },
         check_every: std::time::Duration::ZERO,
-        ..RecordingDiskGuard::default()
     };
     config.disk_guard = Some(full);
 
@@ -177,8 +179,10 @@ async fn without_limits_nothing_is_locked_or_ended() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = RecorderConfig::new(dir.path(), SigningKey::generate().unwrap(), "test");
     config.disk_guard = Some(RecordingDiskGuard {
-        min_free_bytes: 0,
-        min_free_ratio: 0.0,
+        min_free: psm_core::files::MinFreeSpace {
+            bytes: 0,
+            ratio: 0.0,
+        },
         check_every: std::time::Duration::ZERO,
     });
     let info = info();

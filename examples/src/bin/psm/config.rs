@@ -351,12 +351,20 @@ impl RecordingSection {
         recorder.quota_bytes = (self.quota_mib > 0).then(|| self.quota_mib.saturating_mul(1 << 20));
         recorder.disk_guard = (self.min_free_mib > 0 || self.min_free_percent > 0.0).then(|| {
             psm_proxy::record::RecordingDiskGuard {
-                min_free_bytes: self.min_free_mib.saturating_mul(1 << 20),
-                min_free_ratio: self.min_free_percent / 100.0,
+                min_free: self.min_free(),
                 ..psm_proxy::record::RecordingDiskGuard::default()
             }
         });
         Ok(())
+    }
+
+    /// The free space the node's recordings disk keeps: the gateways' recorders and the
+    /// encoder of `psm up` stop at the same bounds (0 and 0: not watched).
+    pub fn min_free(&self) -> psm_core::files::MinFreeSpace {
+        psm_core::files::MinFreeSpace {
+            bytes: self.min_free_mib.saturating_mul(1 << 20),
+            ratio: self.min_free_percent / 100.0,
+        }
     }
 
     /// The parsed recipients; the error names the key.

@@ -22,8 +22,8 @@ use psm_core::{
 };
 use psm_pipeline::settings::{self, EncoderOverrides};
 use psm_pipeline::{
-    DiskGuard, Encoder, EncoderSettings, EventSink, LocalLayout, PipelineEvent, Uploader,
-    WorkerConfig,
+    DiskGuard, Encoder, EncoderSettings, EventSink, LocalLayout, MinFreeSpace, PipelineEvent,
+    Uploader, WorkerConfig,
 };
 use psm_storage::{SecretString, StoreConfig};
 
@@ -255,9 +255,14 @@ pub struct WorkerArgs {
     /// Sessions worked on at once.
     #[arg(long, default_value_t = 2)]
     pub concurrency: usize,
-    /// Stop taking work while the guarded disk has less than this many MiB free.
-    #[arg(long, default_value_t = 512)]
+    /// Stop taking work while the guarded disk has less than this many MiB free (the
+    /// gateways' `[recording] min_free_mib` default).
+    #[arg(long, default_value_t = 256)]
     pub min_free_mib: u64,
+    /// Stop taking work while the guarded disk has less than this percentage free (the
+    /// gateways' `[recording] min_free_percent` default).
+    #[arg(long, default_value_t = 2.0)]
+    pub min_free_percent: f64,
     /// Seconds between looks for work when idle.
     #[arg(long, default_value_t = 2.0)]
     pub poll_secs: f64,
@@ -268,7 +273,8 @@ impl Default for WorkerArgs {
         Self {
             instance: None,
             concurrency: 2,
-            min_free_mib: 512,
+            min_free_mib: 256,
+            min_free_percent: 2.0,
             poll_secs: 2.0,
         }
     }
@@ -293,7 +299,16 @@ impl WorkerArgs {
         c.lease_ttl = lease_ttl;
         c.renew_every = (lease_ttl / 4).max(Duration::from_millis(100));
         c.poll_interval = Duration::from_secs_f64(self.poll_secs.clamp(0.01, 600.0));
-        c.disk_guard = guard.map(|p| DiskGuard::new(p, self.min_free_mib << 20));
+        anyhow::ensure!(
+            (0.0..=100.0).contains(&self.min_free_percent),
+            "--min-free-percent must be between 0 and 100, not {}",
+            self.min_free_percent
+        );
+        let min_free = MinFreeSpace {
+            bytes: self.min_free_mib.saturating_mul(1 << 20),
+            ratio: self.min_free_percent / 100.0,
+        };
+        c.disk_guard = guard.map(|p| DiskGuard::new(p, min_free));
         Ok(c)
     }
 }
@@ -452,8 +467,14 @@ pub async fn start_workers(
     cp: Arc<dyn ControlPlane>,
     data: &Path,
     store: &StoreArgs,
+    min_free: MinFreeSpace,
 ) -> anyhow::Result<Workers> {
-    let worker = WorkerArgs::default();
+    // The encoder stops at the bounds the node's gateways keep on the same disk.
+    let worker = WorkerArgs {
+        min_free_mib: min_free.bytes >> 20,
+        min_free_percent: min_free.ratio * 100.0,
+        ..WorkerArgs::default()
+    };
     let ttl = EngineConfig::default().lease_ttl;
     let pam = pam_settings(Some(cp.as_ref() as &dyn Settings)).await?;
     let encode = EncodeArgs {

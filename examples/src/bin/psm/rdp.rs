@@ -67,7 +67,7 @@ fn identity(section: &RdpSection, data: &Path) -> anyhow::Result<(PathBuf, PathB
 /// (`DATA/rdp/api.key`; issue 17 M7: it acts as that instance only, and this works with
 /// `[api] shared_role_keys = false`), or the shared gateway key when the instance name
 /// cannot name a key file.
-fn api_key_file(section: &RdpSection, data: &Path) -> anyhow::Result<PathBuf> {
+pub fn api_key_file(section: &RdpSection, data: &Path) -> anyhow::Result<PathBuf> {
     let keys = data.join("keys");
     if psm_server::auth::instance_name(&section.process_instance).is_err() {
         return Ok(keys.join("gateway.key"));
@@ -118,8 +118,8 @@ impl RdpChild {
     }
 }
 
-/// Starts `binary` against the control plane at `api` (loopback HTTP, a key of its own
-/// process instance, [`api_key_file`]) and supervises it.
+/// Starts `binary` against the control plane at `api` (loopback HTTP, with `api_key`: a key of
+/// its own process instance from [`api_key_file`]) and supervises it.
 pub async fn start(
     section: &RdpSection,
     live: Option<(&LiveSection, &[String])>,
@@ -127,6 +127,7 @@ pub async fn start(
     binary: PathBuf,
     data: &Path,
     api: &str,
+    api_key: &Path,
 ) -> anyhow::Result<RdpChild> {
     let (cert, key, cert_created) = identity(section, data)?;
     let mut args: Vec<std::ffi::OsString> = vec![
@@ -143,7 +144,7 @@ pub async fn start(
         "--control-plane".into(),
         api.into(),
         "--api-key-file".into(),
-        api_key_file(section, data)?.into(),
+        api_key.into(),
         // A psm up killed with SIGKILL must not leave its gateway running.
         "--exit-with-parent".into(),
         "--keystrokes".into(),

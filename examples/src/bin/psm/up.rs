@@ -163,6 +163,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     options.engine.windows = conf.access.windows()?;
     let encrypted_for = options.settings.encryption_key.clone();
     let policy_file = conf.policy.file.clone();
+    // The RDP gateway's own API key is issued before the control plane reads its keys: issued
+    // later, it waits for the next re-read and the gateway's first start is refused.
+    let rdp_api_key = if conf.rdp.enabled {
+        Some(crate::rdp::api_key_file(&conf.rdp, &data)?)
+    } else {
+        None
+    };
     let mut node = psm_server::node::open(options)
         .await
         .with_context(|| format!("opening the node in {}", data.display()))?;
@@ -296,20 +303,20 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 
     // RDP gateway: its own program (its own workspace), supervised (docs/rdp.md).
     let rdp = if conf.rdp.enabled {
-        match crate::rdp::find_binary(&conf.rdp) {
-            Some(binary) => {
+        match (crate::rdp::find_binary(&conf.rdp), rdp_api_key) {
+            (Some(binary), Some(api_key)) => {
                 let live = conf
                     .live
                     .enabled
                     .then_some((&conf.live, web_origins.as_slice()));
                 let policy = conf.policy.file.as_deref();
                 Some(Ok(crate::rdp::start(
-                    &conf.rdp, live, policy, binary, &data, &api_base,
+                    &conf.rdp, live, policy, binary, &data, &api_base, &api_key,
                 )
                 .await
                 .context("starting the RDP gateway")?))
             }
-            None => Some(Err(())),
+            _ => Some(Err(())),
         }
     } else {
         None
@@ -321,10 +328,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .start(control_plane.engine().store().clone(), &data)?;
 
     // Encoder and uploader: Ended -> Done-Encoded -> Done-Uploaded (docs/deployment.md).
-    let workers =
-        crate::pipeline::start_workers(Arc::new(control_plane.clone()), &data, &args.store)
-            .await
-            .context("starting the encoder and uploader")?;
+    let workers = crate::pipeline::start_workers(
+        Arc::new(control_plane.clone()),
+        &data,
+        &args.store,
+        conf.recording.min_free(),
+    )
+    .await
+    .context("starting the encoder and uploader")?;
 
     let psm = psm_command();
     println!("PSM is up.");

@@ -97,6 +97,22 @@ impl Drop for Up {
 
 /// The `psm-rdp-gateway` processes whose arguments name `data` (the ones this test's
 /// `psm up` started), from /proc.
+/// What tells why a session did not move through the pipeline: the data disk's free space
+/// (the encoder stops below `[recording] min_free_*`), psm up's warnings and errors, then its
+/// whole log.
+fn pipeline_state(data: &Path, up_err: &Path) -> String {
+    let log = read(up_err);
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+        .collect();
+    format!(
+        "data disk: {:?}\npsm up's warnings and errors:\n{}\npsm up's log:\n{log}",
+        psm_core::files::DiskSpace::of(data).map(|s| s.to_string()),
+        warnings.join("\n")
+    )
+}
+
 fn gateway_pids(data: &Path) -> Vec<u32> {
     let data = data.as_os_str().as_encoded_bytes();
     let mut pids = Vec::new();
@@ -531,9 +547,9 @@ async fn psm_up_runs_supervises_and_stops_the_rdp_gateway() {
             Stage::DoneUploaded => break entry,
             Stage::Failed => panic!("the session failed: {entry:?}\n{}", read(&up_err)),
             _ if start.elapsed() > Duration::from_secs(300) => panic!(
-                "the session is still {:?} after 300 s: {entry:?}\npsm up's log:\n{}",
+                "the session is still {:?} after 300 s: {entry:?}\n{}",
                 entry.status,
-                read(&up_err)
+                pipeline_state(&data, &up_err)
             ),
             _ => tokio::time::sleep(Duration::from_millis(500)).await,
         }
@@ -936,9 +952,11 @@ async fn psm_up_records_rdp_keys_shortcuts_and_clicks_and_redacts_passwords() {
         match entry.status {
             Stage::DoneUploaded => break,
             Stage::Failed => panic!("the session failed: {entry:?}\n{}", read(&up_err)),
-            _ if start.elapsed() > Duration::from_secs(300) => {
-                panic!("still {:?} after 300 s\n{}", entry.status, read(&up_err))
-            }
+            _ if start.elapsed() > Duration::from_secs(300) => panic!(
+                "still {:?} after 300 s\n{}",
+                entry.status,
+                pipeline_state(&data, &up_err)
+            ),
             _ => tokio::time::sleep(Duration::from_millis(500)).await,
         }
     }
