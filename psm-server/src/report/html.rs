@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::{Activity, Refusal, Report, UserSummary, duration_text};
+use super::{Activity, RefusedSession, Report, UserSummary, duration_text};
 
 /// Escapes text for HTML element content and attribute values.
 pub(super) fn esc(s: &str) -> String {
@@ -67,7 +67,7 @@ fn activities(out: &mut String, title: &str, list: &[Activity]) {
     table(out, &["at", "what"], &rows);
 }
 
-fn refusal_rows(list: &[Refusal]) -> Vec<Vec<String>> {
+fn refusal_rows(list: &[RefusedSession]) -> Vec<Vec<String>> {
     list.iter()
         .map(|f| {
             vec![
@@ -138,7 +138,7 @@ pub(super) fn render(r: &Report) -> String {
             esc(&s.target),
             esc(&s.id)
         );
-        let class = if s.recording.status == super::RecordingStatus::Intact {
+        let class = if s.recording.status == super::RecordingVerdict::Intact {
             "intact"
         } else {
             "bad"

@@ -2,7 +2,7 @@
 //! which checkout, what they ran, what policy did, what went over the session, and whether
 //! each recording is intact and signed by a registered gateway; sessions without a
 //! recording or with gaps; refusals outside the access windows; dormant accounts. Rendered
-//! as HTML, CSV, JSON or PDF ([`Format`]), each carrying the SHA-256 of every recording it
+//! as HTML, CSV, JSON or PDF ([`ReportFormat`]), each carrying the SHA-256 of every recording it
 //! cites, and sealed with an Ed25519 signature ([`seal`]) that `psm report verify` checks.
 //!
 //! The gathering lives here, in psm-server, because this is where the session store, the
@@ -14,15 +14,15 @@
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
 //! use psm_core::store::MemoryStore;
-//! use psm_server::report::{self, Format, ReportQuery, ReportSources};
+//! use psm_server::report::{self, ReportFormat, ReportQuery, ReportSources};
 //! let sources = ReportSources::new(Arc::new(MemoryStore::new()));
 //! let query = ReportQuery::period("2026-12-01", "2026-12-31")?;
 //! let report = report::build(&sources, &query, "auditor").await?;
 //! assert!(report.sessions.is_empty());
 //! let key = psm_recording::SigningKey::generate()?;
-//! let file = report::seal::seal(&report, Format::Json, &key)?;
+//! let file = report::seal::seal(&report, ReportFormat::Json, &key)?;
 //! let verified = report::seal::verify(&file, &[key.verifying_key()])?;
-//! assert_eq!(verified.format, Format::Json);
+//! assert_eq!(verified.format, ReportFormat::Json);
 //! # Ok(()) }
 //! # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
 //! ```
@@ -79,7 +79,7 @@ pub enum ReportError {
 /// The formats a report is rendered in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Format {
+pub enum ReportFormat {
     /// A self-contained page (no script).
     Html,
     /// One row per session (and per refusal, per dormant account), for spreadsheets.
@@ -90,36 +90,36 @@ pub enum Format {
     Pdf,
 }
 
-impl Format {
+impl ReportFormat {
     /// `html`, `csv`, `json` or `pdf`.
     pub const fn as_str(self) -> &'static str {
         match self {
-            Format::Html => "html",
-            Format::Csv => "csv",
-            Format::Json => "json",
-            Format::Pdf => "pdf",
+            ReportFormat::Html => "html",
+            ReportFormat::Csv => "csv",
+            ReportFormat::Json => "json",
+            ReportFormat::Pdf => "pdf",
         }
     }
 
     /// The MIME type of the file.
     pub const fn mime(self) -> &'static str {
         match self {
-            Format::Html => "text/html; charset=utf-8",
-            Format::Csv => "text/csv; charset=utf-8",
-            Format::Json => "application/json",
-            Format::Pdf => "application/pdf",
+            ReportFormat::Html => "text/html; charset=utf-8",
+            ReportFormat::Csv => "text/csv; charset=utf-8",
+            ReportFormat::Json => "application/json",
+            ReportFormat::Pdf => "application/pdf",
         }
     }
 }
 
-impl std::str::FromStr for Format {
+impl std::str::FromStr for ReportFormat {
     type Err = ReportError;
     fn from_str(s: &str) -> Result<Self, ReportError> {
         match s.to_ascii_lowercase().as_str() {
-            "html" => Ok(Format::Html),
-            "csv" => Ok(Format::Csv),
-            "json" => Ok(Format::Json),
-            "pdf" => Ok(Format::Pdf),
+            "html" => Ok(ReportFormat::Html),
+            "csv" => Ok(ReportFormat::Csv),
+            "json" => Ok(ReportFormat::Json),
+            "pdf" => Ok(ReportFormat::Pdf),
             _ => Err(ReportError::Invalid(format!(
                 "unknown report format {:?}: html, csv, json or pdf",
                 s.chars().take(20).collect::<String>()
@@ -243,7 +243,7 @@ pub struct Activity {
 /// What checking a session's recording found.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
-pub enum RecordingStatus {
+pub enum RecordingVerdict {
     /// Complete, every signature and hash holds, signed by a registered gateway.
     Intact,
     /// Its writer stopped (crash, still recording): valid up to a point.
@@ -258,16 +258,16 @@ pub enum RecordingStatus {
     Unreadable,
 }
 
-impl RecordingStatus {
+impl RecordingVerdict {
     /// The spelling in every format.
     pub const fn as_str(self) -> &'static str {
         match self {
-            RecordingStatus::Intact => "intact",
-            RecordingStatus::Truncated => "truncated",
-            RecordingStatus::Tampered => "tampered",
-            RecordingStatus::Untrusted => "untrusted",
-            RecordingStatus::Missing => "missing",
-            RecordingStatus::Unreadable => "unreadable",
+            RecordingVerdict::Intact => "intact",
+            RecordingVerdict::Truncated => "truncated",
+            RecordingVerdict::Tampered => "tampered",
+            RecordingVerdict::Untrusted => "untrusted",
+            RecordingVerdict::Missing => "missing",
+            RecordingVerdict::Unreadable => "unreadable",
         }
     }
 }
@@ -277,7 +277,7 @@ impl RecordingStatus {
 #[serde(rename_all = "camelCase")]
 pub struct RecordingCheck {
     /// The verdict.
-    pub status: RecordingStatus,
+    pub status: RecordingVerdict,
     /// The verdict in a sentence.
     pub detail: String,
     /// SHA-256 of the raw recording's bytes as read, when read.
@@ -339,7 +339,7 @@ pub struct SessionEntry {
 /// allowed): from the audit log.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Refusal {
+pub struct RefusedSession {
     /// When.
     pub at: String,
     /// The session id the gateway had given it.
@@ -397,9 +397,9 @@ pub struct Report {
     /// Privileged access by user.
     pub by_user: Vec<UserSummary>,
     /// Sessions refused by access windows (preventive: they never reached the target).
-    pub refusals: Vec<Refusal>,
+    pub refusals: Vec<RefusedSession>,
     /// Sessions ended because an access window closed.
-    pub window_closures: Vec<Refusal>,
+    pub window_closures: Vec<RefusedSession>,
     /// Users of the directory with no session in the period (`None`: no directory).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dormant_users: Option<Vec<String>>,
@@ -497,7 +497,7 @@ fn read_recording(
         transfers: Vec::new(),
         truncated: false,
         check: RecordingCheck {
-            status: RecordingStatus::Unreadable,
+            status: RecordingVerdict::Unreadable,
             detail: why,
             sha256: Some(sha256.clone()),
             bytes: Some(size),
@@ -525,11 +525,11 @@ fn read_recording(
     };
     let (mut status, mut detail) = match &verified.status {
         Integrity::Intact { .. } => (
-            RecordingStatus::Intact,
+            RecordingVerdict::Intact,
             "complete; every signature and hash-chain link verified".to_owned(),
         ),
         Integrity::Truncated { last_chunk, at, .. } => (
-            RecordingStatus::Truncated,
+            RecordingVerdict::Truncated,
             match last_chunk {
                 Some(k) => format!(
                     "incomplete (its writer stopped): verified up to chunk {k}, at {}",
@@ -543,12 +543,12 @@ fn read_recording(
             offset,
             reason,
         } => (
-            RecordingStatus::Tampered,
+            RecordingVerdict::Tampered,
             format!("changed after it was written: the {place} (byte {offset}) fails: {reason}"),
         ),
     };
-    if verified.signer_trusted == Some(false) && status != RecordingStatus::Tampered {
-        status = RecordingStatus::Untrusted;
+    if verified.signer_trusted == Some(false) && status != RecordingVerdict::Tampered {
+        status = RecordingVerdict::Untrusted;
         detail = format!(
             "signed by {}, which no registered gateway holds; {detail}",
             verified.signer
@@ -556,7 +556,7 @@ fn read_recording(
     }
     match committed {
         Some(c) if c.chain != verified.chain_end => {
-            status = RecordingStatus::Tampered;
+            status = RecordingVerdict::Tampered;
             detail = format!(
                 "not what its gateway committed to at EndSession ({} chunks, {} events): \
                  changed, cut short or replaced after the session ended; {detail}",
@@ -706,7 +706,7 @@ async fn entry(sources: &ReportSources, s: &PrivSession) -> SessionEntry {
         transfers: Vec::new(),
         items_truncated: false,
         recording: RecordingCheck {
-            status: RecordingStatus::Missing,
+            status: RecordingVerdict::Missing,
             detail: "no recording of this session was found".into(),
             sha256: None,
             bytes: None,
@@ -718,7 +718,7 @@ async fn entry(sources: &ReportSources, s: &PrivSession) -> SessionEntry {
         Ok(Some(b)) => b,
         Ok(None) => return e,
         Err(why) => {
-            e.recording.status = RecordingStatus::Unreadable;
+            e.recording.status = RecordingVerdict::Unreadable;
             e.recording.detail = why;
             return e;
         }
@@ -744,7 +744,7 @@ async fn entry(sources: &ReportSources, s: &PrivSession) -> SessionEntry {
             e.recording = r.check;
         }
         Err(_) => {
-            e.recording.status = RecordingStatus::Unreadable;
+            e.recording.status = RecordingVerdict::Unreadable;
             e.recording.detail = "the recording reader failed".into();
         }
     }
@@ -844,7 +844,7 @@ pub async fn build(
             if r.at < query.from || r.at >= query.to {
                 continue;
             }
-            let row = || Refusal {
+            let row = || RefusedSession {
                 at: r.at.to_string(),
                 session: r.session.map(|s| s.to_string()),
                 actor: r.actor.clone(),
@@ -901,7 +901,7 @@ pub async fn build(
         }
         u.duration_secs += e.duration_secs;
         u.policy_events += e.policy.len();
-        if e.recording.status != RecordingStatus::Intact {
+        if e.recording.status != RecordingVerdict::Intact {
             u.recordings_not_intact += 1;
         }
     }
@@ -944,7 +944,7 @@ pub async fn build(
     );
     let recording_exceptions = sessions
         .iter()
-        .filter(|e| e.recording.status != RecordingStatus::Intact || !e.recording.gaps.is_empty())
+        .filter(|e| e.recording.status != RecordingVerdict::Intact || !e.recording.gaps.is_empty())
         .map(|e| {
             let mut s = format!(
                 "{} ({} to {}): {} - {}",
@@ -987,17 +987,17 @@ pub async fn build(
 
 impl Report {
     /// The report's body in `format`, before sealing (see [`seal::seal`]).
-    pub fn render(&self, format: Format) -> Result<Vec<u8>, ReportError> {
+    pub fn render(&self, format: ReportFormat) -> Result<Vec<u8>, ReportError> {
         match format {
-            Format::Json => {
+            ReportFormat::Json => {
                 let mut v = serde_json::to_vec_pretty(self)
                     .map_err(|e| ReportError::Render(e.to_string()))?;
                 v.push(b'\n');
                 Ok(v)
             }
-            Format::Csv => Ok(csv_table::render(self).into_bytes()),
-            Format::Html => Ok(html::render(self).into_bytes()),
-            Format::Pdf => pdf::render(self),
+            ReportFormat::Csv => Ok(csv_table::render(self).into_bytes()),
+            ReportFormat::Html => Ok(html::render(self).into_bytes()),
+            ReportFormat::Pdf => pdf::render(self),
         }
     }
 
@@ -1013,7 +1013,7 @@ impl Report {
         let not_intact = self
             .sessions
             .iter()
-            .filter(|s| s.recording.status != RecordingStatus::Intact)
+            .filter(|s| s.recording.status != RecordingVerdict::Intact)
             .count();
         vec![
             format!("Period: {} to {}", q.from, q.to),
@@ -1134,7 +1134,7 @@ mod tests {
         let read = read_recording(bytes.clone(), Some(c), None, None, 10);
         assert_eq!(
             read.check.status,
-            RecordingStatus::Intact,
+            RecordingVerdict::Intact,
             "{}",
             read.check.detail
         );
@@ -1150,9 +1150,9 @@ mod tests {
             .offset as usize;
         let cut = bytes[..second].to_vec();
         let alone = read_recording(cut.clone(), None, None, None, 10);
-        assert_eq!(alone.check.status, RecordingStatus::Truncated);
+        assert_eq!(alone.check.status, RecordingVerdict::Truncated);
         let read = read_recording(cut, Some(c), None, None, 10);
-        assert_eq!(read.check.status, RecordingStatus::Tampered);
+        assert_eq!(read.check.status, RecordingVerdict::Tampered);
         assert!(
             read.check
                 .detail

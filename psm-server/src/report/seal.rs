@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use psm_recording::keys::{DetachedSignature, SignerRegistry};
 use psm_recording::{SigningKey, VerifyingKey};
 
-use super::{CitedRecording, Format, Report, ReportError};
+use super::{CitedRecording, Report, ReportError, ReportFormat};
 
 /// What a report signature signs for.
 pub const CONTEXT: &str = "psm compliance report v1";
@@ -88,7 +88,7 @@ pub fn node_key(data_dir: &Path) -> Result<SigningKey, ReportError> {
     )))
 }
 
-fn manifest(format: Format, recordings: &[CitedRecording]) -> String {
+fn manifest(format: ReportFormat, recordings: &[CitedRecording]) -> String {
     let mut s = format!("{MARK}\nformat {}\n", format.as_str());
     for r in recordings {
         s.push_str(&format!("recording {} {}\n", r.session, r.sha256));
@@ -111,7 +111,11 @@ fn json_tail(lines: &[String]) -> Result<String, ReportError> {
 }
 
 /// Renders `report` in `format` and seals it with `key`: the file to hand out.
-pub fn seal(report: &Report, format: Format, key: &SigningKey) -> Result<Vec<u8>, ReportError> {
+pub fn seal(
+    report: &Report,
+    format: ReportFormat,
+    key: &SigningKey,
+) -> Result<Vec<u8>, ReportError> {
     let body = report.render(format)?;
     seal_bytes(body, format, &report.recordings, key)
 }
@@ -119,7 +123,7 @@ pub fn seal(report: &Report, format: Format, key: &SigningKey) -> Result<Vec<u8>
 /// Seals an already rendered body.
 pub fn seal_bytes(
     body: Vec<u8>,
-    format: Format,
+    format: ReportFormat,
     recordings: &[CitedRecording],
     key: &SigningKey,
 ) -> Result<Vec<u8>, ReportError> {
@@ -128,19 +132,19 @@ pub fn seal_bytes(
     let block = format!("{manifest}{}", sig.to_text());
     let lines: Vec<String> = block.lines().map(str::to_owned).collect();
     match format {
-        Format::Html => {
+        ReportFormat::Html => {
             let mut out = body;
             out.extend_from_slice(format!("<!--\n{block}-->\n").as_bytes());
             Ok(out)
         }
-        Format::Csv => {
+        ReportFormat::Csv => {
             let mut out = body;
             for l in &lines {
                 out.extend_from_slice(format!("# {l}\n").as_bytes());
             }
             Ok(out)
         }
-        Format::Pdf => {
+        ReportFormat::Pdf => {
             let at = rfind(&body, b"startxref")
                 .ok_or_else(|| ReportError::Render("the PDF has no startxref".into()))?;
             let mut out = body[..at].to_vec();
@@ -150,7 +154,7 @@ pub fn seal_bytes(
             out.extend_from_slice(&body[at..]);
             Ok(out)
         }
-        Format::Json => {
+        ReportFormat::Json => {
             if !body.ends_with(b"\n}\n") {
                 return Err(ReportError::Render(
                     "the JSON body does not end as expected".into(),
@@ -171,7 +175,7 @@ fn rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
 #[derive(Clone, Debug)]
 pub struct Verified {
     /// The file's format.
-    pub format: Format,
+    pub format: ReportFormat,
     /// The trusted key that signed it.
     pub signer: VerifyingKey,
     /// The recordings it cites, with their SHA-256.
@@ -263,7 +267,7 @@ pub fn verify(file: &[u8], trusted: &[VerifyingKey]) -> Result<Verified, ReportE
     if head.first().map(String::as_str) != Some(MARK) {
         return Err(refused("the seal does not start with psm-report-seal v1"));
     }
-    let format: Format = head
+    let format: ReportFormat = head
         .get(1)
         .and_then(|l| l.strip_prefix("format "))
         .ok_or_else(|| refused("the seal names no format"))?
@@ -339,7 +343,12 @@ mod tests {
     fn every_format_verifies_and_refuses_any_changed_byte() {
         let key = SigningKey::generate().expect("key");
         let other = SigningKey::generate().expect("key");
-        for format in [Format::Json, Format::Csv, Format::Html, Format::Pdf] {
+        for format in [
+            ReportFormat::Json,
+            ReportFormat::Csv,
+            ReportFormat::Html,
+            ReportFormat::Pdf,
+        ] {
             let file = seal(&report(), format, &key).expect("seal");
             let v = verify(&file, &[key.verifying_key()]).expect("verifies");
             assert_eq!(v.format, format);

@@ -85,7 +85,7 @@ pub async fn register_signer(
             ApiError::new(500, "internal", "the signer registry could not be written")
         }
     })?;
-    if done != Registration::Unchanged {
+    if done != SignerRegistration::Unchanged {
         tracing::info!(kind = req.kind.as_str(), process_instance = name, key = %key,
             "signer registered");
     }
@@ -94,7 +94,7 @@ pub async fn register_signer(
 
 /// What [`register_audited`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Registration {
+pub enum SignerRegistration {
     /// The name held this key already: nothing changed, nothing was audited.
     Unchanged,
     /// The key is registered, replacing the one the name held, if any.
@@ -126,11 +126,11 @@ pub async fn register_audited(
     name: &str,
     key: &VerifyingKey,
     actor: &str,
-) -> Result<Registration, RegistrationError> {
+) -> Result<SignerRegistration, RegistrationError> {
     SignerRegistry::check_name(name)?;
     let replaced = registry.key_of(name);
     if replaced == Some(*key) {
-        return Ok(Registration::Unchanged);
+        return Ok(SignerRegistration::Unchanged);
     }
     let detail = match replaced {
         None => format!("signer registered: {kind} {name} {key}"),
@@ -138,5 +138,5 @@ pub async fn register_audited(
     };
     engine.note(None, actor, detail).await?;
     registry.register(name, key)?;
-    Ok(Registration::Registered { replaced })
+    Ok(SignerRegistration::Registered { replaced })
 }

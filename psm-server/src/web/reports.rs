@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::WebState;
 use super::guard::WebUser;
 use crate::error::ApiError;
-use crate::report::{self, Format, ReportError, ReportQuery, ReportSources, seal};
+use crate::report::{self, ReportError, ReportFormat, ReportQuery, ReportSources, seal};
 
 /// Longest filter accepted, in bytes.
 const MAX_FILTER: usize = 256;
@@ -79,7 +79,7 @@ pub(crate) async fn report(
             "a parameter is too long",
         ));
     }
-    let format: Format = p.format.parse().map_err(bad)?;
+    let format: ReportFormat = p.format.parse().map_err(bad)?;
     let mut query = ReportQuery::period(&p.from, &p.to).map_err(bad)?;
     query.user = filter(p.user);
     query.target = filter(p.target);

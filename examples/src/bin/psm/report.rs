@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use psm_server::report::{self, CitedCheck, Format, ReportQuery, ReportSources, seal};
+use psm_server::report::{self, CitedCheck, ReportFormat, ReportQuery, ReportSources, seal};
 
 /// `psm report`: a compliance report, or `psm report verify FILE`.
 #[derive(clap::Args)]
@@ -91,7 +91,7 @@ async fn make(a: MakeArgs) -> anyhow::Result<()> {
         v.clone()
             .with_context(|| format!("psm report needs --{name} (or: psm report verify FILE)"))
     };
-    let format: Format = need(&a.format, "format")?.parse()?;
+    let format: ReportFormat = need(&a.format, "format")?.parse()?;
     let mut query = ReportQuery::period(&need(&a.from, "from")?, &need(&a.to, "to")?)?;
     query.user = a.user;
     query.target = a.target;

@@ -15,7 +15,7 @@ use psm_core::{Engine, EngineConfig};
 use psm_recording::VerifyingKey;
 use psm_recording::keys::SignerRegistry;
 use psm_recording::layout::LocalLayout;
-use psm_server::routes::signers::{Registration, register_audited};
+use psm_server::routes::signers::{SignerRegistration, register_audited};
 
 /// The audit trail's actor for these commands.
 const ACTOR: &str = "psm signers";
@@ -135,8 +135,10 @@ pub async fn run(cmd: Signers) -> anyhow::Result<()> {
             .await;
             store.close().await;
             match done? {
-                Registration::Unchanged => println!("{} {name} already holds {key}", kind.name()),
-                Registration::Registered { replaced } => println!(
+                SignerRegistration::Unchanged => {
+                    println!("{} {name} already holds {key}", kind.name())
+                }
+                SignerRegistration::Registered { replaced } => println!(
                     "{} {name} registered: {key}{}",
                     kind.name(),
                     replaced.map_or_else(String::new, |k| format!(" (replacing {k})"))
