@@ -295,10 +295,7 @@ async fn h3_m3_attacks_in_a_pty_session_are_judged() {
     // What reached the target (the recorder sits after the policy tap): the line's Enter
     // never did; ^C went in its place.
     let sent = recorder.input_text();
-    assert!(
-        sent.contains("psm-flag\x03") && !sent.contains("psm-flag\r"),
-        "{sent:?}"
-    );
+    assert!(enter_withheld(&sent), "{sent:?}");
     assert!(
         text(&out.stderr).contains("stand-in for shutdown -h now"),
         "{out:?}"
@@ -312,10 +309,7 @@ async fn h3_m3_attacks_in_a_pty_session_are_judged() {
     let out = pty_session(&gw, &[format!("echo one > {d}/one\r"), line]).await;
     assert!(one.exists(), "the session did not run: {out:?}");
     let sent = recorder.input_text()[before..].to_owned();
-    assert!(
-        sent.contains("psm-flag\x03") && !sent.contains("psm-flag\r"),
-        "{sent:?}"
-    );
+    assert!(enter_withheld(&sent), "{sent:?}");
     assert!(
         text(&out.stderr).contains("stand-in for shutdown -h now"),
         "{out:?}"
@@ -345,6 +339,18 @@ async fn h3_m3_attacks_in_a_pty_session_are_judged() {
     gw.stop().await;
 }
 
+/// The forbidden line was typed and its Enter never went on: after `psm-flag` comes the
+/// interrupt that replaces the Enter, or nothing at all when the rule's terminate closed the
+/// channel before the interrupt was written (a race under load, and as safe).
+fn enter_withheld(sent: &str) -> bool {
+    let mut typed = sent.match_indices("psm-flag").peekable();
+    typed.peek().is_some()
+        && typed.all(|(at, word)| {
+            let after = &sent[at + word.len()..];
+            after.is_empty() || after.starts_with('\x03')
+        })
+}
+
 /// M2: after `stty -echo`, a forbidden command ran first and was acted on afterwards
 /// (judged late, from nothing on the screen). Now, when no echo comes, the certain
 /// keystrokes are judged before the Enter goes on: the Enter never reaches the shell.
@@ -366,10 +372,7 @@ async fn m2_a_command_typed_with_echo_off_is_judged_before_its_enter() {
     );
     assert!(!flag.exists(), "the forbidden command ran: {out:?}");
     let sent = recorder.input_text();
-    assert!(
-        sent.contains("psm-flag\x03") && !sent.contains("psm-flag\r"),
-        "{sent:?}"
-    );
+    assert!(enter_withheld(&sent), "{sent:?}");
     assert!(
         text(&out.stderr).contains("stand-in for shutdown -h now"),
         "{out:?}"
@@ -456,10 +459,7 @@ async fn h1_commands_inside_tmux_are_judged() {
         "the forbidden command ran inside tmux: {out:?}"
     );
     let sent = recorder.input_text();
-    assert!(
-        sent.contains("psm-flag\x03") && !sent.contains("psm-flag\r"),
-        "{sent:?}"
-    );
+    assert!(enter_withheld(&sent), "{sent:?}");
     assert!(
         text(&out.stderr).contains("stand-in for shutdown -h now"),
         "{out:?}"
