@@ -366,14 +366,18 @@ impl Connection {
         let id = SessionId::new();
         if let Err(e) = deps
             .control_plane
-            .open_session(NewSession {
-                id,
-                user: user.to_owned(),
-                target: target.to_owned(),
-                protocol: Protocol::Postgres,
-                checkout_id: auth.checkout.clone(),
-                process_instance: self.shared.config.process_instance.clone(),
-            })
+            .open_session_from(
+                NewSession {
+                    id,
+                    user: user.to_owned(),
+                    target: target.to_owned(),
+                    protocol: Protocol::Postgres,
+                    checkout_id: auth.checkout.clone(),
+                    process_instance: self.shared.config.process_instance.clone(),
+                },
+                // The client's address, for access windows that name networks.
+                self.peer.map(|p| p.ip()),
+            )
             .await
         {
             deps.targets.release(id, &auth).await;

@@ -321,15 +321,25 @@ pub(crate) async fn start(
         deps.targets.release(id, &auth).await;
         return Err(e);
     }
+    // The client's address, for access windows that name networks: a native client's own
+    // connection. A browser's page may come through a reverse proxy whose address is not
+    // the user's (trusted proxies are not read here yet), so it reports none, and a window
+    // that names networks refuses it.
+    let source = peer
+        .filter(|_| matches!(kind, ClientKind::Native))
+        .map(|p| p.ip());
     deps.control_plane
-        .open_session(NewSession {
-            id,
-            user: identity.user.clone(),
-            target: identity.target.clone(),
-            protocol: Protocol::Rdp,
-            checkout_id: auth.checkout.clone(),
-            process_instance: pi.clone(),
-        })
+        .open_session_from(
+            NewSession {
+                id,
+                user: identity.user.clone(),
+                target: identity.target.clone(),
+                protocol: Protocol::Rdp,
+                checkout_id: auth.checkout.clone(),
+                process_instance: pi.clone(),
+            },
+            source,
+        )
         .await
         .inspect_err(|_| {
             let (t, a) = (deps.targets.clone(), auth.clone());

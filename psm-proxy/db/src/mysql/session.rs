@@ -57,6 +57,17 @@ async fn send_err(
     let _ = io.flush().await;
 }
 
+/// The server error a refusal is sent as: `ER_ACCESS_DENIED_ERROR` (1045, 28000) when the
+/// control plane forbade it (an access window, a disabled user), `ER_UNKNOWN_ERROR` (1105,
+/// HY000) otherwise. Never a client error number (2000-2999, such as 2013): the MariaDB
+/// client takes a server's packet carrying one for a malformed packet and hides the reason.
+fn refusal_code(e: &ProxyError) -> (u16, &'static [u8; 5]) {
+    match e {
+        ProxyError::Core(psm_core::CoreError::Forbidden(_)) => (1045, b"28000"),
+        _ => (1105, b"HY000"),
+    }
+}
+
 async fn refuse(mut io: Box<dyn PgIo>, seq: u8, code: u16, state: &[u8; 5], message: &str) {
     send_err(&mut io, seq, code, state, message).await;
     let _ = io.shutdown().await;
@@ -120,8 +131,9 @@ pub(crate) async fn serve(
         }
         Err(e) => {
             tracing::warn!(user = %login.user, error = %e, "login could not be checked");
+            let (code, state) = refusal_code(&e);
             let text = format!("PSM: {}", e.user_message());
-            refuse(io, next_seq, 2013, b"HY000", &text).await;
+            refuse(io, next_seq, code, state, &text).await;
             return;
         }
     };
@@ -165,8 +177,9 @@ pub(crate) async fn serve(
         }
         Err(e) => {
             tracing::warn!(user = %user, target_name = %target, error = %e, "session could not start");
+            let (code, state) = refusal_code(&e);
             let text = format!("PSM: {}", e.user_message());
-            refuse(io, next_seq, 2013, b"HY000", &text).await;
+            refuse(io, next_seq, code, state, &text).await;
         }
     }
 }
@@ -194,14 +207,18 @@ impl Connection {
         let id = SessionId::new();
         if let Err(e) = deps
             .control_plane
-            .open_session(NewSession {
-                id,
-                user: user.to_owned(),
-                target: target.to_owned(),
-                protocol: Protocol::Mysql,
-                checkout_id: auth.checkout.clone(),
-                process_instance: self.shared.config.process_instance.clone(),
-            })
+            .open_session_from(
+                NewSession {
+                    id,
+                    user: user.to_owned(),
+                    target: target.to_owned(),
+                    protocol: Protocol::Mysql,
+                    checkout_id: auth.checkout.clone(),
+                    process_instance: self.shared.config.process_instance.clone(),
+                },
+                // The client's address, for access windows that name networks.
+                self.peer.map(|p| p.ip()),
+            )
             .await
         {
             deps.targets.release(id, &auth).await;
