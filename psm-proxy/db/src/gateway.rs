@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use psm_core::SessionLifecycle;
 use psm_core::directory::DirectoryLookup;
 use psm_proxy::{ProxyError, SessionRegistry, TapFactory, TargetAccess};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use crate::auth::LoginCheck;
@@ -43,30 +43,25 @@ pub(crate) struct Shared {
     pub(crate) cancel_keys: Mutex<HashMap<(i32, i32), (String, u16)>>,
 }
 
-/// A bound PostgreSQL gateway, ready to [`run`](PostgresGateway::run).
-pub struct PostgresGateway {
+/// The listener both database gateways stand on: TLS required or not, the limits on logins
+/// and sessions, the accept loop and the graceful shutdown. Each protocol's gateway is this
+/// plus the function that serves one connection.
+pub(crate) struct DbListener {
     shared: Arc<Shared>,
     listener: TcpListener,
 }
 
-impl std::fmt::Debug for PostgresGateway {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PostgresGateway")
-            .field("listen", &self.shared.config.listen)
-            .finish_non_exhaustive()
-    }
-}
-
-impl PostgresGateway {
-    /// Binds the listener.
-    pub async fn bind(
+impl DbListener {
+    /// Binds `config.listen` for the gateway of `protocol` (named in errors).
+    pub(crate) async fn bind(
         config: PostgresGatewayConfig,
         deps: PostgresGatewayDeps,
+        protocol: &str,
     ) -> Result<Self, ProxyError> {
         if config.require_tls && config.tls.is_none() {
-            return Err(ProxyError::Config(
-                "the PostgreSQL gateway requires TLS of users but has no certificate".into(),
-            ));
+            return Err(ProxyError::Config(format!(
+                "the {protocol} gateway requires TLS of users but has no certificate"
+            )));
         }
         let listener = TcpListener::bind(config.listen)
             .await
@@ -91,15 +86,29 @@ impl PostgresGateway {
     }
 
     /// Where it listens.
-    pub fn local_addr(&self) -> SocketAddr {
+    pub(crate) fn local_addr(&self) -> SocketAddr {
         self.listener
             .local_addr()
             .unwrap_or(self.shared.config.listen)
     }
 
-    /// Serves until `shutdown` completes; then ends every session (they are recorded and
-    /// ended in the control plane) and waits for them, at most the configured grace.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ProxyError> {
+    /// The address it was configured with (for `Debug`).
+    pub(crate) fn configured(&self) -> SocketAddr {
+        self.shared.config.listen
+    }
+
+    /// Serves each accepted connection with `serve` until `shutdown` completes; then ends
+    /// every session (they are recorded and ended in the control plane) and waits for them,
+    /// at most the configured grace.
+    pub(crate) async fn run<F, Fut>(
+        self,
+        shutdown: impl Future<Output = ()>,
+        mut serve: F,
+    ) -> Result<(), ProxyError>
+    where
+        F: FnMut(Arc<Shared>, TcpStream, SocketAddr) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
         let mut tasks = tokio::task::JoinSet::new();
         tokio::pin!(shutdown);
         loop {
@@ -107,7 +116,7 @@ impl PostgresGateway {
                 _ = &mut shutdown => break,
                 accepted = self.listener.accept() => match accepted {
                     Ok((tcp, peer)) => {
-                        tasks.spawn(crate::session::serve(self.shared.clone(), tcp, Some(peer)));
+                        tasks.spawn(serve(self.shared.clone(), tcp, peer));
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");
@@ -127,5 +136,44 @@ impl PostgresGateway {
             tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
         tasks.abort_all();
         Ok(())
+    }
+}
+
+/// A bound PostgreSQL gateway, ready to [`run`](PostgresGateway::run).
+pub struct PostgresGateway {
+    listener: DbListener,
+}
+
+impl std::fmt::Debug for PostgresGateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresGateway")
+            .field("listen", &self.listener.configured())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresGateway {
+    /// Binds the listener.
+    pub async fn bind(
+        config: PostgresGatewayConfig,
+        deps: PostgresGatewayDeps,
+    ) -> Result<Self, ProxyError> {
+        let listener = DbListener::bind(config, deps, "PostgreSQL").await?;
+        Ok(Self { listener })
+    }
+
+    /// Where it listens.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` completes; then ends every session (they are recorded and
+    /// ended in the control plane) and waits for them, at most the configured grace.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ProxyError> {
+        self.listener
+            .run(shutdown, |shared, tcp, peer| {
+                crate::session::serve(shared, tcp, Some(peer))
+            })
+            .await
     }
 }

@@ -36,9 +36,9 @@ pub struct ConfFile {
     /// The RDP gateway `psm up` supervises.
     pub rdp: RdpSection,
     /// The PostgreSQL gateway (`psm up`).
-    pub postgres: PostgresSection,
+    pub postgres: DbSection,
     /// The MySQL/MariaDB gateway (`psm up`).
-    pub mysql: MysqlSection,
+    pub mysql: DbSection,
     /// A gateway's control plane (`psm-gateway`): remote over HTTP, or the node in `data`.
     pub control_plane: ControlPlaneSection,
     /// A gateway's user directory (`psm-gateway`).
@@ -505,25 +505,27 @@ impl Default for RdpSection {
     }
 }
 
-/// `[postgres]`: the PostgreSQL gateway `psm up` runs (docs/database.md).
+/// `[postgres]` and `[mysql]`: the database gateways `psm up` runs (docs/database.md), with
+/// the same keys.
 #[derive(Debug, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct PostgresSection {
+pub struct DbSection {
     /// Run it.
     pub enabled: bool,
-    /// Where users' clients connect (`psql "host=H port=15432 user=alice+TARGET
-    /// sslmode=require"`).
-    pub listen: SocketAddr,
+    /// Where users' clients connect; default 127.0.0.1:15432 for PostgreSQL (`psql
+    /// "host=H port=15432 user=alice+TARGET sslmode=require"`), 127.0.0.1:13306 for MySQL
+    /// (`mariadb --ssl -h H -P 13306 -u alice+TARGET -p`).
+    pub listen: Option<SocketAddr>,
     /// Its process instance name; default (empty): the SSH gateway's, so the node's one live
     /// link carries the control plane's commands and reports for database sessions too.
     pub process_instance: String,
     /// The gateway's TLS certificate and key (PEM); default: a self-signed pair created in
-    /// `DATA/postgres/` on first start.
+    /// `DATA/postgres/` or `DATA/mysql/` on first start.
     pub tls_cert: Option<PathBuf>,
     /// See `tls_cert`.
     pub tls_key: Option<PathBuf>,
     /// Refuse users' connections without TLS (their PSM password would cross the network
-    /// in the clear).
+    /// in the clear; MySQL asks for it with the `mysql_clear_password` plugin).
     pub require_tls: bool,
     /// TLS toward targets: `prefer` (when offered), `require` or `disable`. A target whose
     /// certificate SHA-256 is pinned (`psm targets add --host-key sha256:...`) always gets
@@ -534,15 +536,16 @@ pub struct PostgresSection {
     /// Most concurrent sessions.
     pub max_sessions: usize,
     /// The built-in query rules (DROP, TRUNCATE, DELETE/UPDATE without WHERE, ALTER SYSTEM,
-    /// COPY ... PROGRAM need approval; GRANT and REVOKE alert), added after `[policy] file`'s.
+    /// COPY ... PROGRAM and, for MySQL, LOAD DATA LOCAL need approval; GRANT and REVOKE
+    /// alert), added after `[policy] file`'s.
     pub default_rules: bool,
 }
 
-impl Default for PostgresSection {
+impl Default for DbSection {
     fn default() -> Self {
         Self {
             enabled: true,
-            listen: SocketAddr::from(([127, 0, 0, 1], 15432)),
+            listen: None,
             process_instance: String::new(),
             tls_cert: None,
             tls_key: None,
@@ -555,51 +558,10 @@ impl Default for PostgresSection {
     }
 }
 
-/// `[mysql]`: the MySQL/MariaDB gateway `psm up` runs (docs/database.md); the same keys as
-/// `[postgres]`.
-#[derive(Debug, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct MysqlSection {
-    /// Run it.
-    pub enabled: bool,
-    /// Where users' clients connect (`mariadb --ssl -h H -P 13306 -u alice+TARGET -p`).
-    pub listen: SocketAddr,
-    /// Its process instance name; default (empty): the SSH gateway's.
-    pub process_instance: String,
-    /// The gateway's TLS certificate and key (PEM); default: a self-signed pair created in
-    /// `DATA/mysql/` on first start.
-    pub tls_cert: Option<PathBuf>,
-    /// See `tls_cert`.
-    pub tls_key: Option<PathBuf>,
-    /// Refuse users' connections without TLS (the PSM password is asked for with the
-    /// `mysql_clear_password` plugin, so without TLS it would cross the network in the
-    /// clear).
-    pub require_tls: bool,
-    /// TLS toward targets: `prefer` (when offered), `require` or `disable`. A target whose
-    /// certificate SHA-256 is pinned always gets verified TLS.
-    pub target_tls: String,
-    /// Minutes a session's checkout lasts.
-    pub checkout_minutes: u64,
-    /// Most concurrent sessions.
-    pub max_sessions: usize,
-    /// The built-in query rules (as `[postgres] default_rules`, with LOAD DATA LOCAL too).
-    pub default_rules: bool,
-}
-
-impl Default for MysqlSection {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            listen: SocketAddr::from(([127, 0, 0, 1], 13306)),
-            process_instance: String::new(),
-            tls_cert: None,
-            tls_key: None,
-            require_tls: true,
-            target_tls: "prefer".into(),
-            checkout_minutes: 60,
-            max_sessions: 1000,
-            default_rules: false,
-        }
+impl DbSection {
+    /// Where the gateway listens: `listen`, else its protocol's `default`.
+    pub fn listen_or(&self, default: SocketAddr) -> SocketAddr {
+        self.listen.unwrap_or(default)
     }
 }
 

@@ -5,10 +5,9 @@ use clap::{Parser, Subcommand};
 
 mod admin;
 mod config;
+mod db;
 mod gateway;
-mod mysql;
 mod pipeline;
-mod postgres;
 mod rdp;
 mod recording;
 mod report;

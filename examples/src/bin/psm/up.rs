@@ -114,13 +114,13 @@ impl UpArgs {
             conf.rdp.enabled = false;
         }
         if let Some(l) = self.postgres_listen {
-            conf.postgres.listen = l;
+            conf.postgres.listen = Some(l);
         }
         if self.no_postgres {
             conf.postgres.enabled = false;
         }
         if let Some(l) = self.mysql_listen {
-            conf.mysql.listen = l;
+            conf.mysql.listen = Some(l);
         }
         if self.no_mysql {
             conf.mysql.enabled = false;
@@ -216,64 +216,40 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     .await
     .context("starting the SSH gateway")?;
 
-    // PostgreSQL gateway: sessions in the SSH gateway's registry, so the live listener
+    // The database gateways: sessions in the SSH gateway's registry, so the live listener
     // lists, watches and controls them too (docs/database.md).
-    let postgres = if conf.postgres.enabled {
-        Some(
-            crate::postgres::start(
-                &conf.postgres,
-                &conf.policy,
-                &conf.recording,
-                &data,
-                conf.ssh
-                    .recordings
-                    .clone()
-                    .unwrap_or_else(|| data.join("recordings")),
-                &conf
-                    .ssh
-                    .recording_key
-                    .clone()
-                    .unwrap_or_else(|| data.join("keys").join("recording-signing.key")),
-                Arc::new(control_plane.clone()),
-                node.directory.clone(),
-                ssh.registry.clone(),
-                &conf.ssh.process_instance,
-            )
-            .await
-            .context("starting the PostgreSQL gateway")?,
+    let mut databases = Vec::new();
+    for (kind, section) in [
+        (crate::db::DbKind::Postgres, &conf.postgres),
+        (crate::db::DbKind::Mysql, &conf.mysql),
+    ] {
+        if !section.enabled {
+            continue;
+        }
+        let running = crate::db::start(
+            kind,
+            section,
+            &conf.policy,
+            &conf.recording,
+            &data,
+            conf.ssh
+                .recordings
+                .clone()
+                .unwrap_or_else(|| data.join("recordings")),
+            &conf
+                .ssh
+                .recording_key
+                .clone()
+                .unwrap_or_else(|| data.join("keys").join("recording-signing.key")),
+            Arc::new(control_plane.clone()),
+            node.directory.clone(),
+            ssh.registry.clone(),
+            &conf.ssh.process_instance,
         )
-    } else {
-        None
-    };
-
-    // MySQL/MariaDB gateway: beside the PostgreSQL one, in the same registry.
-    let mysql = if conf.mysql.enabled {
-        Some(
-            crate::mysql::start(
-                &conf.mysql,
-                &conf.policy,
-                &conf.recording,
-                &data,
-                conf.ssh
-                    .recordings
-                    .clone()
-                    .unwrap_or_else(|| data.join("recordings")),
-                &conf
-                    .ssh
-                    .recording_key
-                    .clone()
-                    .unwrap_or_else(|| data.join("keys").join("recording-signing.key")),
-                Arc::new(control_plane.clone()),
-                node.directory.clone(),
-                ssh.registry.clone(),
-                &conf.ssh.process_instance,
-            )
-            .await
-            .context("starting the MySQL gateway")?,
-        )
-    } else {
-        None
-    };
+        .await
+        .with_context(|| format!("starting the {} gateway", kind.name()))?;
+        databases.push(running);
+    }
 
     // The store replay reads from is the one the uploader writes to (GetPAMSettings or --store).
     let pam = crate::pipeline::pam_settings(Some(&control_plane)).await?;
@@ -438,73 +414,19 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         ),
         None => println!("  RDP gateway: off ([rdp] enabled = false)"),
     }
-    match &postgres {
-        Some(pg) => {
-            println!(
-                "  PostgreSQL gateway: {} (certificate {}, {}{})",
-                pg.addr,
-                pg.cert.display(),
-                pg.fingerprint,
-                if pg.cert_created {
-                    ", new, self-signed"
-                } else {
-                    ""
-                }
-            );
-            let host = if pg.addr.ip().is_unspecified() {
-                "localhost".to_owned()
-            } else {
-                pg.addr.ip().to_string()
-            };
-            println!(
-                "    connect:  psql \"host={host} port={} user=admin+TARGET dbname=DATABASE sslmode=require\"",
-                pg.addr.port()
-            );
-            println!(
-                "    add a target: {psm} targets add NAME --protocol postgres --host HOST --port 5432 --user ACCOUNT --password-stdin"
-            );
-            match pg.rules {
-                Some(n) => println!("    query policy: {n} rules"),
-                None => println!(
-                    "    query policy: none (set [policy] file, or [postgres] default_rules = true)"
-                ),
-            }
+    for (kind, section) in [
+        (crate::db::DbKind::Postgres, &conf.postgres),
+        (crate::db::DbKind::Mysql, &conf.mysql),
+    ] {
+        match databases.iter().find(|d| d.kind == kind) {
+            Some(db) => println!("{}", db.describe(&psm)),
+            None if !section.enabled => println!(
+                "  {} gateway: off ([{}] enabled = false)",
+                kind.name(),
+                kind.key()
+            ),
+            None => {}
         }
-        None => println!("  PostgreSQL gateway: off ([postgres] enabled = false)"),
-    }
-    match &mysql {
-        Some(my) => {
-            println!(
-                "  MySQL gateway: {} (certificate {}, {}{})",
-                my.addr,
-                my.cert.display(),
-                my.fingerprint,
-                if my.cert_created {
-                    ", new, self-signed"
-                } else {
-                    ""
-                }
-            );
-            let host = if my.addr.ip().is_unspecified() {
-                "localhost".to_owned()
-            } else {
-                my.addr.ip().to_string()
-            };
-            println!(
-                "    connect:  mariadb --ssl -h {host} -P {} -u admin+TARGET -p",
-                my.addr.port()
-            );
-            println!(
-                "    add a target: {psm} targets add NAME --protocol mysql --host HOST --port 3306 --user ACCOUNT --password-stdin"
-            );
-            match my.rules {
-                Some(n) => println!("    query policy: {n} rules"),
-                None => println!(
-                    "    query policy: none (set [policy] file, or [mysql] default_rules = true)"
-                ),
-            }
-        }
-        None => println!("  MySQL gateway: off ([mysql] enabled = false)"),
     }
     println!(
         "  encoder + uploader: exports in {}, stored in {}",
@@ -522,11 +444,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     if let Some(Ok(child)) = rdp {
         child.stop().await;
     }
-    if let Some(pg) = postgres {
-        pg.stop().await.context("stopping the PostgreSQL gateway")?;
-    }
-    if let Some(my) = mysql {
-        my.stop().await.context("stopping the MySQL gateway")?;
+    for db in databases {
+        let name = db.kind.name();
+        db.stop()
+            .await
+            .with_context(|| format!("stopping the {name} gateway"))?;
     }
     ssh.stop().await.context("stopping the SSH gateway")?;
     workers.stop().await;
