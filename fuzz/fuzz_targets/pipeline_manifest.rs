@@ -8,7 +8,9 @@ use psm_core::SessionId;
 use psm_pipeline::manifest::Manifest;
 
 fuzz_target!(|data: &[u8]| {
-    let id = SessionId::from_uuid(uuid::Uuid::nil());
+    let id: SessionId = "00000000-0000-0000-0000-000000000000"
+        .parse()
+        .expect("a session id");
     if let Ok(m) = Manifest::from_bytes(data, id, "fuzz".as_ref()) {
         let again = Manifest::from_bytes(&m.to_bytes(), id, "fuzz".as_ref()).expect("round trip");
         assert_eq!(again, m);
