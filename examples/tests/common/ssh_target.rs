@@ -54,27 +54,33 @@ impl SshTarget {
             .status
             .success()
         {
-            assert!(
+            let made = locked_retry(|| {
                 Command::new("useradd")
                     .args(["-m", "-s", "/bin/bash", account])
                     .status()
                     .unwrap()
-                    .success(),
-                "useradd (run as root)"
-            );
+                    .success()
+                    // Another test made it meanwhile.
+                    || Command::new("id").arg(account).output().unwrap().status.success()
+            });
+            assert!(made, "useradd (run as root)");
         }
         let password = format!("Vaulted-{}-{}", std::process::id(), free_port());
-        let mut chpasswd = Command::new("chpasswd")
-            .stdin(Stdio::piped())
-            .spawn()
-            .unwrap();
-        chpasswd
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(format!("{account}:{password}\n").as_bytes())
-            .unwrap();
-        assert!(chpasswd.wait().unwrap().success());
+        let set = locked_retry(|| {
+            let mut chpasswd = Command::new("chpasswd")
+                .stdin(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            chpasswd
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(format!("{account}:{password}\n").as_bytes())
+                .unwrap();
+            chpasswd.wait().unwrap().success()
+        });
+        assert!(set, "chpasswd (run as root)");
         let host = dir.join(format!("sshd-host-{account}"));
         keygen(&host);
         let port = free_port();
@@ -104,4 +110,17 @@ impl SshTarget {
             _sshd: sshd,
         }
     }
+}
+
+/// Runs `f` until it succeeds, up to 50 times 100 ms apart: `useradd` and `chpasswd` lock
+/// /etc/passwd and /etc/shadow, and tests running beside each other meet that lock ("cannot
+/// lock /etc/shadow; try again later").
+fn locked_retry(mut f: impl FnMut() -> bool) -> bool {
+    for _ in 0..50 {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    false
 }
