@@ -17,7 +17,11 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(s) = std::str::from_utf8(data) {
         if let Ok(k) = psm_storage::ObjectKey::new(s) {
-            assert!(!k.as_str().split('/').any(|seg| seg.is_empty() || seg.starts_with('.')));
+            assert!(
+                !k.as_str()
+                    .split('/')
+                    .any(|seg| seg.is_empty() || seg.starts_with('.'))
+            );
         }
         if let Ok(c) = s.parse::<psm_storage::Checksum>() {
             assert_eq!(c.to_string(), s.to_ascii_lowercase());
