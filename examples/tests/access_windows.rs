@@ -30,18 +30,6 @@ fn hhmm(h: u32) -> String {
     format!("{:02}:00", h % 24)
 }
 
-fn windows(up: &Up, args: &[&str]) -> Output {
-    let out = Command::new(psm())
-        .arg("windows")
-        .args(args)
-        .arg("--data")
-        .arg(&up.data)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "psm windows {args:?}: {}", text(&out));
-    out
-}
-
 /// `ssh` as in `Up::ssh`, from source address `bind`.
 fn ssh_from(up: &Up, dir: &Path, key: &Path, bind: &str, command: &str) -> Output {
     Command::new("ssh")
@@ -90,26 +78,22 @@ fn ssh_is_allowed_inside_a_window_and_refused_outside_it() {
     // A window open now, from 127.0.0.1 only.
     let h = kolkata_hour();
     let open = format!("{}-{}", hhmm(h + 23), hhmm(h + 2));
-    let added = windows(
-        &up,
-        &[
-            "add",
-            "ops",
-            "web-01",
-            "--days",
-            "mon-sun",
-            "--hours",
-            &open,
-            "--tz",
-            "Asia/Kolkata",
-            "--from",
-            "127.0.0.1/32",
-        ],
-    );
-    let added = String::from_utf8_lossy(&added.stdout).to_string();
+    let added = up.windows(&[
+        "add",
+        "ops",
+        "web-01",
+        "--days",
+        "mon-sun",
+        "--hours",
+        &open,
+        "--tz",
+        "Asia/Kolkata",
+        "--from",
+        "127.0.0.1/32",
+    ]);
     assert!(added.starts_with("Window "), "{added}");
     let id = added.split_whitespace().nth(1).unwrap().to_owned();
-    let listed = String::from_utf8_lossy(&windows(&up, &["list"]).stdout).to_string();
+    let listed = up.windows(&["list"]);
     assert!(
         listed.contains(&format!(
             "{id}\tops\tweb-01\thours={open} tz=Asia/Kolkata from=127.0.0.1/32"
@@ -137,12 +121,9 @@ fn ssh_is_allowed_inside_a_window_and_refused_outside_it() {
     );
 
     // The window replaced by one that opens in three hours: refused from anywhere.
-    windows(&up, &["remove", &id]);
+    up.windows(&["remove", &id]);
     let later = format!("{}-{}", hhmm(h + 3), hhmm(h + 4));
-    windows(
-        &up,
-        &["add", "ops", "*", "--hours", &later, "--tz", "Asia/Kolkata"],
-    );
+    up.windows(&["add", "ops", "*", "--hours", &later, "--tz", "Asia/Kolkata"]);
     let out = ssh_from(&up, d, &key, "127.0.0.1", "echo got-in");
     let said = text(&out);
     assert!(!out.status.success(), "{said}");

@@ -341,12 +341,7 @@ print("count", cur.fetchone()[0])
     // Access windows that name networks see the client's address (the gateway reports it
     // with OpenSession): a window for 10.0.0.0/8 only refuses alice and says why; one for
     // 127.0.0.1/32 lets her in.
-    let windows = |args: &[&str]| {
-        let out = up.psm_with_stdin(&[&["windows"], args].concat(), "");
-        assert!(out.status.success(), "psm windows {args:?}: {}", text(&out));
-        String::from_utf8_lossy(&out.stdout).to_string()
-    };
-    let added = windows(&["add", "dba", "mariaprod", "--from", "10.0.0.0/8"]);
+    let added = up.windows(&["add", "dba", "mariaprod", "--from", "10.0.0.0/8"]);
     let far = added.split_whitespace().nth(1).unwrap().to_owned();
     let out = mariadb(
         &up,
@@ -360,8 +355,8 @@ print("count", cur.fetchone()[0])
         "mariadb is told why: {}",
         text(&out)
     );
-    windows(&["add", "dba", "mariaprod", "--from", "127.0.0.1/32"]);
-    windows(&["remove", &far]);
+    up.windows(&["add", "dba", "mariaprod", "--from", "127.0.0.1/32"]);
+    up.windows(&["remove", &far]);
     let out = mariadb(
         &up,
         ALICE_PW,

@@ -410,12 +410,7 @@ with psycopg.connect({conninfo:?}, password={pw:?}, prepare_threshold=0) as conn
     // Access windows that name networks see psql's address (the gateway reports it with
     // OpenSession): a window for 10.0.0.0/8 only refuses alice and says why; one for
     // 127.0.0.1/32 lets her in.
-    let windows = |args: &[&str]| {
-        let out = up.psm_with_stdin(&[&["windows"], args].concat(), "");
-        assert!(out.status.success(), "psm windows {args:?}: {}", text(&out));
-        String::from_utf8_lossy(&out.stdout).to_string()
-    };
-    let added = windows(&["add", "dba", "pgprod", "--from", "10.0.0.0/8"]);
+    let added = up.windows(&["add", "dba", "pgprod", "--from", "10.0.0.0/8"]);
     let far = added.split_whitespace().nth(1).unwrap().to_owned();
     let out = psql(&up, ALICE_PW, &["-c", "SELECT 'inside-the-window'"], None);
     assert!(!out.status.success(), "{}", text(&out));
@@ -424,8 +419,8 @@ with psycopg.connect({conninfo:?}, password={pw:?}, prepare_threshold=0) as conn
         "psql is told why: {}",
         text(&out)
     );
-    windows(&["add", "dba", "pgprod", "--from", "127.0.0.1/32"]);
-    windows(&["remove", &far]);
+    up.windows(&["add", "dba", "pgprod", "--from", "127.0.0.1/32"]);
+    up.windows(&["remove", &far]);
     let out = psql(&up, ALICE_PW, &["-c", "SELECT 'inside-the-window'"], None);
     assert!(
         out.status.success() && text(&out).contains("inside-the-window"),

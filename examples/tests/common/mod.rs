@@ -199,6 +199,13 @@ impl Up {
         ssh
     }
 
+    /// `psm windows ARGS --data DATA`, which must succeed; its standard output.
+    pub fn windows(&self, args: &[&str]) -> String {
+        let out = self.psm_with_stdin(&[&["windows"], args].concat(), "");
+        assert!(out.status.success(), "psm windows {args:?}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// `psm ARGS --data DATA` with `input` on its standard input.
     pub fn psm_with_stdin(&self, args: &[&str], input: &str) -> Output {
         run_with_stdin(
