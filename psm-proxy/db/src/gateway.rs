@@ -92,11 +92,6 @@ impl DbListener {
             .unwrap_or(self.shared.config.listen)
     }
 
-    /// The address it was configured with (for `Debug`).
-    pub(crate) fn configured(&self) -> SocketAddr {
-        self.shared.config.listen
-    }
-
     /// Serves each accepted connection with `serve` until `shutdown` completes; then ends
     /// every session (they are recorded and ended in the control plane) and waits for them,
     /// at most the configured grace.
@@ -147,7 +142,7 @@ pub struct PostgresGateway {
 impl std::fmt::Debug for PostgresGateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PostgresGateway")
-            .field("listen", &self.listener.configured())
+            .field("listen", &self.listener.local_addr())
             .finish_non_exhaustive()
     }
 }

@@ -17,7 +17,7 @@ pub struct MysqlGateway {
 impl std::fmt::Debug for MysqlGateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MysqlGateway")
-            .field("listen", &self.listener.configured())
+            .field("listen", &self.listener.local_addr())
             .finish_non_exhaustive()
     }
 }

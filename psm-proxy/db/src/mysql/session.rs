@@ -57,15 +57,16 @@ async fn send_err(
     let _ = io.flush().await;
 }
 
-/// The server error a refusal is sent as: `ER_ACCESS_DENIED_ERROR` (1045, 28000) when the
-/// control plane forbade it (an access window, a disabled user), `ER_UNKNOWN_ERROR` (1105,
-/// HY000) otherwise. Never a client error number (2000-2999, such as 2013): the MariaDB
-/// client takes a server's packet carrying one for a malformed packet and hides the reason.
-fn refusal_code(e: &ProxyError) -> (u16, &'static [u8; 5]) {
-    match e {
+/// Refuses with `e`'s reason, as `ER_ACCESS_DENIED_ERROR` (1045, 28000) when the control
+/// plane forbade it (an access window, a disabled user), `ER_UNKNOWN_ERROR` (1105, HY000)
+/// otherwise. Never a client error number (2000-2999, such as 2013): the MariaDB client takes
+/// a server's packet carrying one for a malformed packet and hides the reason.
+async fn refuse_error(io: Box<dyn PgIo>, seq: u8, e: &ProxyError) {
+    let (code, state): (u16, &[u8; 5]) = match e {
         ProxyError::Core(psm_core::CoreError::Forbidden(_)) => (1045, b"28000"),
         _ => (1105, b"HY000"),
-    }
+    };
+    refuse(io, seq, code, state, &format!("PSM: {}", e.user_message())).await;
 }
 
 async fn refuse(mut io: Box<dyn PgIo>, seq: u8, code: u16, state: &[u8; 5], message: &str) {
@@ -131,9 +132,7 @@ pub(crate) async fn serve(
         }
         Err(e) => {
             tracing::warn!(user = %login.user, error = %e, "login could not be checked");
-            let (code, state) = refusal_code(&e);
-            let text = format!("PSM: {}", e.user_message());
-            refuse(io, next_seq, code, state, &text).await;
+            refuse_error(io, next_seq, &e).await;
             return;
         }
     };
@@ -177,9 +176,7 @@ pub(crate) async fn serve(
         }
         Err(e) => {
             tracing::warn!(user = %user, target_name = %target, error = %e, "session could not start");
-            let (code, state) = refusal_code(&e);
-            let text = format!("PSM: {}", e.user_message());
-            refuse(io, next_seq, code, state, &text).await;
+            refuse_error(io, next_seq, &e).await;
         }
     }
 }
