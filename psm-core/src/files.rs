@@ -212,16 +212,21 @@ pub struct MinFreeSpace {
 }
 
 impl Default for MinFreeSpace {
-    /// 256 MiB and 2 % free.
+    /// 1 GiB free, whatever the disk's size. No share by default: on a large disk a share is
+    /// many gigabytes (2 % of 250 GB is 5 GB), and a node that stops recording with gigabytes
+    /// free surprises more than it protects; an operator who wants one sets it.
     fn default() -> Self {
         Self {
-            bytes: 256 << 20,
-            ratio: 0.02,
+            bytes: Self::DEFAULT_MIB << 20,
+            ratio: 0.0,
         }
     }
 }
 
 impl MinFreeSpace {
+    /// The default free MiB (1 GiB).
+    pub const DEFAULT_MIB: u64 = 1024;
+
     /// Whether `space` keeps both bounds.
     pub fn allows(&self, space: DiskSpace) -> bool {
         space.free >= self.bytes && space.free_ratio() >= self.ratio

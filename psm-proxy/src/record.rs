@@ -78,7 +78,7 @@ pub struct RecordingDiskGuard {
 }
 
 impl Default for RecordingDiskGuard {
-    /// 256 MiB and 2 % free ([`MinFreeSpace`](psm_core::files::MinFreeSpace)'s default),
+    /// 1 GiB free ([`MinFreeSpace`](psm_core::files::MinFreeSpace)'s default),
     /// looked at every second.
     fn default() -> Self {
         Self {

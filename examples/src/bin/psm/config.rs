@@ -329,8 +329,8 @@ impl Default for RecordingSection {
         Self {
             recipients: Vec::new(),
             quota_mib: 0,
-            min_free_mib: 256,
-            min_free_percent: 2.0,
+            min_free_mib: psm_core::files::MinFreeSpace::DEFAULT_MIB,
+            min_free_percent: 0.0,
         }
     }
 }

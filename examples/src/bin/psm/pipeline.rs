@@ -257,11 +257,11 @@ pub struct WorkerArgs {
     pub concurrency: usize,
     /// Stop taking work while the guarded disk has less than this many MiB free (the
     /// gateways' `[recording] min_free_mib` default).
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = psm_core::files::MinFreeSpace::DEFAULT_MIB)]
     pub min_free_mib: u64,
     /// Stop taking work while the guarded disk has less than this percentage free (the
     /// gateways' `[recording] min_free_percent` default).
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = 0.0)]
     pub min_free_percent: f64,
     /// Seconds between looks for work when idle.
     #[arg(long, default_value_t = 2.0)]
@@ -273,8 +273,8 @@ impl Default for WorkerArgs {
         Self {
             instance: None,
             concurrency: 2,
-            min_free_mib: 256,
-            min_free_percent: 2.0,
+            min_free_mib: psm_core::files::MinFreeSpace::DEFAULT_MIB,
+            min_free_percent: 0.0,
             poll_secs: 2.0,
         }
     }
