@@ -454,6 +454,22 @@ with psycopg.connect({conninfo:?}, password={pw:?}, prepare_threshold=0) as conn
             text(&verify)
         );
     }
+    // `psm search` finds statements as statements, with their outcome.
+    let search = Command::new(common::psm())
+        .args(["search", "DROP TABLE accounts"])
+        .args(
+            all.iter()
+                .map(|(session, _)| session.join("recording.psmr")),
+        )
+        .output()
+        .unwrap();
+    let found = String::from_utf8_lossy(&search.stdout);
+    assert!(
+        search.status.success()
+            && found.contains("[statement] sql [app] DROP TABLE accounts => ERROR 42501"),
+        "{}",
+        text(&search)
+    );
     let mut leaked = Vec::new();
     for (session, _) in &all {
         for e in std::fs::read_dir(session).unwrap().flatten() {

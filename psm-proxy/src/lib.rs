@@ -22,7 +22,8 @@
 //! - [`live`]: live viewers (screens, fan-out that never slows the user), the websocket
 //!   server for viewers and the browser terminal ([`live::TerminalOpener`]), and the link
 //!   that carries admin commands and reports to and from the control plane (`docs/live.md`);
-//! - [`keyfile`]: the gateway's own key files.
+//! - [`keyfile`]: the gateway's own key files; [`tls`]: certificate pins toward targets
+//!   and the gateway's self-signed certificate.
 //!
 //! No protocol library is a dependency here (no russh, no ironrdp). A protocol crate
 //! builds a [`ChannelInfo`] per channel, decides its [`ChannelPurpose`], and calls the
@@ -71,6 +72,7 @@ pub mod registry;
 pub mod session;
 pub mod tap;
 pub mod target;
+pub mod tls;
 pub mod tracker;
 
 pub use error::ProxyError;

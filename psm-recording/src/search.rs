@@ -1,4 +1,5 @@
-//! Searching recordings: commands, terminal output and event notes, with time offsets.
+//! Searching recordings: commands, database statements, terminal output and event notes,
+//! with time offsets.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Seek};
@@ -19,6 +20,9 @@ pub const MAX_HITS: usize = 10_000;
 pub enum HitKind {
     /// A command the user ran.
     Command,
+    /// A statement of a database session, with what came of it (as the transcript shows it:
+    /// `sql [DATABASE] TEXT -- parameters: ... => TAG (N rows: COLUMNS)`).
+    Statement,
     /// A line of terminal output.
     Output,
     /// An event note (marker, policy action, file transfer, ...).
@@ -28,10 +32,11 @@ pub enum HitKind {
 }
 
 impl HitKind {
-    /// `command`, `output`, `event` or `gap`.
+    /// `command`, `statement`, `output`, `event` or `gap`.
     pub fn as_str(self) -> &'static str {
         match self {
             HitKind::Command => "command",
+            HitKind::Statement => "statement",
             HitKind::Output => "output",
             HitKind::Event => "event",
             HitKind::Gap => "gap",
@@ -117,7 +122,11 @@ pub fn search<R: Read + Seek>(
                                     Hit {
                                         time: e.time,
                                         channel: kind.channel(),
-                                        kind: HitKind::Event,
+                                        kind: if matches!(kind, EventKind::DbStatement(_)) {
+                                            HitKind::Statement
+                                        } else {
+                                            HitKind::Event
+                                        },
                                         text: d,
                                     },
                                 );

@@ -246,6 +246,56 @@ fn search_finds_commands_output_and_events_with_offsets() {
 }
 
 #[test]
+fn search_finds_database_statements_as_statements() {
+    let statement = |t: u64, text: &str, tag: &str| {
+        Event::new(
+            Micros(t),
+            EventKind::DbStatement(Box::new(DbStatement {
+                database: "app".into(),
+                text: text.into(),
+                tag: Some(tag.into()),
+                ..DbStatement::default()
+            })),
+        )
+    };
+    let events = [
+        statement(1_000, "SELECT owner FROM accounts", "SELECT 2"),
+        statement(2_000, "DROP TABLE accounts", "DROP TABLE"),
+        Event::new(
+            Micros(3_000),
+            EventKind::Marker {
+                label: "DROP TABLE reviewed".into(),
+            },
+        ),
+    ];
+    let key = SigningKey::generate().unwrap();
+    let (bytes, _) = write_all(&events, &key, small_chunks());
+    let mut reader = Reader::from_bytes(bytes, ReadOptions::default()).unwrap();
+    let re = regex::Regex::new("DROP TABLE").unwrap();
+    let hits = search::search(&mut reader, &re, |_, _| {}).unwrap();
+    let kinds: Vec<_> = hits
+        .iter()
+        .map(|h| (h.time, h.kind, h.text.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (
+                Micros(2_000),
+                search::HitKind::Statement,
+                "sql [app] DROP TABLE accounts => DROP TABLE"
+            ),
+            (
+                Micros(3_000),
+                search::HitKind::Event,
+                "marker: DROP TABLE reviewed"
+            ),
+        ]
+    );
+    assert_eq!(search::HitKind::Statement.as_str(), "statement");
+}
+
+#[test]
 fn frames_export_as_png_files() {
     let png = export::encode_png(2, 1, &[255, 0, 0, 255, 0, 255, 0, 255]).unwrap();
     let events = vec![

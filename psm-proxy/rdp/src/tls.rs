@@ -1,23 +1,17 @@
 //! TLS on both sides: the gateway's own certificate toward users, and a verifier toward
 //! targets that pins the target's certificate by SHA-256 fingerprint (RDP servers nearly
-//! always present self-signed certificates, so a CA check would mean nothing).
+//! always present self-signed certificates, so a CA check would mean nothing). Fingerprints,
+//! pins and the verifier are the session layer's ([`psm_proxy::tls`]), shared with the
+//! database gateways.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use psm_proxy::HostKeyCheck;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
-use sha2::Digest as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::error::RdpError;
-
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
-}
 
 /// The gateway's certificate and key, loaded once.
 #[derive(Clone)]
@@ -57,10 +51,10 @@ impl ServerIdentity {
             .first()
             .ok_or_else(|| RdpError::Config("the certificate file holds no certificate".into()))?;
         let public_key = subject_public_key(first)?;
-        let fingerprint = hex::encode(sha2::Sha256::digest(first.as_ref()));
+        let fingerprint = psm_proxy::tls::fingerprint(first.as_ref());
         let key = PrivateKeyDer::from_pem_slice(key_pem)
             .map_err(|e| RdpError::Config(format!("private key PEM: {e}")))?;
-        let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        let mut config = rustls::ServerConfig::builder_with_provider(psm_proxy::tls::provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| RdpError::Config(format!("TLS versions: {e}")))?
             .with_no_client_auth()
@@ -111,12 +105,7 @@ pub fn certificate_pins(check: &HostKeyCheck) -> Result<Option<Vec<String>>, Rdp
             "the target has no certificate pin and unpinned targets are not allowed".into(),
         )),
         HostKeyCheck::Pinned(given) => {
-            let pins = given
-                .iter()
-                .flat_map(|p| p.split([',', ' ']))
-                .filter(|s| !s.is_empty())
-                .map(normalize_fingerprint)
-                .collect::<Vec<_>>();
+            let pins = psm_proxy::tls::normalize_pins(given);
             if pins.is_empty() || pins.iter().any(|p| p.len() != 64) {
                 return Err(RdpError::Config(
                     "a target certificate pin must be a SHA-256 fingerprint (64 hex digits)".into(),
@@ -130,85 +119,6 @@ pub fn certificate_pins(check: &HostKeyCheck) -> Result<Option<Vec<String>>, Rdp
     }
 }
 
-/// Lower-case hex without separators or a `sha256:` prefix.
-pub fn normalize_fingerprint(s: &str) -> String {
-    let s = s.trim();
-    let s = s
-        .strip_prefix("sha256:")
-        .or_else(|| s.strip_prefix("SHA256:"))
-        .unwrap_or(s);
-    s.chars()
-        .filter(|c| *c != ':')
-        .flat_map(char::to_lowercase)
-        .collect()
-}
-
-#[derive(Debug)]
-struct PinVerifier {
-    /// `None`: any certificate.
-    pins: Option<Vec<String>>,
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for PinVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        match &self.pins {
-            None => Ok(ServerCertVerified::assertion()),
-            Some(pins) => {
-                let got = hex::encode(sha2::Sha256::digest(end_entity.as_ref()));
-                if pins.contains(&got) {
-                    Ok(ServerCertVerified::assertion())
-                } else {
-                    Err(rustls::Error::General(format!(
-                        "the target's certificate (sha256 {got}) matches no pin"
-                    )))
-                }
-            }
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
 /// A TLS connector toward a target that checks its certificate with `check` (see
 /// [`certificate_pins`]).
 pub fn target_connector(check: &HostKeyCheck) -> Result<tokio_rustls::TlsConnector, RdpError> {
@@ -216,13 +126,7 @@ pub fn target_connector(check: &HostKeyCheck) -> Result<tokio_rustls::TlsConnect
     if pins.is_none() {
         tracing::warn!("accepting the target's certificate unchecked (no pin)");
     }
-    let provider = provider();
-    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| RdpError::Config(format!("TLS versions: {e}")))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(PinVerifier { pins, provider }))
-        .with_no_client_auth();
+    let mut config = psm_proxy::tls::pinned_client_config(pins)?;
     config.resumption = rustls::client::Resumption::disabled();
     Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
@@ -324,7 +228,10 @@ mod tests {
 
     #[test]
     fn fingerprints_normalize() {
-        assert_eq!(normalize_fingerprint("SHA256:AB:cd"), "abcd");
+        assert_eq!(
+            psm_proxy::tls::normalize_fingerprint("SHA256:AB:cd"),
+            "abcd"
+        );
         let pinned = |p: &str| HostKeyCheck::Pinned(vec![p.to_owned()]);
         assert!(certificate_pins(&pinned("abc")).is_err());
         assert!(certificate_pins(&HostKeyCheck::Pinned(Vec::new())).is_err());

@@ -160,13 +160,14 @@ pub(crate) async fn search(
     let kind = match q.kind.as_deref().unwrap_or("all") {
         "all" | "" => None,
         "command" => Some(HitKind::Command),
+        "statement" => Some(HitKind::Statement),
         "output" => Some(HitKind::Output),
         "event" => Some(HitKind::Event),
         _ => {
             return Err(ApiError::new(
                 400,
                 "invalid-input",
-                "kind must be command, output, event or all",
+                "kind must be command, statement, output, event or all",
             ));
         }
     };

@@ -6,7 +6,7 @@ export async function searchPage(main, params) {
   // search is too long instead.
   const q = h('input', { id: 'q', name: 'q', type: 'search', placeholder: 'command or output text', value: params.get('q') || '', required: true });
   const kind = h('select', { id: 'kind', name: 'kind' },
-    [['all', 'Commands and output'], ['command', 'Commands'], ['output', 'Output'], ['event', 'Events']]
+    [['all', 'Commands and output'], ['command', 'Commands'], ['statement', 'Database statements'], ['output', 'Output'], ['event', 'Events']]
       .map(([v, l]) => h('option', { value: v, selected: v === (params.get('kind') || 'all') }, l)));
   const regex = h('input', { type: 'checkbox', id: 'regex', checked: params.get('regex') === 'true' });
   const user = h('input', { id: 's-user', placeholder: 'user', value: params.get('user') || '' });

@@ -279,23 +279,41 @@ impl Default for PolicySection {
     }
 }
 
+/// A compiled command policy and how the gateways enforce it.
+pub type LoadedPolicy = (
+    Arc<psm_core::policy::Policy>,
+    psm_proxy::policy_tap::Enforcement,
+);
+
 impl PolicySection {
     /// The compiled policy and how to enforce it, or `None` without a file.
-    pub fn load(
+    pub fn load(&self) -> anyhow::Result<Option<LoadedPolicy>> {
+        self.load_with(Vec::new())
+    }
+
+    /// As [`load`](Self::load), with `extra` rules after the file's (the database gateways'
+    /// default rules); without a file, a policy of `extra` alone, or `None` if it is empty.
+    /// The file is read and parsed once.
+    pub fn load_with(
         &self,
-    ) -> anyhow::Result<
-        Option<(
-            Arc<psm_core::policy::Policy>,
-            psm_proxy::policy_tap::Enforcement,
-        )>,
-    > {
-        let Some(path) = &self.file else {
-            return Ok(None);
+        extra: Vec<psm_core::policy::RuleConfig>,
+    ) -> anyhow::Result<Option<LoadedPolicy>> {
+        let (mut config, what) = match &self.file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("policy.file: reading {}", path.display()))?;
+                let config = psm_core::policy::PolicyConfig::from_toml(&text)
+                    .with_context(|| format!("policy.file: {}", path.display()))?;
+                (config, format!("policy.file: {}", path.display()))
+            }
+            None if extra.is_empty() => return Ok(None),
+            None => (
+                psm_core::policy::PolicyConfig::default(),
+                "the default rules".to_owned(),
+            ),
         };
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("policy.file: reading {}", path.display()))?;
-        let policy = psm_core::policy::Policy::from_toml(&text)
-            .with_context(|| format!("policy.file: {}", path.display()))?;
+        config.rules.extend(extra);
+        let policy = psm_core::policy::Policy::new(&config).context(what)?;
         let enforcement = psm_proxy::policy_tap::Enforcement {
             echo_timeout: Duration::from_millis(self.echo_timeout_ms.max(1)),
             approval_timeout: (self.approval_timeout_secs > 0)

@@ -150,29 +150,12 @@ impl RunningDb {
 pub(crate) fn policy(
     policy: &PolicySection,
     default_rules: bool,
-) -> anyhow::Result<
-    Option<(
-        Arc<psm_core::policy::Policy>,
-        psm_proxy::policy_tap::Enforcement,
-    )>,
-> {
-    let loaded = policy.load()?;
-    if !default_rules {
-        return Ok(loaded);
+) -> anyhow::Result<Option<crate::config::LoadedPolicy>> {
+    if default_rules {
+        policy.load_with(psm_proxy_db::classify::default_rules())
+    } else {
+        policy.load()
     }
-    let mut config = match &policy.file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("policy.file: reading {}", path.display()))?;
-            psm_core::policy::PolicyConfig::from_toml(&text)
-                .with_context(|| format!("policy.file: {}", path.display()))?
-        }
-        None => psm_core::policy::PolicyConfig::default(),
-    };
-    config.rules.extend(psm_proxy_db::classify::default_rules());
-    let compiled = psm_core::policy::Policy::new(&config).context("default_rules")?;
-    let enforcement = loaded.map(|(_, e)| e).unwrap_or_default();
-    Ok(Some((compiled, enforcement)))
 }
 
 /// Starts the `kind` gateway with files under `data` unless the section names others.

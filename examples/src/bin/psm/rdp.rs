@@ -50,17 +50,16 @@ fn identity(section: &RdpSection, data: &Path) -> anyhow::Result<(PathBuf, PathB
     }
     let dir = data.join("rdp");
     let (cert, key) = (dir.join("gateway.crt"), dir.join("gateway.key"));
-    if cert.is_file() && key.is_file() {
-        return Ok((cert, key, false));
+    // Both are ours: one without the other is what an interrupted first start left.
+    if cert.is_file() != key.is_file() {
+        for leftover in [&cert, &key] {
+            let _ = std::fs::remove_file(leftover);
+        }
     }
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
-    let generated = rcgen::generate_simple_self_signed(names)
-        .context("generating the RDP gateway's self-signed certificate")?;
-    psm_proxy::keyfile::write_private(&key, generated.signing_key.serialize_pem().as_bytes())?;
-    std::fs::write(&cert, generated.cert.pem())
-        .with_context(|| format!("writing {}", cert.display()))?;
-    Ok((cert, key, true))
+    let names = ["localhost".to_owned(), "127.0.0.1".to_owned()];
+    let created = psm_proxy::tls::ensure_self_signed(&cert, &key, &names)
+        .context("the RDP gateway's self-signed certificate")?;
+    Ok((cert, key, created))
 }
 
 /// The API key the child presents: one issued at each start to its own process instance
