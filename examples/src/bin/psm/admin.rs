@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use psm_core::Protocol;
 use psm_core::directory::{
-    AuthorizedKey, DirectoryAdmin, NewUser, PasswordHash, TotpSecret, UserDirectory, UserUpdate,
+    AuthorizedKey, NewUser, PasswordHash, TotpSecret, UserDirectory, UserUpdate,
 };
 use psm_core::store::SqliteStore;
 use psm_core::vault::{Credential, Target};
@@ -63,14 +63,15 @@ pub struct DataArg {
     data: PathBuf,
 }
 
-/// Where `psm users` administers: the node's data directory, or a remote control plane.
+/// Where `psm users` and `psm targets` administer: the node's data directory, or a remote
+/// control plane.
 #[derive(clap::Args)]
 pub struct DirectoryArg {
     #[command(flatten)]
     data: DataArg,
-    /// A remote control plane (`https://HOST:PORT`) whose directory to administer instead of
-    /// the data directory's (needs an admin API key; passwords are hashed here, before they
-    /// are sent).
+    /// A remote control plane (`https://HOST:PORT`) whose directory and vault to administer
+    /// instead of the data directory's (needs an admin API key; user passwords are hashed
+    /// here, before they are sent; a target's credential goes to the vault over the API).
     #[arg(long, env = "PSM_CONTROL_PLANE")]
     control_plane: Option<String>,
     /// The file holding the admin API key for --control-plane.
@@ -161,7 +162,7 @@ pub enum Targets {
     /// Adds (or replaces) an SSH, RDP or PostgreSQL target and its vaulted credential.
     Add {
         #[command(flatten)]
-        data: DataArg,
+        data: DirectoryArg,
         /// The target's name, as users type it (`ssh alice+NAME@gateway`,
         /// `xfreerdp /u:alice+NAME ...`).
         name: String,
@@ -200,12 +201,12 @@ pub enum Targets {
     /// Lists targets.
     List {
         #[command(flatten)]
-        data: DataArg,
+        data: DirectoryArg,
     },
     /// Removes a target.
     Remove {
         #[command(flatten)]
-        data: DataArg,
+        data: DirectoryArg,
         name: String,
     },
 }
@@ -228,18 +229,24 @@ impl std::ops::Deref for Directory {
     }
 }
 
+impl DirectoryArg {
+    /// The remote control plane, when one is named.
+    fn remote(&self) -> Option<crate::pipeline::remote::Remote> {
+        self.control_plane
+            .as_ref()
+            .map(|url| crate::pipeline::remote::Remote {
+                url: url.clone(),
+                api_key_file: self.api_key_file.clone(),
+                ca_file: self.ca_file.clone(),
+                allow_plain_http: self.allow_plain_http,
+            })
+    }
+}
+
 impl Directory {
     async fn open(arg: &DirectoryArg) -> anyhow::Result<Self> {
-        match &arg.control_plane {
-            Some(url) => {
-                let remote = crate::pipeline::remote::Remote {
-                    url: url.clone(),
-                    api_key_file: arg.api_key_file.clone(),
-                    ca_file: arg.ca_file.clone(),
-                    allow_plain_http: arg.allow_plain_http,
-                };
-                Ok(Directory::Remote(remote.directory()?))
-            }
+        match arg.remote() {
+            Some(remote) => Ok(Directory::Remote(remote.directory()?)),
             None => Ok(Directory::Local(node_store(&arg.data.data).await?)),
         }
     }
@@ -509,13 +516,14 @@ async fn targets(cmd: Targets) -> anyhow::Result<()> {
                      fingerprint of its TLS certificate); --scan and --key-file are for ssh"
                 );
             }
-            let credential = match (password_stdin, &key_file) {
-                (true, None) => Credential::password(account.clone(), stdin_secret("password")?),
-                (false, Some(path)) => Credential::private_key(
-                    account.clone(),
-                    std::fs::read_to_string(path)
-                        .with_context(|| format!("reading {}", path.display()))?,
+            let (password, private_key) = match (password_stdin, &key_file) {
+                (true, None) => (Some(stdin_secret("password")?), None),
+                (false, Some(path)) => (
                     None,
+                    Some(
+                        std::fs::read_to_string(path)
+                            .with_context(|| format!("reading {}", path.display()))?,
+                    ),
                 ),
                 _ => anyhow::bail!("give exactly one of --password-stdin or --key-file"),
             };
@@ -545,24 +553,52 @@ async fn targets(cmd: Targets) -> anyhow::Result<()> {
                 }
                 (Some(_), true) => anyhow::bail!("give --host-key or --scan, not both"),
             };
-            let node = node(&data.data).await?;
-            let vault = node.control_plane.vault();
-            vault
-                .put_target(
-                    Target {
-                        name: name.clone(),
-                        host,
-                        port,
-                        protocol,
-                        host_key,
-                    },
-                    "psm-cli",
-                )
-                .await?;
-            vault.set_credential(&name, credential, "psm-cli").await?;
-            node.close().await;
+            let target = Target {
+                name: name.clone(),
+                host,
+                port,
+                protocol,
+                host_key,
+            };
+            match data.remote() {
+                Some(remote) => {
+                    let client = remote.client()?;
+                    client
+                        .put_target(&psm_client::wire::PutTargetRequest {
+                            name: target.name.clone(),
+                            host: target.host.clone(),
+                            port: target.port,
+                            protocol: target.protocol,
+                            host_key: target.host_key.clone(),
+                        })
+                        .await
+                        .context("PutTarget")?;
+                    client
+                        .set_credential(&psm_client::wire::SetCredentialRequest {
+                            target: name.clone(),
+                            user_name: account,
+                            password,
+                            private_key,
+                            passphrase: None,
+                        })
+                        .await
+                        .context("SetCredential")?;
+                }
+                None => {
+                    let credential = match (password, private_key) {
+                        (Some(p), _) => Credential::password(account, p),
+                        (None, Some(k)) => Credential::private_key(account, k, None),
+                        (None, None) => unreachable!("one of the two was given"),
+                    };
+                    let node = node(&data.data.data).await?;
+                    let vault = node.control_plane.vault();
+                    vault.put_target(target, "psm-cli").await?;
+                    vault.set_credential(&name, credential, "psm-cli").await?;
+                    node.close().await;
+                }
+            }
             if let Some(role) = grant {
-                let dir = node_store(&data.data).await?;
+                let dir = Directory::open(&data).await?;
                 dir.grant(&role, &name).await?;
                 dir.close().await;
                 println!("Role {role} may reach {name}.");
@@ -581,8 +617,29 @@ async fn targets(cmd: Targets) -> anyhow::Result<()> {
             }
         }
         Targets::List { data } => {
-            let node = node(&data.data).await?;
-            for t in node.control_plane.vault().targets().await? {
+            let targets: Vec<Target> = match data.remote() {
+                Some(remote) => remote
+                    .client()?
+                    .list_targets()
+                    .await
+                    .context("ListTargets")?
+                    .into_iter()
+                    .map(|t| Target {
+                        name: t.name,
+                        host: t.host,
+                        port: t.port,
+                        protocol: t.protocol,
+                        host_key: t.host_key,
+                    })
+                    .collect(),
+                None => {
+                    let node = node(&data.data.data).await?;
+                    let targets = node.control_plane.vault().targets().await?;
+                    node.close().await;
+                    targets
+                }
+            };
+            for t in targets {
                 println!(
                     "{}\t{}:{}\t{}\thost key {}",
                     t.name,
@@ -592,15 +649,25 @@ async fn targets(cmd: Targets) -> anyhow::Result<()> {
                     t.host_key.as_deref().map_or("NOT PINNED", |_| "pinned")
                 );
             }
-            node.close().await;
         }
         Targets::Remove { data, name } => {
-            let node = node(&data.data).await?;
-            node.control_plane
-                .vault()
-                .remove_target(&name, "psm-cli")
-                .await?;
-            node.close().await;
+            match data.remote() {
+                Some(remote) => {
+                    remote
+                        .client()?
+                        .delete_target(&name)
+                        .await
+                        .context("DeleteTarget")?;
+                }
+                None => {
+                    let node = node(&data.data.data).await?;
+                    node.control_plane
+                        .vault()
+                        .remove_target(&name, "psm-cli")
+                        .await?;
+                    node.close().await;
+                }
+            }
             println!("Target {name} removed.");
         }
     }
