@@ -32,6 +32,12 @@ use psm_core::{Protocol, Stage};
 
 const ROLE: &str = "desktop-ops";
 
+/// `[recording]` for these tests' `psm up`: a 64 MiB floor instead of the 1 GiB default. They
+/// run on shared CI disks whose free space other tenants move (0.9 % of 258 GB once), and a
+/// node below its floor rightly stops encoding; the floor itself is tested elsewhere
+/// (psm-proxy's `recording_limits`, psm-pipeline's `storage_faults`).
+const RECORDING_SECTION: &str = "[recording]\nmin_free_mib = 64\n";
+
 fn psm_bin() -> PathBuf {
     std::env::var_os("PSM_BIN")
         .map(PathBuf::from)
@@ -238,7 +244,7 @@ async fn psm_up_runs_supervises_and_stops_the_rdp_gateway() {
     std::fs::write(
         &config,
         format!(
-            "[rdp]\nallow_drive = true\n\n[policy]\nfile = \"{}\"\n",
+            "[rdp]\nallow_drive = true\n\n[policy]\nfile = \"{}\"\n\n{RECORDING_SECTION}",
             policy.display()
         ),
     )
@@ -760,8 +766,12 @@ async fn psm_up_records_rdp_keys_shortcuts_and_clicks_and_redacts_passwords() {
     let data = dir.path().join("data");
     let [api, ssh, live, rdp, rdp_web, rdp_live] = [(); 6].map(|()| free_port());
     let (up_out, up_err) = (dir.path().join("up.out"), dir.path().join("up.err"));
+    let config = dir.path().join("psm.toml");
+    std::fs::write(&config, RECORDING_SECTION).unwrap();
     let child = Command::new(&psm_program)
         .arg("up")
+        .arg("--config")
+        .arg(&config)
         .arg("--data")
         .arg(&data)
         .args([
