@@ -407,26 +407,10 @@ with psycopg.connect({conninfo:?}, password={pw:?}, prepare_threshold=0) as conn
         "{answer:?}"
     );
 
-    // Access windows that name networks see psql's address (the gateway reports it with
-    // OpenSession): a window for 10.0.0.0/8 only refuses alice and says why; one for
-    // 127.0.0.1/32 lets her in.
-    let added = up.windows(&["add", "dba", "pgprod", "--from", "10.0.0.0/8"]);
-    let far = added.split_whitespace().nth(1).unwrap().to_owned();
-    let out = psql(&up, ALICE_PW, &["-c", "SELECT 'inside-the-window'"], None);
-    assert!(!out.status.success(), "{}", text(&out));
-    assert!(
-        text(&out).contains("your address 127.0.0.1 is not in an allowed network"),
-        "psql is told why: {}",
-        text(&out)
-    );
-    up.windows(&["add", "dba", "pgprod", "--from", "127.0.0.1/32"]);
-    up.windows(&["remove", &far]);
-    let out = psql(&up, ALICE_PW, &["-c", "SELECT 'inside-the-window'"], None);
-    assert!(
-        out.status.success() && text(&out).contains("inside-the-window"),
-        "{}",
-        text(&out)
-    );
+    // Access windows that name networks see psql's address.
+    up.check_network_windows("dba", "pgprod", "psql", || {
+        psql(&up, ALICE_PW, &["-c", "SELECT 'inside-the-window'"], None)
+    });
 
     // The recordings: every session is recorded, verifies, and holds its statements; the
     // vaulted password is in no export, no log line and nothing psm up printed.

@@ -28,21 +28,8 @@ fn targets_are_added_listed_and_removed_over_the_admin_api() {
     };
 
     let port = target.port.to_string();
-    let add = [
-        "targets",
-        "add",
-        "web-01",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &port,
-        "--user",
-        &target.account,
-        "--password-stdin",
-        "--scan",
-        "--grant",
-        "ops",
-    ];
+    let add = target.add_args("web-01", "ops");
+    let add: Vec<&str> = add.iter().map(String::as_str).collect();
     let added = remote(&add, &target.password);
     assert!(added.status.success(), "{}", text(&added));
     assert!(

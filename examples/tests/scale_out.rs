@@ -116,32 +116,13 @@ fn two_nodes_every_session_reaches_the_bucket_and_one_ui_serves_them() {
     wait_port(api_port);
 
     // Administration against the control plane's data directory: a target, a user.
-    let mut add = Command::new(psm())
-        .args(["targets", "add", "web-01", "--data"])
-        .arg(&cp_data)
-        .args([
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &target.port.to_string(),
-            "--user",
-            &target.account,
-            "--password-stdin",
-            "--scan",
-            "--grant",
-            "ops",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    add.stdin
-        .take()
-        .unwrap()
-        .write_all(target.password.as_bytes())
-        .unwrap();
-    let out = add.wait_with_output().unwrap();
+    let out = common::run_with_stdin(
+        Command::new(psm())
+            .args(target.add_args("web-01", "ops"))
+            .arg("--data")
+            .arg(&cp_data),
+        &target.password,
+    );
     assert!(out.status.success(), "{}", text(&out));
     let key = d.join("alice");
     keygen(&key);

@@ -114,32 +114,13 @@ impl Up {
 
     /// `psm targets add NAME ... --scan --grant ROLE` for an SSH target.
     pub fn add_ssh_target(&self, name: &str, target: &SshTarget, role: &str) {
-        let mut add = Command::new(psm())
-            .args(["targets", "add", name, "--data"])
-            .arg(&self.data)
-            .args([
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &target.port.to_string(),
-                "--user",
-                &target.account,
-                "--password-stdin",
-                "--scan",
-                "--grant",
-                role,
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        add.stdin
-            .take()
-            .unwrap()
-            .write_all(target.password.as_bytes())
-            .unwrap();
-        let out = add.wait_with_output().unwrap();
+        let out = run_with_stdin(
+            Command::new(psm())
+                .args(target.add_args(name, role))
+                .arg("--data")
+                .arg(&self.data),
+            &target.password,
+        );
         assert!(out.status.success(), "{}", text(&out));
         assert!(
             String::from_utf8_lossy(&out.stdout).contains("pinned"),
@@ -204,6 +185,36 @@ impl Up {
         let out = self.psm_with_stdin(&[&["windows"], args].concat(), "");
         assert!(out.status.success(), "psm windows {args:?}: {}", text(&out));
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Access windows that name networks see the client's address (the gateway reports it
+    /// with OpenSession): with only a window for 10.0.0.0/8, `connect` (a client on
+    /// 127.0.0.1 that selects `'inside-the-window'`) is refused and told why; with one for
+    /// 127.0.0.1/32 instead, it gets in. `client` names it in failure messages.
+    pub fn check_network_windows(
+        &self,
+        role: &str,
+        target: &str,
+        client: &str,
+        connect: impl Fn() -> Output,
+    ) {
+        let added = self.windows(&["add", role, target, "--from", "10.0.0.0/8"]);
+        let far = added.split_whitespace().nth(1).unwrap().to_owned();
+        let out = connect();
+        assert!(!out.status.success(), "{}", text(&out));
+        assert!(
+            text(&out).contains("your address 127.0.0.1 is not in an allowed network"),
+            "{client} is told why: {}",
+            text(&out)
+        );
+        self.windows(&["add", role, target, "--from", "127.0.0.1/32"]);
+        self.windows(&["remove", &far]);
+        let out = connect();
+        assert!(
+            out.status.success() && text(&out).contains("inside-the-window"),
+            "{}",
+            text(&out)
+        );
     }
 
     /// `psm ARGS --data DATA` with `input` on its standard input.

@@ -41,6 +41,30 @@ pub struct SshTarget {
 }
 
 impl SshTarget {
+    /// The arguments of `psm targets add NAME` for this target: its port and account, the
+    /// password on standard input (send [`password`](Self::password)), the host key read
+    /// now (`--scan`), and `ROLE` let in. Where the target goes (`--data`, or
+    /// `--control-plane`) is for the caller to add.
+    pub fn add_args(&self, name: &str, role: &str) -> Vec<String> {
+        [
+            "targets",
+            "add",
+            name,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &self.port.to_string(),
+            "--user",
+            &self.account,
+            "--password-stdin",
+            "--scan",
+            "--grant",
+            role,
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+
     pub fn start(dir: &Path, account: &str) -> Self {
         assert!(
             Path::new("/usr/sbin/sshd").exists(),
